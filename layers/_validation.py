@@ -1,0 +1,28 @@
+"""Argument checks shared by the cells and the sequence layers."""
+
+import numbers
+
+
+def positive_int(name, value):
+    """Return `value` if it is a positive integer, else raise naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, "
+            f"expected a positive integer, got {value!r}."
+        )
+    return int(value)
+
+
+def rate(name, value):
+    """Return `value` as a float if it lies in [0, 1), else raise naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"Received an invalid type for argument `{name}`, "
+            f"expected a float in [0, 1), got {type(value).__name__} {value!r}."
+        )
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, "
+            f"expected a float in [0, 1), got {value!r}."
+        )
+    return float(value)

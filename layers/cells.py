@@ -1,0 +1,567 @@
+"""Recurrent cells written from scratch with `keras.ops`.
+
+Each cell computes one time step and follows the Keras cell contract
+(`state_size`, `output_size`, `call(inputs, states, training)`,
+`get_initial_state(batch_size)`), so it works inside `keras.layers.RNN`,
+`keras.layers.Bidirectional` and a list of stacked cells. Weight names, shapes
+and gate order equal Keras's own cells, so `set_weights` moves weights between
+these cells and `keras.layers.SimpleRNNCell`/`LSTMCell`/`GRUCell` (and the
+`SimpleRNN`/`LSTM`/`GRU` layers) in both directions.
+"""
+
+import keras
+from keras import activations, constraints, initializers, ops, regularizers
+
+from layers._validation import positive_int, rate
+
+PACKAGE = "rnnzoo"
+
+
+def _tensor_usable_here(tensor):
+    """Whether a cached tensor may be used in the current tracing context.
+
+    On TensorFlow a dropout mask drawn while tracing one graph must not leak
+    into another graph (a later trace, or eager execution). A mask drawn in
+    an enclosing graph (the function around a `while_loop` body) is fine: the
+    loop captures it, so every step sees the same mask.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    try:
+        graph = tensor.graph
+    except AttributeError:  # an eager tensor has no graph
+        graph = None
+    if graph is None:
+        return tf.executing_eagerly()
+    if tf.executing_eagerly():
+        return False
+    current = tf.compat.v1.get_default_graph()
+    while current is not None:
+        if current is graph:
+            return True
+        current = getattr(current, "outer_graph", None)
+    return False
+
+
+class _RecurrentCell(keras.layers.Layer):
+    """Shared machinery: argument checks, weights, dropout masks, config.
+
+    Subclasses set `_gate_count` and implement `step`.
+    """
+
+    _gate_count = 1
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        # Accepted for config compatibility with Keras's cells; this cell
+        # always computes all gates with one matrix product.
+        kwargs.pop("implementation", None)
+        super().__init__(**kwargs)
+        self.units = positive_int("units", units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout = rate("dropout", dropout)
+        self.recurrent_dropout = rate("recurrent_dropout", recurrent_dropout)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(
+                "Received an invalid value for argument `seed`, expected an "
+                f"integer or None, got {seed!r}."
+            )
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.output_size = self.units
+        self._input_mask = None
+        self._recurrent_mask = None
+
+    # ----------------------------------------------------------------- weights
+    def _bias_shape(self):
+        return (self._gate_count * self.units,)
+
+    def _make_bias_initializer(self):
+        return self.bias_initializer
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects `inputs` of rank 2 "
+                f"(batch, features) at each step, got shape {input_shape}. "
+                "To run over a sequence, wrap the cell in `keras.layers.RNN`."
+            )
+        if input_shape[-1] is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a known last dimension of "
+                f"`inputs`, got shape {input_shape}."
+            )
+        width = self._gate_count * self.units
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], width),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=self._bias_shape(),
+                name="bias",
+                initializer=self._make_bias_initializer(),
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+        self.built = True
+
+    def set_weights(self, weights):
+        expected = [tuple(w.shape) for w in self.weights]
+        received = [tuple(getattr(w, "shape", ())) for w in weights]
+        if expected != received:
+            raise ValueError(
+                f"Received weights of shapes {received} for argument `weights` "
+                f"of {type(self).__name__} `{self.name}`, expected shapes "
+                f"{expected} ([kernel, recurrent_kernel"
+                f"{', bias' if self.use_bias else ''}]){self._layout_hint()}."
+            )
+        super().set_weights(weights)
+
+    def _layout_hint(self):
+        return ""
+
+    # ------------------------------------------------------------------ states
+    @property
+    def state_size(self):
+        return self.units
+
+    def get_initial_state(self, batch_size=None):
+        # A new sequence starts here: the next training step draws new masks.
+        self.reset_dropout_masks()
+        sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
+        return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
+
+    def _check_step(self, inputs, states):
+        if len(inputs.shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects `inputs` of rank 2 "
+                f"(batch, features), got shape {tuple(inputs.shape)}."
+            )
+        sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
+        if len(states) != len(sizes):
+            raise ValueError(
+                f"{type(self).__name__} expects `states` to hold {len(sizes)} "
+                f"tensor(s), got {len(states)}."
+            )
+        for index, (state, size) in enumerate(zip(states, sizes)):
+            shape = tuple(state.shape)
+            if len(shape) != 2 or (shape[-1] is not None and shape[-1] != size):
+                raise ValueError(
+                    f"{type(self).__name__} expects `states[{index}]` of shape "
+                    f"(batch, {size}), got shape {shape}."
+                )
+
+    # ----------------------------------------------------------------- dropout
+    def reset_dropout_masks(self):
+        """Forget the cached dropout masks; the next training step draws new ones."""
+        self._input_mask = None
+        self._recurrent_mask = None
+
+    def _cached_mask(self, attribute, like, dropout_rate):
+        mask = getattr(self, attribute)
+        if mask is not None and _tensor_usable_here(mask):
+            if mask.shape[0] is None or like.shape[0] is None or mask.shape[0] == like.shape[0]:
+                return mask
+        mask = keras.random.dropout(
+            ops.ones_like(like), rate=dropout_rate, seed=self.seed_generator
+        )
+        object.__setattr__(self, attribute, mask)
+        return mask
+
+    def dropout_masks(self, inputs, h_tm1, training=False):
+        """The (input, recurrent) dropout masks of the current sequence.
+
+        One mask per sequence: drawn at the first training step after
+        `reset_dropout_masks()` (which `get_initial_state` calls) and reused
+        at every later step. `None` where no dropout applies.
+        """
+        if not training:
+            return None, None
+        input_mask = recurrent_mask = None
+        if self.dropout > 0.0:
+            input_mask = self._cached_mask("_input_mask", inputs, self.dropout)
+        if self.recurrent_dropout > 0.0:
+            recurrent_mask = self._cached_mask("_recurrent_mask", h_tm1, self.recurrent_dropout)
+        return input_mask, recurrent_mask
+
+    # -------------------------------------------------------------------- call
+    def call(self, inputs, states, training=False):
+        nested = isinstance(states, (list, tuple))
+        states = list(states) if nested else [states]
+        self._check_step(inputs, states)
+        input_mask, recurrent_mask = self.dropout_masks(inputs, states[0], training)
+        if input_mask is not None:
+            inputs = inputs * input_mask
+        output, new_states = self.step(inputs, states, recurrent_mask)
+        return output, (new_states if nested or len(new_states) > 1 else new_states[0])
+
+    def step(self, inputs, states, recurrent_mask):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SimpleRNNCell(_RecurrentCell):
+    """Cell of a fully connected (Elman) recurrent network.
+
+    Computes `h_t = activation(x_t W + h_{t-1} U + b)`; the output is the new
+    state. Reference: Elman, "Finding structure in time", Cognitive Science
+    14(2), 1990.
+
+    Args:
+        units: Positive integer, dimensionality of the state and output.
+        activation: Activation function. Default: `"tanh"`.
+        use_bias: Whether to add the bias vector `b`. Default: `True`.
+        kernel_initializer: Initializer of `kernel` (input to state).
+            Default: `"glorot_uniform"`.
+        recurrent_initializer: Initializer of `recurrent_kernel` (state to
+            state). Default: `"orthogonal"`.
+        bias_initializer: Initializer of `bias`. Default: `"zeros"`.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer:
+            Regularizers of the three weights. Default: `None`.
+        kernel_constraint, recurrent_constraint, bias_constraint:
+            Constraints of the three weights. Default: `None`.
+        dropout: Float in [0, 1): fraction of the inputs dropped. One mask
+            per sequence, reused at every step, applied only in training.
+        recurrent_dropout: Float in [0, 1): fraction of the previous state
+            dropped before the recurrent product, with one mask per sequence.
+        seed: Integer seed of the dropout masks.
+
+    Call arguments:
+        inputs: Tensor of shape `(batch, features)`, one time step.
+        states: List holding the previous state, shape `(batch, units)`.
+        training: Whether dropout applies.
+
+    Returns:
+        `(output, [new_state])`, both of shape `(batch, units)`.
+
+    Example:
+
+    >>> import numpy as np, keras, layers
+    >>> rnn = keras.layers.RNN(layers.SimpleRNNCell(4))
+    >>> rnn(np.zeros((2, 5, 3), "float32")).shape
+    (2, 4)
+    """
+
+    _gate_count = 1
+
+    def step(self, inputs, states, recurrent_mask):
+        h_tm1 = states[0]
+        if recurrent_mask is not None:
+            h_tm1 = h_tm1 * recurrent_mask
+        pre_activation = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            pre_activation = pre_activation + self.bias
+        pre_activation = pre_activation + ops.matmul(h_tm1, self.recurrent_kernel)
+        h = self.activation(pre_activation) if self.activation is not None else pre_activation
+        return h, [h]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LSTMCell(_RecurrentCell):
+    """Cell of a long short-term memory network.
+
+    With gates in the order i, f, c, o (as Keras):
+
+        i = recurrent_activation(x W_i + h U_i + b_i)
+        f = recurrent_activation(x W_f + h U_f + b_f)
+        g = activation(x W_c + h U_c + b_c)
+        o = recurrent_activation(x W_o + h U_o + b_o)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * activation(c_t)
+
+    Reference: Hochreiter & Schmidhuber, "Long short-term memory", Neural
+    Computation 9(8), 1997; the forget gate from Gers, Schmidhuber & Cummins,
+    "Learning to forget", 2000.
+
+    Args:
+        units: Positive integer, dimensionality of the state and output.
+        activation: Activation of the candidate and of the cell state on its
+            way out. Default: `"tanh"`.
+        recurrent_activation: Activation of the gates. Default: `"sigmoid"`.
+        use_bias: Whether the gates have biases. Default: `True`.
+        kernel_initializer, recurrent_initializer, bias_initializer: As in
+            `SimpleRNNCell`.
+        unit_forget_bias: If `True`, add 1 to the forget-gate bias at
+            initialisation (Jozefowicz et al., 2015) and use zeros for the
+            rest whatever `bias_initializer` is. Default: `True`.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer,
+        kernel_constraint, recurrent_constraint, bias_constraint: As in
+            `SimpleRNNCell`.
+        dropout, recurrent_dropout, seed: As in `SimpleRNNCell`; one input
+            mask and one recurrent mask per sequence, shared by all gates.
+
+    Call arguments:
+        inputs: Tensor of shape `(batch, features)`.
+        states: List `[h, c]`, each of shape `(batch, units)`.
+        training: Whether dropout applies.
+
+    Returns:
+        `(h, [h, c])`.
+
+    Example:
+
+    >>> import numpy as np, keras, layers
+    >>> rnn = keras.layers.RNN(layers.LSTMCell(4), return_state=True)
+    >>> output, h, c = rnn(np.zeros((2, 5, 3), "float32"))
+    >>> c.shape
+    (2, 4)
+    """
+
+    _gate_count = 4
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            **kwargs,
+        )
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    @property
+    def state_size(self):
+        return [self.units, self.units]
+
+    def _make_bias_initializer(self):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        units, base = self.units, self.bias_initializer
+
+        def forget_bias_initializer(shape, dtype=None):
+            return ops.concatenate(
+                [
+                    base((units,), dtype=dtype),
+                    ops.ones((units,), dtype=dtype),
+                    base((2 * units,), dtype=dtype),
+                ]
+            )
+
+        return forget_bias_initializer
+
+    def step(self, inputs, states, recurrent_mask):
+        h_tm1, c_tm1 = states
+        if recurrent_mask is not None:
+            h_tm1 = h_tm1 * recurrent_mask
+        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_tm1, self.recurrent_kernel)
+        if self.use_bias:
+            z = z + self.bias
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        i = self.recurrent_activation(z_i)
+        f = self.recurrent_activation(z_f)
+        c = f * c_tm1 + i * self.activation(z_c)
+        o = self.recurrent_activation(z_o)
+        h = o * self.activation(c)
+        return h, [h, c]
+
+    def get_config(self):
+        config = {
+            "recurrent_activation": activations.serialize(self.recurrent_activation),
+            "unit_forget_bias": self.unit_forget_bias,
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GRUCell(_RecurrentCell):
+    """Cell of a gated recurrent unit network.
+
+    With gates in the order z, r, h (as Keras):
+
+        z = recurrent_activation(x W_z + h U_z + b_z)
+        r = recurrent_activation(x W_r + h U_r + b_r)
+        reset_after=True:  n = activation(x W_h + b_h + r * (h U_h + b'_h))
+        reset_after=False: n = activation(x W_h + (r * h) U_h + b_h)
+        h_t = z * h_{t-1} + (1 - z) * n
+
+    With `reset_after=True` (the default, and cuDNN's form) the bias has shape
+    `(2, 3 * units)`: row 0 for the input product, row 1 for the recurrent
+    product. With `reset_after=False` it has shape `(3 * units,)`.
+
+    Reference: Cho et al., "Learning phrase representations using RNN
+    encoder-decoder for statistical machine translation", EMNLP 2014.
+
+    Args:
+        units: Positive integer, dimensionality of the state and output.
+        activation: Activation of the candidate state. Default: `"tanh"`.
+        recurrent_activation: Activation of the gates. Default: `"sigmoid"`.
+        use_bias, kernel_initializer, recurrent_initializer,
+        bias_initializer, regularizers and constraints: As in `SimpleRNNCell`.
+        reset_after: Apply the reset gate after the recurrent product
+            (`True`, default) or before it (`False`).
+        dropout, recurrent_dropout, seed: As in `SimpleRNNCell`; the
+            recurrent mask applies to the state inside the recurrent
+            products, not to the carried state `h_{t-1}` in the final mix.
+
+    Call arguments:
+        inputs: Tensor of shape `(batch, features)`.
+        states: List holding the previous state, shape `(batch, units)`.
+        training: Whether dropout applies.
+
+    Returns:
+        `(h, [h])`.
+
+    Example:
+
+    >>> import numpy as np, keras, layers
+    >>> rnn = keras.layers.RNN(layers.GRUCell(4, reset_after=False))
+    >>> rnn(np.zeros((2, 5, 3), "float32")).shape
+    (2, 4)
+    """
+
+    _gate_count = 3
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        reset_after=True,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            **kwargs,
+        )
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.reset_after = bool(reset_after)
+
+    def _bias_shape(self):
+        if self.reset_after:
+            return (2, 3 * self.units)
+        return (3 * self.units,)
+
+    def _layout_hint(self):
+        if not self.use_bias:
+            return ""
+        if self.reset_after:
+            return (
+                "; with reset_after=True the GRU bias has shape (2, 3 * units): "
+                "input bias and recurrent bias. Weights from a GRU with "
+                "reset_after=False need a cell built with reset_after=False"
+            )
+        return (
+            "; with reset_after=False the GRU bias has shape (3 * units,). "
+            "Weights from a GRU with reset_after=True need a cell built with "
+            "reset_after=True"
+        )
+
+    def step(self, inputs, states, recurrent_mask):
+        h_tm1 = states[0]
+        h_dropped = h_tm1 * recurrent_mask if recurrent_mask is not None else h_tm1
+        units = self.units
+        x = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            x = x + (self.bias[0] if self.reset_after else self.bias)
+        x_z, x_r, x_h = ops.split(x, 3, axis=-1)
+        if self.reset_after:
+            inner = ops.matmul(h_dropped, self.recurrent_kernel)
+            if self.use_bias:
+                inner = inner + self.bias[1]
+            inner_z, inner_r, inner_h = ops.split(inner, 3, axis=-1)
+            z = self.recurrent_activation(x_z + inner_z)
+            r = self.recurrent_activation(x_r + inner_r)
+            candidate = self.activation(x_h + r * inner_h)
+        else:
+            inner = ops.matmul(h_dropped, self.recurrent_kernel[:, : 2 * units])
+            inner_z, inner_r = ops.split(inner, 2, axis=-1)
+            z = self.recurrent_activation(x_z + inner_z)
+            r = self.recurrent_activation(x_r + inner_r)
+            candidate = self.activation(
+                x_h + ops.matmul(r * h_dropped, self.recurrent_kernel[:, 2 * units :])
+            )
+        h = z * h_tm1 + (1.0 - z) * candidate
+        return h, [h]
+
+    def get_config(self):
+        config = {
+            "recurrent_activation": activations.serialize(self.recurrent_activation),
+            "reset_after": self.reset_after,
+        }
+        return {**super().get_config(), **config}
