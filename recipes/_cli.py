@@ -1,0 +1,77 @@
+"""The command-line frame that every recipe shares.
+
+`python -m recipes.<name> <verb> [--flags]`: each verb is a sub-command with
+`--help`. `run` turns the errors a user can cause (bad arguments, missing or
+unreadable files, a diverged run) into one line on stderr and a non-zero exit,
+never a traceback.
+"""
+
+import argparse
+import os
+import sys
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def add_run_arguments(parser, *, workdir_required=True, training=True):
+    """Add the flags shared by the recipes' verbs."""
+    parser.add_argument(
+        "--workdir",
+        required=workdir_required,
+        help="Directory for config.json, checkpoints, logs, metrics.json, plots and exports.",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override a config field (repeatable); unknown keys and wrong types are an error.",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="Random seed (same as --set seed=N).")
+    if training:
+        parser.add_argument(
+            "--resume", action="store_true", help="Continue the interrupted run in --workdir from its last backup."
+        )
+        parser.add_argument(
+            "--strategy",
+            choices=("default", "mirrored", "multi-worker"),
+            default="default",
+            help="tf.distribute strategy: default (one device), mirrored (all local devices), "
+            "multi-worker (MultiWorkerMirroredStrategy configured by TF_CONFIG).",
+        )
+    return parser
+
+
+def overrides_with_seed(args):
+    """The --set overrides, with --seed appended as seed=N."""
+    overrides = list(args.overrides or [])
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    return overrides
+
+
+def run(main, argv=None):
+    """Call `main(argv)`; print user errors as one line and exit non-zero."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from zoo.training import TrainingDiverged
+
+    try:
+        code = main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint and exports are kept", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError, UnicodeDecodeError, TrainingDiverged) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USAGE if not isinstance(error, TrainingDiverged) else 1)
+    sys.exit(code or 0)
+
+
+def parser(prog, description):
+    """An `argparse.ArgumentParser` whose sub-commands are the verbs."""
+    result = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return result

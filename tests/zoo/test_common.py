@@ -1,0 +1,161 @@
+"""The shared pieces every recipe uses: config overrides, atomic files, training path."""
+
+import dataclasses
+import json
+import os
+from typing import Literal, Optional
+
+import keras
+import numpy as np
+import pytest
+
+from zoo import config as config_lib
+from zoo import registry
+from zoo import training
+from zoo.files import atomic_path, atomic_write_json
+
+
+@dataclasses.dataclass
+class ToyConfig:
+    units: int = 8  # width
+    rate: float = 0.1  # learning rate
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # which cell
+    flag: bool = False  # a switch
+    sizes: tuple[int, ...] = (1, 2)  # a list
+    budget: Optional[float] = None  # minutes
+    seed: int = 0  # random seed
+
+    def validate(self):
+        if self.units <= 0:
+            raise ValueError(f"Received an invalid value for `units`: {self.units}; expected a positive integer.")
+
+
+def test_overrides_parse_each_type():
+    config = config_lib.apply_overrides(
+        ToyConfig(), ["units=16", "rate=0.5", "cell=gru", "flag=true", "sizes=3,4,5", "budget=2.5", "seed=7"]
+    )
+    assert config == ToyConfig(units=16, rate=0.5, cell="gru", flag=True, sizes=(3, 4, 5), budget=2.5, seed=7)
+    assert config_lib.apply_overrides(config, ["budget=none"]).budget is None
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("unitz=3", ["unitz", "Known fields", "units"]),
+        ("units", ["key=value"]),
+        ("units=many", ["units", "many", "int"]),
+        ("cell=transformer", ["cell", "transformer", "lstm"]),
+        ("flag=maybe", ["flag", "maybe"]),
+        ("units=0", ["units", "positive"]),
+    ],
+)
+def test_bad_overrides_name_the_field(override, words):
+    with pytest.raises(ValueError) as error:
+        config_lib.apply_overrides(ToyConfig(), [override])
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_config_round_trip(tmp_path):
+    config = ToyConfig(units=3, sizes=(9,))
+    config_lib.save(config, tmp_path / "config.json")
+    assert config_lib.load(ToyConfig, tmp_path / "config.json") == config
+    (tmp_path / "bad.json").write_text(json.dumps({"units": 3, "colour": "red"}))
+    with pytest.raises(ValueError, match="colour"):
+        config_lib.load(ToyConfig, tmp_path / "bad.json")
+
+
+def test_atomic_path_keeps_previous_on_failure(tmp_path):
+    target = tmp_path / "export"
+    with atomic_path(target) as temporary:
+        os.makedirs(temporary)
+        (open(os.path.join(temporary, "v"), "w")).write("1")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            os.makedirs(temporary)
+            (open(os.path.join(temporary, "v"), "w")).write("2")
+            raise RuntimeError("interrupted")
+    assert (target / "v").read_text() == "1"
+    assert sorted(os.listdir(tmp_path)) == ["export"]
+    with atomic_path(target) as temporary:
+        os.makedirs(temporary)
+        (open(os.path.join(temporary, "v"), "w")).write("3")
+    assert (target / "v").read_text() == "3"
+    atomic_write_json(tmp_path / "m.json", {"a": np.float32(1.5)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1.5}
+
+
+def test_registry_unknown_name_lists_known():
+    registry.register("toy/test-model")(lambda config: None)
+    with pytest.raises(ValueError) as error:
+        registry.get("toy/nope")
+    assert "toy/nope" in str(error.value) and "toy/test-model" in str(error.value)
+
+
+def test_prepare_workdir_refuses_to_mix_runs(tmp_path):
+    config = ToyConfig()
+    assert training.prepare_workdir(str(tmp_path), config) == config
+    os.makedirs(tmp_path / training.CHECKPOINT_DIR)
+    with pytest.raises(ValueError, match="--resume"):
+        training.prepare_workdir(str(tmp_path), config)
+    assert training.prepare_workdir(str(tmp_path), config, resume=True) == config
+    with pytest.raises(ValueError, match="units"):
+        training.prepare_workdir(str(tmp_path), ToyConfig(units=4), resume=True)
+
+
+def _toy_model(learning_rate):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
+    return model
+
+
+def _dataset(x, y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+def test_fit_writes_checkpoints_resumes_and_stops_on_nan(tmp_path):
+    training.set_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    workdir = str(tmp_path / "ok")
+    result = training.fit(
+        _toy_model(0.05), _dataset(x, y), workdir=workdir, epochs=3,
+        validation_data=_dataset(x, y), verbose=0, tensorboard=False,
+    )
+    losses = result["history"]["loss"]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    restored = keras.saving.load_model(result["last_checkpoint"], safe_mode=True)
+    assert restored.evaluate(_dataset(x, y), verbose=0) == pytest.approx(result["history"]["val_loss"][-1], rel=1e-5)
+    assert os.path.exists(result["best_checkpoint"])
+
+    # A learning rate this large makes the loss overflow: training stops with a
+    # clear message, and the checkpoint from the good first run is kept.
+    before = os.path.getmtime(result["last_checkpoint"])
+    y_huge = y * 1e30
+    with pytest.raises(training.TrainingDiverged, match="epoch 1, batch"):
+        training.fit(
+            _toy_model(1e10), _dataset(x, y_huge), workdir=workdir, epochs=2,
+            verbose=0, tensorboard=False,
+        )
+    assert os.path.getmtime(result["last_checkpoint"]) == before
+
+
+def test_time_budget_stops_after_current_batch(tmp_path):
+    x = np.zeros((64, 3), "float32")
+    result = training.fit(
+        _toy_model(0.01), _dataset(x, x[:, :1]), workdir=str(tmp_path), epochs=50,
+        max_minutes=1e-9, verbose=0, tensorboard=False,
+    )
+    assert result["time_budget_exhausted"]
+    assert len(result["history"]["loss"]) == 1
+
+
+def test_fit_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="epochs"):
+        training.fit(_toy_model(0.1), None, workdir=str(tmp_path), epochs=0)
+    with pytest.raises(ValueError, match="max_minutes"):
+        training.fit(_toy_model(0.1), None, workdir=str(tmp_path), epochs=1, max_minutes=-1)
+    with pytest.raises(TypeError, match="seed"):
+        training.set_seed("1")

@@ -1,0 +1,126 @@
+"""Typed run configurations: `--set key=value` overrides and JSON files.
+
+Every recipe's config is a frozen-free `dataclasses.dataclass` with a comment
+per field. `apply_overrides` checks each override against the fields and their
+types, so a typo or a wrong type fails loudly instead of being ignored.
+"""
+
+import dataclasses
+import json
+import os
+import types
+import typing
+
+from zoo.files import atomic_write_text
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def _parse_value(name, text, annotation):
+    """Convert the string `text` to the field type `annotation`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if text.lower() in ("none", "null") and len(options) < len(typing.get_args(annotation)):
+            return None
+        errors = []
+        for option in options:
+            try:
+                return _parse_value(name, text, option)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError("; ".join(errors))
+    if origin is typing.Literal:
+        choices = typing.get_args(annotation)
+        if text not in choices:
+            raise ValueError(
+                f"Received an invalid value for `{name}`: {text!r}; expected one of {list(choices)}."
+            )
+        return text
+    if origin in (tuple, list):
+        (item_type, *_) = typing.get_args(annotation) or (str,)
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        values = [_parse_value(name, item, item_type) for item in items]
+        return tuple(values) if origin is tuple else values
+    if annotation is bool:
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"Received an invalid value for `{name}`: {text!r}; expected true or false.")
+    if annotation in (int, float):
+        try:
+            return annotation(text)
+        except ValueError:
+            raise ValueError(
+                f"Received an invalid value for `{name}`: {text!r}; expected {annotation.__name__}."
+            ) from None
+    if annotation is str:
+        return text
+    raise TypeError(f"Field `{name}` has a type ({annotation!r}) that --set cannot parse.")
+
+
+def field_types(config_class):
+    """Map each field name of a dataclass to its resolved type."""
+    hints = typing.get_type_hints(config_class)
+    return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
+
+
+def apply_overrides(config, overrides):
+    """Return a copy of `config` with `key=value` strings applied.
+
+    Raises `ValueError` naming the key for an unknown field, a missing `=`,
+    or a value that does not parse as the field's type.
+    """
+    types_by_name = field_types(type(config))
+    changes = {}
+    for override in overrides or ():
+        if "=" not in override:
+            raise ValueError(
+                f"Received an invalid override {override!r} for `--set`; expected key=value."
+            )
+        key, text = (part.strip() for part in override.split("=", 1))
+        if key not in types_by_name:
+            raise ValueError(
+                f"Unknown config field {key!r} in `--set {override}`. "
+                f"Known fields: {', '.join(sorted(types_by_name))}."
+            )
+        changes[key] = _parse_value(key, text, types_by_name[key])
+    updated = dataclasses.replace(config, **changes)
+    validate = getattr(updated, "validate", None)
+    if callable(validate):
+        validate()
+    return updated
+
+
+def to_dict(config):
+    return dataclasses.asdict(config)
+
+
+def save(config, path):
+    """Write `config` as JSON, atomically."""
+    atomic_write_text(path, json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+
+
+def load(config_class, path):
+    """Read a config written by `save`; unknown keys are an error."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No config file at {path!r}.")
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    types_by_name = field_types(config_class)
+    unknown = sorted(set(data) - set(types_by_name))
+    if unknown:
+        raise ValueError(
+            f"Config file {path!r} has unknown fields {unknown}; known: {sorted(types_by_name)}."
+        )
+    for name, value in data.items():
+        if isinstance(value, list) and typing.get_origin(types_by_name[name]) is tuple:
+            data[name] = tuple(value)
+    config = config_class(**data)
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    return config
