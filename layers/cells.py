@@ -9,6 +9,8 @@ these cells and `keras.layers.SimpleRNNCell`/`LSTMCell`/`GRUCell` (and the
 `SimpleRNN`/`LSTM`/`GRU` layers) in both directions.
 """
 
+import weakref
+
 import keras
 from keras import activations, constraints, initializers, ops, regularizers
 
@@ -43,6 +45,26 @@ def _tensor_usable_here(tensor):
             return True
         current = getattr(current, "outer_graph", None)
     return False
+
+
+def _enclosing_rnn_call():
+    """The Keras name scope of the innermost `keras.layers.RNN` call now running.
+
+    `keras.layers.RNN.__call__` opens a fresh name scope object for every call
+    (eager or traced), and the cell's steps run inside it, so the scope's
+    identity tells one sequence from the next even when `RNN` gets an
+    `initial_state` or is stateful (cases where it never calls
+    `get_initial_state`). Returns `None` when the cell is called outside any
+    `RNN`, or when this Keras version keeps its scopes elsewhere.
+    """
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # pragma: no cover - depends on the Keras version
+        return None
+    for scope in reversed(global_state.get_global_attribute("name_scope_stack") or []):
+        if isinstance(getattr(scope, "caller", None), keras.layers.RNN):
+            return scope
+    return None
 
 
 class _RecurrentCell(keras.layers.Layer):
@@ -98,8 +120,7 @@ class _RecurrentCell(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.output_size = self.units
-        self._input_mask = None
-        self._recurrent_mask = None
+        self.reset_dropout_masks()
 
     # ----------------------------------------------------------------- weights
     def _bias_shape(self):
@@ -149,6 +170,12 @@ class _RecurrentCell(keras.layers.Layer):
         self.built = True
 
     def set_weights(self, weights):
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__} `{self.name}` has no weights yet, so "
+                "argument `weights` cannot be set; build it first with "
+                "`cell.build((batch, features))` or by calling it."
+            )
         expected = [tuple(w.shape) for w in self.weights]
         received = [tuple(getattr(w, "shape", ())) for w in weights]
         if expected != received:
@@ -197,8 +224,25 @@ class _RecurrentCell(keras.layers.Layer):
     # ----------------------------------------------------------------- dropout
     def reset_dropout_masks(self):
         """Forget the cached dropout masks; the next training step draws new ones."""
-        self._input_mask = None
-        self._recurrent_mask = None
+        object.__setattr__(self, "_input_mask", None)
+        object.__setattr__(self, "_recurrent_mask", None)
+        object.__setattr__(self, "_mask_owner", None)
+
+    def _follow_sequence(self):
+        """Reset the cached masks when the steps belong to a new `RNN` call.
+
+        The masks are tied to the `keras.layers.RNN` call that drew them, so a
+        new call (a new batch of sequences) always gets new masks, whether or
+        not `RNN` asked this cell for its initial state. Outside any `RNN` the
+        masks stay until `reset_dropout_masks()` or `get_initial_state()`.
+        """
+        scope = _enclosing_rnn_call()
+        owner = getattr(self, "_mask_owner", None)
+        current = owner() if owner is not None else None
+        if current is not scope or (owner is not None and current is None):
+            self.reset_dropout_masks()
+            if scope is not None:
+                object.__setattr__(self, "_mask_owner", weakref.ref(scope))
 
     def _cached_mask(self, attribute, like, dropout_rate):
         mask = getattr(self, attribute)
@@ -214,12 +258,16 @@ class _RecurrentCell(keras.layers.Layer):
     def dropout_masks(self, inputs, h_tm1, training=False):
         """The (input, recurrent) dropout masks of the current sequence.
 
-        One mask per sequence: drawn at the first training step after
-        `reset_dropout_masks()` (which `get_initial_state` calls) and reused
-        at every later step. `None` where no dropout applies.
+        One mask per sequence, reused at every step: inside
+        `keras.layers.RNN` (and `Bidirectional`, stacked cells) the masks are
+        drawn at the first training step of each `RNN` call; for a cell
+        called directly they are drawn at the first training step after
+        `reset_dropout_masks()` (which `get_initial_state` calls). `None`
+        where no dropout applies.
         """
         if not training:
             return None, None
+        self._follow_sequence()
         input_mask = recurrent_mask = None
         if self.dropout > 0.0:
             input_mask = self._cached_mask("_input_mask", inputs, self.dropout)
@@ -344,9 +392,10 @@ class LSTMCell(_RecurrentCell):
         use_bias: Whether the gates have biases. Default: `True`.
         kernel_initializer, recurrent_initializer, bias_initializer: As in
             `SimpleRNNCell`.
-        unit_forget_bias: If `True`, add 1 to the forget-gate bias at
-            initialisation (Jozefowicz et al., 2015) and use zeros for the
-            rest whatever `bias_initializer` is. Default: `True`.
+        unit_forget_bias: If `True`, initialise the forget-gate bias to
+            ones (Jozefowicz et al., 2015) and the other three gates' biases
+            with `bias_initializer`, as Keras does. If `False`, the whole
+            bias comes from `bias_initializer`. Default: `True`.
         kernel_regularizer, recurrent_regularizer, bias_regularizer,
         kernel_constraint, recurrent_constraint, bias_constraint: As in
             `SimpleRNNCell`.
