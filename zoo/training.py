@@ -7,8 +7,12 @@ resumable:
 - `checkpoints/last.keras` (every epoch) and `checkpoints/best.keras` (lowest
   validation loss), each written to a temporary file and moved into place, so
   an interrupted save never destroys the previous checkpoint;
-- `keras.callbacks.BackupAndRestore` in `backup/`, so a killed run started
-  again with `resume=True` continues where the last backup left it;
+- a backup of weights, optimizer state and position (epoch, batch) in
+  `backup/`, every epoch and optionally every N batches, so a killed run
+  started again continues from the last backup, skipping the batches it had
+  already done: the resumed run takes the same number of optimizer steps as
+  an uninterrupted one (Keras's `BackupAndRestore` restarts the epoch
+  instead, which repeats steps after a mid-epoch backup);
 - TensorBoard logs in `logs/`;
 - a wall-clock budget that ends training cleanly after the current batch;
 - a loss that becomes NaN or infinite stops training with `TrainingDiverged`,
@@ -17,12 +21,13 @@ resumable:
 
 import math
 import os
+import shutil
 import time
 
 import keras
 
 from zoo import config as config_lib
-from zoo.files import atomic_path
+from zoo.files import atomic_path, atomic_write_json, read_json
 
 CHECKPOINT_DIR = "checkpoints"
 BACKUP_DIR = "backup"
@@ -141,12 +146,88 @@ class TimeBudget(keras.callbacks.Callback):
         self.exhausted = False
 
     def on_train_begin(self, logs=None):
-        self.started = time.monotonic()
+        if self.started is None:  # one budget across the fits of a resumed run
+            self.started = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.max_seconds is not None and time.monotonic() - self.started >= self.max_seconds:
             self.exhausted = True
             self.model.stop_training = True
+
+
+class ResumableBackup(keras.callbacks.Callback):
+    """Back up weights, optimizer state and the position in training.
+
+    The backup is one directory (`latest/` holding `weights.weights.h5` and
+    `position.json`) replaced atomically, so weights and position always
+    belong together. Nothing is saved after a non-finite loss.
+    """
+
+    def __init__(self, directory, every_batches=None, nan_guard=None, budget=None):
+        super().__init__()
+        if every_batches is not None and (isinstance(every_batches, bool) or not isinstance(every_batches, int) or every_batches <= 0):
+            raise ValueError(
+                "Received an invalid value for argument `backup_every_batches`, expected a positive "
+                f"integer or None, got {every_batches!r}."
+            )
+        self.directory = directory
+        self.every_batches = every_batches
+        self.nan_guard = nan_guard
+        self.budget = budget
+        self.epoch = 0
+        self.batches_done = 0
+        self.skipped_at_start = 0
+
+    @property
+    def latest(self):
+        return os.path.join(self.directory, "latest")
+
+    def position(self):
+        """The saved `{"epoch", "batch"}` or None when there is no backup."""
+        path = os.path.join(self.latest, "position.json")
+        return read_json(path) if os.path.exists(path) else None
+
+    def restore(self):
+        position = self.position()
+        if position is None:
+            return None
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.latest, "weights.weights.h5"))
+        return position
+
+    def _save(self):
+        if self.nan_guard is not None and self.nan_guard.message:
+            return
+        with atomic_path(self.latest) as temporary:
+            os.makedirs(temporary)
+            self.model.save_weights(os.path.join(temporary, "weights.weights.h5"))
+            atomic_write_json(
+                os.path.join(temporary, "position.json"), {"epoch": self.epoch, "batch": self.batches_done}
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.batches_done = self.skipped_at_start
+        self.skipped_at_start = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_done += 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        if self.every_batches and self.batches_done % self.every_batches == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras ends the epoch early when the time budget stops training: then
+        # the position is mid-epoch, and a resumed run finishes this epoch.
+        if not (self.budget is not None and self.budget.exhausted):
+            self.epoch, self.batches_done = epoch + 1, 0
+        self._save()
+
+    def delete(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def fit(
@@ -178,29 +259,55 @@ def fit(
     checkpoint = AtomicCheckpoint(checkpoint_dir)
     nan_guard = StopOnNonFiniteLoss(checkpoint)
     budget = TimeBudget(max_minutes)
-    backup = keras.callbacks.BackupAndRestore(
-        os.path.join(workdir, BACKUP_DIR),
-        save_freq=backup_every_batches or "epoch",
-        delete_checkpoint=True,
-    )
+    backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, nan_guard, budget)
     all_callbacks = [nan_guard, budget, backup, checkpoint, *callbacks]
     if tensorboard:
         all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, LOG_DIR)))
+    backup.set_model(model)
+    position = backup.restore() or {"epoch": 0, "batch": 0}
+    epoch, skip = int(position["epoch"]), int(position["batch"])
+    if skip and steps_per_epoch is None:
+        import tensorflow as tf
+
+        batches = int(tf.data.experimental.cardinality(train_data))
+        if batches >= 0 and skip >= batches:  # the backup was taken after the epoch's last batch
+            epoch, skip = epoch + 1, 0
+    elif skip and skip >= steps_per_epoch:
+        epoch, skip = epoch + 1, 0
+    history = {}
+
+    def run(data, first_epoch, last_epoch, steps):
+        result = model.fit(
+            data,
+            validation_data=validation_data,
+            initial_epoch=first_epoch,
+            epochs=last_epoch,
+            callbacks=all_callbacks,
+            verbose=verbose,
+            steps_per_epoch=steps,
+            shuffle=False,  # the recipes' tf.data pipelines shuffle with their own seed
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(value) for value in values)
+
     started = time.monotonic()
-    history = model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        callbacks=all_callbacks,
-        verbose=verbose,
-        steps_per_epoch=steps_per_epoch,
-        shuffle=False,  # the recipes' tf.data pipelines shuffle with their own seed
-    )
+    if skip and epoch < epochs:
+        # Finish the interrupted epoch without repeating its first `skip` batches.
+        backup.skipped_at_start = skip
+        if steps_per_epoch is None:
+            run(train_data.skip(skip), epoch, epoch + 1, None)
+        else:
+            run(train_data, epoch, epoch + 1, steps_per_epoch - skip)
+        epoch += 1
+    if epoch < epochs and not (budget.exhausted or nan_guard.message):
+        run(train_data, epoch, epochs, steps_per_epoch)
     seconds = time.monotonic() - started
     if nan_guard.message:
         raise TrainingDiverged(nan_guard.message)
+    if not budget.exhausted:
+        backup.delete()
     return {
-        "history": {key: [float(value) for value in values] for key, values in history.history.items()},
+        "history": history,
         "seconds": seconds,
         "time_budget_exhausted": budget.exhausted,
         "last_checkpoint": os.path.join(checkpoint_dir, "last.keras"),
