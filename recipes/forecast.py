@@ -1,0 +1,193 @@
+"""Forecast a real series with our recurrent layers, against honest baselines.
+
+    python -m recipes.forecast train --workdir runs/co2            # weekly Mauna Loa CO2 (offline)
+    python -m recipes.forecast evaluate --workdir runs/co2         # table + metrics.json + forecast.png
+    python -m recipes.forecast export --workdir runs/co2 --model lstm
+    python -m recipes.forecast train --workdir runs/mine --csv data.csv --target load --time-column date
+    python -m recipes.forecast benchmark --workdir runs/bench      # every model on CO2 and El Nino
+
+Every model is scored on the same test windows (the last part of the series,
+never seen in training or normalisation): last value, seasonal naive, a
+linear AR(window) fitted by least squares, Holt-Winters (with statsmodels),
+a 1-D convolution, and SimpleRNN/LSTM/GRU in single-shot and autoregressive
+form. MASE < 1 means better than the seasonal naive forecast on the
+training part.
+"""
+
+import dataclasses
+import os
+
+from recipes import _cli
+from zoo import config as config_lib
+from zoo.files import atomic_write_text
+from zoo.forecast import pipeline
+from zoo.forecast.data import ForecastConfig
+from zoo.forecast.models import NEURAL_MODELS
+
+CONFIG_FILE = "config.json"
+
+# The benchmark's runs: (directory, overrides). Seeded through --seed.
+BENCHMARK_RUNS = {
+    "co2": ["dataset=co2", "window=104", "horizon=26", "season_period=0"],
+    "elnino": ["dataset=elnino", "window=36", "horizon=12", "season_period=0", "classical_trend=none"],
+}
+
+
+def _config_from_arguments(args):
+    overrides = _cli.overrides_with_seed(args)
+    if args.csv:
+        overrides.append(f"csv_path={os.path.abspath(args.csv)}")
+    for flag, field in (("target", "target"), ("time_column", "time_column"), ("inputs", "input_columns")):
+        value = getattr(args, flag)
+        if value:
+            overrides.append(f"{field}={value}")
+    if (args.target or args.time_column or args.inputs) and not args.csv:
+        raise ValueError("--target, --time-column and --inputs describe a CSV file; pass it with --csv PATH.")
+    return config_lib.apply_overrides(ForecastConfig(), overrides)
+
+
+def _saved_config(args, verb):
+    if args.overrides or args.seed is not None:
+        raise ValueError(
+            f"`{verb}` uses the config saved by `train` in {args.workdir}/{CONFIG_FILE}; --set and --seed only apply to `train`."
+        )
+    return config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
+
+
+def format_table(metrics, steps=None):
+    """A plain-text table: one row per model, overall and per-step MASE."""
+    horizon = metrics["horizon"]
+    steps = steps or sorted({1, max(1, horizon // 4), max(1, horizon // 2), horizon})
+    header = f"{'model':<27}{'MAE':>9}{'RMSE':>9}{'MASE':>8}" + "".join(f"{'MASE@' + str(step):>10}" for step in steps)
+    lines = [header, "-" * len(header)]
+    ranked = sorted(metrics["models"].items(), key=lambda item: item[1]["mase"])
+    for name, scores in ranked:
+        row = f"{name:<27}{scores['mae']:>9.4f}{scores['rmse']:>9.4f}{scores['mase']:>8.3f}"
+        row += "".join(f"{scores['mase_per_step'][step - 1]:>10.3f}" for step in steps)
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def verdict(metrics):
+    """Plain sentences: did the recurrent models beat the simple ones?"""
+    models = metrics["models"]
+    recurrent = {name: scores for name, scores in models.items() if name in NEURAL_MODELS and name != "conv"}
+    if not recurrent:
+        return "No recurrent model was evaluated."
+    best_name, best = min(recurrent.items(), key=lambda item: item[1]["mase"])
+    sentences = [f"Best recurrent model: {best_name} (MASE {best['mase']:.3f})."]
+    for rival in ("seasonal_naive", "linear_ar", "conv", "holt_winters"):
+        if rival in models:
+            other = models[rival]["mase"]
+            outcome = "beats" if best["mase"] < other else "does NOT beat"
+            sentences.append(f"It {outcome} {rival} (MASE {other:.3f}).")
+    overall_name = min(models, key=lambda name: models[name]["mase"])
+    sentences.append(f"Best model overall: {overall_name} (MASE {models[overall_name]['mase']:.3f}).")
+    return " ".join(sentences)
+
+
+def report(metrics):
+    split = metrics["split"]
+    filled = ", ".join(f"{column}: {count}" for column, count in metrics["missing_filled"].items())
+    return "\n".join(
+        [
+            f"{metrics['series']}: {metrics['steps']} steps, train/validation/test = "
+            f"{split['train']}/{split['validation']}/{split['test']}; {metrics['test_windows']} test windows of "
+            f"{metrics['window']} steps -> {metrics['horizon']} steps; missing values ({metrics['missing_policy']}): {filled}; "
+            f"season period {metrics['season_period']}{' (inferred)' if metrics['season_period_inferred'] else ''}; "
+            f"MASE scale (in-sample seasonal naive MAE) {metrics['mase_scale']:.4f}",
+            format_table(metrics),
+            f"holt_winters: {metrics['notes']['holt_winters']}",
+            verdict(metrics),
+        ]
+    )
+
+
+def command_train(args):
+    config = _config_from_arguments(args)
+    if args.resume:
+        config = config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE)) if not (
+            args.overrides or args.csv or args.seed is not None
+        ) else config
+    pipeline.train(config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
+    metrics = pipeline.evaluate(config, args.workdir, log=print)
+    print(report(metrics))
+
+
+def command_evaluate(args):
+    config = _saved_config(args, "evaluate")
+    metrics = pipeline.evaluate(config, args.workdir, log=print)
+    print(report(metrics))
+
+
+def command_export(args):
+    config = _saved_config(args, "export")
+    name = args.model or config.models[0]
+    path = pipeline.export(config, args.workdir, name, args.output)
+    print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast)")
+
+
+def command_benchmark(args):
+    base = list(_cli.overrides_with_seed(args))
+    sections = []
+    for run_name, overrides in BENCHMARK_RUNS.items():
+        if args.only and run_name not in args.only.split(","):
+            continue
+        config = config_lib.apply_overrides(
+            ForecastConfig(), [*overrides, f"models={','.join(NEURAL_MODELS)}", *base]
+        )
+        workdir = os.path.join(args.workdir, run_name)
+        print(f"== {run_name}: {workdir}")
+        pipeline.train(config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
+        metrics = pipeline.evaluate(config, workdir, log=print)
+        text = report(metrics)
+        print(text)
+        sections.append(f"## {run_name}\n\n```\n{text}\n```\n")
+    atomic_write_text(os.path.join(args.workdir, "benchmark.md"), "\n".join(sections))
+
+
+def build_parser():
+    parser = _cli.parser("python -m recipes.forecast", __doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    def data_arguments(subparser):
+        subparser.add_argument("--csv", help="CSV file with a header row (default: the embedded weekly CO2 series).")
+        subparser.add_argument("--target", help="CSV column to forecast.")
+        subparser.add_argument("--time-column", dest="time_column", help="CSV column of times (numbers or ISO dates).")
+        subparser.add_argument("--inputs", help="Extra CSV columns the neural models read, comma separated.")
+
+    def progress_argument(subparser):
+        subparser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
+
+    train = verbs.add_parser("train", help="Train the neural models, then evaluate every model on the test split.")
+    _cli.add_run_arguments(train)
+    data_arguments(train)
+    progress_argument(train)
+    train.set_defaults(handler=command_train)
+
+    evaluate = verbs.add_parser("evaluate", help="Score every model on the test windows; metrics.json, forecast.png.")
+    _cli.add_run_arguments(evaluate, training=False)
+    evaluate.set_defaults(handler=command_evaluate)
+
+    export = verbs.add_parser("export", help="Write a SavedModel: window in original units -> forecast in original units.")
+    _cli.add_run_arguments(export, training=False)
+    export.add_argument("--model", choices=NEURAL_MODELS, help="Which trained model (default: the first in `models`).")
+    export.add_argument("--output", help="Export directory (default: WORKDIR/export/MODEL).")
+    export.set_defaults(handler=command_export)
+
+    benchmark = verbs.add_parser("benchmark", help="Train and score every model on CO2 (26-week horizon) and El Nino (12 months).")
+    _cli.add_run_arguments(benchmark)
+    benchmark.add_argument("--only", help=f"Comma-separated subset of {list(BENCHMARK_RUNS)}.")
+    progress_argument(benchmark)
+    benchmark.set_defaults(handler=command_benchmark)
+    return parser
+
+
+def main(argv):
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run(main)

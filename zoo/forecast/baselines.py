@@ -1,0 +1,211 @@
+"""The simple forecasts a recurrent model has to beat, and the metrics.
+
+All baselines forecast from an origin t (the last observed step) using only
+values at or before t. `last_value_forecast` is the Markov model (the
+previous step only), `seasonal_naive_forecast` repeats the last season,
+`LinearAutoregression` is AR(p) fitted by least squares and rolled out on
+its own predictions, and `holt_winters_forecasts` is the classical
+exponential-smoothing reference (needs statsmodels).
+"""
+
+import math
+
+import numpy as np
+
+
+def last_value_forecast(target, origins, horizon):
+    """y_hat[t+h] = y[t] for every h."""
+    return np.repeat(target[origins][:, None], horizon, axis=1)
+
+
+def seasonal_naive_forecast(target, origins, horizon, period):
+    """y_hat[t+h] = y[t + h - period * ceil(h / period)]: the same point of the last observed season."""
+    steps = np.arange(1, horizon + 1)
+    lags = period * np.ceil(steps / period).astype(np.int64)
+    indices = origins[:, None] + steps[None, :] - lags[None, :]
+    if indices.min() < 0:
+        raise ValueError(
+            f"Seasonal naive needs {period} steps of history before each origin; the earliest origin is "
+            f"{int(origins.min())}."
+        )
+    return target[indices]
+
+
+def seasonal_naive_scale(training_target, period):
+    """Mean absolute error of the in-sample seasonal naive forecast on the
+    training part: the MASE denominator of Hyndman & Koehler (2006),
+    mean_{t>m} |y_t - y_{t-m}| (m = 1 without seasonality)."""
+    if len(training_target) <= period:
+        raise ValueError(
+            f"The training part has {len(training_target)} steps; the MASE scale needs more than period={period}."
+        )
+    scale = float(np.mean(np.abs(training_target[period:] - training_target[:-period])))
+    if scale == 0.0:
+        raise ValueError("The training part repeats itself exactly every period, so MASE is undefined (scale 0).")
+    return scale
+
+
+def forecast_errors(forecasts, truth, scale):
+    """MAE, RMSE and MASE overall and per horizon step (1-based lists)."""
+    errors = np.asarray(forecasts, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+    if errors.shape != np.shape(truth) or errors.ndim != 2:
+        raise ValueError(f"Received forecasts of shape {np.shape(forecasts)}; expected {np.shape(truth)} (windows, horizon).")
+    absolute = np.abs(errors)
+    return {
+        "mae": float(absolute.mean()),
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "mase": float(absolute.mean() / scale),
+        "mae_per_step": absolute.mean(axis=0).tolist(),
+        "rmse_per_step": np.sqrt(np.mean(errors**2, axis=0)).tolist(),
+        "mase_per_step": (absolute.mean(axis=0) / scale).tolist(),
+    }
+
+
+def infer_season_period(training_target, max_period=None, min_strength=0.1):
+    """The seasonal period from the autocorrelation of the training part.
+
+    The part is detrended by a quadratic fit (so a trend does not swamp the
+    autocorrelation), then the autocorrelation's peaks are found: lags that are
+    the largest value within +/- a quarter of themselves. The shortest peak
+    reaching 90% of the strongest is the period (a period's multiples peak
+    too). Returns 1 (no seasonality) when no peak reaches `min_strength`.
+    """
+    values = np.asarray(training_target, dtype=np.float64)
+    length = len(values)
+    max_period = max_period or length // 3
+    if max_period < 2:
+        return 1
+    steps = np.arange(length)
+    residual = values - np.polyval(np.polyfit(steps, values, 2), steps)
+    residual -= residual.mean()
+    energy = float(np.sum(residual**2))
+    if energy == 0.0:
+        return 1
+    autocorrelation = np.array([np.sum(residual[:-lag] * residual[lag:]) / energy for lag in range(1, max_period + 1)])
+    peaks = []
+    for lag in range(2, max_period + 1):
+        reach = max(1, lag // 4)
+        low, high = max(1, lag - reach), min(max_period, lag + reach)
+        value = autocorrelation[lag - 1]
+        if value >= min_strength and value >= autocorrelation[low - 1 : high].max() and lag + reach <= max_period:
+            peaks.append((lag, value))
+    if not peaks:
+        return 1
+    strongest = max(value for _, value in peaks)
+    return min(lag for lag, value in peaks if value >= 0.9 * strongest)
+
+
+class LinearAutoregression:
+    """AR(order) with an intercept, fitted by least squares on one-step targets.
+
+    Multi-step forecasts feed the model its own predictions (recursive
+    rollout), as a classical AR model does.
+    """
+
+    def __init__(self, order):
+        if isinstance(order, bool) or not isinstance(order, int) or order <= 0:
+            raise ValueError(f"Received an invalid value for argument `order`, expected a positive integer, got {order!r}.")
+        self.order = order
+        self.coefficients = None  # (order,) for y[t-order+1] .. y[t], oldest first
+        self.intercept = None
+
+    def fit(self, series):
+        series = np.asarray(series, dtype=np.float64)
+        if len(series) <= self.order:
+            raise ValueError(f"Received a series of {len(series)} steps; AR({self.order}) needs more than {self.order}.")
+        origins = np.arange(self.order - 1, len(series) - 1)
+        lagged = series[origins[:, None] + np.arange(-self.order + 1, 1)[None, :]]
+        design = np.concatenate([lagged, np.ones((len(origins), 1))], axis=1)
+        # lstsq returns the minimum-norm solution when lags are collinear (e.g. an exact trend).
+        solution, *_ = np.linalg.lstsq(design, series[origins + 1], rcond=None)
+        self.coefficients, self.intercept = solution[:-1], float(solution[-1])
+        return self
+
+    def forecast(self, windows, horizon):
+        """Roll out `horizon` steps from each window (n, order), oldest value first."""
+        if self.coefficients is None:
+            raise ValueError("This LinearAutoregression is not fitted; call fit(series) first.")
+        windows = np.asarray(windows, dtype=np.float64)
+        if windows.ndim != 2 or windows.shape[1] < self.order:
+            raise ValueError(f"Received windows of shape {windows.shape}; expected (n, >= {self.order}).")
+        history = windows[:, -self.order :]
+        forecasts = np.empty((len(windows), horizon))
+        for step in range(horizon):
+            next_value = history @ self.coefficients + self.intercept
+            forecasts[:, step] = next_value
+            history = np.concatenate([history[:, 1:], next_value[:, None]], axis=1)
+        return forecasts
+
+
+def holt_winters_forecasts(target, train_end, origins, horizon, period, trend="additive"):
+    """Holt-Winters exponential smoothing fitted on target[:train_end] only.
+
+    The smoothing parameters and initial states are estimated on the training
+    part. To forecast from every origin without refitting, the same fixed
+    model then filters the whole series once (each state at t depends only
+    on y[..t]) and the h-step forecast from origin t is
+    level[t] + (phi + ... + phi^h) * slope[t] + season[t + h - m*ceil(h/m)].
+    Returns (forecasts, description).
+    """
+    try:
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+    except ImportError:
+        raise ValueError("The Holt-Winters reference needs statsmodels: `pip install statsmodels`.") from None
+    if trend not in ("additive", "damped", "none"):
+        raise ValueError(f"Received an invalid value for `trend`: {trend!r}; expected additive, damped or none.")
+    seasonal = period > 1
+    specification = dict(
+        trend=None if trend == "none" else "add",
+        damped_trend=trend == "damped",
+        seasonal="add" if seasonal else None,
+        seasonal_periods=period if seasonal else None,
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter from the optimiser
+        fitted = ExponentialSmoothing(
+            np.asarray(target[:train_end], dtype=np.float64), initialization_method="estimated", **specification
+        ).fit()
+        parameters = fitted.params
+        initial = {"initial_level": parameters["initial_level"]}
+        smoothing = {"smoothing_level": parameters["smoothing_level"], "optimized": False}
+        if trend != "none":
+            initial["initial_trend"] = parameters["initial_trend"]
+            smoothing["smoothing_trend"] = parameters["smoothing_trend"]
+        if trend == "damped":
+            smoothing["damping_trend"] = parameters["damping_trend"]
+        if seasonal:
+            initial["initial_seasonal"] = parameters["initial_seasons"]
+            smoothing["smoothing_seasonal"] = parameters["smoothing_seasonal"]
+        filtered = ExponentialSmoothing(
+            np.asarray(target, dtype=np.float64), initialization_method="known", **initial, **specification
+        ).fit(**smoothing)
+    level = np.asarray(filtered.level)
+    slope = np.asarray(filtered.trend) if trend != "none" else np.zeros_like(level)
+    phi = float(parameters["damping_trend"]) if trend == "damped" else 1.0
+    steps = np.arange(1, horizon + 1)
+    trend_multiplier = np.cumsum(phi**steps)
+    forecasts = level[origins][:, None] + trend_multiplier[None, :] * slope[origins][:, None]
+    if seasonal:
+        season = np.asarray(filtered.season)
+        lags = period * np.ceil(steps / period).astype(np.int64)
+        forecasts = forecasts + season[origins[:, None] + steps[None, :] - lags[None, :]]
+    description = (
+        f"Holt-Winters ({'additive' if trend == 'additive' else trend} trend"
+        f"{f', additive season {period}' if seasonal else ''}), fitted on the training part, "
+        "re-filtered with fixed parameters up to each origin"
+    )
+    return forecasts, description, {key: float(value) for key, value in parameters.items() if np.ndim(value) == 0 and value is not None and not isinstance(value, bool)}
+
+
+def is_statsmodels_available():
+    try:
+        import statsmodels  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def finite_or_none(value):
+    return value if value is not None and math.isfinite(value) else None

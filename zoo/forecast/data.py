@@ -1,0 +1,341 @@
+"""Series loading, the missing-value policy, chronological splits and windows.
+
+A series is a `(time, feature)` array whose column 0 is the target. It comes
+from a CSV file or from one of the series that statsmodels ships (so the
+default works offline). Nothing here ever drops an interior row: a missing
+value is either filled by linear interpolation in time (and counted) or
+refused, so time never shifts.
+"""
+
+import csv
+import dataclasses
+import datetime
+import math
+import os
+from typing import Literal, Optional
+
+import numpy as np
+
+EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
+_MISSING_TEXT = {"", "na", "nan", "null", "none", "n/a", "-"}
+
+
+@dataclasses.dataclass
+class ForecastConfig:
+    """Everything that defines a forecasting run; saved as config.json."""
+
+    dataset: str = "co2"  # embedded series used when csv_path is empty: co2 (weekly), elnino (monthly), sunspots (yearly)
+    csv_path: str = ""  # CSV file with a header row; when set it replaces `dataset`
+    target: str = ""  # CSV column to forecast (required with csv_path)
+    time_column: str = ""  # optional CSV column of times (numbers or ISO dates), strictly increasing
+    input_columns: tuple[str, ...] = ()  # extra CSV columns the neural models read (multivariate input)
+    missing: Literal["interpolate", "refuse"] = "interpolate"  # interpolate: linear in time, counted; refuse: error
+    window: int = 104  # past steps each model reads
+    horizon: int = 26  # future steps forecast from each window
+    validation_fraction: float = 0.15  # share of the series (after training, before test) for early stopping
+    test_fraction: float = 0.15  # final share of the series, only used for the reported metrics
+    season_period: int = 0  # seasonal period in steps; 0 infers it from the training part; 1 means none
+    models: tuple[str, ...] = ("lstm",)  # neural models to train; see `forecast.NEURAL_MODELS`
+    units: int = 64  # recurrent units (and convolution filters)
+    epochs: int = 60  # maximum epochs per model
+    patience: int = 12  # stop a model after this many epochs without a better validation loss
+    batch_size: int = 32  # windows per training batch
+    learning_rate: float = 1e-3  # Adam learning rate
+    max_minutes: Optional[float] = 8.0  # wall-clock budget per model (none = unlimited)
+    classical_trend: Literal["additive", "damped", "none"] = "additive"  # Holt-Winters trend component
+    seed: int = 0  # seeds data shuffling and weight initialisation
+
+    def validate(self):
+        for name in ("window", "horizon", "units", "epochs", "patience", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
+        if self.season_period < 0:
+            raise ValueError(
+                f"Received an invalid value for `season_period`: {self.season_period}; "
+                "expected 0 (infer), 1 (no seasonality) or a period in steps."
+            )
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 0.5).")
+        if not self.learning_rate > 0:
+            raise ValueError(f"Received an invalid value for `learning_rate`: {self.learning_rate!r}; expected > 0.")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected > 0 or none.")
+        if self.csv_path and not self.target:
+            raise ValueError("Received `csv_path` without `target`; name the column to forecast (--target COLUMN).")
+        if not self.csv_path:
+            if self.dataset not in EMBEDDED_SERIES:
+                raise ValueError(
+                    f"Received an invalid value for `dataset`: {self.dataset!r}; expected one of "
+                    f"{list(EMBEDDED_SERIES)}, or a CSV file via csv_path (--csv PATH --target COLUMN)."
+                )
+            if self.input_columns:
+                raise ValueError("`input_columns` needs a CSV file (--csv); the embedded series have one column.")
+        from zoo.forecast.models import NEURAL_MODELS
+
+        unknown = [name for name in self.models if name not in NEURAL_MODELS]
+        if unknown:
+            raise ValueError(f"Received unknown `models` {unknown}; expected names from {list(NEURAL_MODELS)}.")
+
+    @property
+    def features(self):
+        return 1 + len(self.input_columns)
+
+
+@dataclasses.dataclass
+class Series:
+    """A regularly observed series; `values[:, 0]` is the target."""
+
+    name: str
+    columns: tuple  # column names, target first
+    values: np.ndarray  # (time, features) float64, no missing values left
+    times: np.ndarray  # (time,) float64 positions used for interpolation (days for dates)
+    filled: dict  # column -> number of interpolated values
+    trimmed: int = 0  # rows at the ends dropped because they had nothing to interpolate from
+
+    @property
+    def target(self):
+        return self.values[:, 0]
+
+
+# ----------------------------------------------------------------------------- missing values
+
+
+def fill_missing(values, times, policy, columns):
+    """Apply the missing-value policy to `values` (time, features).
+
+    "interpolate": interior gaps are filled by linear interpolation against
+    `times`; rows at the very start or end with a missing value cannot be
+    interpolated and are removed (only there, so no interior time shifts).
+    "refuse": any missing value is an error naming the column and row.
+    Returns (values, times, filled counts per column, trimmed row count).
+    """
+    missing = np.isnan(values)
+    if policy == "refuse":
+        if missing.any():
+            row, column = np.argwhere(missing)[0]
+            raise ValueError(
+                f"The series has {int(missing.sum())} missing values (first: column {columns[column]!r}, row {row}) "
+                "and `missing=refuse`; use `--set missing=interpolate` to fill them linearly in time."
+            )
+        return values, times, {name: 0 for name in columns}, 0
+    if policy != "interpolate":
+        raise ValueError(f"Received an invalid value for `missing`: {policy!r}; expected 'interpolate' or 'refuse'.")
+    complete_rows = np.flatnonzero(~missing.any(axis=1))
+    if complete_rows.size == 0:
+        raise ValueError("Every row of the series has a missing value; nothing to interpolate from.")
+    first, last = complete_rows[0], complete_rows[-1]
+    # Leading/trailing rows may still have some columns observed; for each column only
+    # values strictly between its first and last observation are interpolated.
+    values, times = values[first : last + 1].copy(), times[first : last + 1]
+    filled = {}
+    for index, name in enumerate(columns):
+        column = values[:, index]
+        gaps = np.isnan(column)
+        filled[name] = int(gaps.sum())
+        if gaps.any():
+            column[gaps] = np.interp(times[gaps], times[~gaps], column[~gaps])
+    return values, times, filled, int(len(missing) - len(values))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _parse_number(text, column, line):
+    if text.strip().lower() in _MISSING_TEXT:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"Column {column!r} has a non-numeric value {text!r} on line {line}; expected a number "
+            "(or an empty cell / NA for a missing value)."
+        ) from None
+    if math.isinf(value):
+        raise ValueError(f"Column {column!r} has an infinite value on line {line}; expected a finite number.")
+    return value
+
+
+def _parse_time(text, column, line):
+    stripped = text.strip()
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(stripped)
+    except ValueError:
+        raise ValueError(
+            f"Time column {column!r} has {text!r} on line {line}; expected a number or an ISO date such as 2001-12-29."
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp() / 86400.0
+
+
+def load_csv(path, target, time_column="", input_columns=()):
+    """Read `target` (and `input_columns`) from a CSV file with a header row.
+
+    Empty cells and NA/NaN/null are missing values. Without `time_column` the
+    rows are taken as equally spaced in file order.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No CSV file at {path!r} (from --csv).")
+    columns = (target, *input_columns)
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"Received repeated columns {list(columns)} in --target/--inputs; expected distinct names.")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for name, flag in [(name, "--inputs") for name in input_columns] + [(target, "--target")] + (
+            [(time_column, "--time-column")] if time_column else []
+        ):
+            if name not in header:
+                raise ValueError(f"Column {name!r} (from {flag}) is not in {path!r}; its columns are {header}.")
+        rows, times = [], []
+        for line, record in enumerate(reader, start=2):
+            rows.append([_parse_number(record[name] or "", name, line) for name in columns])
+            if time_column:
+                cell = record[time_column] or ""
+                if not cell.strip():
+                    raise ValueError(f"Time column {time_column!r} is empty on line {line}; every row needs a time.")
+                times.append(_parse_time(cell, time_column, line))
+    if not rows:
+        raise ValueError(f"The CSV file {path!r} has a header but no rows.")
+    values = np.asarray(rows, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64) if time_column else np.arange(len(rows), dtype=np.float64)
+    if time_column and np.any(np.diff(times) <= 0):
+        line = int(np.flatnonzero(np.diff(times) <= 0)[0]) + 3
+        raise ValueError(
+            f"Time column {time_column!r} is not strictly increasing (line {line}); sort the file by time "
+            "and remove duplicate times."
+        )
+    return os.path.basename(path), columns, values, times
+
+
+def load_embedded(name):
+    """One of the series statsmodels ships, as (name, columns, values, times)."""
+    try:
+        from statsmodels import datasets
+    except ImportError:
+        raise ValueError(
+            f"The embedded series {name!r} comes from statsmodels, which is not installed; "
+            "`pip install statsmodels`, or forecast your own file with --csv PATH --target COLUMN."
+        ) from None
+    if name == "co2":
+        # Weekly CO2 at Mauna Loa, 1958-03-29 .. 2001-12-29; 59 weeks missing.
+        frame = datasets.co2.load_pandas().data
+        values = frame["co2"].to_numpy(dtype=np.float64)[:, None]
+        times = (frame.index.to_numpy().astype("datetime64[D]").astype(np.int64)).astype(np.float64)
+        return "co2 (weekly, Mauna Loa, ppm)", ("co2",), values, times
+    if name == "elnino":
+        # Monthly sea-surface temperature (Nino 1+2 region), 1950..2010, one row per year.
+        frame = datasets.elnino.load_pandas().data
+        values = frame.drop(columns=["YEAR"]).to_numpy(dtype=np.float64).reshape(-1, 1)
+        return "elnino (monthly sea-surface temperature, deg C)", ("temperature",), values, np.arange(len(values), dtype=np.float64)
+    if name == "sunspots":
+        frame = datasets.sunspots.load_pandas().data
+        values = frame["SUNACTIVITY"].to_numpy(dtype=np.float64)[:, None]
+        return "sunspots (yearly, 1700..2008)", ("sunspots",), values, frame["YEAR"].to_numpy(dtype=np.float64)
+    raise ValueError(f"Received an invalid value for `dataset`: {name!r}; expected one of {list(EMBEDDED_SERIES)}.")
+
+
+def load_series(config):
+    """The series `config` names, with the missing-value policy applied."""
+    if config.csv_path:
+        name, columns, values, times = load_csv(
+            config.csv_path, config.target, config.time_column, config.input_columns
+        )
+    else:
+        name, columns, values, times = load_embedded(config.dataset)
+    values, times, filled, trimmed = fill_missing(values, times, config.missing, columns)
+    return Series(name=name, columns=columns, values=values, times=times, filled=filled, trimmed=trimmed)
+
+
+# ----------------------------------------------------------------------------- splits and windows
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Chronological split: [0, train_end) train, [train_end, validation_end) validation, rest test."""
+
+    train_end: int
+    validation_end: int
+    length: int
+
+    def origins(self, part, window, horizon):
+        """Indices t of the last observed step of each window whose `horizon`
+        targets t+1..t+horizon all lie in `part`. Inputs may reach back into
+        earlier parts (they are observed history at forecast time); the
+        training windows lie entirely inside the training part."""
+        if part == "train":
+            first, end = window - 1, self.train_end
+        elif part == "validation":
+            first, end = self.train_end - 1, self.validation_end
+        elif part == "test":
+            first, end = self.validation_end - 1, self.length
+        else:
+            raise ValueError(f"Received an invalid value for `part`: {part!r}; expected train, validation or test.")
+        first = max(first, window - 1)
+        return np.arange(first, end - horizon, dtype=np.int64)
+
+
+def chronological_split(length, validation_fraction, test_fraction, window, horizon):
+    """Split `length` steps in time order and check every part is long enough."""
+    test = int(round(length * test_fraction))
+    validation = int(round(length * validation_fraction))
+    train = length - validation - test
+    split = Split(train_end=train, validation_end=train + validation, length=length)
+    needs = {
+        "train": window + horizon,
+        "validation": horizon,
+        "test": horizon,
+    }
+    sizes = {"train": train, "validation": validation, "test": test}
+    for part, need in needs.items():
+        if sizes[part] < need:
+            raise ValueError(
+                f"The series is too short: {length} steps give a {part} part of {sizes[part]} steps, but "
+                f"window={window} and horizon={horizon} need at least {need} there. Use a longer series, "
+                "a smaller window or horizon, or other validation_fraction/test_fraction."
+            )
+    return split
+
+
+def windows_at(values, origins, window):
+    """Inputs ending at each origin: (len(origins), window, features)."""
+    offsets = np.arange(-window + 1, 1)
+    return values[origins[:, None] + offsets[None, :]]
+
+
+def targets_at(target, origins, horizon):
+    """The `horizon` target values after each origin: (len(origins), horizon)."""
+    return target[origins[:, None] + np.arange(1, horizon + 1)[None, :]]
+
+
+@dataclasses.dataclass
+class Normalizer:
+    """Per-feature mean and standard deviation, from the training part only."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, training_values, columns):
+        mean = training_values.mean(axis=0)
+        std = training_values.std(axis=0)
+        constant = [columns[index] for index in np.flatnonzero(std <= 1e-12 * np.maximum(1.0, np.abs(mean)))]
+        if constant:
+            raise ValueError(
+                f"Column(s) {constant} are constant over the training part; a constant series has nothing "
+                "to forecast (and cannot be normalised). Check the column or drop it from --inputs."
+            )
+        return cls(mean=mean, std=std)
+
+    def normalize(self, values):
+        return (values - self.mean) / self.std
+
+    def denormalize_target(self, values):
+        return values * self.std[0] + self.mean[0]
