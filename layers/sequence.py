@@ -8,6 +8,7 @@ truncated back-propagation through time.
 import inspect
 
 import keras
+from keras import ops, tree
 
 from layers import cells
 from layers._validation import positive_int
@@ -32,6 +33,7 @@ class _SequenceLayer(keras.layers.RNN):
         stateful=False,
         unroll=False,
         bptt_steps=None,
+        fused=True,
         activity_regularizer=None,
         **kwargs,
     ):
@@ -56,6 +58,16 @@ class _SequenceLayer(keras.layers.RNN):
         )
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.bptt_steps = None if bptt_steps is None else positive_int("bptt_steps", bptt_steps)
+        if not isinstance(fused, bool):
+            raise TypeError(
+                "Received an invalid value for argument `fused`, expected a bool, "
+                f"got {type(fused).__name__} {fused!r}."
+            )
+        self.fused = fused
+        # Which path the last call (or trace, inside `tf.function`) took,
+        # "fused" or "cell", and why the cell path was taken.
+        self.last_path = None
+        self.fallback_reason = None
 
     def __getattr__(self, name):
         # Expose the cell's hyper-parameters (`units`, `dropout`, ...) as Keras's
@@ -68,6 +80,102 @@ class _SequenceLayer(keras.layers.RNN):
         self.cell.reset_dropout_masks()
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
+    def _fallback_reason(self, sequences):
+        """Why this call cannot take the fused path, or `None` if it can."""
+        if not self.fused:
+            return "fused=False"
+        if keras.backend.backend() != "tensorflow":
+            return f"backend {keras.backend.backend()!r} is not tensorflow"
+        from layers import fused
+
+        math_class = fused.math_class_for(
+            self.cell, (cells.SimpleRNNCell, cells.LSTMCell, cells.GRUCell)
+        )
+        return fused.fallback_reason(self.cell, sequences, math_class)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if tree.is_nested(mask):
+            mask = mask[0]
+        if not tree.is_nested(initial_state):
+            initial_state = [initial_state]
+        reason = self._fallback_reason(sequences)
+        self.fallback_reason = reason
+        if reason is None:
+            from layers import fused
+
+            self.last_path = "fused"
+            math_class = fused.math_class_for(
+                self.cell, (cells.SimpleRNNCell, cells.LSTMCell, cells.GRUCell)
+            )
+            return fused.fused_inner_loop(
+                self.cell,
+                math_class,
+                sequences,
+                list(initial_state),
+                mask,
+                training=training,
+                go_backwards=self.go_backwards,
+                return_sequences=self.return_sequences,
+                zero_output_for_mask=self.zero_output_for_mask,
+                truncate_every=self.bptt_steps,
+            )
+        self.last_path = "cell"
+        if self.bptt_steps is None:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        return self._truncated_cell_loop(sequences, list(initial_state), mask, training)
+
+    def _truncated_cell_loop(self, sequences, initial_state, mask, training):
+        """The cell path with truncated back-propagation through time.
+
+        A `keras.ops.scan` over (inputs, chunk start, valid) that does the
+        masking itself: the states entering a chunk are wrapped in
+        `stop_gradient` *before* masking, so a masked step at the start of a
+        chunk also carries a constant. The previous output travels in the
+        carry (Keras repeats it at masked steps).
+        """
+        x = ops.transpose(sequences, (1, 0, 2))  # time-major
+        length, batch = ops.shape(x)[0], ops.shape(x)[1]
+        if mask is None:
+            valid = ops.ones((length, batch, 1), dtype="bool")
+        else:
+            valid = ops.transpose(ops.cast(mask, "bool"))[:, :, None]
+        if self.go_backwards:
+            x = ops.flip(x, axis=0)
+            valid = ops.flip(valid, axis=0)
+        steps = ops.arange(length)
+        chunk_start = ops.logical_and(steps > 0, ops.mod(steps, self.bptt_steps) == 0)
+        chunk_start = ops.broadcast_to(chunk_start[:, None, None], (length, batch, 1))
+        cell_kwargs = {"training": training} if self.cell._call_has_training_arg else {}
+        zero_output_for_mask = self.zero_output_for_mask
+
+        def step(carry, inputs):
+            x_t, chunk_start_t, valid_t = inputs
+            carry = [ops.where(chunk_start_t, ops.stop_gradient(c), c) for c in carry]
+            previous_output, states = carry[0], carry[1:]
+            output, new_states = self.cell(x_t, states, **cell_kwargs)
+            if not tree.is_nested(new_states):
+                new_states = [new_states]
+            new_states = [ops.where(valid_t, n, s) for n, s in zip(new_states, states)]
+            fill = ops.zeros_like(output) if zero_output_for_mask else previous_output
+            output = ops.where(valid_t, output, fill)
+            new_carry = [output, *new_states]
+            # `scan` on TensorFlow requires the per-step output to match the carry.
+            return new_carry, new_carry
+
+        initial_output = ops.zeros((batch, self.cell.output_size), dtype=self.cell.compute_dtype)
+        initial_carry = [initial_output, *initial_state]
+        # As `keras.layers.RNN` does, run the first step once outside the loop
+        # so that per-sequence state of the cell (dropout masks) is created
+        # in the enclosing graph and shared by every step.
+        step(initial_carry, (x[0], chunk_start[0], valid[0]))
+        final_carry, per_step = ops.scan(step, initial_carry, (x, chunk_start, valid))
+        last_output = final_carry[0]
+        if self.return_sequences:
+            outputs = ops.transpose(per_step[0], (1, 0, 2))
+        else:
+            outputs = last_output[:, None, :]
+        return last_output, outputs, list(final_carry[1:])
+
     def get_config(self):
         cell_config = self.cell.get_config()
         for key in ("name", "trainable", "dtype"):
@@ -75,7 +183,7 @@ class _SequenceLayer(keras.layers.RNN):
         config = super().get_config()
         config.pop("cell", None)
         config.pop("zero_output_for_mask", None)
-        return {**config, **cell_config, "bptt_steps": self.bptt_steps}
+        return {**config, **cell_config, "bptt_steps": self.bptt_steps, "fused": self.fused}
 
     @classmethod
     def from_config(cls, config):

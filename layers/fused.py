@@ -1,0 +1,581 @@
+"""Fused whole-sequence recurrences with hand-written back-propagation (TensorFlow).
+
+The sequence layers in `layers.sequence` use this module on the TensorFlow
+backend. For a whole sequence it
+
+1. projects the inputs of every time step with one matrix product
+   (`[time * batch, features] @ kernel + bias`);
+2. runs the recurrence in one `tf.while_loop` that does only the recurrent
+   product `h @ recurrent_kernel` and the gate arithmetic, and saves the gate
+   activations;
+3. back-propagates through time by hand (`tf.custom_gradient`): the backward
+   loop carries only the state gradients and saves the gradient of the gate
+   pre-activations at every step; the gradient of `recurrent_kernel` (and of
+   the GRU's recurrent bias) is then one matrix product over all steps,
+   `H_prev^T @ dZ`, and the gradients of `kernel` and `bias` follow from the
+   projection in step 1 as one matrix product and one sum.
+
+All three cells share one driver (`run_recurrence`); each cell contributes
+only its step arithmetic (`_SimpleRNNMath`, `_LSTMMath`, `_GRUMath`).
+
+Masks follow `keras.layers.RNN`: at a masked step the states are carried
+over unchanged. Truncated back-propagation through time cuts the state
+gradient at the start of every chunk of `truncate_every` steps (in processing
+order), so no gradient flows from a chunk into the one before it.
+
+This module imports TensorFlow; import it only on the TensorFlow backend.
+"""
+
+import tensorflow as tf
+from keras import activations, ops
+
+# Dtypes the fused path computes in. Others (float16, bfloat16 under mixed
+# precision) run the cell path, whose rounding the fused path would not match.
+SUPPORTED_DTYPES = ("float32", "float64")
+
+
+# --------------------------------------------------------------------------
+# Activations with derivatives written in terms of their output.
+# --------------------------------------------------------------------------
+class _Activation:
+    """An activation whose derivative is a function of its output `y`.
+
+    `derivative(y)` returns `None` for the identity (a factor of one), so the
+    caller can skip a multiplication.
+    """
+
+    def __init__(self, name, forward, derivative):
+        self.name = name
+        self.forward = forward
+        self.derivative = derivative
+
+
+def _hard_sigmoid(x):
+    # The same operations as `keras.ops.hard_sigmoid` on TensorFlow, so the
+    # forward values are identical.
+    return tf.nn.relu6(x + tf.constant(3.0, x.dtype)) / tf.constant(6.0, x.dtype)
+
+
+def _hard_sigmoid_derivative(y):
+    inside = tf.logical_and(y > 0.0, y < 1.0)
+    return tf.cast(inside, y.dtype) * tf.constant(1.0 / 6.0, y.dtype)
+
+
+_TANH = _Activation("tanh", tf.tanh, lambda y: 1.0 - y * y)
+_SIGMOID = _Activation("sigmoid", tf.sigmoid, lambda y: y * (1.0 - y))
+_RELU = _Activation("relu", tf.nn.relu, lambda y: tf.cast(y > 0.0, y.dtype))
+_LINEAR = _Activation("linear", tf.identity, lambda y: None)
+_HARD_SIGMOID = _Activation("hard_sigmoid", _hard_sigmoid, _hard_sigmoid_derivative)
+
+_KNOWN_ACTIVATIONS = {
+    activations.tanh: _TANH,
+    ops.tanh: _TANH,
+    tf.tanh: _TANH,
+    tf.nn.tanh: _TANH,
+    activations.sigmoid: _SIGMOID,
+    ops.sigmoid: _SIGMOID,
+    tf.sigmoid: _SIGMOID,
+    tf.nn.sigmoid: _SIGMOID,
+    activations.relu: _RELU,
+    ops.relu: _RELU,
+    tf.nn.relu: _RELU,
+    activations.linear: _LINEAR,
+    activations.hard_sigmoid: _HARD_SIGMOID,
+    ops.hard_sigmoid: _HARD_SIGMOID,
+}
+
+
+def resolve_activation(function):
+    """The `_Activation` for a cell's activation function, or `None` if unknown."""
+    if function is None:
+        return _LINEAR
+    try:
+        return _KNOWN_ACTIVATIONS.get(function)
+    except TypeError:  # unhashable callable
+        return None
+
+
+def _times(x, factor):
+    """`x * factor`, where `factor=None` stands for one."""
+    return x if factor is None else x * factor
+
+
+def _flat_matmul_t(a, b):
+    """`sum_t a[t]^T @ b[t]` for time-major `a` (T, B, m), `b` (T, B, n)."""
+    a2 = tf.reshape(a, [-1, tf.shape(a)[-1]])
+    b2 = tf.reshape(b, [-1, tf.shape(b)[-1]])
+    return tf.matmul(a2, b2, transpose_a=True)
+
+
+# --------------------------------------------------------------------------
+# Per-cell step arithmetic.
+#
+# Each class holds the recurrent weights of one call and provides:
+#   forward_step(p_t, states) -> (new_states, records)
+#       one step before masking; `records` are saved for back-propagation.
+#   backward_factors(states_seq, prev_states_seq, prev_dropped_h, records)
+#       -> sequences (time-major) read at every backward step.
+#   backward_step(state_grads, factors_t) -> (prev_state_grads, records)
+#       the gradient of one step w.r.t. its input states, given the
+#       gradients w.r.t. its (unmasked) new states.
+#   finish(records, factors, prev_dropped_h, states_seq, prev_states_seq)
+#       -> (d_projected, d_recurrent_kernel, d_recurrent_bias or None)
+#       after the loop, as large matrix products over all steps.
+# --------------------------------------------------------------------------
+class _RecurrenceMath:
+    state_count = 1
+    gate_count = 1
+    forward_record_count = 0
+    backward_record_count = 1
+
+    def __init__(self, units, recurrent_kernel, recurrent_bias, recurrent_mask,
+                 activation, recurrent_activation):
+        self.units = units
+        self.recurrent_kernel = recurrent_kernel
+        self.recurrent_kernel_t = tf.transpose(recurrent_kernel)
+        self.recurrent_bias = recurrent_bias
+        self.recurrent_mask = recurrent_mask
+        self.activation = activation
+        self.recurrent_activation = recurrent_activation
+
+    def dropped(self, h):
+        return h if self.recurrent_mask is None else h * self.recurrent_mask
+
+
+class _SimpleRNNMath(_RecurrenceMath):
+    gate_count = 1
+
+    def forward_step(self, p_t, states):
+        h_tm1 = states[0]
+        z = p_t + tf.matmul(self.dropped(h_tm1), self.recurrent_kernel)
+        h = self.activation.forward(z)
+        return [h], []
+
+    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
+        derivative = self.activation.derivative(states_seq[0])
+        return [derivative] if derivative is not None else []
+
+    def backward_step(self, state_grads, factors_t):
+        dz = _times(state_grads[0], factors_t[0] if factors_t else None)
+        dh_tm1 = self.dropped(tf.matmul(dz, self.recurrent_kernel_t))
+        return [dh_tm1], [dz]
+
+    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
+        dz = records[0]
+        return dz, _flat_matmul_t(prev_dropped_h, dz), None
+
+
+class _LSTMMath(_RecurrenceMath):
+    state_count = 2
+    gate_count = 4
+    forward_record_count = 4
+
+    def forward_step(self, p_t, states):
+        h_tm1, c_tm1 = states
+        z = p_t + tf.matmul(self.dropped(h_tm1), self.recurrent_kernel)
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+        gate = self.recurrent_activation.forward
+        i, f, o = gate(z_i), gate(z_f), gate(z_o)
+        g = self.activation.forward(z_c)
+        c = f * c_tm1 + i * g
+        h = o * self.activation.forward(c)
+        return [h, c], [i, f, g, o]
+
+    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
+        c_seq = states_seq[1]
+        c_prev_seq = prev_states_seq[1]
+        i, f, g, o = records
+        gate_derivative = self.recurrent_activation.derivative
+        act = self.activation
+        # At masked steps the carried cell state differs from the step's new
+        # one, but the gradient of the new state is zero there, so the factor
+        # does not matter.
+        tanh_c = act.forward(c_seq)
+        dh_to_dc = _times(o, act.derivative(tanh_c))
+        dc_to_dz = tf.concat(
+            [
+                _times(g, gate_derivative(i)),
+                _times(c_prev_seq, gate_derivative(f)),
+                _times(i, act.derivative(g)),
+            ],
+            axis=-1,
+        )
+        dh_to_dz_o = _times(tanh_c, gate_derivative(o))
+        return [dh_to_dc, tf.concat([dc_to_dz, dh_to_dz_o], axis=-1), f]
+
+    def backward_step(self, state_grads, factors_t):
+        dh, dc = state_grads
+        dh_to_dc, gate_factors, forget = factors_t
+        dc_total = dc + dh * dh_to_dc
+        dz = tf.concat([dc_total, dc_total, dc_total, dh], axis=-1) * gate_factors
+        dh_tm1 = self.dropped(tf.matmul(dz, self.recurrent_kernel_t))
+        dc_tm1 = dc_total * forget
+        return [dh_tm1, dc_tm1], [dz]
+
+    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
+        dz = records[0]
+        return dz, _flat_matmul_t(prev_dropped_h, dz), None
+
+
+class _GRUMath(_RecurrenceMath):
+    """GRU with `reset_after=True` (reset gate applied after the product)."""
+
+    gate_count = 3
+    forward_record_count = 4
+
+    def forward_step(self, p_t, states):
+        h_tm1 = states[0]
+        units = self.units
+        inner = tf.matmul(self.dropped(h_tm1), self.recurrent_kernel)
+        if self.recurrent_bias is not None:
+            inner = inner + self.recurrent_bias
+        p_zr, p_h = tf.split(p_t, [2 * units, units], axis=-1)
+        inner_zr, inner_h = tf.split(inner, [2 * units, units], axis=-1)
+        zr = self.recurrent_activation.forward(p_zr + inner_zr)
+        z, r = tf.split(zr, 2, axis=-1)
+        candidate = self.activation.forward(p_h + r * inner_h)
+        h = candidate + z * (h_tm1 - candidate)
+        return [h], [z, r, candidate, inner_h]
+
+    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
+        z, r, candidate, inner_h = records
+        gate_derivative = self.recurrent_activation.derivative
+        d_candidate = _times(1.0 - z, self.activation.derivative(candidate))
+        d_z = _times(prev_states_seq[0] - candidate, gate_derivative(z))
+        d_r = _times(d_candidate * inner_h, gate_derivative(r))
+        to_inner = tf.concat([d_z, d_r, d_candidate * r], axis=-1)
+        to_projected = tf.concat([d_z, d_r, d_candidate], axis=-1)
+        return [to_inner, z, to_projected]
+
+    def backward_step(self, state_grads, factors_t):
+        dh = state_grads[0]
+        to_inner, z = factors_t[0], factors_t[1]
+        d_inner = tf.concat([dh, dh, dh], axis=-1) * to_inner
+        dh_tm1 = self.dropped(tf.matmul(d_inner, self.recurrent_kernel_t)) + dh * z
+        return [dh_tm1], [dh]
+
+    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
+        dh = records[0]
+        to_inner, _, to_projected = factors
+        dh3 = tf.concat([dh, dh, dh], axis=-1)
+        d_inner = dh3 * to_inner
+        d_projected = dh3 * to_projected
+        d_recurrent_bias = None
+        if self.recurrent_bias is not None:
+            d_recurrent_bias = tf.reduce_sum(d_inner, axis=[0, 1])
+        return d_projected, _flat_matmul_t(prev_dropped_h, d_inner), d_recurrent_bias
+
+
+class _GRUResetBeforeMath(_RecurrenceMath):
+    """GRU with `reset_after=False` (reset gate applied to the state)."""
+
+    gate_count = 3
+    forward_record_count = 3
+    backward_record_count = 2
+
+    def __init__(self, units, recurrent_kernel, *args, **kwargs):
+        super().__init__(units, recurrent_kernel, *args, **kwargs)
+        self.kernel_zr = recurrent_kernel[:, : 2 * units]
+        self.kernel_h = recurrent_kernel[:, 2 * units:]
+        self.kernel_zr_t = tf.transpose(self.kernel_zr)
+        self.kernel_h_t = tf.transpose(self.kernel_h)
+
+    def forward_step(self, p_t, states):
+        h_tm1 = states[0]
+        units = self.units
+        h_dropped = self.dropped(h_tm1)
+        p_zr, p_h = tf.split(p_t, [2 * units, units], axis=-1)
+        zr = self.recurrent_activation.forward(p_zr + tf.matmul(h_dropped, self.kernel_zr))
+        z, r = tf.split(zr, 2, axis=-1)
+        candidate = self.activation.forward(p_h + tf.matmul(r * h_dropped, self.kernel_h))
+        h = candidate + z * (h_tm1 - candidate)
+        return [h], [z, r, candidate]
+
+    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
+        z, r, candidate = records
+        gate_derivative = self.recurrent_activation.derivative
+        d_candidate = _times(1.0 - z, self.activation.derivative(candidate))
+        d_z = _times(prev_states_seq[0] - candidate, gate_derivative(z))
+        d_r = _times(prev_dropped_h, gate_derivative(r))
+        return [d_candidate, d_z, d_r, r, z]
+
+    def backward_step(self, state_grads, factors_t):
+        dh = state_grads[0]
+        d_candidate, d_z, d_r, r, z = factors_t
+        dn = dh * d_candidate
+        d_reset_h = tf.matmul(dn, self.kernel_h_t)
+        dzr = tf.concat([dh * d_z, d_reset_h * d_r], axis=-1)
+        d_dropped = tf.matmul(dzr, self.kernel_zr_t) + d_reset_h * r
+        dh_tm1 = self.dropped(d_dropped) + dh * z
+        return [dh_tm1], [dzr, dn]
+
+    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
+        dzr, dn = records
+        r = factors[3]
+        d_kernel = tf.concat(
+            [_flat_matmul_t(prev_dropped_h, dzr), _flat_matmul_t(r * prev_dropped_h, dn)],
+            axis=-1,
+        )
+        return tf.concat([dzr, dn], axis=-1), d_kernel, None
+
+
+# --------------------------------------------------------------------------
+# The shared driver.
+# --------------------------------------------------------------------------
+def _unstacked(sequence):
+    return tf.TensorArray(
+        sequence.dtype, size=tf.shape(sequence)[0], clear_after_read=False
+    ).unstack(sequence)
+
+
+def _empty_arrays(count, dtype, length):
+    return tuple(tf.TensorArray(dtype, size=length) for _ in range(count))
+
+
+def run_recurrence(math, projected, initial_states, valid=None, truncate_every=None):
+    """Run a recurrence over time-major `projected` inputs with hand-written BPTT.
+
+    Args:
+        math: A `_RecurrenceMath` holding the recurrent weights (tensors).
+        projected: `(time, batch, gates * units)`: the inputs of every step
+            already multiplied by the kernel (plus the input bias).
+        initial_states: List of `(batch, units)` tensors.
+        valid: Optional boolean `(time, batch, 1)`; `False` carries the
+            states over unchanged.
+        truncate_every: Optional positive int k: the state gradient is cut at
+            steps k, 2k, ... (processing order).
+
+    Returns:
+        `(states_seq, final_states)`: the carried first state (`h`) at every
+        step, `(time, batch, units)`, and the list of final states.
+    """
+    recurrent_kernel = math.recurrent_kernel
+    recurrent_bias = math.recurrent_bias
+    state_count = math.state_count
+    dtype = projected.dtype
+
+    @tf.custom_gradient
+    def recurrence(projected, recurrent_kernel, *rest):
+        # `rest` = initial states, then the recurrent bias if there is one.
+        initial = list(rest[:state_count])
+        length = tf.shape(projected)[0]
+        projected_steps = _unstacked(projected)
+        valid_steps = _unstacked(valid) if valid is not None else None
+
+        def forward_body(t, states, state_arrays, record_arrays):
+            new_states, records = math.forward_step(projected_steps.read(t), list(states))
+            if valid_steps is not None:
+                valid_t = valid_steps.read(t)
+                new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
+            state_arrays = tuple(a.write(t, s) for a, s in zip(state_arrays, new_states))
+            record_arrays = tuple(a.write(t, r) for a, r in zip(record_arrays, records))
+            return t + 1, tuple(new_states), state_arrays, record_arrays
+
+        _, final_states, state_arrays, record_arrays = tf.while_loop(
+            lambda t, *_: t < length,
+            forward_body,
+            (
+                tf.constant(0),
+                tuple(initial),
+                _empty_arrays(state_count, dtype, length),
+                _empty_arrays(math.forward_record_count, dtype, length),
+            ),
+        )
+        states_seq = [a.stack() for a in state_arrays]
+        records_seq = [a.stack() for a in record_arrays]
+        final_states = list(final_states)
+
+        def gradient(d_h_seq, *d_final_extra):
+            d_h_seq = tf.zeros_like(states_seq[0]) if d_h_seq is None else d_h_seq
+            prev_states_seq = [
+                tf.concat([init[None], seq[:-1]], axis=0)
+                for init, seq in zip(initial, states_seq)
+            ]
+            prev_dropped_h = math.dropped(prev_states_seq[0])
+            factors = math.backward_factors(states_seq, prev_states_seq, prev_dropped_h, records_seq)
+            factor_steps = [_unstacked(f) for f in factors]
+            d_h_steps = _unstacked(d_h_seq)
+            d_final = [tf.zeros_like(final_states[0])]
+            for index, d in enumerate(d_final_extra):
+                d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
+
+            def backward_body(t, state_grads, record_arrays):
+                state_grads = list(state_grads)
+                state_grads[0] = state_grads[0] + d_h_steps.read(t)
+                factors_t = [f.read(t) for f in factor_steps]
+                if valid_steps is not None:
+                    valid_t = valid_steps.read(t)
+                    zero = tf.zeros_like(state_grads[0])
+                    through = [tf.where(valid_t, g, zero) for g in state_grads]
+                    carried = [tf.where(valid_t, zero, g) for g in state_grads]
+                    prev_grads, records = math.backward_step(through, factors_t)
+                    prev_grads = [p + c for p, c in zip(prev_grads, carried)]
+                else:
+                    prev_grads, records = math.backward_step(state_grads, factors_t)
+                if truncate_every is not None:
+                    # A chunk starts at this step: its incoming states are
+                    # constants, so no gradient reaches the previous chunk.
+                    keep = tf.logical_or(t == 0, tf.math.floormod(t, truncate_every) != 0)
+                    prev_grads = [tf.where(keep, g, tf.zeros_like(g)) for g in prev_grads]
+                record_arrays = tuple(a.write(t, r) for a, r in zip(record_arrays, records))
+                return t - 1, tuple(prev_grads), record_arrays
+
+            _, d_initial, backward_arrays = tf.while_loop(
+                lambda t, *_: t >= 0,
+                backward_body,
+                (
+                    length - 1,
+                    tuple(d_final),
+                    _empty_arrays(math.backward_record_count, dtype, length),
+                ),
+            )
+            backward_records = [a.stack() for a in backward_arrays]
+            d_projected, d_recurrent_kernel, d_recurrent_bias = math.finish(
+                backward_records, factors, prev_dropped_h, states_seq, prev_states_seq
+            )
+            grads = [d_projected, d_recurrent_kernel, *d_initial]
+            if recurrent_bias is not None:
+                grads.append(d_recurrent_bias)
+            return grads
+
+        return (states_seq[0], *final_states[1:]), gradient
+
+    args = [projected, recurrent_kernel, *initial_states]
+    if recurrent_bias is not None:
+        args.append(recurrent_bias)
+    outputs = recurrence(*args)
+    states_seq = outputs[0]
+    final_states = [states_seq[-1], *outputs[1:]]
+    return states_seq, final_states
+
+
+
+# --------------------------------------------------------------------------
+# Whole-layer entry point.
+# --------------------------------------------------------------------------
+def fallback_reason(cell, sequences, math_class):
+    """Why the fused path cannot run this call (a sentence), or `None` if it can."""
+    if math_class is None:
+        return f"cell {type(cell).__name__} has no fused implementation"
+    dtype = str(getattr(cell, "compute_dtype", None))
+    if dtype not in SUPPORTED_DTYPES:
+        return f"compute dtype {dtype} is not one of {SUPPORTED_DTYPES}"
+    if str(sequences.dtype.name if hasattr(sequences.dtype, "name") else sequences.dtype) != dtype:
+        return f"inputs of dtype {sequences.dtype} differ from the compute dtype {dtype}"
+    if len(sequences.shape) != 3:
+        return f"inputs of rank {len(sequences.shape)}, expected 3"
+    if resolve_activation(cell.activation) is None:
+        return f"activation {cell.activation!r} has no known derivative"
+    recurrent_activation = getattr(cell, "recurrent_activation", None)
+    if math_class is not _SimpleRNNMath and resolve_activation(recurrent_activation) is None:
+        return f"recurrent_activation {recurrent_activation!r} has no known derivative"
+    return None
+
+
+def fused_inner_loop(
+    cell,
+    math_class,
+    sequences,
+    initial_state,
+    mask,
+    training,
+    go_backwards,
+    return_sequences,
+    zero_output_for_mask,
+    truncate_every,
+):
+    """The fused equivalent of `keras.layers.RNN.inner_loop` for our cells.
+
+    Returns `(last_output, outputs, final_states)` as `keras.layers.RNN`
+    expects: `outputs` is `(batch, time, units)` in processing order when
+    `return_sequences`, else `last_output` with a time axis of one.
+    """
+    x = tf.convert_to_tensor(sequences)
+    initial_state = [tf.convert_to_tensor(s) for s in initial_state]
+    units = cell.units
+
+    # One dropout mask per sequence, drawn as the cell path draws it (input
+    # mask first, then recurrent mask, from the cell's seed generator), so
+    # both paths drop the same units for the same seed.
+    cell.reset_dropout_masks()
+    input_mask, recurrent_mask = cell.dropout_masks(x[:, 0], initial_state[0], training)
+    if input_mask is not None:
+        x = x * input_mask[:, None, :]
+
+    x = tf.transpose(x, [1, 0, 2])  # time-major
+    if go_backwards:
+        x = tf.reverse(x, [0])
+    shape = tf.shape(x)
+    length, batch = shape[0], shape[1]
+
+    kernel = tf.convert_to_tensor(cell.kernel)
+    recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
+    input_bias = recurrent_bias = None
+    if cell.use_bias:
+        bias = tf.convert_to_tensor(cell.bias)
+        if math_class is _GRUMath:
+            input_bias, recurrent_bias = bias[0], bias[1]
+        else:
+            input_bias = bias
+
+    # Input projection of every step at once.
+    projected = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
+    if input_bias is not None:
+        projected = tf.nn.bias_add(projected, input_bias)
+    projected = tf.reshape(projected, [length, batch, kernel.shape[-1]])
+
+    valid = None
+    if mask is not None:
+        valid = tf.transpose(tf.cast(mask, tf.bool))[:, :, None]
+        if go_backwards:
+            valid = tf.reverse(valid, [0])
+
+    math = math_class(
+        units,
+        recurrent_kernel,
+        recurrent_bias,
+        recurrent_mask,
+        resolve_activation(cell.activation),
+        resolve_activation(getattr(cell, "recurrent_activation", None)),
+    )
+    h_seq, final_states = run_recurrence(
+        math, projected, initial_state, valid=valid, truncate_every=truncate_every
+    )
+
+    # Outputs at masked steps: Keras repeats the previous output (zeros
+    # before the first valid step), which equals the carried state once a
+    # valid step has been seen; with `zero_output_for_mask` they are zeros.
+    if valid is None:
+        output_valid = None
+    elif zero_output_for_mask:
+        output_valid = valid
+    else:
+        output_valid = tf.cumsum(tf.cast(valid, tf.int32), axis=0) > 0
+    if return_sequences:
+        outputs = h_seq
+        if output_valid is not None:
+            outputs = tf.where(output_valid, outputs, tf.zeros_like(outputs))
+        last_output = outputs[-1]
+        outputs = tf.transpose(outputs, [1, 0, 2])
+    else:
+        last_output = h_seq[-1]
+        if output_valid is not None:
+            last_output = tf.where(output_valid[-1], last_output, tf.zeros_like(last_output))
+        outputs = last_output[:, None, :]
+    return last_output, outputs, final_states
+
+
+def math_class_for(cell, cell_classes):
+    """The `_RecurrenceMath` class of one of our cells, or `None`.
+
+    Only the exact classes qualify: a subclass may change the step.
+    """
+    simple_rnn_cell, lstm_cell, gru_cell = cell_classes
+    kind = type(cell)
+    if kind is simple_rnn_cell:
+        return _SimpleRNNMath
+    if kind is lstm_cell:
+        return _LSTMMath
+    if kind is gru_cell:
+        return _GRUMath if cell.reset_after else _GRUResetBeforeMath
+    return None
