@@ -1,0 +1,233 @@
+"""Character language model: train a recurrent model on text and see what it learned.
+
+    python -m recipes.char_lm train --workdir runs/char_lm            # embedded text, offline
+    python -m recipes.char_lm train --workdir runs/shakespeare --text tinyshakespeare.txt --set max_minutes=30
+    python -m recipes.char_lm evaluate --workdir runs/shakespeare
+    python -m recipes.char_lm sample --workdir runs/shakespeare --prompt "ROMEO:" --length 300
+    python -m recipes.char_lm export --workdir runs/shakespeare
+    python -m recipes.char_lm baselines --text tinyshakespeare.txt
+
+The corpus is a UTF-8 file (--text), a TensorFlow Datasets corpus (--tfds), or
+by default the English help text shipped with CPython (pydoc_data.topics).
+The last `validation_fraction` of it (by position) is validation. Training
+reads the text as `batch_size` contiguous streams, `seq_len` characters at a
+time, carrying the recurrent state across batches (truncated BPTT), and
+reports validation nats/char, bits/char and perplexity each epoch next to
+Markov (interpolated Kneser-Ney) baselines scored on the same characters.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from recipes import _cli
+
+
+def _add_source_arguments(parser):
+    group = parser.add_argument_group("corpus (default: the embedded pydoc_data.topics text)")
+    group.add_argument("--text", metavar="PATH", help="A UTF-8 text file to learn from.")
+    group.add_argument("--tfds", metavar="NAME", help="A TensorFlow Datasets text corpus, e.g. tiny_shakespeare.")
+    group.add_argument("--tfds-split", default="train", help="TFDS split whose texts are joined (default: train).")
+    group.add_argument("--data-dir", help="TensorFlow Datasets data directory.")
+    group.add_argument(
+        "--download", action="store_true", help="Let TensorFlow Datasets download the corpus if it is missing."
+    )
+
+
+def _source(args):
+    from zoo.char_lm.data import TextSource
+
+    if not (args.text or args.tfds) and (args.data_dir or args.download):
+        raise ValueError("--data-dir and --download only apply with --tfds NAME.")
+    return TextSource(
+        text_path=args.text,
+        tfds_name=args.tfds,
+        tfds_split=args.tfds_split,
+        data_dir=args.data_dir,
+        download=args.download,
+    )
+
+
+def _has_source(args):
+    return bool(args.text or args.tfds)
+
+
+def _config(args):
+    from zoo import config as config_lib
+    from zoo.char_lm import CharLMConfig
+
+    return config_lib.apply_overrides(CharLMConfig(), _cli.overrides_with_seed(args))
+
+
+def build_parser():
+    from zoo.char_lm import CharLMConfig
+
+    fields = ", ".join(field.name for field in dataclasses.fields(CharLMConfig))
+    parser = _cli.parser("python -m recipes.char_lm", __doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    train = verbs.add_parser(
+        "train",
+        help="Train a model, report validation nats/bits per char and perplexity beside Markov baselines.",
+        description=f"Train a character language model. Config fields for --set: {fields}.",
+    )
+    _cli.add_run_arguments(train)
+    _add_source_arguments(train)
+    train.add_argument("--quiet", action="store_true", help="No progress bar.")
+    train.add_argument("--no-tensorboard", action="store_true", help="Do not write TensorBoard logs.")
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="Stream-evaluate a checkpoint on the validation text.",
+        description="Validation nats/char, bits/char and perplexity of a trained checkpoint, read as "
+        "streams with the state carried (as during training). The corpus defaults to the one trained on.",
+    )
+    _cli.add_run_arguments(evaluate, training=False)
+    _add_source_arguments(evaluate)
+    evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best", help="Which checkpoint.")
+
+    sample = verbs.add_parser(
+        "sample",
+        help="Generate text from a checkpoint, one character at a time.",
+        description="Read the prompt once, then sample one character at a time carrying the state.",
+    )
+    _cli.add_run_arguments(sample, training=False)
+    sample.add_argument("--prompt", default="\n", help="Text to start from (non-empty; default: a newline).")
+    sample.add_argument("--length", type=int, default=500, help="Characters to generate (default 500).")
+    sample.add_argument(
+        "--temperature", type=float, default=0.8, help="Softmax temperature; 0 picks the most likely (default 0.8)."
+    )
+    sample.add_argument("--top-k", type=int, default=0, help="Sample among the k most likely only (0: all).")
+    sample.add_argument("--checkpoint", choices=("best", "last"), default="best", help="Which checkpoint.")
+
+    export = verbs.add_parser(
+        "export",
+        help="Write a SavedModel with `generate` and `next_char_log_probs` signatures.",
+        description="SavedModel signatures (no project import needed to use them): "
+        "generate(prompt: string, length: int32, temperature: float32, seed: int32) -> {text: string}; "
+        "next_char_log_probs(prompt: string) -> {characters: [V] string, log_probs: [V] float32}, "
+        "where characters[0] is '' and stands for any character unseen in training.",
+    )
+    _cli.add_run_arguments(export, training=False)
+    export.add_argument("--path", help="Export directory (default: WORKDIR/export).")
+    export.add_argument("--checkpoint", choices=("best", "last"), default="best", help="Which checkpoint.")
+
+    baselines = verbs.add_parser(
+        "baselines",
+        help="Markov (interpolated Kneser-Ney) baselines on the validation text, no training.",
+        description="Validation nats/char of Markov models of the orders in `markov_orders`, on the same "
+        "characters a model with this config is scored on.",
+    )
+    _cli.add_run_arguments(baselines, workdir_required=False, training=False)
+    _add_source_arguments(baselines)
+    return parser
+
+
+def main(argv):
+    args = build_parser().parse_args(argv)
+    if args.verb == "train":
+        return _train(args)
+    if args.verb == "evaluate":
+        return _evaluate(args)
+    if args.verb == "sample":
+        return _sample(args)
+    if args.verb == "export":
+        return _export(args)
+    return _baselines(args)
+
+
+def _train(args):
+    from zoo import distribute
+    from zoo.char_lm import train as train_lib
+
+    config = _config(args)
+    strategy = distribute.get_strategy(args.strategy)
+    metrics = train_lib.train_and_evaluate(
+        config,
+        args.workdir,
+        source=_source(args),
+        resume=args.resume,
+        strategy=strategy,
+        verbose=0 if args.quiet else "auto",
+        is_chief=distribute.is_chief(),
+        tensorboard=None if not args.no_tensorboard else False,
+    )
+    print(f"corpus: {metrics['corpus']} ({metrics['characters']} characters, vocabulary {metrics['vocabulary_size']})")
+    print("epoch  seconds  val nats/char  bits/char  perplexity")
+    for row in metrics["curve"]:
+        if "val_nats_per_char" in row:
+            print(
+                f"{row['epoch']:>5}  {row['seconds']:>7.0f}  {row['val_nats_per_char']:>13.4f}  "
+                f"{row['val_bits_per_char']:>9.4f}  {row['val_perplexity']:>10.3f}"
+            )
+    print(f"training time: {metrics['wall_seconds']:.0f} s this session"
+          + (" (time budget reached)" if metrics["time_budget_exhausted"] else ""))
+    print(f"validation characters scored: {metrics['validation_characters_scored']}")
+    print(train_lib.results_table(metrics))
+    print(f"metrics: {os.path.join(args.workdir, train_lib.METRICS_FILE)}")
+    if not metrics["tensorboard_logs"] and not args.no_tensorboard:
+        print("note: no TensorBoard logs (the tensorboard package is not installed)")
+    return 0
+
+
+def _evaluate(args):
+    from zoo.char_lm import train as train_lib
+
+    if args.overrides or args.seed is not None:
+        raise ValueError("evaluate uses the config saved in --workdir; --set/--seed do not apply.")
+    source = _source(args) if _has_source(args) else None
+    result = train_lib.evaluate(args.workdir, which=args.checkpoint, source=source)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _sample(args):
+    from zoo.char_lm import train as train_lib
+
+    if args.overrides:
+        raise ValueError("sample uses the config saved in --workdir; --set does not apply (use --seed).")
+    text, characters_per_second = train_lib.sample(
+        args.workdir,
+        prompt=args.prompt,
+        length=args.length,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=0 if args.seed is None else args.seed,
+        which=args.checkpoint,
+    )
+    sys.stdout.write(args.prompt + text + "\n")
+    print(f"[{args.length} characters at {characters_per_second:.0f} characters/s]", file=sys.stderr)
+    return 0
+
+
+def _export(args):
+    from zoo.char_lm import train as train_lib
+
+    if args.overrides or args.seed is not None:
+        raise ValueError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
+    path = train_lib.export(args.workdir, path=args.path, which=args.checkpoint)
+    print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
+    return 0
+
+
+def _baselines(args):
+    from zoo.char_lm import train as train_lib
+
+    config = _config(args)
+    corpus = train_lib.load_corpus(_source(args), config)
+    rows = train_lib.baseline_table(corpus, config)
+    metrics = {"markov": rows, "config": dataclasses.asdict(config)}
+    print(f"corpus: {_source(args).description}; validation characters scored: "
+          f"{len(train_lib.data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len))}")
+    print(train_lib.results_table(metrics))
+    if args.workdir:
+        from zoo.files import atomic_write_json
+
+        atomic_write_json(os.path.join(args.workdir, "baselines.json"), metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run(main)

@@ -1,0 +1,286 @@
+"""The character language model: config, builder, metrics, one-step generation."""
+
+import dataclasses
+import math
+from typing import Literal, Optional
+
+import keras
+import tensorflow as tf
+
+import layers
+from zoo import registry
+
+CELL_LAYERS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+METRICS_PACKAGE = "rnnzoo.char_lm"
+
+
+@dataclasses.dataclass
+class CharLMConfig:
+    """Hyper-parameters of a character language model run (`--set key=value`)."""
+
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # recurrent cell of every layer
+    units: int = 512  # state size of each recurrent layer
+    num_layers: int = 1  # recurrent layers stacked
+    embedding_dim: int = 64  # size of the learned character vectors
+    dropout: float = 0.0  # dropout after every recurrent layer (training only); raise it for runs long enough to overfit
+    seq_len: int = 100  # characters per batch row: the truncated-BPTT span
+    batch_size: int = 32  # contiguous streams the training text is cut into
+    epochs: int = 30  # passes over the training text (max_minutes may end sooner)
+    learning_rate: float = 2e-3  # Adam step size
+    clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
+    validation_fraction: float = 0.1  # last fraction of the text held out for validation
+    max_minutes: Optional[float] = None  # wall-clock training budget; ends after the current batch
+    markov_orders: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # Markov baselines reported beside the model
+    seed: int = 0  # seeds weights, dropout and sampling
+
+    def validate(self):
+        for name in ("units", "num_layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
+        if self.cell not in CELL_LAYERS:
+            raise ValueError(f"Received an invalid value for `cell`: {self.cell!r}; expected one of {sorted(CELL_LAYERS)}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"Received an invalid value for `dropout`: {self.dropout}; expected 0 <= dropout < 1.")
+        for name in ("learning_rate", "clip_norm"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"Received an invalid value for `{name}`: {value}; expected a positive number.")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"Received an invalid value for `validation_fraction`: {self.validation_fraction}; expected 0 < x < 1."
+            )
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes}; expected a positive number or none.")
+        if not self.markov_orders or any(order < 0 for order in self.markov_orders):
+            raise ValueError(
+                f"Received an invalid value for `markov_orders`: {self.markov_orders}; expected non-negative integers."
+            )
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+@keras.saving.register_keras_serializable(package=METRICS_PACKAGE)
+class _MeanNatsMetric(keras.metrics.Metric):
+    """Accumulates the cross-entropy in nats over every predicted character."""
+
+    def __init__(self, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total_nats = self.add_variable(shape=(), initializer="zeros", name="total_nats", dtype="float64")
+        self.characters = self.add_variable(shape=(), initializer="zeros", name="characters", dtype="float64")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        nats = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        self.total_nats.assign_add(keras.ops.cast(keras.ops.sum(nats), "float64"))
+        self.characters.assign_add(keras.ops.cast(keras.ops.size(nats), "float64"))
+
+    def mean_nats(self):
+        return self.total_nats / keras.ops.maximum(self.characters, 1.0)
+
+    def reset_state(self):
+        self.total_nats.assign(0.0)
+        self.characters.assign(0.0)
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+@keras.saving.register_keras_serializable(package=METRICS_PACKAGE)
+class BitsPerCharacter(_MeanNatsMetric):
+    """Mean cross-entropy in bits per character (nats / ln 2)."""
+
+    def __init__(self, name="bits_per_char", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def result(self):
+        return keras.ops.cast(self.mean_nats() / math.log(2.0), "float32")
+
+
+@keras.saving.register_keras_serializable(package=METRICS_PACKAGE)
+class Perplexity(_MeanNatsMetric):
+    """exp(mean cross-entropy in nats) over all characters seen so far."""
+
+    def __init__(self, name="perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def result(self):
+        return keras.ops.cast(keras.ops.exp(self.mean_nats()), "float32")
+
+
+def bits_from_nats(nats):
+    return nats / math.log(2.0)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
+    """Embedding -> `num_layers` recurrent layers (each + dropout) -> logits.
+
+    With `stateful=True` (training and stream evaluation) the batch size is
+    fixed to `batch_size` (default `config.batch_size`) and every recurrent
+    layer keeps its last state as the initial state of the next batch.
+
+    Args:
+        config: A `CharLMConfig`.
+        vocabulary_size: Number of character ids, including the
+            out-of-vocabulary id.
+        batch_size: Fixed batch size of a stateful model.
+        stateful: Whether states carry from one batch to the next.
+
+    Returns:
+        An uncompiled `keras.Model` mapping `(batch, time)` int ids to
+        `(batch, time, vocabulary_size)` logits.
+    """
+    if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or vocabulary_size < 2:
+        raise ValueError(f"Received an invalid value for `vocabulary_size`: {vocabulary_size!r}; expected an integer >= 2.")
+    layer_class = CELL_LAYERS[config.cell]
+    batch_size = (batch_size or config.batch_size) if stateful else None
+    ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="character_ids")
+    hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, name="embedding")(ids)
+    for index in range(config.num_layers):
+        hidden = layer_class(
+            config.units, return_sequences=True, stateful=stateful, name=f"{config.cell}_{index}"
+        )(hidden)
+        hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    logits = keras.layers.Dense(vocabulary_size, name="logits")(hidden)
+    return keras.Model(ids, logits, name=f"char_lm_{config.cell}")
+
+
+def compile_model(model, config):
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[BitsPerCharacter(), Perplexity()],
+    )
+    return model
+
+
+def _builder(cell):
+    def build(config, *, vocabulary_size, batch_size=None, stateful=True):
+        return build_model(
+            dataclasses.replace(config, cell=cell),
+            vocabulary_size=vocabulary_size,
+            batch_size=batch_size,
+            stateful=stateful,
+        )
+
+    build.__name__ = f"build_char_lm_{cell}"
+    build.__doc__ = f"`build_model` with `cell={cell!r}`; takes `vocabulary_size=` as a keyword."
+    return build
+
+
+for _cell in CELL_LAYERS:
+    registry.register(f"char_lm/{_cell}")(_builder(_cell))
+
+
+def recurrent_layers(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+
+
+def reset_stream_states(model):
+    """Zero the carried state of every stateful recurrent layer."""
+    for layer in recurrent_layers(model):
+        if layer.stateful:
+            layer.reset_state()
+
+
+class ResetStatesEachEpoch(keras.callbacks.Callback):
+    """Streams start from a zero state at every epoch and every evaluation."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        reset_stream_states(self.model)
+
+    def on_test_begin(self, logs=None):
+        reset_stream_states(self.model)
+
+
+# ----------------------------------------------------------------------------- one-step generation
+
+
+class CharacterStepper(tf.Module):
+    """One character at a time through the trained layers, state carried.
+
+    Shares the weights of a trained model: it calls the model's embedding,
+    each recurrent layer's cell and the dense output layer directly, so a
+    character costs one cell step per layer and a prompt is read once.
+    """
+
+    def __init__(self, model, name=None):
+        super().__init__(name=name)
+        self.model = model
+        self._embedding = model.get_layer("embedding")
+        self._cells = [layer.cell for layer in recurrent_layers(model)]
+        self._dense = model.get_layer("logits")
+        self.vocabulary_size = int(self._dense.units)
+
+    def zero_state(self, batch_size=1):
+        states = []
+        for cell in self._cells:
+            sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
+            states.append([tf.zeros((batch_size, size)) for size in sizes])
+        return states
+
+    def step(self, ids, states):
+        """ids `(batch,)` int32 -> (logits `(batch, V)`, new states)."""
+        hidden = self._embedding(ids)
+        new_states = []
+        for cell, state in zip(self._cells, states):
+            hidden, state = cell(hidden, state, training=False)
+            new_states.append(list(state) if isinstance(state, (list, tuple)) else [state])
+        return self._dense(hidden), new_states
+
+    def read(self, ids):
+        """Run the prompt `ids` (1-D) once; logits for the next character and the state."""
+        states = self.zero_state()
+        flat = tf.nest.flatten(states)
+        logits = tf.zeros((1, self.vocabulary_size))
+
+        def body(index, logits, flat):
+            logits, new = self.step(ids[index][None], tf.nest.pack_sequence_as(states, flat))
+            return index + 1, logits, tf.nest.flatten(new)
+
+        _, logits, flat = tf.while_loop(
+            lambda index, *_: index < tf.size(ids), body, (tf.constant(0), logits, flat)
+        )
+        return logits, tf.nest.pack_sequence_as(states, flat)
+
+    def generate(self, prompt_ids, length, temperature, seed, top_k=0):
+        """Sample `length` ids after `prompt_ids`; same seed, same ids.
+
+        `temperature <= 0` picks the most likely character (greedy);
+        `top_k > 0` samples among the k most likely only. The
+        out-of-vocabulary id 0 is never produced.
+        """
+        prompt_ids = tf.convert_to_tensor(prompt_ids, tf.int32)
+        tf.debugging.assert_positive(tf.size(prompt_ids), message="The prompt is empty; expected at least one character.")
+        length = tf.convert_to_tensor(length, tf.int32)
+        temperature = tf.convert_to_tensor(temperature, tf.float32)
+        seed = tf.cast(seed, tf.int32)
+        top_k = tf.convert_to_tensor(top_k, tf.int32)
+        logits, states = self.read(prompt_ids)
+        flat = tf.nest.flatten(states)
+        not_oov = tf.one_hot(0, self.vocabulary_size, on_value=-1e9, off_value=0.0)
+
+        def body(index, logits, flat, output):
+            logits = logits + not_oov
+            k = tf.where(top_k > 0, tf.minimum(top_k, self.vocabulary_size - 1), self.vocabulary_size)
+            threshold = tf.math.top_k(logits, k=k).values[:, -1:]
+            logits = tf.where(logits < threshold, tf.constant(-1e9, logits.dtype), logits)
+            scaled = logits / tf.maximum(temperature, 1e-6)
+            sampled = tf.random.stateless_categorical(scaled, 1, seed=tf.stack([seed, index]), dtype=tf.int32)[:, 0]
+            chosen = tf.where(temperature > 0, sampled, tf.argmax(logits, axis=-1, output_type=tf.int32))
+            logits, new = self.step(chosen, tf.nest.pack_sequence_as(states, flat))
+            return index + 1, logits, tf.nest.flatten(new), output.write(index, chosen[0])
+
+        output = tf.TensorArray(tf.int32, size=length)
+        _, _, _, output = tf.while_loop(
+            lambda index, *_: index < length, body, (tf.constant(0), logits, flat, output)
+        )
+        return output.stack()
+
+    def next_log_probs(self, prompt_ids):
+        """Log-probabilities `(V,)` of the character after `prompt_ids`."""
+        logits, _ = self.read(tf.convert_to_tensor(prompt_ids, tf.int32))
+        return tf.nn.log_softmax(logits[0])
