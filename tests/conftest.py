@@ -1,14 +1,8 @@
-"""Settings shared by every test: quiet TensorFlow, importable helpers, no leaked global state."""
+"""Settings shared by every test: quiet TensorFlow, no leaked global Keras state."""
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-# `tests/support.py` and the helpers beside the tests import by plain name.
-_TESTS = os.path.dirname(os.path.abspath(__file__))
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
