@@ -61,18 +61,21 @@ def forecast_errors(forecasts, truth, scale):
     }
 
 
-def infer_season_period(training_target, max_period=None, min_strength=0.1):
+def infer_season_period(training_target, max_period=None):
     """The seasonal period from the autocorrelation of the training part.
 
     The part is detrended by a quadratic fit (so a trend does not swamp the
     autocorrelation), then the autocorrelation's peaks are found: lags that are
     the largest value within +/- a quarter of themselves. The shortest peak
     reaching 90% of the strongest is the period (a period's multiples peak
-    too). Returns 1 (no seasonality) when no peak reaches `min_strength`.
+    too). Returns 1 (no seasonality) when no peak reaches 4/sqrt(n) (and 0.1):
+    white noise's autocorrelations spread about +/- 1/sqrt(n), and with
+    hundreds of lags tested, a 2/sqrt(n) band is crossed by chance.
     """
     values = np.asarray(training_target, dtype=np.float64)
     length = len(values)
     max_period = max_period or length // 3
+    min_strength = max(0.1, 4.0 / np.sqrt(max(length, 1)))
     if max_period < 2:
         return 1
     steps = np.arange(length)
@@ -137,7 +140,7 @@ class LinearAutoregression:
         return forecasts
 
 
-def holt_winters_forecasts(target, train_end, origins, horizon, period, trend="additive"):
+def holt_winters_forecasts(target, train_end, origins, horizon, period, trend="additive", initialization="estimated"):
     """Holt-Winters exponential smoothing fitted on target[:train_end] only.
 
     The smoothing parameters and initial states are estimated on the training
@@ -165,7 +168,7 @@ def holt_winters_forecasts(target, train_end, origins, horizon, period, trend="a
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter from the optimiser
         fitted = ExponentialSmoothing(
-            np.asarray(target[:train_end], dtype=np.float64), initialization_method="estimated", **specification
+            np.asarray(target[:train_end], dtype=np.float64), initialization_method=initialization, **specification
         ).fit()
         parameters = fitted.params
         initial = {"initial_level": parameters["initial_level"]}
