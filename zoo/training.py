@@ -19,6 +19,8 @@ resumable:
   and the last good checkpoint is kept.
 """
 
+import contextlib
+import json
 import math
 import os
 import shutil
@@ -27,6 +29,7 @@ import time
 import keras
 
 from zoo import config as config_lib
+from zoo.distribute import is_chief
 from zoo.files import atomic_path, atomic_write_json, read_json
 
 CHECKPOINT_DIR = "checkpoints"
@@ -85,6 +88,22 @@ def prepare_workdir(workdir, config, resume=False):
     return config
 
 
+def chief_path(path):
+    """`path` on the chief; a scratch path on other multi-worker tasks.
+
+    Under `MultiWorkerMirroredStrategy` every worker must take part in a
+    save, but only the chief's copy is kept: the others write beside it in a
+    per-task scratch directory that nobody reads.
+    """
+    if is_chief():
+        return path
+    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+    scratch = os.path.join(
+        os.path.dirname(os.path.abspath(path)), f".worker-{task.get('type')}-{task.get('index')}"
+    )
+    return os.path.join(scratch, os.path.basename(path))
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Save `last.keras` every epoch and `best.keras` on a new best `monitor`."""
 
@@ -96,7 +115,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.diverged = False
 
     def _save(self, name):
-        with atomic_path(os.path.join(self.directory, name)) as temporary:
+        with atomic_path(chief_path(os.path.join(self.directory, name))) as temporary:
             self.model.save(temporary)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -199,7 +218,7 @@ class ResumableBackup(keras.callbacks.Callback):
     def _save(self):
         if self.nan_guard is not None and self.nan_guard.message:
             return
-        with atomic_path(self.latest) as temporary:
+        with atomic_path(chief_path(self.latest)) as temporary:
             os.makedirs(temporary)
             self.model.save_weights(os.path.join(temporary, "weights.weights.h5"))
             atomic_write_json(
@@ -228,6 +247,47 @@ class ResumableBackup(keras.callbacks.Callback):
 
     def delete(self):
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _multi_worker_fit_workaround(model):
+    """Let `fit` run under `MultiWorkerMirroredStrategy`.
+
+    Keras 3 (seen with 3.15; tensorflow/tensorflow#72388) cannot `fit` under
+    this strategy: it reduces scalar logs with `strategy.reduce(..., axis=0)`
+    and builds the model by reducing a nested data batch, and both fail. Here
+    the model's own strategy is cleared (Keras then takes it from the
+    enclosing scope and skips the failing build) and the train and test
+    functions are our own: one `strategy.run` of Keras's `train_step` /
+    `test_step` per call, whose (already synchronised) logs are reduced with
+    `axis=None`. Training is otherwise unchanged.
+    """
+    import tensorflow as tf
+
+    strategy = getattr(model, "_distribute_strategy", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+
+    def reduced(step):
+        @tf.function
+        def function(iterator):
+            outputs = strategy.run(step, args=(next(iterator),))
+            return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), outputs)
+
+        return function
+
+    model._distribute_strategy = None
+    try:
+        with strategy.scope():
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.train_function = reduced(model.train_step)
+            model.test_function = reduced(model.test_step)
+            yield
+    finally:
+        model.train_function = model.test_function = None
+        model._distribute_strategy = strategy
 
 
 def fit(
@@ -277,16 +337,17 @@ def fit(
     history = {}
 
     def run(data, first_epoch, last_epoch, steps):
-        result = model.fit(
-            data,
-            validation_data=validation_data,
-            initial_epoch=first_epoch,
-            epochs=last_epoch,
-            callbacks=all_callbacks,
-            verbose=verbose,
-            steps_per_epoch=steps,
-            shuffle=False,  # the recipes' tf.data pipelines shuffle with their own seed
-        )
+        with _multi_worker_fit_workaround(model):
+            result = model.fit(
+                data,
+                validation_data=validation_data,
+                initial_epoch=first_epoch,
+                epochs=last_epoch,
+                callbacks=all_callbacks,
+                verbose=verbose,
+                steps_per_epoch=steps,
+                shuffle=False,  # the recipes' tf.data pipelines shuffle with their own seed
+            )
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(value) for value in values)
 
