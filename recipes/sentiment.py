@@ -1,0 +1,296 @@
+"""Sentiment classification with our recurrent layers, against a bag-of-n-grams baseline.
+
+    python -m recipes.sentiment train    --workdir runs/rt --class-file pos=rt-polarity.pos --class-file neg=rt-polarity.neg
+    python -m recipes.sentiment train    --workdir runs/rt-cv --class-file ... --folds 10
+    python -m recipes.sentiment evaluate --workdir runs/rt --class-file ...        (the run's test split, or --split all)
+    python -m recipes.sentiment export   --workdir runs/rt                          (SavedModel: strings -> probabilities)
+    python -m recipes.sentiment predict  --workdir runs/rt "a gorgeous film" "a tedious mess"
+    python -m recipes.sentiment benchmark --workdir runs/bench --class-file ... --folds 10 --cells lstm,gru
+
+Data: a CSV/TSV/JSON Lines table (--data, --text-column, --label-column), one
+file per class (--class-file NAME=PATH, one example per line), or TensorFlow
+Datasets (--tfds imdb_reviews --data-dir DIR [--download]). There is no
+built-in data set. The model: TextVectorization -> Embedding(mask_zero) ->
+our LSTM/GRU/SimpleRNN (bidirectional, stacked) -> masked pooling -> softmax.
+The baseline: logistic regression on unigram+bigram features.
+"""
+
+import dataclasses
+import os
+import sys
+
+from recipes import _cli
+
+DESCRIPTION = __doc__
+
+# Published accuracies on the Movie Review sentence polarity data (rt-polarity),
+# 10-fold cross-validation, no pretrained word vectors.
+PUBLISHED_RT_POLARITY = {"CNN-rand": 76.1, "NBSVM-bi": 79.4}
+
+NO_DATA_MESSAGE = """no data given. The sentiment recipe has no built-in data set; give one of:
+  --class-file NAME=PATH (at least twice)  one file per class, one example per line. For example the
+      Movie Review sentence polarity data (rt-polarity.pos / rt-polarity.neg, 5331 sentences each), from
+      "sentence polarity dataset v1.0" at https://www.cs.cornell.edu/people/pabo/movie-review-data/ :
+      --class-file pos=rt-polarity.pos --class-file neg=rt-polarity.neg
+  --data FILE (.csv, .tsv or .jsonl) --text-column NAME --label-column NAME
+  --tfds imdb_reviews --data-dir DIR [--download]  TensorFlow Datasets (IMDB reviews, 25k train / 25k test);
+      --download fetches and prepares it once from ai.stanford.edu/~amaas/data/sentiment/ into DIR.
+Example: python -m recipes.sentiment train --workdir runs/rt --class-file pos=rt-polarity.pos --class-file neg=rt-polarity.neg"""
+
+
+def add_data_arguments(parser):
+    group = parser.add_argument_group("data (exactly one source)")
+    group.add_argument("--data", help="A .csv, .tsv or .jsonl file with a text column and a label column.")
+    group.add_argument("--format", choices=("csv", "tsv", "jsonl"), help="Format of --data (default: from its extension).")
+    group.add_argument("--text-column", default="text", help="Column (or JSON field) holding the text (default: text).")
+    group.add_argument("--label-column", default="label", help="Column (or JSON field) holding the label (default: label).")
+    group.add_argument("--class-file", action="append", default=[], metavar="NAME=PATH",
+                       help="One file per class, one example per line (repeat for each class).")
+    group.add_argument("--tfds", metavar="NAME", help="A TensorFlow Datasets text classification set, e.g. imdb_reviews.")
+    group.add_argument("--tfds-split", default="train", help="TFDS split to read (default: train; e.g. train+test).")
+    group.add_argument("--data-dir", help="TFDS data directory (default: ~/tensorflow_datasets).")
+    group.add_argument("--download", action="store_true", help="Allow TFDS to download and prepare the data set.")
+    group.add_argument("--encoding", default="utf-8",
+                       help="Text encoding of --data/--class-file (default utf-8; e.g. cp1252, latin-1). "
+                            "Undecodable bytes are an error naming the file and byte offset.")
+    group.add_argument("--labels", help="Comma-separated class names in output order; any other label value is an error "
+                                        "(default: the sorted distinct labels).")
+
+
+def _class_file_pairs(values):
+    pairs = []
+    for value in values:
+        name, separator, path = value.partition("=")
+        if not separator or not name.strip() or not path.strip():
+            raise ValueError(f"Received `--class-file {value}`; expected NAME=PATH, e.g. --class-file pos=rt-polarity.pos.")
+        pairs.append((name.strip(), path.strip()))
+    return pairs
+
+
+def load_data(args, class_names=None):
+    """The `TextDataset` chosen by the data flags; `class_names` fixes the label order."""
+    from zoo import sentiment
+
+    if args.labels:
+        given = tuple(name.strip() for name in args.labels.split(",") if name.strip())
+        if class_names is not None and tuple(class_names) != given:
+            raise ValueError(f"Received --labels {list(given)} but the model was trained on {list(class_names)}.")
+        class_names = given
+    sources = [flag for flag, value in (("--data", args.data), ("--class-file", args.class_file), ("--tfds", args.tfds)) if value]
+    if not sources:
+        raise ValueError(NO_DATA_MESSAGE)
+    if len(sources) > 1:
+        raise ValueError(f"Received several data sources ({', '.join(sources)}); expected exactly one.")
+    if args.data:
+        return sentiment.load_table(args.data, args.text_column, args.label_column, args.format, args.encoding, class_names)
+    if args.class_file:
+        return sentiment.load_class_files(_class_file_pairs(args.class_file), args.encoding, class_names)
+    return sentiment.load_tfds(args.tfds, data_dir=args.data_dir, download=args.download, split=args.tfds_split,
+                               class_names=class_names)
+
+
+def _config(args, base=None):
+    from zoo import config as config_lib
+    from zoo.sentiment import SentimentConfig
+
+    return config_lib.apply_overrides(base or SentimentConfig(), _cli.overrides_with_seed(args))
+
+
+def _log(args):
+    return (lambda message: None) if args.quiet else (lambda message: print(message, flush=True))
+
+
+def _verbose(args):
+    return 0 if args.quiet else 2
+
+
+def _print_metrics(report):
+    from zoo.sentiment import format_table
+
+    print(format_table(report))
+    for name, metrics in report["models"].items():
+        print(f"{name} confusion matrix (rows true {metrics['class_names']}, columns predicted): {metrics['confusion_matrix']}")
+
+
+def _check_new_run(workdir, resume):
+    """Refuse to mix a new cross-validation with an earlier one in the same work directory."""
+    if not resume and os.path.exists(os.path.join(workdir, "folds")):
+        raise ValueError(f"The work directory {workdir!r} already holds a run. Pass --resume to continue it, or choose another --workdir.")
+
+
+def command_train(args, cells=None):
+    from zoo import sentiment
+    from zoo.distribute import get_strategy, is_chief
+    from zoo.files import atomic_write_json
+    from zoo.training import prepare_workdir
+
+    config = _config(args)
+    dataset = load_data(args)
+    dataset.require_classes(2)
+    _check_new_run(args.workdir, args.resume)
+    config = prepare_workdir(args.workdir, config, resume=args.resume)
+    strategy = get_strategy(args.strategy)
+    common = dict(include_baseline=not args.no_baseline, verbose=_verbose(args), strategy=strategy, log=_log(args))
+    if cells is not None:
+        common["cells"] = cells
+    print(f"data: {len(dataset)} examples from {dataset.source}; classes {dataset.class_counts()}", flush=True)
+    if args.folds:
+        report = sentiment.cross_validate(config, dataset, args.workdir, args.folds, max_folds=args.max_folds,
+                                          resume=args.resume, **common)
+    else:
+        if args.max_folds is not None:
+            raise ValueError("Received --max-folds without --folds; expected both (e.g. --folds 10 --max-folds 3).")
+        report = sentiment.train_test_split_run(config, dataset, args.workdir, **common)
+    report.update(config=dataclasses.asdict(config), data_source=dataset.source, class_names=list(dataset.class_names))
+    if is_chief():
+        atomic_write_json(os.path.join(args.workdir, "metrics.json"), report)
+    print(report["protocol"])
+    if "summary" in report:
+        print(sentiment.format_table(report, PUBLISHED_RT_POLARITY if args.published else None))
+    else:
+        _print_metrics(report)
+    print(f"metrics written to {os.path.join(args.workdir, 'metrics.json')}")
+    return 0
+
+
+def _trained_class_names(workdir):
+    from zoo.files import read_json
+
+    path = os.path.join(workdir, "metrics.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No metrics.json in {workdir!r}; train a model there first.")
+    return tuple(read_json(path)["class_names"])
+
+
+def command_evaluate(args):
+    from zoo import config as config_lib
+    from zoo import sentiment
+    from zoo.files import atomic_write_json
+
+    class_names = _trained_class_names(args.workdir)
+    config = config_lib.load(sentiment.SentimentConfig, os.path.join(args.workdir, "config.json"))
+    dataset = load_data(args, class_names=class_names)
+    if args.split == "test":
+        _, test_indices = sentiment.stratified_split(dataset.labels, config.test_fraction, config.seed)
+        dataset = dataset.subset(test_indices)
+    report = {"models": {}, "split": args.split, "data_source": dataset.source}
+    for name, baseline in ((config.model_name, False), ("baseline", True)):
+        if baseline and not os.path.exists(os.path.join(args.workdir, "baseline", "model.keras")):
+            continue
+        model = sentiment.load_trained_model(args.workdir, baseline=baseline)
+        probabilities = sentiment.predict_probabilities(model, dataset)
+        report["models"][name] = sentiment.classification_metrics(dataset.labels, probabilities, class_names)
+    path = os.path.join(args.workdir, f"evaluation-{args.split}.json")
+    atomic_write_json(path, report)
+    print(f"{len(dataset)} examples ({args.split}) from {dataset.source}")
+    _print_metrics(report)
+    print(f"written to {path}")
+    return 0
+
+
+def command_export(args):
+    from zoo import sentiment
+
+    output = args.output or os.path.join(args.workdir, "export")
+    model = sentiment.load_trained_model(args.workdir, baseline=args.baseline)
+    sentiment.export_text_classifier(model, _trained_class_names(args.workdir), output)
+    print(f"exported SavedModel to {output} (signature serving_default: texts string[batch] -> "
+          "probabilities, label, probability, class_names)")
+    return 0
+
+
+def command_predict(args):
+    import numpy as np
+    import tensorflow as tf
+
+    if not args.sentences:
+        raise ValueError("Received no sentences; expected one or more quoted sentences after the options.")
+    if bool(args.workdir) == bool(args.export):
+        raise ValueError("Received " + ("both --workdir and --export" if args.workdir else "neither --workdir nor --export")
+                         + "; expected exactly one model source.")
+    texts = tf.constant(args.sentences, dtype=tf.string)
+    if args.export:
+        if not os.path.isdir(args.export):
+            raise FileNotFoundError(f"No SavedModel directory at {args.export!r}.")
+        outputs = tf.saved_model.load(args.export).signatures["serving_default"](texts=texts)
+        probabilities = outputs["probabilities"].numpy()
+        class_names = [name.decode("utf-8") for name in outputs["class_names"].numpy()]
+    else:
+        from zoo import sentiment
+
+        class_names = _trained_class_names(args.workdir)
+        model = sentiment.load_trained_model(args.workdir, baseline=args.baseline)
+        probabilities = np.asarray(model(texts, training=False))
+    for sentence, row in zip(args.sentences, probabilities):
+        best = int(np.argmax(row))
+        print(f"{class_names[best]}\t{row[best]:.4f}\t{sentence}")
+    return 0
+
+
+def build_parser():
+    parser = _cli.parser("python -m recipes.sentiment", DESCRIPTION)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    def add_training_flags(sub, default_folds=None):
+        add_data_arguments(sub)
+        _cli.add_run_arguments(sub)
+        sub.add_argument("--folds", type=int, default=default_folds,
+                         help="k-fold stratified cross-validation instead of one train/test split "
+                              f"(default: {default_folds or 'off'}).")
+        sub.add_argument("--max-folds", type=int, help="Run only the first N folds of the k-fold partition (time).")
+        sub.add_argument("--no-baseline", action="store_true", help="Skip the bag-of-n-grams baseline.")
+        sub.add_argument("--quiet", action="store_true", help="No progress output, only results.")
+        sub.add_argument("--published", action="store_true",
+                         help="Add the published rt-polarity accuracies (CNN-rand, NBSVM-bi) to the table.")
+
+    add_training_flags(verbs.add_parser("train", help="Train the recurrent model and the baseline; report test metrics.",
+                                        description="Train on a stratified split (or --folds k) and write metrics.json."))
+    bench = verbs.add_parser("benchmark", help="Cross-validate several recurrent cells and the baseline; print the table.",
+                             description="k-fold cross-validation of each --cells model and the baseline.")
+    add_training_flags(bench, default_folds=10)
+    bench.add_argument("--cells", default="lstm,gru", help="Comma-separated recurrent cells to compare (default lstm,gru).")
+
+    evaluate = verbs.add_parser("evaluate", help="Score a trained run's models on data.",
+                                description="Metrics of the run's model and baseline on the data flags' data.")
+    add_data_arguments(evaluate)
+    evaluate.add_argument("--workdir", required=True, help="Work directory of a `train` run (without --folds).")
+    evaluate.add_argument("--split", choices=("test", "all"), default="test",
+                          help="test: the run's held-out split of the same data (default); all: every example.")
+
+    export = verbs.add_parser("export", help="Write a SavedModel taking raw strings.",
+                              description="SavedModel whose serving_default takes a batch of strings.")
+    export.add_argument("--workdir", required=True, help="Work directory of a `train` run (without --folds).")
+    export.add_argument("--output", help="Destination directory (default: WORKDIR/export).")
+    export.add_argument("--baseline", action="store_true", help="Export the baseline instead of the recurrent model.")
+
+    predict = verbs.add_parser("predict", help="Classify sentences given on the command line.",
+                               description="Print label, probability and sentence, one per line.")
+    predict.add_argument("sentences", nargs="*", help="Sentences to classify (quote each).")
+    predict.add_argument("--workdir", help="Use the trained model of this work directory.")
+    predict.add_argument("--export", help="Use this exported SavedModel instead.")
+    predict.add_argument("--baseline", action="store_true", help="With --workdir: use the baseline model.")
+    return parser
+
+
+def main(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_usage(sys.stderr)
+        raise ValueError("expected a verb (train, evaluate, export, predict, benchmark); " + NO_DATA_MESSAGE)
+    if args.verb == "train":
+        return command_train(args)
+    if args.verb == "benchmark":
+        cells = [cell.strip() for cell in args.cells.split(",") if cell.strip()]
+        from zoo.sentiment.config import CELLS
+
+        unknown = [cell for cell in cells if cell not in CELLS]
+        if unknown or not cells:
+            raise ValueError(f"Received --cells {args.cells!r}; expected a comma-separated subset of {list(CELLS)}.")
+        args.published = True
+        return command_train(args, cells=cells)
+    return {"evaluate": command_evaluate, "export": command_export, "predict": command_predict}[args.verb](args)
+
+
+if __name__ == "__main__":
+    _cli.run(main)

@@ -1,0 +1,82 @@
+"""The sentiment recipe's run configuration."""
+
+import dataclasses
+from typing import Literal, Optional
+
+CELLS = ("rnn", "lstm", "gru")
+STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none")
+
+
+@dataclasses.dataclass
+class SentimentConfig:
+    # --- recurrent model -------------------------------------------------
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # recurrent cell, from `layers`
+    units: int = 64  # hidden units per direction and layer
+    num_layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = True  # wrap each recurrent layer in keras.layers.Bidirectional
+    pooling: Literal["last", "max", "mean"] = "max"  # how the sequence of hidden states becomes one vector (padding excluded)
+    embedding_dim: int = 128  # word embedding size (trained from scratch, no pretrained vectors)
+    dropout: float = 0.5  # dropout on the embeddings and before the classifier
+    recurrent_dropout: float = 0.0  # dropout on the recurrent state inside each cell
+    # --- text vectorisation (shared with the baseline) ---------------------
+    vocabulary_size: int = 20000  # most frequent training tokens kept (plus padding and out-of-vocabulary)
+    max_length: int = 64  # tokens kept per text; batches are padded only to their longest text
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = "lower"  # TextVectorization standardisation
+    # --- training ---------------------------------------------------------
+    epochs: int = 10  # upper bound; early stopping on the inner validation split usually ends sooner
+    patience: int = 2  # epochs without a lower validation loss before stopping
+    batch_size: int = 50  # examples per step
+    learning_rate: float = 0.001  # Adam step size
+    clip_norm: float = 5.0  # gradient norm clipping (0 disables)
+    validation_fraction: float = 0.1  # share of the training data held out (stratified) for early stopping
+    test_fraction: float = 0.1  # share held out for the test set when not cross-validating
+    max_minutes: Optional[float] = None  # wall-clock budget per training run (None: unlimited)
+    # --- bag-of-n-grams baseline ----------------------------------------------
+    baseline_ngrams: int = 2  # n-gram order of the baseline features (2: unigrams and bigrams)
+    baseline_output_mode: Literal["multi_hot", "count", "tf_idf"] = "multi_hot"  # baseline features: binary, counts, or TF-IDF (dense, slow)
+    baseline_vocabulary_size: int = 100000  # most frequent n-grams kept by the baseline
+    baseline_l2: float = 0.0001  # L2 penalty on the logistic regression weights
+    baseline_learning_rate: float = 0.003  # Adam step size for the baseline
+    baseline_epochs: int = 30  # upper bound; early stopping as for the recurrent model
+    seed: int = 0  # seeds splits, initialisation, dropout and shuffling
+
+    def validate(self):
+        positive = ("units", "num_layers", "embedding_dim", "vocabulary_size", "max_length", "epochs",
+                    "patience", "batch_size", "baseline_ngrams", "baseline_vocabulary_size", "baseline_epochs")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
+        if self.vocabulary_size < 3:
+            raise ValueError(
+                f"Received an invalid value for `vocabulary_size`: {self.vocabulary_size}; expected at least 3 "
+                "(padding, out-of-vocabulary and one word)."
+            )
+        for name in ("dropout", "recurrent_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1).")
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 1).")
+        for name in ("learning_rate", "baseline_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number.")
+        for name in ("clip_norm", "baseline_l2"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0.")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none.")
+        if self.cell not in CELLS:
+            raise ValueError(f"Received an invalid value for `cell`: {self.cell!r}; expected one of {list(CELLS)}.")
+        if self.standardize not in STANDARDIZE:
+            raise ValueError(
+                f"Received an invalid value for `standardize`: {self.standardize!r}; expected one of {list(STANDARDIZE)}."
+            )
+
+    @property
+    def model_name(self):
+        """A short name for tables: `bilstm`, `gru`, `2xbigru`, ..."""
+        name = ("bi" if self.bidirectional else "") + self.cell
+        return name if self.num_layers == 1 else f"{self.num_layers}x{name}"

@@ -1,0 +1,331 @@
+"""Labelled text: loading from files or TensorFlow Datasets, stratified splits, tf.data.
+
+Sources:
+
+- a table: CSV, TSV or JSON Lines with a text column and a label column;
+- one file per class, one example per line (the Movie Review sentence
+  polarity files `rt-polarity.pos` / `rt-polarity.neg` have this shape);
+- a TensorFlow Datasets name such as `imdb_reviews`, read from `data_dir`
+  and downloaded only when asked.
+
+Files are decoded strictly: a byte that is not valid in the given encoding is
+an error that names the file, the byte offset and the line, rather than a
+silently replaced character.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TextDataset:
+    """Texts with integer labels that index `class_names`."""
+
+    texts: tuple  # of str
+    labels: np.ndarray  # int64, shape (n,)
+    class_names: tuple  # of str; label k means class_names[k]
+    source: str = ""  # where the examples came from, for messages
+
+    def __post_init__(self):
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"Received {len(self.texts)} texts but {len(self.labels)} labels; expected equal counts.")
+
+    def __len__(self):
+        return len(self.texts)
+
+    def subset(self, indices):
+        indices = np.asarray(indices, dtype=np.int64)
+        return TextDataset(tuple(self.texts[i] for i in indices), self.labels[indices], self.class_names, self.source)
+
+    def class_counts(self):
+        return {name: int(np.sum(self.labels == index)) for index, name in enumerate(self.class_names)}
+
+    def require_classes(self, minimum=2):
+        """Raise unless at least `minimum` classes have examples (training needs two)."""
+        present = [name for name, count in self.class_counts().items() if count]
+        if len(present) < minimum:
+            raise ValueError(
+                f"The data from {self.source or 'the given source'} has examples of only {len(present)} class(es) "
+                f"({', '.join(present) or 'none'}); expected at least {minimum} to train a classifier."
+            )
+
+
+# ----------------------------------------------------------------- decoding
+def read_text_file(path, encoding="utf-8"):
+    """The contents of `path` decoded strictly; undecodable bytes are a ValueError naming the offset."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such file: {path!r}.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Expected a file but {path!r} is a directory.")
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode(encoding)
+    except LookupError:
+        raise ValueError(f"Received an unknown `encoding` {encoding!r}; expected a Python codec name such as utf-8 or cp1252.") from None
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        bad = raw[error.start:error.end].hex(" ")
+        raise ValueError(
+            f"Cannot decode {path!r} as {encoding}: byte(s) 0x{bad} at byte offset {error.start} (line {line}) "
+            f"are not valid {encoding} ({error.reason}). If the file uses another encoding, pass it with "
+            "--encoding (for example --encoding cp1252 or --encoding latin-1)."
+        ) from None
+    if text.startswith("\ufeff"):  # a byte order mark is not part of the first text
+        text = text[1:]
+    if not text.strip():
+        raise ValueError(f"The file {path!r} is empty; expected labelled examples.")
+    return text
+
+
+# ------------------------------------------------------------------- labels
+def _natural_order(values):
+    """Sort label values numerically when they are all integers, else as text."""
+    try:
+        return sorted(values, key=int)
+    except ValueError:
+        return sorted(values)
+
+
+def _index_labels(raw_labels, class_names, source, positions):
+    """Map label strings to indices of `class_names` (inferred and sorted when None)."""
+    if class_names is None:
+        class_names = tuple(_natural_order(set(raw_labels)))
+    else:
+        class_names = tuple(str(name) for name in class_names)
+        if len(set(class_names)) != len(class_names):
+            raise ValueError(f"Received duplicate class names in `labels`: {list(class_names)}.")
+        known = set(class_names)
+        for raw, position in zip(raw_labels, positions):
+            if raw not in known:
+                raise ValueError(
+                    f"Unknown label value {raw!r} at {position} of {source}; expected one of {list(class_names)} "
+                    "(the --labels given, or the classes the model was trained on)."
+                )
+    index = {name: position for position, name in enumerate(class_names)}
+    return np.array([index[raw] for raw in raw_labels], dtype=np.int64), class_names
+
+
+def _label_text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+# ------------------------------------------------------------------- tables
+def table_format(path, file_format=None):
+    if file_format:
+        if file_format not in ("csv", "tsv", "jsonl"):
+            raise ValueError(f"Received an invalid `format` {file_format!r}; expected csv, tsv or jsonl.")
+        return file_format
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in TABLE_FORMATS:
+        raise ValueError(
+            f"Cannot tell the format of {path!r} from its extension {extension!r}; expected one of "
+            f"{sorted(TABLE_FORMATS)} or an explicit --format csv|tsv|jsonl."
+        )
+    return TABLE_FORMATS[extension]
+
+
+def _table_rows(path, text, file_format):
+    """Yield (position, row dict, column names) for each example."""
+    if file_format == "jsonl":
+        for line_number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"Line {line_number} of {path!r} is not valid JSON: {error.msg}.") from None
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"Line {line_number} of {path!r} holds a JSON {type(row).__name__}; expected an object "
+                    "with a text field and a label field."
+                )
+            yield f"line {line_number}", row, sorted(row)
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="," if file_format == "csv" else "\t")
+    columns = reader.fieldnames or []
+    for row in reader:
+        # The header is line 1; a quoted field may span lines, so use the reader's count.
+        position = f"line {reader.line_num}"
+        if None in row or any(value is None for value in row.values()):
+            raise ValueError(
+                f"Row at {position} of {path!r} has {len(row) - (None in row)} fields where the header has "
+                f"{len(columns)}; expected one value per column."
+            )
+        yield position, row, columns
+
+
+def load_table(path, text_column="text", label_column="label", file_format=None, encoding="utf-8", class_names=None):
+    """Read a CSV, TSV or JSON Lines file of labelled texts.
+
+    Args:
+        path: The file. Its format comes from the extension (.csv, .tsv,
+            .jsonl) unless `file_format` is given.
+        text_column, label_column: Column (or JSON field) names.
+        encoding: Text encoding of the file; undecodable bytes are an error.
+        class_names: Optional ordered class names; a label outside them is
+            an error. By default the sorted distinct label values.
+    """
+    file_format = table_format(path, file_format)
+    text = read_text_file(path, encoding)
+    texts, raw_labels, positions = [], [], []
+    for position, row, columns in _table_rows(path, text, file_format):
+        for role, column in (("text", text_column), ("label", label_column)):
+            if column not in row:
+                raise ValueError(
+                    f"The {role} column {column!r} is missing from {path!r} ({position}); available columns: "
+                    f"{columns}. Choose one with --{role}-column."
+                )
+        value, label = row[text_column], row[label_column]
+        if not isinstance(value, str):
+            raise ValueError(f"The text at {position} of {path!r} is a {type(value).__name__} ({value!r}); expected a string.")
+        if label is None or _label_text(label) == "":
+            raise ValueError(f"The label at {position} of {path!r} is empty; expected a class label.")
+        texts.append(value)
+        raw_labels.append(_label_text(label))
+        positions.append(position)
+    if not texts:
+        raise ValueError(f"The file {path!r} has a header but no examples.")
+    labels, class_names = _index_labels(raw_labels, class_names, repr(path), positions)
+    return TextDataset(tuple(texts), labels, class_names, source=path)
+
+
+def load_class_files(files, encoding="utf-8", class_names=None):
+    """Read one file per class, one example per non-blank line.
+
+    Args:
+        files: Sequence of `(class_name, path)` pairs.
+        encoding: Text encoding of the files.
+        class_names: Optional order of the classes; every given class must be
+            in it. By default the sorted class names.
+    """
+    files = list(files)
+    if not files:
+        raise ValueError("Received no class files; expected --class-file NAME=PATH at least twice.")
+    names = [name for name, _ in files]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"Received more than one --class-file for the classes {duplicated}; expected one file per class.")
+    texts, raw_labels, positions = [], [], []
+    for name, path in files:
+        lines = [line.strip() for line in read_text_file(path, encoding).splitlines()]
+        lines = [line for line in lines if line]
+        texts.extend(lines)
+        raw_labels.extend([name] * len(lines))
+        positions.extend([f"--class-file {name}={path}"] * len(lines))
+    labels, class_names = _index_labels(raw_labels, class_names, "the class files", positions)
+    return TextDataset(tuple(texts), labels, class_names, source=", ".join(path for _, path in files))
+
+
+def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train", text_key="text",
+              label_key="label", class_names=None):
+    """Read a TensorFlow Datasets text classification set into memory.
+
+    Nothing is downloaded unless `download=True`; without it the data must
+    already be prepared under `data_dir` (default ~/tensorflow_datasets).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset, info = tfds.load(name, split=split, data_dir=data_dir, download=download, with_info=True)
+    except Exception as error:  # tfds raises several types for "not prepared" (AssertionError, DatasetNotFoundError)
+        if download:
+            raise
+        raise FileNotFoundError(
+            f"TensorFlow Datasets could not load {name!r} (split {split!r}) from data_dir={data_dir!r} without "
+            f"downloading: {str(error).splitlines()[0] if str(error) else type(error).__name__}. "
+            "Pass --download to fetch and prepare it (once), or --data-dir pointing at a prepared copy."
+        ) from None
+    features = info.features
+    for key in (text_key, label_key):
+        if key not in features:
+            raise ValueError(f"The TFDS dataset {name!r} has no feature {key!r}; its features are {sorted(features.keys())}.")
+    label_feature = features[label_key]
+    names = getattr(label_feature, "names", None)
+    texts, raw_labels = [], []
+    for example in tfds.as_numpy(dataset):
+        value = example[text_key]
+        texts.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+        label = int(example[label_key])
+        raw_labels.append(names[label] if names else str(label))
+    if not texts:
+        raise ValueError(f"The TFDS split {name}[{split}] has no examples.")
+    positions = [f"example {index}" for index in range(len(texts))]
+    labels, class_names = _index_labels(raw_labels, class_names or (tuple(names) if names else None),
+                                        f"tfds {name}[{split}]", positions)
+    return TextDataset(tuple(texts), labels, class_names, source=f"tfds:{name}[{split}]")
+
+
+# ------------------------------------------------------------------- splits
+def stratified_split(labels, fraction, seed):
+    """Indices `(kept, held_out)`: `fraction` of each class held out, at least one, seeded.
+
+    Every class needs two examples so that both sides see it.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"Received an invalid value for `fraction`: {fraction!r}; expected a number in (0, 1).")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            raise ValueError(
+                f"Class index {int(label)} has {len(members)} example(s); a stratified split needs at least 2 per class."
+            )
+        rng.shuffle(members)
+        count = min(max(1, int(round(len(members) * fraction))), len(members) - 1)
+        held.append(members[:count])
+        kept.append(members[count:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def stratified_folds(labels, folds, seed):
+    """The held-out indices of each of `folds` stratified folds, seeded.
+
+    Each class is shuffled and dealt round-robin over the folds, so every
+    fold has the class ratios of the whole to within one example per class.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"Received an invalid value for `folds`: {folds!r}; expected an integer >= 2.")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(labels), dtype=np.int64)
+    offset = 0
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < folds:
+            raise ValueError(
+                f"Class index {int(label)} has {len(members)} example(s); {folds}-fold cross-validation needs at "
+                f"least {folds} per class."
+            )
+        rng.shuffle(members)
+        # Start each class where the last one stopped, so leftovers spread over the folds.
+        assignment[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return [np.flatnonzero(assignment == fold) for fold in range(folds)]
+
+
+# ------------------------------------------------------------------ tf.data
+def make_dataset(dataset, batch_size, shuffle=False, seed=0, with_labels=True):
+    """A batched `tf.data.Dataset` of (string texts, int labels)."""
+    texts = tf.constant(list(dataset.texts), dtype=tf.string)
+    if with_labels:
+        data = tf.data.Dataset.from_tensor_slices((texts, tf.constant(dataset.labels, dtype=tf.int32)))
+    else:
+        data = tf.data.Dataset.from_tensor_slices(texts)
+    if shuffle:
+        data = data.shuffle(len(dataset), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)

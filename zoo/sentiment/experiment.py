@@ -1,0 +1,240 @@
+"""Training and evaluating the sentiment models on a split or by cross-validation.
+
+Everything a run writes goes under its work directory:
+
+    <workdir>/checkpoints/, logs/        the recurrent model's training (zoo.training.fit)
+    <workdir>/model.keras                the recurrent model that was evaluated (lowest validation loss)
+    <workdir>/baseline/...               the same for the bag-of-n-grams baseline
+    <workdir>/folds/fold-01/...          per fold, when cross-validating, with its metrics.json
+
+Functions report progress only through an optional `log` callable.
+"""
+
+import dataclasses
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo import training
+from zoo.files import atomic_path, atomic_write_json, read_json
+from zoo.sentiment.baseline import build_baseline
+from zoo.sentiment.data import make_dataset, stratified_folds, stratified_split
+from zoo.sentiment.metrics import classification_metrics
+from zoo.sentiment.model import build_model, compile_model
+
+# TensorBoard event files need the tensorboard package; without it the
+# per-epoch history still goes to logs/history.csv.
+TENSORBOARD_INSTALLED = importlib.util.find_spec("tensorboard") is not None
+BASELINE_NAME = "baseline"
+MODEL_FILE = "model.keras"
+SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc")
+
+
+def _silent(message):
+    pass
+
+
+def predict_probabilities(model, dataset, batch_size=256):
+    """Class probabilities of `model` for every text of `dataset`, in order."""
+    return np.asarray(model.predict(make_dataset(dataset, batch_size, with_labels=False), verbose=0))
+
+
+def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None):
+    """Train `build()` with early stopping on `validation`; return (best model, fit result).
+
+    The returned model is the checkpoint with the lowest validation loss,
+    reloaded from disk (so it is exactly what `model.keras` will hold).
+    """
+    training.set_seed(config.seed)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = build()
+        compile_model(model, learning_rate, config.clip_norm)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
+    os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
+    history_log = keras.callbacks.CSVLogger(os.path.join(workdir, "logs", "history.csv"), append=True)
+    result = training.fit(
+        model,
+        make_dataset(train, config.batch_size, shuffle=True, seed=config.seed),
+        workdir=workdir,
+        epochs=epochs,
+        validation_data=make_dataset(validation, config.batch_size),
+        max_minutes=config.max_minutes,
+        callbacks=[stopper, history_log],
+        verbose=verbose,
+        tensorboard=TENSORBOARD_INSTALLED,
+    )
+    if os.path.exists(result["best_checkpoint"]):
+        model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
+    with atomic_path(os.path.join(workdir, MODEL_FILE)) as temporary:
+        model.save(temporary)
+    return model, result
+
+
+def _training_summary(result):
+    history = result["history"]
+    losses = history.get("val_loss", [])
+    best_epoch = int(np.argmin(losses)) + 1 if losses else None
+    return {
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": best_epoch,
+        "best_val_loss": float(min(losses)) if losses else None,
+        "train_seconds": round(result["seconds"], 1),
+        "time_budget_exhausted": result["time_budget_exhausted"],
+    }
+
+
+def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
+                       strategy=None, log=_silent, nested=False):
+    """Train the recurrent model(s) and the baseline on `train`; score them on `test`.
+
+    An inner stratified split of `train` (`config.validation_fraction`)
+    chooses the epoch (early stopping); `test` is only used for the final
+    metrics. Returns a dict with the metrics of each model by name.
+
+    Args:
+        cells: Recurrent cells to train (default: `config.cell`).
+        nested: Put every recurrent model in `workdir/<model name>` instead
+            of training the first one directly in `workdir`.
+    """
+    train.require_classes(2)
+    cells = list(cells or [config.cell])
+    num_classes = len(train.class_names)
+    inner_indices, validation_indices = stratified_split(train.labels, config.validation_fraction, config.seed)
+    inner, validation = train.subset(inner_indices), train.subset(validation_indices)
+    report = {
+        "class_names": list(train.class_names),
+        "examples": {"train": len(inner), "validation": len(validation), "test": len(test)},
+        "models": {},
+    }
+    for position, cell in enumerate(cells):
+        model_config = dataclasses.replace(config, cell=cell)
+        name = model_config.model_name
+        model_dir = workdir if position == 0 and not nested else os.path.join(workdir, name)
+        log(f"training {name} ({len(inner)} train / {len(validation)} validation examples) in {model_dir}")
+        model, result = fit_text_classifier(
+            lambda: build_model(model_config, num_classes, inner.texts), model_config, inner, validation, model_dir,
+            epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
+        )
+        metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
+        report["models"][name] = {**metrics, **_training_summary(result), "parameters": int(model.count_params())}
+        log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
+    if include_baseline:
+        baseline_dir = os.path.join(workdir, BASELINE_NAME)
+        log(f"training the bag-of-n-grams baseline in {baseline_dir}")
+        model, result = fit_text_classifier(
+            lambda: build_baseline(config, num_classes, inner.texts), config, inner, validation, baseline_dir,
+            epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
+            strategy=strategy,
+        )
+        metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
+        report["models"][BASELINE_NAME] = {**metrics, **_training_summary(result), "parameters": int(model.count_params())}
+        log(f"{BASELINE_NAME}: test accuracy {metrics['accuracy']:.4f}")
+    return report
+
+
+def train_test_split_run(config, dataset, workdir, **kwargs):
+    """Stratified `config.test_fraction` test split, then `train_and_evaluate`."""
+    dataset.require_classes(2)
+    train_indices, test_indices = stratified_split(dataset.labels, config.test_fraction, config.seed)
+    report = train_and_evaluate(config, dataset.subset(train_indices), dataset.subset(test_indices), workdir, **kwargs)
+    report["protocol"] = f"stratified {1 - config.test_fraction:.0%}/{config.test_fraction:.0%} split, seed {config.seed}"
+    return report
+
+
+def summarize(fold_reports):
+    """Mean and sample standard deviation of each metric over folds, per model."""
+    names = []
+    for fold_report in fold_reports:
+        names += [name for name in fold_report["models"] if name not in names]
+    summary = {}
+    for name in names:
+        entry = {"folds": sum(name in report["models"] for report in fold_reports)}
+        for metric in SUMMARY_METRICS:
+            values = [report["models"][name][metric] for report in fold_reports
+                      if name in report["models"] and report["models"][name][metric] is not None]
+            if values:
+                entry[metric] = {
+                    "mean": float(np.mean(values)),
+                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                    "values": [float(value) for value in values],
+                }
+        summary[name] = entry
+    return summary
+
+
+def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume=False, log=_silent, **kwargs):
+    """Stratified k-fold cross-validation; each fold trains every model from scratch.
+
+    The partition is seeded by `config.seed`; fold k trains with seed
+    `config.seed + k` (so initialisations differ between folds). With
+    `max_folds`, only the first `max_folds` folds of the k-fold partition
+    run (each still holds out 1/k of the data). A fold whose metrics.json
+    exists is reused when `resume` is true.
+
+    Returns `{"folds": [per-fold reports], "summary": {model: {metric: {mean, std, values}}}}`.
+    """
+    dataset.require_classes(2)
+    partition = stratified_folds(dataset.labels, folds, config.seed)
+    count = folds if max_folds is None else min(folds, max_folds)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"Received an invalid value for `max_folds`: {max_folds!r}; expected a positive integer.")
+    fold_reports = []
+    for fold in range(count):
+        fold_dir = os.path.join(workdir, "folds", f"fold-{fold + 1:02d}")
+        metrics_path = os.path.join(fold_dir, "metrics.json")
+        if resume and os.path.exists(metrics_path):
+            fold_reports.append(read_json(metrics_path))
+            log(f"fold {fold + 1}/{folds}: reusing {metrics_path}")
+            continue
+        test_indices = partition[fold]
+        train_indices = np.sort(np.concatenate([partition[other] for other in range(folds) if other != fold]))
+        fold_config = dataclasses.replace(config, seed=config.seed + fold)
+        log(f"fold {fold + 1}/{folds}: {len(train_indices)} train+validation / {len(test_indices)} test examples")
+        report = train_and_evaluate(
+            fold_config, dataset.subset(train_indices), dataset.subset(test_indices), fold_dir,
+            nested=True, log=log, **kwargs,
+        )
+        report["fold"] = fold + 1
+        atomic_write_json(metrics_path, report)
+        fold_reports.append(report)
+    protocol = f"stratified {folds}-fold cross-validation, seed {config.seed}"
+    if count < folds:
+        protocol += f" (first {count} of {folds} folds run)"
+    return {"protocol": protocol, "folds": fold_reports, "summary": summarize(fold_reports)}
+
+
+def format_table(summary_or_report, reference=None):
+    """A plain-text table of the models' metrics (mean ± std over folds, or single values)."""
+    lines = [f"{'model':<12} {'folds':>5} {'accuracy':>17} {'macro F1':>17} {'ROC AUC':>17}"]
+
+    def cell(entry):
+        if entry is None:
+            return f"{'-':>17}"
+        if isinstance(entry, dict):
+            return f"{entry['mean'] * 100:>9.2f} ± {entry['std'] * 100:<5.2f}"
+        return f"{entry * 100:>17.2f}"
+
+    if "summary" in summary_or_report:
+        rows = [(name, entry["folds"], entry) for name, entry in summary_or_report["summary"].items()]
+    else:
+        rows = [(name, 1, entry) for name, entry in summary_or_report["models"].items()]
+    for name, fold_count, entry in rows:
+        lines.append(f"{name:<12} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS))
+    for label, accuracy in (reference or {}).items():
+        lines.append(f"{label:<12} {'':>5} {accuracy:>17.2f} {'(published)':>17}")
+    return "\n".join(lines)
+
+
+def load_trained_model(workdir, baseline=False):
+    """The evaluated model of a training run in `workdir` (recurrent, or the baseline)."""
+    path = os.path.join(workdir, BASELINE_NAME, MODEL_FILE) if baseline else os.path.join(workdir, MODEL_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No trained model at {path!r}; run `python -m recipes.sentiment train --workdir {workdir} ...` "
+            "without --folds first (cross-validation keeps only per-fold models)."
+        )
+    return keras.saving.load_model(path, safe_mode=True)
+
