@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 
 import keras
@@ -88,20 +89,23 @@ def prepare_workdir(workdir, config, resume=False):
     return config
 
 
-def chief_path(path):
-    """`path` on the chief; a scratch path on other multi-worker tasks.
+@contextlib.contextmanager
+def chief_writes(path):
+    """Yield where to write `path`: atomically on the chief, else a scratch path.
 
     Under `MultiWorkerMirroredStrategy` every worker must take part in a
-    save, but only the chief's copy is kept: the others write beside it in a
-    per-task scratch directory that nobody reads.
+    save, but only the chief's copy is kept: the others write to a scratch
+    directory that is deleted afterwards.
     """
     if is_chief():
-        return path
-    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-    scratch = os.path.join(
-        os.path.dirname(os.path.abspath(path)), f".worker-{task.get('type')}-{task.get('index')}"
-    )
-    return os.path.join(scratch, os.path.basename(path))
+        with atomic_path(path) as temporary:
+            yield temporary
+        return
+    scratch = tempfile.mkdtemp(prefix=".worker-")
+    try:
+        yield os.path.join(scratch, os.path.basename(path))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -115,7 +119,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.diverged = False
 
     def _save(self, name):
-        with atomic_path(chief_path(os.path.join(self.directory, name))) as temporary:
+        with chief_writes(os.path.join(self.directory, name)) as temporary:
             self.model.save(temporary)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -218,7 +222,7 @@ class ResumableBackup(keras.callbacks.Callback):
     def _save(self):
         if self.nan_guard is not None and self.nan_guard.message:
             return
-        with atomic_path(chief_path(self.latest)) as temporary:
+        with chief_writes(self.latest) as temporary:
             os.makedirs(temporary)
             self.model.save_weights(os.path.join(temporary, "weights.weights.h5"))
             atomic_write_json(

@@ -148,5 +148,5 @@ def test_two_workers_on_localhost_write_one_consistent_checkpoint(tmp_path):
 
     checkpoint = keras.saving.load_model(workdir / "checkpoints" / "last.keras", safe_mode=True)
     assert [float(w.sum()) for w in checkpoint.get_weights()] == pytest.approx(results[0]["weights"], rel=1e-6)
-    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["best.keras", "last.keras"] or \
-        sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["last.keras"]
+    # No validation data, so no best.keras; and nothing left by the other worker.
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["last.keras"]
