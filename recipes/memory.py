@@ -215,17 +215,14 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=_log, on
         if on_progress is not None:
             on_progress(metrics_so_far(False))
 
-    # Order: the adding ladder (with the gradient-flow probes), then the
-    # truncation runs, then the copy ladder, so a stopped study has the core first.
+    # Every run is a job; jobs run from the shortest sequence to the longest
+    # (cost grows with length), so a study stopped early has the cheap,
+    # informative part of every experiment rather than one experiment whole.
+    jobs = []
     for length in config.adding_lengths:
         for model in config.models:
             probe = config.probe_size if model in memory.RECURRENT_LAYERS else 0
-            name = f"adding-T{length}-{model}"
-            result = _run_once(name, runs_dir, resume, train(config.run_config("adding", model, length), probe), log)
-            ladder.append(result)
-            log(f"{name}: {_describe(result)}")
-            progress()
-
+            jobs.append(("ladder", f"adding-T{length}-{model}", config.run_config("adding", model, length), probe, None))
     for model in config.truncation_models:
         for bptt_steps in (*sorted(set(config.truncation_bptt_steps)), None):
             run_config = config.run_config(
@@ -233,21 +230,23 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=_log, on
                 mark_distance=config.truncation_distance,
             )
             name = f"truncation-T{config.truncation_length}-d{config.truncation_distance}-{model}-k{bptt_steps or 'full'}"
-            inspector = _truncation_inspector(memory, config.truncation_distance)
-            result = _run_once(name, runs_dir, resume, train(run_config, 0, inspector), log)
-            result["expected_reach"] = memory.reachable_distance(config.truncation_length, bptt_steps)
+            jobs.append(("truncation", name, run_config, 0, _truncation_inspector(memory, config.truncation_distance)))
+    for length in config.copy_delays:
+        for model in config.models:
+            jobs.append(("ladder", f"copy-T{length}-{model}", config.run_config("copy", model, length), 0, None))
+    jobs.sort(key=lambda job: job[2].sequence_length)
+
+    for kind, name, run_config, probe, inspector in jobs:
+        result = _run_once(name, runs_dir, resume, train(run_config, probe, inspector), log)
+        if kind == "ladder":
+            ladder.append(result)
+            log(f"{name}: {_describe(result)}")
+        else:
+            result["expected_reach"] = memory.reachable_distance(run_config.length, run_config.bptt_steps)
             truncation.append(result)
             log(f"{name}: {_describe(result)}; gradient reaches {result['measured_reach']} steps back "
                 f"(chunking predicts {result['expected_reach']})")
-            progress()
-
-    for length in config.copy_delays:
-        for model in config.models:
-            name = f"copy-T{length}-{model}"
-            result = _run_once(name, runs_dir, resume, train(config.run_config("copy", model, length)), log)
-            ladder.append(result)
-            log(f"{name}: {_describe(result)}")
-            progress()
+        progress()
     return metrics_so_far(True)
 
 
