@@ -17,10 +17,12 @@ Usage:
     python -m recipes.crosscheck             # the default grid (~1 minute)
     python -m recipes.crosscheck --full      # the exhaustive grid (slow)
     python -m recipes.crosscheck --seed 3 --cells lstm,gru
+    python -m recipes.crosscheck --dtype-policy mixed_float16
 
 Prints one row per setting and the worst over the grid; exits with status 1
 when a difference exceeds the tolerance (1e-5 absolute for outputs and
-states, 1e-4 relative for gradients). The grid functions are importable, so
+states, 1e-4 relative for gradients; looser under mixed precision, see
+TOLERANCES). The grid functions are importable, so
 the tests run the same comparisons.
 """
 
@@ -34,6 +36,14 @@ import numpy as np
 
 OUTPUT_TOLERANCE = 1e-5  # absolute, outputs and states are O(1)
 GRADIENT_TOLERANCE = 1e-4  # relative, per gradient tensor
+# Under a mixed policy both sides compute in half precision; allow about two
+# units in the last place at 1.0 (float16: 2**-10, bfloat16: 2**-7) for
+# outputs, and ten times that, relative, for gradients.
+TOLERANCES = {
+    "float32": (OUTPUT_TOLERANCE, GRADIENT_TOLERANCE),
+    "mixed_float16": (2 * 2.0**-10, 20 * 2.0**-10),
+    "mixed_bfloat16": (2 * 2.0**-7, 20 * 2.0**-7),
+}
 GRADIENT_FLOOR = 1e-6  # denominators below this count as this (all-zero gradients)
 
 # Our cell kinds; "gru_reset_before" is GRUCell(reset_after=False).
@@ -122,11 +132,13 @@ class Comparison:
     output_difference: float  # max |ours - keras| over outputs and states
     gradient_difference: float  # max relative difference over gradient tensors
     gradient_count: int  # number of gradient tensors compared
+    dtype_policy: str = "float32"  # the global Keras dtype policy of the run
 
     @property
     def passed(self):
-        return (self.output_difference <= OUTPUT_TOLERANCE
-                and self.gradient_difference <= GRADIENT_TOLERANCE)
+        output_tolerance, gradient_tolerance = TOLERANCES[self.dtype_policy]
+        return (self.output_difference <= output_tolerance
+                and self.gradient_difference <= gradient_tolerance)
 
 
 def cell_arguments(setting):
@@ -285,7 +297,7 @@ def run_network(setting, network, sequences, initial_state, mask, seed):
                     inputs = masking(sequences)
             if initial_state is not None:
                 arguments["initial_state"] = initial_state
-            outputs = tf.nest.flatten(network(inputs, **arguments))
+            outputs = [tf.cast(o, "float32") for o in tf.nest.flatten(network(inputs, **arguments))]
             loss = tf.add_n([
                 tf.reduce_sum(output * _projection(output.shape, index, seed))
                 for index, output in enumerate(outputs)
@@ -314,16 +326,30 @@ def relative_difference(ours, reference):
     return float(np.max(np.abs(ours - reference), initial=0.0)) / scale
 
 
-def compare(setting, seed=0):
-    """Run `setting` with our cell and with Keras's; return a `Comparison`."""
+def compare(setting, seed=0, dtype_policy="float32"):
+    """Run `setting` with our cell and with Keras's; return a `Comparison`.
+
+    `dtype_policy` is set as Keras's global policy while both networks are
+    built and run (one of TOLERANCES), and restored afterwards.
+    """
     import keras
 
+    if dtype_policy not in TOLERANCES:
+        raise ValueError(
+            f"Received an invalid value for argument `dtype_policy`, expected one of "
+            f"{sorted(TOLERANCES)}, got {dtype_policy!r}."
+        )
     keras.utils.set_random_seed(seed)
-    ours, theirs = make_layers(setting)
-    share_weights(setting, ours, theirs, seed)
-    sequences, initial_state, mask = make_inputs(setting, seed)
-    our_outputs, our_gradients = run_network(setting, ours, sequences, initial_state, mask, seed)
-    keras_outputs, keras_gradients = run_network(setting, theirs, sequences, initial_state, mask, seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy)
+    try:
+        ours, theirs = make_layers(setting)
+        share_weights(setting, ours, theirs, seed)
+        sequences, initial_state, mask = make_inputs(setting, seed)
+        our_outputs, our_gradients = run_network(setting, ours, sequences, initial_state, mask, seed)
+        keras_outputs, keras_gradients = run_network(setting, theirs, sequences, initial_state, mask, seed)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     if [o.shape for o in our_outputs] != [o.shape for o in keras_outputs]:
         raise AssertionError(
             f"{setting.label()}: output shapes differ: ours {[o.shape for o in our_outputs]}, "
@@ -333,7 +359,7 @@ def compare(setting, seed=0):
         raise AssertionError(f"{setting.label()}: gradient shapes differ")
     output_difference = max(float(np.max(np.abs(a - b))) for a, b in zip(our_outputs, keras_outputs))
     gradient_difference = max(relative_difference(a, b) for a, b in zip(our_gradients, keras_gradients))
-    return Comparison(setting, output_difference, gradient_difference, len(our_gradients))
+    return Comparison(setting, output_difference, gradient_difference, len(our_gradients), dtype_policy)
 
 
 def _variants(cell):
@@ -426,12 +452,14 @@ def full_grid(cells=CELL_KINDS):
 def format_table(comparisons):
     """The table of results and the worst row, as text."""
     width = max(len(c.setting.label()) for c in comparisons)
-    lines = [f"{'setting':<{width}}  {'max abs output diff':>19}  {'max rel grad diff':>17}  ok"]
+    lines = [f"dtype policy: {comparisons[0].dtype_policy}",
+             f"{'setting':<{width}}  {'max abs output diff':>19}  {'max rel grad diff':>17}  ok"]
     for comparison in comparisons:
         lines.append(
             f"{comparison.setting.label():<{width}}  {comparison.output_difference:>19.3e}  "
             f"{comparison.gradient_difference:>17.3e}  {'yes' if comparison.passed else 'NO'}"
         )
+    output_tolerance, gradient_tolerance = TOLERANCES[comparisons[0].dtype_policy]
     worst_output = max(comparisons, key=lambda c: c.output_difference)
     worst_gradient = max(comparisons, key=lambda c: c.gradient_difference)
     failures = sum(not c.passed for c in comparisons)
@@ -440,9 +468,9 @@ def format_table(comparisons):
         f"settings: {len(comparisons)}, gradient tensors compared: "
         f"{sum(c.gradient_count for c in comparisons)}, failures: {failures}",
         f"worst output/state difference: {worst_output.output_difference:.3e} "
-        f"(tolerance {OUTPUT_TOLERANCE:g} absolute) at: {worst_output.setting.label()}",
+        f"(tolerance {output_tolerance:.3g} absolute) at: {worst_output.setting.label()}",
         f"worst gradient difference:     {worst_gradient.gradient_difference:.3e} "
-        f"(tolerance {GRADIENT_TOLERANCE:g} relative) at: {worst_gradient.setting.label()}",
+        f"(tolerance {gradient_tolerance:.3g} relative) at: {worst_gradient.setting.label()}",
     ]
     return "\n".join(lines)
 
@@ -471,6 +499,9 @@ def parse_arguments(argv):
                         help="Run the exhaustive grid (several minutes) instead of the default one.")
     parser.add_argument("--cells", default=",".join(CELL_KINDS),
                         help=f"Comma-separated cell kinds to check (default: {','.join(CELL_KINDS)}).")
+    parser.add_argument("--dtype-policy", default="float32", choices=sorted(TOLERANCES),
+                        help="Keras global dtype policy of both sides (default float32); the "
+                        "tolerances follow the policy's precision.")
     args = parser.parse_args(argv)
     args.cells = _parse_cells(args.cells)
     return args
@@ -484,7 +515,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     grid = full_grid(args.cells) if args.full else default_grid(args.cells)
-    comparisons = [compare(setting, seed=args.seed) for setting in grid]
+    comparisons = [compare(setting, seed=args.seed, dtype_policy=args.dtype_policy) for setting in grid]
     print(format_table(comparisons))
     return 0 if all(c.passed for c in comparisons) else 1
 
