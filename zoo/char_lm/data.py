@@ -67,7 +67,10 @@ def tfds_text(name, *, split="train", data_dir=None, download=False, feature="te
     try:
         dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
     except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(f"Unknown TensorFlow Datasets name {name!r}: {error}") from None
+        raise ValueError(
+            f"Unknown TensorFlow Datasets name {name!r} ({str(error).splitlines()[0]}); "
+            "see tfds.list_builders() for the known names."
+        ) from None
     except (AssertionError, FileNotFoundError) as error:
         if download:
             raise

@@ -23,10 +23,10 @@ class CharLMConfig:
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
     dropout: float = 0.0  # dropout after every recurrent layer (training only); raise it for runs long enough to overfit
-    seq_len: int = 100  # characters per batch row: the truncated-BPTT span
+    seq_len: int = 50  # characters per batch row: the truncated-BPTT span (the state still carries on)
     batch_size: int = 32  # contiguous streams the training text is cut into
     epochs: int = 30  # passes over the training text (max_minutes may end sooner)
-    learning_rate: float = 2e-3  # Adam step size
+    learning_rate: float = 3e-3  # Adam step size
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
     max_minutes: Optional[float] = None  # wall-clock training budget; ends after the current batch
