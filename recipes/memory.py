@@ -462,7 +462,7 @@ def render_report(metrics, plots, plot_problem):
             "the total derivative through every later step (state = h, or (h, c) for the LSTM), measured by running "
             "our cell step by step under `tf.GradientTape`. `init`: the same weights before training; `trained`: after "
             "the ladder run at this length (a small trained error also shrinks every entry, so compare the shape "
-            "along a column). Last row: norm at distance 0 over norm at the largest distance.",
+            "along a column). Last row: norm at the largest distance divided by norm at distance 0.",
             "",
             table,
             "",

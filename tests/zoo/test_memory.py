@@ -207,3 +207,16 @@ def test_truncation_cuts_gradients_where_the_chunks_say():
     assert memory.reachable_distance(14, None) == 13
     full = memory.input_gradient_reach(layers.LSTM(3), inputs)
     assert np.all(full > 0)
+
+
+def test_training_run_is_repeatable_with_its_seed(tmp_path):
+    def run(seed, name):
+        config = memory.MemoryConfig(task="adding", model="gru", length=6, parameter_budget=200, seed=seed)
+        result = memory.train_and_evaluate(
+            config, str(tmp_path / name), train_steps=3, batch_size=4, evaluations=1, test_size=16, probe_size=4
+        )
+        return result["test_error"], result["state_gradient_trained"]
+
+    first, again, other = run(1, "a"), run(1, "b"), run(2, "c")
+    assert first == again
+    assert first[0] != other[0]
