@@ -367,7 +367,11 @@ def write_plots(metrics, workdir):
         figure, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
         for axis, task in zip(axes[0], tasks):
             for model in config["models"]:
-                points = sorted((r["length"], r["error_over_baseline"]) for r in ladder if r["task"] == task and r["model"] == model)
+                # Clamped so that a perfect run still shows on the log axis.
+                points = sorted(
+                    (r["length"], max(r["error_over_baseline"], 1e-6))
+                    for r in ladder if r["task"] == task and r["model"] == model
+                )
                 if points:
                     axis.plot(*zip(*points), marker="o", label=model)
             axis.axhline(config["solve_fraction"], color="grey", linestyle="--", label="solved below")
