@@ -67,6 +67,17 @@ def _enclosing_rnn_call():
     return None
 
 
+def _resolve(name, getter, value):
+    """`getter(value)` (e.g. `activations.get`), with errors naming argument `name`."""
+    try:
+        resolved = getter(value)
+    except (ValueError, TypeError) as error:
+        raise type(error)(
+            f"Received an invalid value for argument `{name}`: {value!r}. {error}"
+        ) from error
+    return resolved
+
+
 class _RecurrentCell(keras.layers.Layer):
     """Shared machinery: argument checks, weights, dropout masks, config.
 
@@ -99,17 +110,17 @@ class _RecurrentCell(keras.layers.Layer):
         kwargs.pop("implementation", None)
         super().__init__(**kwargs)
         self.units = positive_int("units", units)
-        self.activation = activations.get(activation)
+        self.activation = _resolve("activation", activations.get, activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
+        self.kernel_initializer = _resolve("kernel_initializer", initializers.get, kernel_initializer)
+        self.recurrent_initializer = _resolve("recurrent_initializer", initializers.get, recurrent_initializer)
+        self.bias_initializer = _resolve("bias_initializer", initializers.get, bias_initializer)
+        self.kernel_regularizer = _resolve("kernel_regularizer", regularizers.get, kernel_regularizer)
+        self.recurrent_regularizer = _resolve("recurrent_regularizer", regularizers.get, recurrent_regularizer)
+        self.bias_regularizer = _resolve("bias_regularizer", regularizers.get, bias_regularizer)
+        self.kernel_constraint = _resolve("kernel_constraint", constraints.get, kernel_constraint)
+        self.recurrent_constraint = _resolve("recurrent_constraint", constraints.get, recurrent_constraint)
+        self.bias_constraint = _resolve("bias_constraint", constraints.get, bias_constraint)
         self.dropout = rate("dropout", dropout)
         self.recurrent_dropout = rate("recurrent_dropout", recurrent_dropout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -206,6 +217,12 @@ class _RecurrentCell(keras.layers.Layer):
             raise ValueError(
                 f"{type(self).__name__} expects `inputs` of rank 2 "
                 f"(batch, features), got shape {tuple(inputs.shape)}."
+            )
+        features = inputs.shape[-1]
+        if self.built and features is not None and features != self.kernel.shape[0]:
+            raise ValueError(
+                f"{type(self).__name__} was built for `inputs` with "
+                f"{self.kernel.shape[0]} features, got shape {tuple(inputs.shape)}."
             )
         sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
         if len(states) != len(sizes):
@@ -331,11 +348,17 @@ class SimpleRNNCell(_RecurrentCell):
             Regularizers of the three weights. Default: `None`.
         kernel_constraint, recurrent_constraint, bias_constraint:
             Constraints of the three weights. Default: `None`.
-        dropout: Float in [0, 1): fraction of the inputs dropped. One mask
-            per sequence, reused at every step, applied only in training.
+        dropout: Float in [0, 1): fraction of the inputs dropped, only in
+            training. One mask per sequence, reused at every step: inside
+            `keras.layers.RNN` each call of the RNN draws new masks (also
+            with `initial_state` or `stateful=True`); a cell called directly
+            keeps its masks until `reset_dropout_masks()` or
+            `get_initial_state()`. Default: `0.0`.
         recurrent_dropout: Float in [0, 1): fraction of the previous state
-            dropped before the recurrent product, with one mask per sequence.
-        seed: Integer seed of the dropout masks.
+            dropped before the recurrent product, with one mask per sequence
+            as for `dropout`. Default: `0.0`.
+        seed: Integer seed of the dropout masks, or `None`. Two cells with
+            the same seed draw the same masks. Default: `None`.
 
     Call arguments:
         inputs: Tensor of shape `(batch, features)`, one time step.
@@ -343,13 +366,14 @@ class SimpleRNNCell(_RecurrentCell):
         training: Whether dropout applies.
 
     Returns:
-        `(output, [new_state])`, both of shape `(batch, units)`.
+        `(output, [new_state])`, both of shape `(batch, units)` (the new
+        state as a bare tensor if `states` was one).
 
     Example:
 
     >>> import numpy as np, keras, layers
     >>> rnn = keras.layers.RNN(layers.SimpleRNNCell(4))
-    >>> rnn(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(rnn(np.zeros((2, 5, 3), "float32")).shape)
     (2, 4)
     """
 
@@ -400,7 +424,10 @@ class LSTMCell(_RecurrentCell):
         kernel_constraint, recurrent_constraint, bias_constraint: As in
             `SimpleRNNCell`.
         dropout, recurrent_dropout, seed: As in `SimpleRNNCell`; one input
-            mask and one recurrent mask per sequence, shared by all gates.
+            mask and one recurrent mask per sequence, shared by all four
+            gates (Keras's `LSTMCell` draws one mask per gate when
+            `recurrent_dropout > 0`, so results with dropout differ from it
+            in distribution detail, not in kind).
 
     Call arguments:
         inputs: Tensor of shape `(batch, features)`.
@@ -415,8 +442,17 @@ class LSTMCell(_RecurrentCell):
     >>> import numpy as np, keras, layers
     >>> rnn = keras.layers.RNN(layers.LSTMCell(4), return_state=True)
     >>> output, h, c = rnn(np.zeros((2, 5, 3), "float32"))
-    >>> c.shape
+    >>> tuple(c.shape)
     (2, 4)
+
+    Weights move to Keras's own layer unchanged:
+
+    >>> sequences = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    >>> keras_lstm = keras.layers.LSTM(4, return_state=True)
+    >>> keras_lstm.build(sequences.shape)
+    >>> keras_lstm.set_weights(rnn.get_weights())
+    >>> bool(np.allclose(rnn(sequences)[0], keras_lstm(sequences)[0], atol=1e-6))
+    True
     """
 
     _gate_count = 4
@@ -442,7 +478,7 @@ class LSTMCell(_RecurrentCell):
             bias_initializer=bias_initializer,
             **kwargs,
         )
-        self.recurrent_activation = activations.get(recurrent_activation)
+        self.recurrent_activation = _resolve("recurrent_activation", activations.get, recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     @property
@@ -531,8 +567,19 @@ class GRUCell(_RecurrentCell):
 
     >>> import numpy as np, keras, layers
     >>> rnn = keras.layers.RNN(layers.GRUCell(4, reset_after=False))
-    >>> rnn(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(rnn(np.zeros((2, 5, 3), "float32")).shape)
     (2, 4)
+    >>> [tuple(w.shape) for w in rnn.weights]
+    [(3, 12), (4, 12), (12,)]
+
+    In `keras.layers.Bidirectional`, and stacked in one `keras.layers.RNN`:
+
+    >>> both_ways = keras.layers.Bidirectional(keras.layers.RNN(layers.GRUCell(4)))
+    >>> tuple(both_ways(np.zeros((2, 5, 3), "float32")).shape)
+    (2, 8)
+    >>> stack = keras.layers.RNN([layers.GRUCell(4), layers.LSTMCell(6)])
+    >>> tuple(stack(np.zeros((2, 5, 3), "float32")).shape)
+    (2, 6)
     """
 
     _gate_count = 3
@@ -558,7 +605,7 @@ class GRUCell(_RecurrentCell):
             bias_initializer=bias_initializer,
             **kwargs,
         )
-        self.recurrent_activation = activations.get(recurrent_activation)
+        self.recurrent_activation = _resolve("recurrent_activation", activations.get, recurrent_activation)
         self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
