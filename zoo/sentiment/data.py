@@ -159,9 +159,12 @@ def _table_rows(path, text, file_format):
     for row in reader:
         # The header is line 1; a quoted field may span lines, so use the reader's count.
         position = f"line {reader.line_num}"
-        if None in row or any(value is None for value in row.values()):
+        # DictReader puts surplus fields in a list under None and fills missing ones with None.
+        surplus = row.pop(None, [])
+        if surplus or any(value is None for value in row.values()):
+            fields = sum(value is not None for value in row.values()) + len(surplus)
             raise ValueError(
-                f"Row at {position} of {path!r} has {len(row) - (None in row)} fields where the header has "
+                f"Row at {position} of {path!r} has {fields} fields where the header has "
                 f"{len(columns)}; expected one value per column."
             )
         yield position, row, columns
