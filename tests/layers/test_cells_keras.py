@@ -150,3 +150,25 @@ def test_gru_layer_weights_of_the_other_layout_are_refused_by_rnn_of_our_cell():
     ours.build((2, 5, 3))
     with pytest.raises(ValueError, match=r"\(2, 12\)"):
         ours.set_weights(keras_gru.get_weights())
+
+
+def test_quick_grid_covers_every_variant_and_run_mode_of_the_default_grid():
+    quick, default = crosscheck.quick_grid(), crosscheck.default_grid()
+    assert set(quick) <= set(default)
+    assert len(quick) < len(default)
+    for cell in crosscheck.CELL_KINDS:
+        for variant in crosscheck._variants(cell):
+            assert crosscheck.Setting(cell, **variant) in quick
+    for mode in crosscheck._RUN_MODES:
+        assert sum(s == crosscheck.Setting(s.cell, **mode) for s in quick) == 2
+
+
+def test_table_reports_each_setting_and_the_worst():
+    settings = [crosscheck.Setting("lstm", return_state=True), crosscheck.Setting("gru", unroll=True)]
+    comparisons = [crosscheck.compare(setting, seed=3) for setting in settings]
+    worse = crosscheck.Comparison(settings[1], 2e-5, 1e-6, 4)
+    table = crosscheck.format_table([comparisons[0], worse])
+    assert "lstm b2t3 state" in table and "gru b2t3 unroll" in table
+    assert "failures: 1" in table
+    assert "worst output/state difference: 2.000e-05" in table and "at: gru b2t3 unroll" in table
+    assert all(c.passed for c in comparisons) and not worse.passed
