@@ -8,7 +8,8 @@
 
 Every model is scored on the same test windows (the last part of the series,
 never seen in training or normalisation): last value, seasonal naive, a
-linear AR(window) fitted by least squares, Holt-Winters (with statsmodels),
+linear AR(window) fitted by least squares, with statsmodels Holt-Winters
+and a dynamic harmonic regression (Fourier terms + ARIMA errors),
 a 1-D convolution, and SimpleRNN/LSTM/GRU in single-shot and autoregressive
 form. MASE < 1 means better than the seasonal naive forecast on the
 training part.
@@ -76,7 +77,7 @@ def verdict(metrics):
         return "No recurrent model was evaluated."
     best_name, best = min(recurrent.items(), key=lambda item: item[1]["mase"])
     sentences = [f"Best recurrent model: {best_name} (MASE {best['mase']:.3f})."]
-    for rival in ("seasonal_naive", "linear_ar", "conv", "holt_winters"):
+    for rival in ("seasonal_naive", "linear_ar", "conv", "holt_winters", "harmonic_arima"):
         if rival in models:
             other = models[rival]["mase"]
             outcome = "beats" if best["mase"] < other else "does NOT beat"
@@ -97,7 +98,7 @@ def report(metrics):
             f"season period {metrics['season_period']}{' (inferred)' if metrics['season_period_inferred'] else ''}; "
             f"MASE scale (in-sample seasonal naive MAE) {metrics['mase_scale']:.4f}",
             format_table(metrics),
-            f"holt_winters: {metrics['notes']['holt_winters']}",
+            *(f"{name}: {metrics['notes'][name]}" for name in ("holt_winters", "harmonic_arima") if name in metrics["notes"]),
             verdict(metrics),
         ]
     )

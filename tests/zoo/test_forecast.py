@@ -289,3 +289,31 @@ def test_models_forecast_relative_to_the_last_value():
         dense.set_weights([np.zeros_like(weight) for weight in dense.get_weights()])
         forecast = pipeline.neural_forecast(model, name, windows, 3)
         np.testing.assert_allclose(forecast, np.repeat(windows[:, -1, :1], 3, axis=1), atol=1e-6)
+
+
+def test_refined_period_recovers_a_fractional_season():
+    steps = np.arange(1200)
+    series = 0.01 * steps + np.sin(2 * np.pi * steps / 52.18) + np.random.default_rng(1).normal(0, 0.2, len(steps))
+    assert baselines.infer_season_period(series) == 52
+    assert baselines.refine_season_period(series, 52) == pytest.approx(52.18, abs=0.05)
+    assert baselines.refine_season_period(seasonal_with_trend(400, period=12), 12) == pytest.approx(12.0, abs=0.02)
+
+
+@pytest.mark.parametrize("reference", ["holt_winters", "harmonic_arima"])
+def test_classical_forecasts_use_only_observations_up_to_the_origin(reference):
+    pytest.importorskip("statsmodels")
+    series = seasonal_with_trend(240)
+    origins = np.array([190, 200])
+
+    def run(values):
+        if reference == "holt_winters":
+            return baselines.holt_winters_forecasts(values, 180, origins, 6, 12)[0]
+        return baselines.harmonic_arima_forecasts(values, 180, origins, 6, 12.0, harmonics=2)[0]
+
+    forecasts = run(series)
+    poisoned = series.copy()
+    poisoned[201:] = 1e3  # after the last origin: must not matter
+    np.testing.assert_allclose(run(poisoned), forecasts)
+    # The forecasts are good on this seasonal series with trend (noise sd 0.1).
+    truth = targets_at(series, origins, 6)
+    assert np.abs(forecasts - truth).mean() < 0.3

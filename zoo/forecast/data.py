@@ -17,6 +17,7 @@ from typing import Literal, Optional
 import numpy as np
 
 EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
+CLASSICAL_MODELS = ("holt_winters", "harmonic_arima")
 _MISSING_TEXT = {"", "na", "nan", "null", "none", "n/a", "-"}
 
 
@@ -42,6 +43,7 @@ class ForecastConfig:
     batch_size: int = 32  # windows per training batch
     learning_rate: float = 1e-3  # Adam learning rate
     max_minutes: Optional[float] = 8.0  # wall-clock budget per model (none = unlimited)
+    classical_models: tuple[str, ...] = ("holt_winters", "harmonic_arima")  # statsmodels references to fit (may be empty)
     classical_trend: Literal["additive", "damped", "none"] = "additive"  # Holt-Winters trend component
     seed: int = 0  # seeds data shuffling and weight initialisation
 
@@ -73,6 +75,11 @@ class ForecastConfig:
                 )
             if self.input_columns:
                 raise ValueError("`input_columns` needs a CSV file (--csv); the embedded series have one column.")
+        unknown = [name for name in self.classical_models if name not in CLASSICAL_MODELS]
+        if unknown:
+            raise ValueError(
+                f"Received unknown `classical_models` {unknown}; expected names from {list(CLASSICAL_MODELS)} (or none)."
+            )
         from zoo.forecast.models import NEURAL_MODELS
 
         unknown = [name for name in self.models if name not in NEURAL_MODELS]

@@ -32,7 +32,7 @@ from zoo.forecast.data import Normalizer, chronological_split, load_series, targ
 from zoo.forecast.models import autoregressive_rollout, build, is_autoregressive
 
 MODELS_DIR = "models"
-BASELINE_NAMES = ("last_value", "seasonal_naive", "linear_ar", "holt_winters")
+BASELINE_NAMES = ("last_value", "seasonal_naive", "linear_ar", "holt_winters", "harmonic_arima")
 
 
 def _silent(_message):
@@ -212,12 +212,18 @@ def baseline_forecasts(prepared, config, origins):
         autoregression.forecast(windows_at(normalized_target, origins, config.window), horizon)
     )
     notes = {"linear_ar": f"AR({config.window}) with intercept, least squares on the training part, recursive rollout"}
-    if baselines.is_statsmodels_available():
-        forecasts["holt_winters"], notes["holt_winters"], notes["holt_winters_parameters"] = baselines.holt_winters_forecasts(
-            target, prepared.split.train_end, origins, horizon, prepared.season_period, config.classical_trend
-        )
-    else:
-        notes["holt_winters"] = "skipped: statsmodels is not installed (`pip install statsmodels`)"
+    for name in config.classical_models:
+        if not baselines.is_statsmodels_available():
+            notes[name] = "skipped: statsmodels is not installed (`pip install statsmodels`)"
+        elif name == "holt_winters":
+            forecasts[name], notes[name], notes[f"{name}_parameters"] = baselines.holt_winters_forecasts(
+                target, prepared.split.train_end, origins, horizon, prepared.season_period, config.classical_trend
+            )
+        elif name == "harmonic_arima":
+            period = baselines.refine_season_period(target[: prepared.split.train_end], prepared.season_period)
+            forecasts[name], notes[name], notes[f"{name}_parameters"] = baselines.harmonic_arima_forecasts(
+                target, prepared.split.train_end, origins, horizon, period
+            )
     return forecasts, notes
 
 
