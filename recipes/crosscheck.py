@@ -94,6 +94,9 @@ class Setting:
                     f"Received an invalid value for argument `{name}`, expected one "
                     f"of {allowed}, got {getattr(self, name)!r}."
                 )
+        if self.wrapper == "bidirectional" and self.go_backwards:
+            raise ValueError("keras.layers.Bidirectional refuses a layer with go_backwards=True "
+                             "(it makes the backward copy itself); use one or the other.")
         if self.stateful and self.initial_state:
             raise ValueError("A stateful setting takes its initial state from the layer; "
                              "`stateful` and `initial_state` cannot both be True.")
@@ -444,9 +447,11 @@ def full_grid(cells=CELL_KINDS):
             # Keras's Bidirectional.compute_mask fails for stateful layers
             # returning states (a Keras bug); keep states off in that case.
             return_state = not (wrapper == "bidirectional" and mode.get("stateful"))
+            if wrapper == "bidirectional" and mode.get("go_backwards"):
+                mode = {key: value for key, value in mode.items() if key != "go_backwards"}
             grid.append(Setting(cell, wrapper=wrapper, return_sequences=True,
                                 return_state=return_state, **variant, **size, **mode))
-    return grid
+    return list(dict.fromkeys(grid))
 
 
 def format_table(comparisons):
