@@ -107,26 +107,37 @@ def _flat_matmul_t(a, b):
     return tf.matmul(a2, b2, transpose_a=True)
 
 
+def _shifted_matmul_t(first, rest, b):
+    """`sum_t prev[t]^T @ b[t]` where `prev` = `first` followed by `rest[:-1]`.
+
+    The previous states are the initial state followed by all states but the
+    last; slicing along time shares memory, concatenating would copy.
+    """
+    return tf.matmul(first, b[0], transpose_a=True) + _flat_matmul_t(rest[:-1], b[1:])
+
+
 # --------------------------------------------------------------------------
 # Per-cell step arithmetic.
 #
 # Each class holds the recurrent weights of one call and provides:
-#   forward_step(p_t, states) -> (new_states, records)
-#       one step before masking; `records` are saved for back-propagation.
-#   backward_factors(states_seq, prev_states_seq, prev_dropped_h, records)
-#       -> sequences (time-major) read at every backward step.
-#   backward_step(state_grads, factors_t) -> (prev_state_grads, records)
-#       the gradient of one step w.r.t. its input states, given the
-#       gradients w.r.t. its (unmasked) new states.
-#   finish(records, factors, prev_dropped_h, states_seq, prev_states_seq)
+#   step(p_t, states) -> new_states
+#       one step before masking (inference: nothing is saved).
+#   step_saving(p_t, states) -> (new_states, records)
+#       the same step, also returning what back-propagation needs from it:
+#       the derivative factors of the step, computed while the operands are
+#       at hand, so the backward loop only multiplies.
+#   backward_step(state_grads, records_t) -> (prev_state_grads, writes)
+#       gradients w.r.t. the step's input states, given the gradients
+#       w.r.t. its (unmasked) new states; `writes` are the gate
+#       pre-activation gradients of the step, saved for after the loop.
+#   finish(writes_seq, records, h0_dropped, h_seq_dropped)
 #       -> (d_projected, d_recurrent_kernel, d_recurrent_bias or None)
 #       after the loop, as large matrix products over all steps.
 # --------------------------------------------------------------------------
 class _RecurrenceMath:
     state_count = 1
-    gate_count = 1
-    forward_record_count = 0
-    backward_record_count = 1
+    record_count = 1
+    write_count = 1
 
     def __init__(self, units, recurrent_kernel, recurrent_bias, recurrent_mask,
                  activation, recurrent_activation):
@@ -141,90 +152,84 @@ class _RecurrenceMath:
     def dropped(self, h):
         return h if self.recurrent_mask is None else h * self.recurrent_mask
 
+    def finish(self, writes_seq, records, h0_dropped, h_seq_dropped):
+        dz = writes_seq[0]
+        return dz, _shifted_matmul_t(h0_dropped, h_seq_dropped, dz), None
+
 
 class _SimpleRNNMath(_RecurrenceMath):
     gate_count = 1
 
-    def forward_step(self, p_t, states):
-        h_tm1 = states[0]
-        z = p_t + tf.matmul(self.dropped(h_tm1), self.recurrent_kernel)
-        h = self.activation.forward(z)
-        return [h], []
+    def step(self, p_t, states):
+        z = p_t + tf.matmul(self.dropped(states[0]), self.recurrent_kernel)
+        return [self.activation.forward(z)]
 
-    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
-        derivative = self.activation.derivative(states_seq[0])
-        return [derivative] if derivative is not None else []
+    def step_saving(self, p_t, states):
+        h = self.step(p_t, states)[0]
+        derivative = self.activation.derivative(h)
+        return [h], [derivative if derivative is not None else tf.ones_like(h)]
 
-    def backward_step(self, state_grads, factors_t):
-        dz = _times(state_grads[0], factors_t[0] if factors_t else None)
-        dh_tm1 = self.dropped(tf.matmul(dz, self.recurrent_kernel_t))
-        return [dh_tm1], [dz]
-
-    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
-        dz = records[0]
-        return dz, _flat_matmul_t(prev_dropped_h, dz), None
+    def backward_step(self, state_grads, records_t):
+        dz = state_grads[0] * records_t[0]
+        return [self.dropped(tf.matmul(dz, self.recurrent_kernel_t))], [dz]
 
 
 class _LSTMMath(_RecurrenceMath):
     state_count = 2
     gate_count = 4
-    forward_record_count = 4
+    record_count = 3
 
-    def forward_step(self, p_t, states):
-        h_tm1, c_tm1 = states
+    def _gates(self, p_t, h_tm1):
         z = p_t + tf.matmul(self.dropped(h_tm1), self.recurrent_kernel)
         z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
         gate = self.recurrent_activation.forward
-        i, f, o = gate(z_i), gate(z_f), gate(z_o)
-        g = self.activation.forward(z_c)
-        c = f * c_tm1 + i * g
-        h = o * self.activation.forward(c)
-        return [h, c], [i, f, g, o]
+        return gate(z_i), gate(z_f), self.activation.forward(z_c), gate(z_o)
 
-    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
-        c_seq = states_seq[1]
-        c_prev_seq = prev_states_seq[1]
-        i, f, g, o = records
+    def step(self, p_t, states):
+        h_tm1, c_tm1 = states
+        i, f, g, o = self._gates(p_t, h_tm1)
+        c = f * c_tm1 + i * g
+        return [o * self.activation.forward(c), c]
+
+    def step_saving(self, p_t, states):
+        h_tm1, c_tm1 = states
+        i, f, g, o = self._gates(p_t, h_tm1)
+        c = f * c_tm1 + i * g
+        tanh_c = self.activation.forward(c)
+        h = o * tanh_c
         gate_derivative = self.recurrent_activation.derivative
-        act = self.activation
-        # At masked steps the carried cell state differs from the step's new
-        # one, but the gradient of the new state is zero there, so the factor
-        # does not matter.
-        tanh_c = act.forward(c_seq)
-        dh_to_dc = _times(o, act.derivative(tanh_c))
-        dc_to_dz = tf.concat(
+        derivative = self.activation.derivative
+        # d(gate pre-activations) = [dc, dc, dc, dh] * gate_factors, where
+        # dc already includes the path through h.
+        gate_factors = tf.concat(
             [
                 _times(g, gate_derivative(i)),
-                _times(c_prev_seq, gate_derivative(f)),
-                _times(i, act.derivative(g)),
+                _times(c_tm1, gate_derivative(f)),
+                _times(i, derivative(g)),
+                _times(tanh_c, gate_derivative(o)),
             ],
             axis=-1,
         )
-        dh_to_dz_o = _times(tanh_c, gate_derivative(o))
-        return [dh_to_dc, tf.concat([dc_to_dz, dh_to_dz_o], axis=-1), f]
+        h_to_c = _times(o, derivative(tanh_c))
+        return [h, c], [gate_factors, h_to_c, f]
 
-    def backward_step(self, state_grads, factors_t):
+    def backward_step(self, state_grads, records_t):
         dh, dc = state_grads
-        dh_to_dc, gate_factors, forget = factors_t
-        dc_total = dc + dh * dh_to_dc
-        dz = tf.concat([dc_total, dc_total, dc_total, dh], axis=-1) * gate_factors
+        gate_factors, h_to_c, forget = records_t
+        dc = dc + dh * h_to_c
+        dz = tf.concat([dc, dc, dc, dh], axis=-1) * gate_factors
         dh_tm1 = self.dropped(tf.matmul(dz, self.recurrent_kernel_t))
-        dc_tm1 = dc_total * forget
-        return [dh_tm1, dc_tm1], [dz]
-
-    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
-        dz = records[0]
-        return dz, _flat_matmul_t(prev_dropped_h, dz), None
+        return [dh_tm1, dc * forget], [dz]
 
 
 class _GRUMath(_RecurrenceMath):
     """GRU with `reset_after=True` (reset gate applied after the product)."""
 
     gate_count = 3
-    forward_record_count = 4
+    record_count = 3
+    write_count = 2
 
-    def forward_step(self, p_t, states):
-        h_tm1 = states[0]
+    def _parts(self, p_t, h_tm1):
         units = self.units
         inner = tf.matmul(self.dropped(h_tm1), self.recurrent_kernel)
         if self.recurrent_bias is not None:
@@ -234,44 +239,51 @@ class _GRUMath(_RecurrenceMath):
         zr = self.recurrent_activation.forward(p_zr + inner_zr)
         z, r = tf.split(zr, 2, axis=-1)
         candidate = self.activation.forward(p_h + r * inner_h)
+        return zr, z, r, inner_h, candidate
+
+    def step(self, p_t, states):
+        h_tm1 = states[0]
+        _, z, _, _, candidate = self._parts(p_t, h_tm1)
+        return [candidate + z * (h_tm1 - candidate)]
+
+    def step_saving(self, p_t, states):
+        h_tm1 = states[0]
+        zr, z, r, inner_h, candidate = self._parts(p_t, h_tm1)
         h = candidate + z * (h_tm1 - candidate)
-        return [h], [z, r, candidate, inner_h]
-
-    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
-        z, r, candidate, inner_h = records
-        gate_derivative = self.recurrent_activation.derivative
         d_candidate = _times(1.0 - z, self.activation.derivative(candidate))
-        d_z = _times(prev_states_seq[0] - candidate, gate_derivative(z))
-        d_r = _times(d_candidate * inner_h, gate_derivative(r))
-        to_inner = tf.concat([d_z, d_r, d_candidate * r], axis=-1)
-        to_projected = tf.concat([d_z, d_r, d_candidate], axis=-1)
-        return [to_inner, z, to_projected]
+        d_zr = _times(
+            tf.concat([h_tm1 - candidate, d_candidate * inner_h], axis=-1),
+            self.recurrent_activation.derivative(zr),
+        )
+        # dh times these gives the gradient of the recurrent product (with
+        # its bias) and of the projected inputs.
+        to_inner = tf.concat([d_zr, d_candidate * r], axis=-1)
+        to_projected = tf.concat([d_zr, d_candidate], axis=-1)
+        return [h], [to_inner, to_projected, z]
 
-    def backward_step(self, state_grads, factors_t):
+    def backward_step(self, state_grads, records_t):
         dh = state_grads[0]
-        to_inner, z = factors_t[0], factors_t[1]
-        d_inner = tf.concat([dh, dh, dh], axis=-1) * to_inner
-        dh_tm1 = self.dropped(tf.matmul(d_inner, self.recurrent_kernel_t)) + dh * z
-        return [dh_tm1], [dh]
-
-    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
-        dh = records[0]
-        to_inner, _, to_projected = factors
-        dh3 = tf.concat([dh, dh, dh], axis=-1)
+        to_inner, to_projected, z = records_t
+        dh3 = tf.tile(dh, [1, 3])
         d_inner = dh3 * to_inner
-        d_projected = dh3 * to_projected
+        dh_tm1 = self.dropped(tf.matmul(d_inner, self.recurrent_kernel_t)) + dh * z
+        return [dh_tm1], [d_inner, dh3 * to_projected]
+
+    def finish(self, writes_seq, records, h0_dropped, h_seq_dropped):
+        d_inner, d_projected = writes_seq
         d_recurrent_bias = None
         if self.recurrent_bias is not None:
             d_recurrent_bias = tf.reduce_sum(d_inner, axis=[0, 1])
-        return d_projected, _flat_matmul_t(prev_dropped_h, d_inner), d_recurrent_bias
+        d_kernel = _shifted_matmul_t(h0_dropped, h_seq_dropped, d_inner)
+        return d_projected, d_kernel, d_recurrent_bias
 
 
 class _GRUResetBeforeMath(_RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state)."""
 
     gate_count = 3
-    forward_record_count = 3
-    backward_record_count = 2
+    record_count = 4
+    write_count = 2
 
     def __init__(self, units, recurrent_kernel, *args, **kwargs):
         super().__init__(units, recurrent_kernel, *args, **kwargs)
@@ -280,42 +292,49 @@ class _GRUResetBeforeMath(_RecurrenceMath):
         self.kernel_zr_t = tf.transpose(self.kernel_zr)
         self.kernel_h_t = tf.transpose(self.kernel_h)
 
-    def forward_step(self, p_t, states):
-        h_tm1 = states[0]
+    def _parts(self, p_t, h_tm1):
         units = self.units
         h_dropped = self.dropped(h_tm1)
         p_zr, p_h = tf.split(p_t, [2 * units, units], axis=-1)
         zr = self.recurrent_activation.forward(p_zr + tf.matmul(h_dropped, self.kernel_zr))
         z, r = tf.split(zr, 2, axis=-1)
         candidate = self.activation.forward(p_h + tf.matmul(r * h_dropped, self.kernel_h))
+        return h_dropped, zr, z, r, candidate
+
+    def step(self, p_t, states):
+        h_tm1 = states[0]
+        _, _, z, _, candidate = self._parts(p_t, h_tm1)
+        return [candidate + z * (h_tm1 - candidate)]
+
+    def step_saving(self, p_t, states):
+        h_tm1 = states[0]
+        h_dropped, zr, z, r, candidate = self._parts(p_t, h_tm1)
         h = candidate + z * (h_tm1 - candidate)
-        return [h], [z, r, candidate]
-
-    def backward_factors(self, states_seq, prev_states_seq, prev_dropped_h, records):
-        z, r, candidate = records
-        gate_derivative = self.recurrent_activation.derivative
         d_candidate = _times(1.0 - z, self.activation.derivative(candidate))
-        d_z = _times(prev_states_seq[0] - candidate, gate_derivative(z))
-        d_r = _times(prev_dropped_h, gate_derivative(r))
-        return [d_candidate, d_z, d_r, r, z]
+        d_zr = _times(
+            tf.concat([h_tm1 - candidate, h_dropped], axis=-1),
+            self.recurrent_activation.derivative(zr),
+        )
+        return [h], [d_candidate, d_zr, r, z]
 
-    def backward_step(self, state_grads, factors_t):
+    def backward_step(self, state_grads, records_t):
         dh = state_grads[0]
-        d_candidate, d_z, d_r, r, z = factors_t
+        d_candidate, d_zr, r, z = records_t
         dn = dh * d_candidate
         d_reset_h = tf.matmul(dn, self.kernel_h_t)
-        dzr = tf.concat([dh * d_z, d_reset_h * d_r], axis=-1)
+        dzr = tf.concat([dh, d_reset_h], axis=-1) * d_zr
         d_dropped = tf.matmul(dzr, self.kernel_zr_t) + d_reset_h * r
         dh_tm1 = self.dropped(d_dropped) + dh * z
         return [dh_tm1], [dzr, dn]
 
-    def finish(self, records, factors, prev_dropped_h, states_seq, prev_states_seq):
-        dzr, dn = records
-        r = factors[3]
-        d_kernel = tf.concat(
-            [_flat_matmul_t(prev_dropped_h, dzr), _flat_matmul_t(r * prev_dropped_h, dn)],
-            axis=-1,
+    def finish(self, writes_seq, records, h0_dropped, h_seq_dropped):
+        dzr, dn = writes_seq
+        r = records[2].stack()
+        # The candidate's recurrent product takes (r * dropped h_prev).
+        d_kernel_h = tf.matmul(r[0] * h0_dropped, dn[0], transpose_a=True) + _flat_matmul_t(
+            r[1:] * h_seq_dropped[:-1], dn[1:]
         )
+        d_kernel = tf.concat([_shifted_matmul_t(h0_dropped, h_seq_dropped, dzr), d_kernel_h], axis=-1)
         return tf.concat([dzr, dn], axis=-1), d_kernel, None
 
 
@@ -329,11 +348,18 @@ def _unstacked(sequence):
 
 
 def _empty_arrays(count, dtype, length):
-    return tuple(tf.TensorArray(dtype, size=length) for _ in range(count))
+    return tuple(
+        tf.TensorArray(dtype, size=length, clear_after_read=False) for _ in range(count)
+    )
 
 
-def run_recurrence(math, projected, initial_states, valid=None, truncate_every=None):
-    """Run a recurrence over time-major `projected` inputs with hand-written BPTT.
+def _chunk_start(t, truncate_every):
+    return tf.logical_and(t > 0, tf.math.floormod(t, truncate_every) == 0)
+
+
+def run_recurrence(math, projected, initial_states, valid=None, truncate_every=None,
+                   hand_written_gradient=True):
+    """Run a recurrence over time-major `projected` inputs.
 
     Args:
         math: A `_RecurrenceMath` holding the recurrent weights (tensors).
@@ -342,13 +368,20 @@ def run_recurrence(math, projected, initial_states, valid=None, truncate_every=N
         initial_states: List of `(batch, units)` tensors.
         valid: Optional boolean `(time, batch, 1)`; `False` carries the
             states over unchanged.
-        truncate_every: Optional positive int k: the state gradient is cut at
-            steps k, 2k, ... (processing order).
+        truncate_every: Optional positive int k: no gradient flows into the
+            states entering steps k, 2k, ... (processing order).
+        hand_written_gradient: If `True`, save per-step derivative factors
+            and back-propagate with the hand-written loop. If `False`, run
+            only the forward step (inference); a gradient, if one is taken,
+            comes from TensorFlow's automatic differentiation of the loop.
 
     Returns:
-        `(states_seq, final_states)`: the carried first state (`h`) at every
+        `(h_seq, final_states)`: the carried first state (`h`) at every
         step, `(time, batch, units)`, and the list of final states.
     """
+    if not hand_written_gradient:
+        return _forward_only(math, projected, initial_states, valid, truncate_every)
+
     recurrent_kernel = math.recurrent_kernel
     recurrent_bias = math.recurrent_bias
     state_count = math.state_count
@@ -362,92 +395,110 @@ def run_recurrence(math, projected, initial_states, valid=None, truncate_every=N
         projected_steps = _unstacked(projected)
         valid_steps = _unstacked(valid) if valid is not None else None
 
-        def forward_body(t, states, state_arrays, record_arrays):
-            new_states, records = math.forward_step(projected_steps.read(t), list(states))
+        def forward_body(t, states, h_array, record_arrays):
+            states = list(states)
+            new_states, records = math.step_saving(projected_steps.read(t), states)
             if valid_steps is not None:
                 valid_t = valid_steps.read(t)
                 new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
-            state_arrays = tuple(a.write(t, s) for a, s in zip(state_arrays, new_states))
+            h_array = h_array.write(t, new_states[0])
             record_arrays = tuple(a.write(t, r) for a, r in zip(record_arrays, records))
-            return t + 1, tuple(new_states), state_arrays, record_arrays
+            return t + 1, tuple(new_states), h_array, record_arrays
 
-        _, final_states, state_arrays, record_arrays = tf.while_loop(
+        _, final_states, h_array, record_arrays = tf.while_loop(
             lambda t, *_: t < length,
             forward_body,
             (
                 tf.constant(0),
                 tuple(initial),
-                _empty_arrays(state_count, dtype, length),
-                _empty_arrays(math.forward_record_count, dtype, length),
+                _empty_arrays(1, dtype, length)[0],
+                _empty_arrays(math.record_count, dtype, length),
             ),
         )
-        states_seq = [a.stack() for a in state_arrays]
-        records_seq = [a.stack() for a in record_arrays]
+        h_seq = h_array.stack()
         final_states = list(final_states)
 
         def gradient(d_h_seq, *d_final_extra):
-            d_h_seq = tf.zeros_like(states_seq[0]) if d_h_seq is None else d_h_seq
-            prev_states_seq = [
-                tf.concat([init[None], seq[:-1]], axis=0)
-                for init, seq in zip(initial, states_seq)
-            ]
-            prev_dropped_h = math.dropped(prev_states_seq[0])
-            factors = math.backward_factors(states_seq, prev_states_seq, prev_dropped_h, records_seq)
-            factor_steps = [_unstacked(f) for f in factors]
-            d_h_steps = _unstacked(d_h_seq)
+            d_h_steps = _unstacked(tf.zeros_like(h_seq) if d_h_seq is None else d_h_seq)
             d_final = [tf.zeros_like(final_states[0])]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
 
-            def backward_body(t, state_grads, record_arrays):
+            def backward_body(t, state_grads, write_arrays):
                 state_grads = list(state_grads)
                 state_grads[0] = state_grads[0] + d_h_steps.read(t)
-                factors_t = [f.read(t) for f in factor_steps]
+                records_t = [a.read(t) for a in record_arrays]
                 if valid_steps is not None:
+                    # Masked step: the state passed through unchanged, and so
+                    # does its gradient; the step itself gets none.
                     valid_t = valid_steps.read(t)
                     zero = tf.zeros_like(state_grads[0])
                     through = [tf.where(valid_t, g, zero) for g in state_grads]
                     carried = [tf.where(valid_t, zero, g) for g in state_grads]
-                    prev_grads, records = math.backward_step(through, factors_t)
+                    prev_grads, writes = math.backward_step(through, records_t)
                     prev_grads = [p + c for p, c in zip(prev_grads, carried)]
                 else:
-                    prev_grads, records = math.backward_step(state_grads, factors_t)
+                    prev_grads, writes = math.backward_step(state_grads, records_t)
                 if truncate_every is not None:
                     # A chunk starts at this step: its incoming states are
                     # constants, so no gradient reaches the previous chunk.
-                    keep = tf.logical_or(t == 0, tf.math.floormod(t, truncate_every) != 0)
-                    prev_grads = [tf.where(keep, g, tf.zeros_like(g)) for g in prev_grads]
-                record_arrays = tuple(a.write(t, r) for a, r in zip(record_arrays, records))
-                return t - 1, tuple(prev_grads), record_arrays
+                    cut = _chunk_start(t, truncate_every)
+                    prev_grads = [tf.where(cut, tf.zeros_like(g), g) for g in prev_grads]
+                write_arrays = tuple(a.write(t, w) for a, w in zip(write_arrays, writes))
+                return t - 1, tuple(prev_grads), write_arrays
 
-            _, d_initial, backward_arrays = tf.while_loop(
+            _, d_initial, write_arrays = tf.while_loop(
                 lambda t, *_: t >= 0,
                 backward_body,
                 (
                     length - 1,
                     tuple(d_final),
-                    _empty_arrays(math.backward_record_count, dtype, length),
+                    _empty_arrays(math.write_count, dtype, length),
                 ),
             )
-            backward_records = [a.stack() for a in backward_arrays]
+            writes_seq = [a.stack() for a in write_arrays]
             d_projected, d_recurrent_kernel, d_recurrent_bias = math.finish(
-                backward_records, factors, prev_dropped_h, states_seq, prev_states_seq
+                writes_seq, record_arrays, math.dropped(initial[0]), math.dropped(h_seq)
             )
             grads = [d_projected, d_recurrent_kernel, *d_initial]
             if recurrent_bias is not None:
                 grads.append(d_recurrent_bias)
             return grads
 
-        return (states_seq[0], *final_states[1:]), gradient
+        return (h_seq, *final_states[1:]), gradient
 
     args = [projected, recurrent_kernel, *initial_states]
     if recurrent_bias is not None:
         args.append(recurrent_bias)
     outputs = recurrence(*args)
-    states_seq = outputs[0]
-    final_states = [states_seq[-1], *outputs[1:]]
-    return states_seq, final_states
+    h_seq = outputs[0]
+    return h_seq, [h_seq[-1], *outputs[1:]]
 
+
+def _forward_only(math, projected, initial_states, valid, truncate_every):
+    """The recurrence with nothing saved for the hand-written gradient."""
+    length = tf.shape(projected)[0]
+    projected_steps = _unstacked(projected)
+    valid_steps = _unstacked(valid) if valid is not None else None
+
+    def body(t, states, h_array):
+        states = list(states)
+        if truncate_every is not None:
+            cut = _chunk_start(t, truncate_every)
+            states = [tf.where(cut, tf.stop_gradient(s), s) for s in states]
+        new_states = math.step(projected_steps.read(t), states)
+        if valid_steps is not None:
+            valid_t = valid_steps.read(t)
+            new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
+        return t + 1, tuple(new_states), h_array.write(t, new_states[0])
+
+    _, final_states, h_array = tf.while_loop(
+        lambda t, *_: t < length,
+        body,
+        (tf.constant(0), tuple(initial_states), _empty_arrays(1, projected.dtype, length)[0]),
+    )
+    h_seq = h_array.stack()
+    return h_seq, list(final_states)
 
 
 # --------------------------------------------------------------------------
@@ -539,7 +590,12 @@ def fused_inner_loop(
         resolve_activation(getattr(cell, "recurrent_activation", None)),
     )
     h_seq, final_states = run_recurrence(
-        math, projected, initial_state, valid=valid, truncate_every=truncate_every
+        math,
+        projected,
+        initial_state,
+        valid=valid,
+        truncate_every=truncate_every,
+        hand_written_gradient=bool(training),
     )
 
     # Outputs at masked steps: Keras repeats the previous output (zeros
