@@ -519,6 +519,10 @@ def main(argv=None):
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    import tensorflow as tf
+
+    # One tf.function per graph setting is the point; TF's retracing advice is noise here.
+    tf.get_logger().setLevel("ERROR")
     grid = full_grid(args.cells) if args.full else default_grid(args.cells)
     comparisons = [compare(setting, seed=args.seed, dtype_policy=args.dtype_policy) for setting in grid]
     print(format_table(comparisons))
