@@ -15,7 +15,7 @@ form. MASE < 1 means better than the seasonal naive forecast on the
 training part.
 """
 
-import dataclasses
+import argparse
 import os
 
 from recipes import _cli
@@ -105,11 +105,12 @@ def report(metrics):
 
 
 def command_train(args):
-    config = _config_from_arguments(args)
-    if args.resume:
-        config = config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE)) if not (
-            args.overrides or args.csv or args.seed is not None
-        ) else config
+    resuming_as_saved = args.resume and not (args.overrides or args.csv or args.seed is not None)
+    if resuming_as_saved:
+        # `--resume` alone continues with the saved config; with flags they must match it.
+        config = config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
+    else:
+        config = _config_from_arguments(args)
     pipeline.train(config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
     metrics = pipeline.evaluate(config, args.workdir, log=print)
     print(report(metrics))
@@ -147,8 +148,22 @@ def command_benchmark(args):
     atomic_write_text(os.path.join(args.workdir, "benchmark.md"), "\n".join(sections))
 
 
+def config_help():
+    """`--set` fields with their defaults and comments, read from ForecastConfig's source."""
+    import inspect
+
+    lines = ["config fields for --set KEY=VALUE (train and benchmark):"]
+    for line in inspect.getsource(ForecastConfig).splitlines():
+        stripped = line.strip()
+        if ": " in stripped and " = " in stripped and "  # " in stripped and not stripped.startswith(("def", "#")):
+            declaration, comment = stripped.split("  # ", 1)
+            name, default = declaration.split(":", 1)[0], declaration.split(" = ", 1)[1]
+            lines.append(f"  {name:<20} {default:<24} {comment}")
+    return "\n".join(lines)
+
+
 def build_parser():
-    parser = _cli.parser("python -m recipes.forecast", __doc__)
+    parser = _cli.parser("python -m recipes.forecast", __doc__ + "\n" + config_help())
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def data_arguments(subparser):
@@ -160,7 +175,12 @@ def build_parser():
     def progress_argument(subparser):
         subparser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
 
-    train = verbs.add_parser("train", help="Train the neural models, then evaluate every model on the test split.")
+    train = verbs.add_parser(
+        "train",
+        help="Train the neural models, then evaluate every model on the test split.",
+        epilog=config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _cli.add_run_arguments(train)
     data_arguments(train)
     progress_argument(train)

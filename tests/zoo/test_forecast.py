@@ -60,7 +60,8 @@ def test_nothing_from_validation_or_test_reaches_training_or_statistics():
     """Huge values after the training part must not change any training-time quantity."""
     length = 200
     clean = seasonal_with_trend(length)
-    config = ForecastConfig(window=12, horizon=4, season_period=0, validation_fraction=0.15, test_fraction=0.15)
+    config = ForecastConfig(window=12, horizon=4, season_period=0, validation_fraction=0.15, test_fraction=0.15,
+                            classical_models=())  # the classical references have their own test below
     poisoned = clean.copy()
     train_end = chronological_split(length, 0.15, 0.15, 12, 4).train_end
     poisoned[train_end:] = 1e6
@@ -317,3 +318,23 @@ def test_classical_forecasts_use_only_observations_up_to_the_origin(reference):
     # The forecasts are good on this seasonal series with trend (noise sd 0.1).
     truth = targets_at(series, origins, 6)
     assert np.abs(forecasts - truth).mean() < 0.3
+
+
+def test_works_without_statsmodels_and_matplotlib(monkeypatch, tmp_path):
+    import sys
+
+    from zoo.forecast.data import load_embedded
+
+    monkeypatch.setitem(sys.modules, "statsmodels", None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ValueError, match=r"pip install statsmodels`, or forecast your own file with --csv"):
+        load_embedded("co2")
+    config = ForecastConfig(window=12, horizon=4)
+    prepared = pipeline.prepare(config, make_series(seasonal_with_trend(200)))
+    origins = prepared.split.origins("test", 12, 4)
+    forecasts, notes = pipeline.baseline_forecasts(prepared, config, origins)
+    assert set(forecasts) == {"last_value", "seasonal_naive", "linear_ar"}
+    assert "pip install statsmodels" in notes["holt_winters"] and "pip install statsmodels" in notes["harmonic_arima"]
+    truth = targets_at(prepared.series.target, origins, 4)
+    message = pipeline.plot_forecasts(str(tmp_path / "plot.png"), prepared, origins, truth, forecasts, config)
+    assert "pip install matplotlib" in message and not (tmp_path / "plot.png").exists()

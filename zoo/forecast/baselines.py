@@ -193,7 +193,7 @@ def holt_winters_forecasts(target, train_end, origins, horizon, period, trend="a
         lags = period * np.ceil(steps / period).astype(np.int64)
         forecasts = forecasts + season[origins[:, None] + steps[None, :] - lags[None, :]]
     description = (
-        f"Holt-Winters ({'additive' if trend == 'additive' else trend} trend"
+        f"Holt-Winters ({'no' if trend == 'none' else trend} trend"
         f"{f', additive season {period}' if seasonal else ''}), fitted on the training part, "
         "re-filtered with fixed parameters up to each origin"
     )

@@ -36,10 +36,11 @@ class ForecastConfig:
     validation_fraction: float = 0.15  # share of the series (after training, before test) for early stopping
     test_fraction: float = 0.15  # final share of the series, only used for the reported metrics
     season_period: int = 0  # seasonal period in steps; 0 infers it from the training part; 1 means none
-    models: tuple[str, ...] = ("lstm",)  # neural models to train; see `forecast.NEURAL_MODELS`
+    models: tuple[str, ...] = ("lstm",)  # neural models to train: conv, simple_rnn, lstm, gru, NAME-autoregressive
     units: int = 64  # recurrent units (and convolution filters)
     epochs: int = 60  # maximum epochs per model
     patience: int = 12  # stop a model after this many epochs without a better validation loss
+    plateau_patience: int = 0  # halve the learning rate after this many epochs without a better validation loss; 0 never
     batch_size: int = 32  # windows per training batch
     learning_rate: float = 1e-3  # Adam learning rate
     max_minutes: Optional[float] = 8.0  # wall-clock budget per model (none = unlimited)
@@ -52,6 +53,10 @@ class ForecastConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
+        if isinstance(self.plateau_patience, bool) or not isinstance(self.plateau_patience, int) or self.plateau_patience < 0:
+            raise ValueError(
+                f"Received an invalid value for `plateau_patience`: {self.plateau_patience!r}; expected 0 (off) or a positive integer."
+            )
         if self.season_period < 0:
             raise ValueError(
                 f"Received an invalid value for `season_period`: {self.season_period}; "

@@ -146,6 +146,11 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=_
         with get_strategy(strategy).scope():
             model = build(name, config)
         log(f"{name}: {model.count_params()} parameters, {len(train_inputs)} training windows")
+        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
+        if config.plateau_patience:
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.plateau_patience, verbose=0)
+            )
         result = training.fit(
             model,
             _dataset(train_inputs, train_targets, config.batch_size, shuffle_seed=config.seed),
@@ -153,7 +158,7 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=_
             epochs=config.epochs,
             validation_data=_dataset(validation_inputs, validation_targets, 256),
             max_minutes=config.max_minutes,
-            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)],
+            callbacks=callbacks,
             verbose=verbose,
             # TensorBoard logs need the tensorboard package, which TensorFlow no longer always brings.
             tensorboard=importlib.util.find_spec("tensorboard") is not None,
