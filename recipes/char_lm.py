@@ -42,7 +42,7 @@ def _source(args):
     if not (args.text or args.tfds) and (args.data_dir or args.download):
         raise ValueError("--data-dir and --download only apply with --tfds NAME.")
     return TextSource(
-        text_path=args.text,
+        text_path=os.path.abspath(args.text) if args.text else None,
         tfds_name=args.tfds,
         tfds_split=args.tfds_split,
         data_dir=args.data_dir,
@@ -161,11 +161,13 @@ def _train(args):
             print(
                 f"{row['epoch']:>5}  {row['seconds']:>7.0f}  {row['val_nats_per_char']:>13.4f}  "
                 f"{row['val_bits_per_char']:>9.4f}  {row['val_perplexity']:>10.3f}"
+                + ("  (stopped mid-epoch)" if row.get("stopped_mid_epoch") else "")
             )
     print(f"training time: {metrics['wall_seconds']:.0f} s this session"
           + (" (time budget reached)" if metrics["time_budget_exhausted"] else ""))
     print(f"validation characters scored: {metrics['validation_characters_scored']}")
     print(train_lib.results_table(metrics))
+    print(train_lib.verdict(metrics))
     print(f"metrics: {os.path.join(args.workdir, train_lib.METRICS_FILE)}")
     if not metrics["tensorboard_logs"] and not args.no_tensorboard:
         print("note: no TensorBoard logs (the tensorboard package is not installed)")

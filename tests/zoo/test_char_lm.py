@@ -297,3 +297,17 @@ def test_config_validation_names_the_field():
         model_lib.CharLMConfig(dropout=1.0).validate()
     with pytest.raises(ValueError, match="`vocabulary_size`"):
         model_lib.build_model(model_lib.CharLMConfig(), vocabulary_size=1)
+
+
+def test_verdict_and_table_compare_with_the_best_markov_model():
+    from zoo.char_lm import train as train_lib
+
+    markov_rows = [{"order": 1, "nats_per_char": 2.0}, {"order": 3, "nats_per_char": 1.5}]
+    config = {"cell": "gru", "num_layers": 1, "units": 8}
+    worse = {"markov": markov_rows, "best": {"epoch": 2, "val_nats_per_char": 1.75}, "config": config}
+    assert train_lib.verdict(worse) == "gru does NOT beat the best Markov baseline (order 3, 1.5000) by -0.2500 nats/char"
+    better = {**worse, "best": {"epoch": 4, "val_nats_per_char": 1.25}}
+    assert "gru beats the best Markov baseline (order 3, 1.5000) by +0.2500" in train_lib.verdict(better)
+    table = train_lib.results_table(better).splitlines()
+    assert table[1].startswith("gru 1x8 (epoch 4)") and table[2].startswith("markov order 3 (KN)")
+    assert table[1].split()[-3:] == ["1.2500", f"{1.25 / math.log(2):.4f}", f"{math.exp(1.25):.3f}"]

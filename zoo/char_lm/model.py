@@ -22,7 +22,7 @@ class CharLMConfig:
     units: int = 512  # state size of each recurrent layer
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
-    dropout: float = 0.0  # dropout after every recurrent layer (training only); raise it for runs long enough to overfit
+    dropout: float = 0.25  # dropout on the embedding and after every recurrent layer (training only)
     seq_len: int = 50  # characters per batch row: the truncated-BPTT span (the state still carries on)
     batch_size: int = 32  # contiguous streams the training text is cut into
     epochs: int = 30  # passes over the training text (max_minutes may end sooner)
@@ -116,7 +116,7 @@ def bits_from_nats(nats):
 
 
 def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
-    """Embedding -> `num_layers` recurrent layers (each + dropout) -> logits.
+    """Embedding -> dropout -> `num_layers` x (recurrent layer -> dropout) -> logits.
 
     With `stateful=True` (training and stream evaluation) the batch size is
     fixed to `batch_size` (default `config.batch_size`) and every recurrent
@@ -139,6 +139,9 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
     batch_size = (batch_size or config.batch_size) if stateful else None
     ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="character_ids")
     hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, name="embedding")(ids)
+    # Dropout on the non-recurrent connections only (inputs and outputs of
+    # each recurrent layer), so the state carried between batches is exact.
+    hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
     for index in range(config.num_layers):
         hidden = layer_class(
             config.units, return_sequences=True, stateful=stateful, name=f"{config.cell}_{index}"

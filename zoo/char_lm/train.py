@@ -34,9 +34,10 @@ class EpochCurve(keras.callbacks.Callback):
     holds the whole curve; epochs redone after a resume replace their entry.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, write=True):
         super().__init__()
         self.path = path
+        self.write = write
         self.rows = read_json(path) if os.path.exists(path) else []
         self.started = None
 
@@ -47,6 +48,8 @@ class EpochCurve(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {key: float(value) for key, value in (logs or {}).items()}
         row = {"epoch": epoch + 1, "seconds": self.offset + time.monotonic() - self.started}
+        # The time budget stops training mid-epoch; Keras still validates then.
+        row["stopped_mid_epoch"] = bool(self.model.stop_training)
         if "loss" in logs:
             row["train_nats_per_char"] = logs["loss"]
         if "val_loss" in logs:
@@ -56,7 +59,8 @@ class EpochCurve(keras.callbacks.Callback):
                 val_perplexity=math.exp(min(logs["val_loss"], 700.0)),
             )
         self.rows = [existing for existing in self.rows if existing["epoch"] < epoch + 1] + [row]
-        atomic_write_json(self.path, self.rows)
+        if self.write:
+            atomic_write_json(self.path, self.rows)
 
 
 def load_corpus(source, config, vocabulary=None):
@@ -127,7 +131,7 @@ def train_and_evaluate(
     with strategy.scope():
         model = model_lib.build_model(config, vocabulary_size=corpus.vocabulary.size)
         model_lib.compile_model(model, config)
-    curve = EpochCurve(os.path.join(workdir, CURVE_FILE))
+    curve = EpochCurve(os.path.join(workdir, CURVE_FILE), write=is_chief)
     result = training.fit(
         model,
         training_data,
@@ -158,7 +162,7 @@ def train_and_evaluate(
         "wall_seconds": result["seconds"],  # this session's training, validation included
         "training_seconds_all_sessions": rows[-1]["seconds"] if rows else result["seconds"],
         "time_budget_exhausted": result["time_budget_exhausted"],
-        "epochs_completed": len(rows),
+        "epochs_completed": sum(not row["stopped_mid_epoch"] for row in rows),
         "final": rows[-1] if rows else {},
         "best": best,
         "markov": baselines,
@@ -186,6 +190,20 @@ def results_table(metrics):
     for name, nats in rows:
         lines.append(f"{name:<34} {nats:>9.4f} {nats / math.log(2):>9.4f} {math.exp(nats):>10.3f}")
     return "\n".join(lines)
+
+
+def verdict(metrics):
+    """One line: does the recurrent model beat the best Markov baseline, and by how much."""
+    best_markov = min(metrics["markov"], key=lambda row: row["nats_per_char"])
+    model_nats = (metrics.get("best") or {}).get("val_nats_per_char")
+    if model_nats is None:
+        return "no validation number yet: the model has not finished an epoch"
+    margin = best_markov["nats_per_char"] - model_nats
+    relation = "beats" if margin > 0 else "does NOT beat"
+    return (
+        f"{metrics['config']['cell']} {relation} the best Markov baseline (order {best_markov['order']}, "
+        f"{best_markov['nats_per_char']:.4f}) by {margin:+.4f} nats/char"
+    )
 
 
 # ----------------------------------------------------------------------------- loading a run

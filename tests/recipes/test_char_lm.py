@@ -1,0 +1,221 @@
+"""`python -m recipes.char_lm` end to end on tiny configs: train, evaluate, sample, export, resume, errors."""
+
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recipes import _cli
+from recipes import char_lm as recipe
+from tests.support import run_in_fresh_python
+from zoo.char_lm import model as model_lib
+
+TINY = [
+    "units=16",
+    "embedding_dim=8",
+    "seq_len=8",
+    "batch_size=4",
+    "epochs=2",
+    "markov_orders=0,1,2",
+    "validation_fraction=0.25",
+]
+
+
+def _words_text(length=1200, seed=0):
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "ran", "to", "dog"]
+    rng = np.random.default_rng(seed)
+    pieces = []
+    while sum(map(len, pieces)) < length:
+        pieces.append(" ".join(rng.choice(words, size=6)) + ".\n")
+    return "".join(pieces)[:length]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(_words_text(), encoding="utf-8")
+    return str(path)
+
+
+def _run_cli(argv, capsys):
+    """Run the recipe as the command line does; (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.run(recipe.main, argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def _sets(overrides):
+    return [argument for override in overrides for argument in ("--set", override)]
+
+
+def test_train_sample_evaluate_export(tmp_path, text_file, capsys):
+    workdir = str(tmp_path / "run")
+    assert recipe.main(["train", "--workdir", workdir, "--text", text_file, "--quiet", *_sets(TINY)]) == 0
+    printed = capsys.readouterr().out
+    assert "markov order 2 (KN)" in printed and "lstm 1x16" in printed
+    assert "the best Markov baseline" in printed
+
+    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    assert config["units"] == 16 and config["seq_len"] == 8
+    assert [row["epoch"] for row in metrics["curve"]] == [1, 2]
+    for row in metrics["curve"]:
+        assert row["val_bits_per_char"] == pytest.approx(row["val_nats_per_char"] / math.log(2))
+        assert row["val_perplexity"] == pytest.approx(math.exp(row["val_nats_per_char"]))
+    assert [row["order"] for row in metrics["markov"]] == [0, 1, 2]
+    # 300 validation characters in 4 streams of 75: (75 - 1) // 8 = 9 batches of 8 per stream.
+    assert metrics["validation_characters_scored"] == 4 * 9 * 8
+    assert metrics["vocabulary_size"] == len(set(_words_text()[:900])) + 1
+
+    # evaluate re-reads the saved corpus and reproduces the best epoch's number.
+    assert recipe.main(["evaluate", "--workdir", workdir]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["nats_per_char"] == pytest.approx(metrics["best"]["val_nats_per_char"], rel=1e-5)
+
+    sample_args = ["sample", "--workdir", workdir, "--prompt", "the ", "--length", "40", "--seed", "5"]
+    assert recipe.main(sample_args) == 0
+    first = capsys.readouterr()
+    assert recipe.main(sample_args) == 0
+    second = capsys.readouterr()
+    assert first.out == second.out and first.out.startswith("the ") and len(first.out) == 4 + 40 + 1
+    assert "characters/s" in first.err
+    code, _, err = _run_cli(["sample", "--workdir", workdir, "--prompt", ""], capsys)
+    assert code != 0 and "prompt" in err and err.startswith("error: ")
+    code, _, err = _run_cli(["sample", "--workdir", workdir, "--temperature", "-1"], capsys)
+    assert code != 0 and "temperature" in err
+
+    assert recipe.main(["export", "--workdir", workdir]) == 0
+    export_dir = os.path.join(workdir, "export")
+    assert os.path.exists(os.path.join(export_dir, "saved_model.pb"))
+
+    # The Keras model's log-probabilities for the same prompt, for comparison.
+    model = keras.saving.load_model(os.path.join(workdir, "checkpoints", "best.keras"), safe_mode=True)
+    train_config = model_lib.CharLMConfig(**{**config, "markov_orders": tuple(config["markov_orders"])})
+    stateless = model_lib.build_model(train_config, vocabulary_size=metrics["vocabulary_size"], stateful=False)
+    stateless.set_weights(model.get_weights())
+    characters = [""] + json.load(open(os.path.join(workdir, "vocabulary.json"), encoding="utf-8"))["characters"]
+    prompt = "the dog\u2603"  # the snowman was never seen: out-of-vocabulary id 0
+    ids = np.array([[characters.index(c) if c in characters else 0 for c in prompt]], dtype=np.int32)
+    expected = tf.nn.log_softmax(stateless(ids)[0, -1]).numpy()
+
+    result = run_in_fresh_python(
+        f"""
+        import json, tensorflow as tf
+        loaded = tf.saved_model.load({export_dir!r})
+        generate = loaded.signatures["generate"]
+        def text(seed, temperature=1.0):
+            out = generate(prompt=tf.constant("the "), length=tf.constant(25),
+                           temperature=tf.constant(temperature), seed=tf.constant(seed))
+            return out["text"].numpy().decode("utf-8")
+        probs = loaded.signatures["next_char_log_probs"](prompt=tf.constant({prompt!r}))
+        print(json.dumps({{
+            "a": text(1), "b": text(1), "c": text(2), "greedy": text(9, 0.0), "greedy2": text(10, 0.0),
+            "characters": [c.decode("utf-8") for c in probs["characters"].numpy()],
+            "log_probs": probs["log_probs"].numpy().tolist(),
+        }}))
+        """,
+        cwd=str(tmp_path),
+    )
+    assert len(result["a"]) == 25
+    assert result["a"] == result["b"] and result["a"] != result["c"]
+    assert result["greedy"] == result["greedy2"]
+    assert result["characters"] == characters
+    np.testing.assert_allclose(result["log_probs"], expected, atol=1e-5)
+    assert np.exp(result["log_probs"]).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_resume_after_a_stop_finishes_every_batch_once(tmp_path, text_file, capsys):
+    workdir = str(tmp_path / "run")
+    # 900 training characters in 4 streams of 225: (225 - 1) // 50 = 4 batches per epoch.
+    overrides = [*TINY, "seq_len=50", "epochs=1", "max_minutes=0.00001"]
+    arguments = ["train", "--workdir", workdir, "--text", text_file, "--quiet", *_sets(overrides)]
+    assert recipe.main(arguments) == 0
+    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    assert metrics["time_budget_exhausted"]
+    with pytest.raises(ValueError, match="--resume"):
+        recipe.main(arguments)
+    for _ in range(4):
+        if not metrics["time_budget_exhausted"]:
+            break
+        assert recipe.main([*arguments, "--resume"]) == 0
+        metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    assert not metrics["time_budget_exhausted"]
+    model = keras.saving.load_model(os.path.join(workdir, "checkpoints", "last.keras"), safe_mode=True)
+    assert int(model.optimizer.iterations.numpy()) == 4
+    assert [row["epoch"] for row in metrics["curve"]] == [1]
+    assert not os.path.exists(os.path.join(workdir, "backup"))
+
+
+@pytest.mark.parametrize(
+    "make_argv, words",
+    [
+        (lambda tmp, text: ["train", "--workdir", tmp, "--set", "unitz=3"], ["unitz", "Known fields"]),
+        (lambda tmp, text: ["train", "--workdir", tmp, "--set", "cell=transformer"], ["cell", "transformer"]),
+        (lambda tmp, text: ["train", "--workdir", tmp, "--set", "units=0"], ["units", "positive"]),
+        (lambda tmp, text: ["train", "--workdir", tmp, "--text", tmp + "/nope.txt"], ["nope.txt", "does not exist"]),
+        (lambda tmp, text: ["train", "--workdir", tmp, "--text", text, "--set", "batch_size=64"],
+         ["shorter than one batch", "batch_size"]),
+        (lambda tmp, text: ["train", "--workdir", tmp, "--text", text, "--tfds", "tiny_shakespeare"],
+         ["at most one source"]),
+        (lambda tmp, text: ["sample", "--workdir", tmp, "--prompt", "x"], ["config.json"]),
+        (lambda tmp, text: ["baselines", "--data-dir", tmp], ["--tfds"]),
+    ],
+)
+def test_cli_prints_error_and_exits_non_zero(tmp_path, text_file, capsys, make_argv, words):
+    code, out, err = _run_cli(make_argv(str(tmp_path), text_file), capsys)
+    assert code != 0
+    assert err.startswith("error: ") and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [(b"", ["is empty"]), ("caf\u00e9 au lait".encode("latin-1"), ["not valid UTF-8", "offset 3"])],
+)
+def test_cli_rejects_unusable_files(tmp_path, capsys, content, words):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    code, _, err = _run_cli(["train", "--workdir", str(tmp_path / "run"), "--text", str(path)], capsys)
+    assert code != 0 and err.startswith("error: ")
+    for word in words:
+        assert word in err
+
+
+def test_baselines_from_tfds_mock(capsys):
+    import tensorflow_datasets as tfds
+
+    text = _words_text(2000, seed=1)
+
+    def as_dataset(self, split, **kwargs):
+        return tf.data.Dataset.from_tensor_slices({"text": [text[:1000], text[1000:]]})
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        assert recipe.main(["baselines", "--tfds", "tiny_shakespeare", *_sets(TINY)]) == 0
+    out = capsys.readouterr().out
+    assert "tfds tiny_shakespeare[train]" in out
+    rows = {line.split(" (KN)")[0]: float(line.split()[4]) for line in out.splitlines() if "(KN)" in line}
+    # A text of random words: knowing the previous characters helps a lot.
+    assert rows["markov order 2"] < rows["markov order 1"] < rows["markov order 0"]
+
+
+def test_bare_baselines_use_the_embedded_text(capsys):
+    assert recipe.main(["baselines", "--set", "markov_orders=1"]) == 0
+    out = capsys.readouterr().out
+    assert "embedded pydoc_data.topics" in out
+    nats = float([line for line in out.splitlines() if "(KN)" in line][0].split()[4])
+    assert 1.5 < nats < 3.0
+
+
+def test_help_explains_every_verb(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        recipe.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for verb in ("train", "evaluate", "sample", "export", "baselines"):
+        assert verb in out
