@@ -1,0 +1,441 @@
+"""The fused whole-sequence path of `SimpleRNN`, `LSTM`, `GRU` against references.
+
+Every comparison runs the same weights and inputs through
+
+- our layer (fused path: hand-written BPTT when `training=True`, the lean
+  inference loop differentiated by TensorFlow when `training=False`),
+- Keras's built-in layer (`keras.layers.LSTM`, ...), and
+- our cell inside `keras.layers.RNN` (the generic cell path),
+
+and compares outputs, final states and the gradients of a fixed random
+projection of all outputs with respect to the inputs, the initial states and
+every weight: outputs within 1e-5 absolute, gradients within
+1e-5 + 1e-4 * max|reference|.
+"""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import layers
+
+OUTPUT_TOLERANCE = 1e-5
+GRADIENT_ABSOLUTE = 1e-5
+GRADIENT_RELATIVE = 1e-4
+
+# kind -> (our layer, Keras's layer, our cell, fixed keyword arguments)
+KINDS = {
+    "simple_rnn": (layers.SimpleRNN, keras.layers.SimpleRNN, layers.SimpleRNNCell, {}),
+    "lstm": (layers.LSTM, keras.layers.LSTM, layers.LSTMCell, {}),
+    "gru": (layers.GRU, keras.layers.GRU, layers.GRUCell, {"reset_after": True}),
+    "gru_reset_before": (layers.GRU, keras.layers.GRU, layers.GRUCell, {"reset_after": False}),
+}
+CELL_ARGUMENTS = (
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "reset_after",
+    "dropout",
+    "recurrent_dropout",
+    "seed",
+)
+BATCH, TIMESTEPS, FEATURES, UNITS = 3, 5, 4, 6
+
+
+def state_count(kind):
+    return 2 if kind == "lstm" else 1
+
+
+def sequence_mask(pattern, batch=BATCH, timesteps=TIMESTEPS):
+    """Boolean (batch, timesteps) masks: right- or left-padded, or with holes.
+
+    Each pattern has a row with no valid step at all, where Keras outputs
+    zeros and returns the initial state.
+    """
+    if pattern is None:
+        return None
+    rows = {
+        "right": [[1] * timesteps, [1] * 3 + [0] * (timesteps - 3), [0] * timesteps],
+        "left": [[1] * timesteps, [0] * 2 + [1] * (timesteps - 2), [0] * timesteps],
+        "holes": [[1, 0, 1, 1, 0][:timesteps], [0, 1, 0, 0, 1][:timesteps], [0] * timesteps],
+    }[pattern]
+    return np.array(rows[:batch], dtype=bool)
+
+
+def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=True, **options):
+    """Our layer, Keras's layer and `RNN(our cell)`, all with the same weights.
+
+    The weights depend only on `weight_seed` (biases are not zero); `options`
+    go to the layers (a `seed` there is the dropout seed).
+    """
+    ours_class, keras_class, cell_class, fixed = KINDS[kind]
+    options = {**fixed, **options}
+    ours = ours_class(units, **options)
+    ours.build((None, None, features))
+    rng = np.random.default_rng(weight_seed)
+    # Only the trainable weights are drawn; the others (the dropout seed
+    # generator's state) keep their values.
+    weights = [
+        rng.uniform(-0.6, 0.6, size=w.shape).astype(w.dtype) if w.trainable else np.asarray(w)
+        for w in ours.weights
+    ]
+    ours.set_weights(weights)
+    cell_options = {k: v for k, v in options.items() if k in CELL_ARGUMENTS or k == "dtype"}
+    rnn_options = {
+        k: v for k, v in options.items() if k not in CELL_ARGUMENTS and k not in ("bptt_steps", "fused")
+    }
+    references = []
+    if with_keras:
+        builtin = keras_class(units, **options) if "bptt_steps" not in options else None
+        if builtin is not None:
+            builtin.build((None, None, features))
+            builtin.set_weights(weights)
+            references.append(("keras_builtin", builtin))
+    cell_rnn = keras.layers.RNN(cell_class(units, **cell_options), **rnn_options)
+    cell_rnn.build((None, None, features))
+    cell_rnn.set_weights(weights)
+    references.append(("keras_rnn_our_cell", cell_rnn))
+    return ours, references
+
+
+def run(layer, inputs, mask=None, initial_state=None, training=False, loss_seed=7):
+    """Outputs (list) and gradients (inputs, initial states, weights) of `layer`.
+
+    The loss is a fixed random projection of every output, so every output
+    element gets its own weight in the gradient.
+    """
+    inputs = tf.constant(inputs)
+    initial = None if initial_state is None else [tf.constant(s) for s in initial_state]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        if initial is not None:
+            tape.watch(initial)
+        result = layer(inputs, mask=mask, initial_state=initial, training=training)
+        outputs = list(result) if isinstance(result, (list, tuple)) else [result]
+        rng = np.random.default_rng(loss_seed)
+        loss = sum(
+            tf.reduce_sum(o * rng.normal(size=o.shape).astype(o.dtype.name)) for o in outputs
+        )
+    sources = [inputs] + (initial or []) + list(layer.trainable_weights)
+    gradients = tape.gradient(loss, sources)
+    return [np.asarray(o) for o in outputs], [np.asarray(g) for g in gradients]
+
+
+def differences(ours, reference):
+    """(largest output difference, largest gradient difference / allowed) of two `run`s."""
+    (outputs, gradients), (ref_outputs, ref_gradients) = ours, reference
+    assert len(outputs) == len(ref_outputs) and len(gradients) == len(ref_gradients)
+    output_difference = max(float(np.max(np.abs(a - b))) for a, b in zip(outputs, ref_outputs))
+    gradient_ratio = 0.0
+    for a, b in zip(gradients, ref_gradients):
+        allowed = GRADIENT_ABSOLUTE + GRADIENT_RELATIVE * float(np.max(np.abs(b)))
+        gradient_ratio = max(gradient_ratio, float(np.max(np.abs(a - b))) / allowed)
+    return output_difference, gradient_ratio
+
+
+def assert_same(ours, reference, label=""):
+    output_difference, gradient_ratio = differences(ours, reference)
+    assert output_difference <= OUTPUT_TOLERANCE, f"{label}: outputs differ by {output_difference}"
+    assert gradient_ratio <= 1.0, f"{label}: gradients differ by {gradient_ratio} x tolerance"
+
+
+def example_inputs(kind, seed=0, initial_state=False, batch=BATCH, timesteps=TIMESTEPS):
+    rng = np.random.default_rng(seed + 100)
+    inputs = rng.normal(size=(batch, timesteps, FEATURES)).astype("float32")
+    initial = None
+    if initial_state:
+        initial = [rng.normal(size=(batch, UNITS)).astype("float32") for _ in range(state_count(kind))]
+    return inputs, initial
+
+
+def compare_setting(kind, training, mask=None, initial_state=False, data_seed=0, **options):
+    """Run one setting through our layer and both references; assert and return the worst."""
+    ours, references = make_layers(kind, weight_seed=data_seed, **options)
+    inputs, initial = example_inputs(kind, data_seed, initial_state)
+    mask_array = sequence_mask(mask)
+    result = run(ours, inputs, mask_array, initial, training=training)
+    assert ours.last_path == "fused", ours.fallback_reason
+    worst = (0.0, 0.0)
+    for name, reference in references:
+        expected = run(reference, inputs, mask_array, initial, training=training)
+        assert_same(result, expected, f"{kind} {options} mask={mask} vs {name}")
+        worst = tuple(max(a, b) for a, b in zip(worst, differences(result, expected)))
+    return worst
+
+
+# A covering set of settings for the default run; the full product is `slow`.
+SETTINGS = [
+    dict(return_sequences=True, return_state=True, initial_state=True),
+    dict(return_sequences=True, mask="right", go_backwards=True),
+    dict(return_sequences=False, return_state=True, mask="left", initial_state=True),
+    dict(return_sequences=True, return_state=True, mask="holes", use_bias=False, initial_state=True, go_backwards=True),
+    dict(return_sequences=False, go_backwards=True, use_bias=False),
+]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_fused_equals_keras_and_cell_path(kind, setting, training):
+    compare_setting(kind, training, **setting)
+
+
+FULL_GRID = [
+    dict(
+        return_sequences=return_sequences,
+        return_state=return_state,
+        go_backwards=go_backwards,
+        mask=mask,
+        initial_state=initial_state,
+        use_bias=use_bias,
+    )
+    for return_sequences, return_state, go_backwards, mask, initial_state, use_bias in itertools.product(
+        [False, True], [False, True], [False, True], [None, "right", "left", "holes"], [False, True], [True, False]
+    )
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_fused_equals_keras_and_cell_path_full_grid(kind, training):
+    for setting in FULL_GRID:
+        compare_setting(kind, training, **setting)
+
+
+@pytest.mark.parametrize(
+    "activation, recurrent_activation",
+    [("relu", "hard_sigmoid"), ("linear", "tanh"), ("hard_sigmoid", "relu")],
+)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_fused_supports_common_activations(kind, activation, recurrent_activation):
+    options = {"activation": activation}
+    if kind != "simple_rnn":
+        options["recurrent_activation"] = recurrent_activation
+    ours, references = make_layers(kind, return_sequences=True, return_state=True, with_keras=False, **options)
+    inputs, initial = example_inputs(kind, initial_state=True)
+    mask = sequence_mask("holes")
+    for training in (True, False):
+        result = run(ours, inputs, mask, initial, training=training)
+        assert ours.last_path == "fused"
+        assert_same(result, run(references[0][1], inputs, mask, initial, training=training), activation)
+
+
+def test_float64_runs_fused_and_matches_keras_closely():
+    ours, references = make_layers("lstm", return_sequences=True, return_state=True, dtype="float64")
+    inputs, initial = example_inputs("lstm", initial_state=True)
+    inputs = inputs.astype("float64")
+    initial = [s.astype("float64") for s in initial]
+    for training in (True, False):
+        result = run(ours, inputs, sequence_mask("left"), initial, training=training)
+        assert ours.last_path == "fused"
+        assert result[0][0].dtype == np.float64
+        for _, reference in references:
+            expected = run(reference, inputs, sequence_mask("left"), initial, training=training)
+            output_difference, _ = differences(result, expected)
+            assert output_difference < 1e-12
+            for a, b in zip(result[1], expected[1]):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_unroll_runs_fused_with_the_same_numbers():
+    rolled, _ = make_layers("gru", return_sequences=True, with_keras=False)
+    unrolled, _ = make_layers("gru", return_sequences=True, unroll=True, with_keras=False)
+    inputs, _ = example_inputs("gru")
+    for training in (True, False):
+        expected = run(rolled, inputs, sequence_mask("right"), training=training)
+        result = run(unrolled, inputs, sequence_mask("right"), training=training)
+        assert unrolled.last_path == "fused"
+        for a, b in zip(result[0] + result[1], expected[0] + expected[1]):
+            np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------- path choice
+@pytest.mark.parametrize(
+    "options, reason_part",
+    [
+        (dict(fused=False), "fused=False"),
+        (dict(activation="elu"), "activation"),
+        (dict(recurrent_activation="softsign"), "recurrent_activation"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_fallback_is_taken_and_equals_keras_rnn_of_our_cell_exactly(kind, options, reason_part):
+    ours, references = make_layers(kind, return_sequences=True, return_state=True, with_keras=False, **options)
+    inputs, initial = example_inputs(kind, initial_state=True)
+    mask = sequence_mask("holes")
+    for training in (True, False):
+        result = run(ours, inputs, mask, initial, training=training)
+        assert ours.last_path == "cell"
+        assert reason_part in ours.fallback_reason
+        expected = run(references[0][1], inputs, mask, initial, training=training)
+        for a, b in zip(result[0] + result[1], expected[0] + expected[1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_simple_rnn_with_unsupported_activation_falls_back():
+    ours, references = make_layers("simple_rnn", activation="softplus", return_sequences=True, with_keras=False)
+    inputs, _ = example_inputs("simple_rnn")
+    result = run(ours, inputs)
+    assert ours.last_path == "cell" and "softplus" in ours.fallback_reason
+    np.testing.assert_array_equal(result[0][0], run(references[0][1], inputs)[0][0])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_half_precision_falls_back_to_the_cell_path(dtype_policy, policy):
+    dtype_policy(policy)
+    layer = layers.LSTM(4, return_sequences=True)
+    reference = keras.layers.RNN(layers.LSTMCell(4), return_sequences=True)
+    inputs = np.random.default_rng(0).normal(size=(2, 3, 5)).astype("float32")
+    reference(inputs)
+    layer.build((None, None, 5))
+    layer.set_weights(reference.get_weights())
+    output = layer(inputs)
+    assert layer.last_path == "cell"
+    assert "float16" in layer.fallback_reason
+    np.testing.assert_array_equal(np.asarray(output), np.asarray(reference(inputs)))
+
+
+def test_subclassed_cell_is_not_fused():
+    class ShiftedLSTMCell(layers.LSTMCell):
+        def step(self, inputs, states, recurrent_mask):
+            output, new_states = super().step(inputs, states, recurrent_mask)
+            return output + 1.0, new_states
+
+    class ShiftedLSTM(layers.LSTM):
+        cell_class = ShiftedLSTMCell
+
+    layer = ShiftedLSTM(3)
+    output = layer(np.zeros((2, 4, 2), "float32"))
+    assert layer.last_path == "cell" and "ShiftedLSTMCell" in layer.fallback_reason
+    assert np.all(np.asarray(output) >= 0.0)  # the shift was applied
+
+
+def test_path_is_recorded_inside_tf_function():
+    layer = layers.GRU(3)
+    inputs = np.zeros((2, 4, 2), "float32")
+    traced = tf.function(lambda x: layer(x, training=True))
+    traced(inputs)
+    assert layer.last_path == "fused"
+    slow = layers.GRU(3, fused=False)
+    tf.function(lambda x: slow(x))(inputs)
+    assert slow.last_path == "cell" and slow.fallback_reason == "fused=False"
+
+
+# ------------------------------------------------------------- dropout
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("bptt_steps", [None, 2])
+def test_dropout_masks_equal_the_cell_paths_for_the_same_seed(kind, bptt_steps):
+    options = dict(return_sequences=True, return_state=True, dropout=0.3, recurrent_dropout=0.4, seed=5)
+    if bptt_steps:
+        options["bptt_steps"] = bptt_steps
+    fused, _ = make_layers(kind, with_keras=False, **options)
+    cell_path, _ = make_layers(kind, with_keras=False, fused=False, **options)
+    inputs, initial = example_inputs(kind, initial_state=True)
+    mask = sequence_mask("holes")
+    result = run(fused, inputs, mask, initial, training=True)
+    expected = run(cell_path, inputs, mask, initial, training=True)
+    assert fused.last_path == "fused" and cell_path.last_path == "cell"
+    assert_same(result, expected, f"{kind} dropout")
+    # Dropout changed something, and inference ignores it.
+    plain, _ = make_layers(kind, with_keras=False, **{k: v for k, v in options.items() if "dropout" not in k})
+    assert np.max(np.abs(result[0][0] - run(plain, inputs, mask, initial, training=True)[0][0])) > 1e-2
+    assert_same(run(fused, inputs, mask, initial), run(plain, inputs, mask, initial), "inference")
+
+
+def test_dropout_draws_new_masks_for_every_call():
+    layer, _ = make_layers("lstm", with_keras=False, dropout=0.5, seed=1)
+    inputs, _ = example_inputs("lstm")
+    first = np.asarray(layer(inputs, training=True))
+    second = np.asarray(layer(inputs, training=True))
+    assert np.max(np.abs(first - second)) > 1e-3
+
+
+# --------------------------------------------------------- truncated BPTT
+def truncated_reference(cell, inputs, mask, initial_state, bptt_steps, go_backwards):
+    """Step-by-step loop over the cell with explicit `stop_gradient` at chunk starts.
+
+    Returns all outputs (batch, time, units) and the final states; masked
+    steps carry the states and repeat the previous output (zeros before the
+    first valid step), as `keras.layers.RNN` does.
+    """
+    steps = list(range(inputs.shape[1]))
+    if go_backwards:
+        steps.reverse()
+    states = list(initial_state)
+    previous_output = tf.zeros_like(states[0])
+    outputs = []
+    for position, t in enumerate(steps):
+        if position > 0 and position % bptt_steps == 0:
+            states = [tf.stop_gradient(s) for s in states]
+            previous_output = tf.stop_gradient(previous_output)
+        output, new_states = cell(inputs[:, t], states)
+        if mask is not None:
+            valid = mask[:, t : t + 1]
+            new_states = [tf.where(valid, n, s) for n, s in zip(new_states, states)]
+            output = tf.where(valid, output, previous_output)
+        states, previous_output = list(new_states), output
+        outputs.append(output)
+    return tf.stack(outputs, axis=1), states
+
+
+class _TruncatedReference(keras.layers.Layer):
+    """Wraps `truncated_reference` so that `run` can drive it like a layer."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None, initial_state=None, training=False):
+        sequence, states = truncated_reference(
+            self.layer.cell, inputs, mask, initial_state, self.layer.bptt_steps, self.layer.go_backwards
+        )
+        return [sequence, *states]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("bptt_steps, go_backwards, mask", [(2, False, "holes"), (3, True, "left"), (1, False, None)])
+def test_truncated_bptt_equals_stop_gradient_reference(kind, bptt_steps, go_backwards, mask):
+    options = dict(return_sequences=True, return_state=True, go_backwards=go_backwards, bptt_steps=bptt_steps)
+    inputs, initial = example_inputs(kind, initial_state=True)
+    mask_array = sequence_mask(mask)
+    reference_layer, _ = make_layers(kind, with_keras=False, **options)
+    expected = run(_TruncatedReference(reference_layer), inputs, mask_array, initial)
+    for fused, training in ((True, True), (True, False), (False, True)):
+        layer, _ = make_layers(kind, with_keras=False, fused=fused, **options)
+        result = run(layer, inputs, mask_array, initial, training=training)
+        assert layer.last_path == ("fused" if fused else "cell")
+        assert_same(result, expected, f"{kind} bptt_steps={bptt_steps} fused={fused} training={training}")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_truncation_changes_gradients_but_not_outputs(kind):
+    inputs, initial = example_inputs(kind, initial_state=True)
+    full_layer, _ = make_layers(kind, with_keras=False, return_sequences=True)
+    truncated_layer, _ = make_layers(kind, with_keras=False, return_sequences=True, bptt_steps=2)
+    long_layer, _ = make_layers(kind, with_keras=False, return_sequences=True, bptt_steps=TIMESTEPS)
+    full = run(full_layer, inputs, None, initial, training=True)
+    truncated = run(truncated_layer, inputs, None, initial, training=True)
+    np.testing.assert_allclose(truncated[0][0], full[0][0], atol=1e-6)
+    input_gradient_change = np.max(np.abs(truncated[1][0] - full[1][0]))
+    assert input_gradient_change > 1e-3
+    # The initial state gets gradient only through the first chunk (steps 0 and 1).
+    assert np.max(np.abs(truncated[1][1] - full[1][1])) > 1e-3
+    # A chunk as long as the sequence is full back-propagation.
+    assert_same(run(long_layer, inputs, None, initial, training=True), full, "bptt_steps=T")
+
+
+# --------------------------------------------------------------- arguments
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "3"])
+def test_invalid_bptt_steps_is_rejected(value):
+    with pytest.raises(ValueError, match="bptt_steps"):
+        layers.LSTM(3, bptt_steps=value)
+
+
+def test_invalid_fused_is_rejected():
+    with pytest.raises(TypeError, match="`fused`.*bool"):
+        layers.GRU(3, fused="yes")
