@@ -149,12 +149,15 @@ def _describe(result):
 
 def _truncation_inspector(memory, distance):
     def inspect(model, test_inputs, _targets):
-        reach = memory.input_gradient_reach(model.get_layer("recurrent"), test_inputs[:16])
+        layer = model.get_layer("recurrent")
+        reach = memory.input_gradient_reach(layer, test_inputs[:16])
         nonzero = [d for d, norm in enumerate(reach) if norm > 0.0]
+        forward = memory.input_gradient_reach(memory.untruncated_copy(layer, test_inputs.shape), test_inputs[:16])
         return {
             "input_gradient_by_distance": reach.tolist(),
             "measured_reach": max(nonzero) if nonzero else -1,
             "input_gradient_at_mark": float(reach[distance]),
+            "forward_dependence_at_mark": float(forward[distance]),
         }
 
     return inspect
@@ -327,15 +330,17 @@ def _gradient_table(ladder, probe_length):
 
 def _truncation_table(truncation, distance):
     lines = [
-        "| model | bptt_steps | gradient reach (chunking) | gradient reach (measured) | d(last output)/d(input at mark) "
-        "| test MSE | MSE / (1/6) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | bptt_steps | gradient reach (chunking) | gradient reach (measured) | training gradient at mark "
+        "| forward dependence on mark | test MSE | MSE / (1/6) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in truncation:
         reachable = "yes" if result["expected_reach"] >= distance else "no"
+        forward = result.get("forward_dependence_at_mark")
         lines.append(
             f"| {result['model']} | {result['bptt_steps'] or 'full'} | {result['expected_reach']} (mark {reachable}) "
-            f"| {result['measured_reach']} | {result['input_gradient_at_mark']:.2e} | {result['test_error']:.4f} "
+            f"| {result['measured_reach']} | {result['input_gradient_at_mark']:.2e} "
+            f"| {'-' if forward is None else f'{forward:.2e}'} | {result['test_error']:.4f} "
             f"| {result['error_over_baseline']:.2f} |"
         )
     return "\n".join(lines)
@@ -480,7 +485,10 @@ def render_report(metrics, plots, plot_problem):
             "",
             "`bptt_steps=k` cuts the sequence into chunks of k steps starting at step 0; gradients do not cross a "
             "chunk boundary. `gradient reach (chunking)`: how far back the chunk holding the last step goes; "
-            "`measured`: the largest distance at which d(last output)/d(input) of the trained layer is non-zero. "
+            "`measured`: the largest distance at which d(last output)/d(input) of the trained layer is non-zero; "
+            "`training gradient at mark`: that norm at the first mark (what training sees); `forward dependence on mark`: "
+            "the same norm through an untruncated copy of the trained weights (how much the prediction actually "
+            "depends on the first value; truncation stops learning through a boundary, not information crossing it). "
             "A model that cannot learn to store the first value can at best output the last value + 0.5: MSE 1/12 "
             "= 0.0833 (0.50 x baseline).",
             "",

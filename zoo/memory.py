@@ -446,6 +446,20 @@ def input_gradient_reach(layer, inputs):
     return per_step[::-1]
 
 
+def untruncated_copy(layer, input_shape):
+    """A copy of a recurrent `layer` with the same weights and full BPTT.
+
+    Its input gradients show what the trained layer's forward pass depends
+    on, which truncation does not limit: a truncated layer still carries
+    information across chunk boundaries, it only cannot learn through them.
+    """
+    config = {**layer.get_config(), "bptt_steps": None}
+    copy = type(layer).from_config(config)
+    copy.build(tuple(input_shape))
+    copy.set_weights(layer.get_weights())
+    return copy
+
+
 def reachable_distance(length, bptt_steps):
     """Furthest distance from the last step that gradients reach with truncation.
 

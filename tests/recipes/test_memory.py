@@ -44,11 +44,14 @@ def test_run_writes_report_metrics_and_runs(finished_study):
     assert truncation[2]["expected_reach"] == truncation[2]["measured_reach"] == 1
     assert truncation[2]["input_gradient_at_mark"] == 0.0
     assert truncation[None]["measured_reach"] == 11 and truncation[None]["input_gradient_at_mark"] > 0
+    # Without truncation the two measures are the same quantity.
+    assert truncation[None]["forward_dependence_at_mark"] == pytest.approx(truncation[None]["input_gradient_at_mark"])
+    assert truncation[2]["forward_dependence_at_mark"] > 0
     report = open(os.path.join(finished_study, "report.md")).read()
     for heading in ("## Adding problem", "## Copy-memory task", "## Gradient flow", "## Truncated BPTT"):
         assert heading in report
     assert f"{adding['test_error']:.4f}" in report
-    assert "| rnn | 2 | 1 (mark no) | 1 | 0.00e+00 |" in report
+    assert "| rnn | 2 | 1 (mark no) | 1 | 0.00e+00 | " in report
 
 
 def test_resume_reuses_finished_runs(finished_study, capsys):

@@ -220,3 +220,15 @@ def test_training_run_is_repeatable_with_its_seed(tmp_path):
     first, again, other = run(1, "a"), run(1, "b"), run(2, "c")
     assert first == again
     assert first[0] != other[0]
+
+
+def test_untruncated_copy_sees_across_chunks():
+    layer = layers.GRU(3, bptt_steps=3)
+    inputs = np.random.default_rng(0).normal(size=(2, 9, 2)).astype("float32")
+    truncated = memory.input_gradient_reach(layer, inputs)
+    copy = memory.untruncated_copy(layer, inputs.shape)
+    assert copy.bptt_steps is None and layer.bptt_steps == 3
+    full = memory.input_gradient_reach(copy, inputs)
+    np.testing.assert_array_equal(truncated[3:], 0.0)
+    assert np.all(full > 0)
+    np.testing.assert_allclose(full[:3], truncated[:3], rtol=1e-5)
