@@ -89,7 +89,7 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
 def test_multivariate_inputs_train_and_export_signature(tmp_path):
     csv_path = write_series(tmp_path / "two.csv", with_input=True, gap=False)
     config = ForecastConfig(csv_path=csv_path, target="demand", input_columns=("driver",), models=("conv",),
-                            window=12, horizon=4, units=4, epochs=1, seed=1)
+                            window=12, horizon=4, units=4, epochs=1, seed=1, classical_models=())
     pipeline.train(config, str(tmp_path / "run"))
     metrics = pipeline.evaluate(config, str(tmp_path / "run"), plot=False)
     assert metrics["missing_filled"] == {"demand": 0, "driver": 0}
@@ -105,7 +105,7 @@ def test_same_seed_same_numbers(tmp_path):
     results = []
     for run in ("a", "b"):
         config = ForecastConfig(csv_path=csv_path, target="demand", models=("conv",), window=12, horizon=4,
-                                units=4, epochs=1, seed=5)
+                                units=4, epochs=1, seed=5, classical_models=())
         pipeline.train(config, str(tmp_path / run))
         results.append(pipeline.evaluate(config, str(tmp_path / run), plot=False)["models"]["conv"]["mae"])
     assert results[0] == results[1]
