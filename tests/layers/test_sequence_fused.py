@@ -65,16 +65,17 @@ def sequence_mask(pattern, batch=BATCH, timesteps=TIMESTEPS):
     return np.array(rows[:batch], dtype=bool)
 
 
-def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=True, **options):
+def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=True, batch=None, **options):
     """Our layer, Keras's layer and `RNN(our cell)`, all with the same weights.
 
     The weights depend only on `weight_seed` (biases are not zero); `options`
-    go to the layers (a `seed` there is the dropout seed).
+    go to the layers (a `seed` there is the dropout seed). Stateful layers
+    need a fixed `batch`.
     """
     ours_class, keras_class, cell_class, fixed = KINDS[kind]
     options = {**fixed, **options}
     ours = ours_class(units, **options)
-    ours.build((None, None, features))
+    ours.build((batch, None, features))
     rng = np.random.default_rng(weight_seed)
     # Only the trainable weights are drawn; the others (the dropout seed
     # generator's state) keep their values.
@@ -91,11 +92,11 @@ def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=
     if with_keras:
         builtin = keras_class(units, **options) if "bptt_steps" not in options else None
         if builtin is not None:
-            builtin.build((None, None, features))
+            builtin.build((batch, None, features))
             builtin.set_weights(weights)
             references.append(("keras_builtin", builtin))
     cell_rnn = keras.layers.RNN(cell_class(units, **cell_options), **rnn_options)
-    cell_rnn.build((None, None, features))
+    cell_rnn.build((batch, None, features))
     cell_rnn.set_weights(weights)
     references.append(("keras_rnn_our_cell", cell_rnn))
     return ours, references
