@@ -328,6 +328,30 @@ def _gradient_table(ladder, probe_length):
     return "\n".join(lines), probed
 
 
+def _gradient_ratio_table(ladder, models, lengths, solve_fraction):
+    """Per model and length: norm at distance T-1 over norm at distance 0."""
+    by_key = {(r["model"], r["length"]): r for r in ladder if r["task"] == "adding" and "state_gradient_trained" in r}
+    rows = [model for model in models if any((model, length) in by_key for length in lengths)]
+    if not rows:
+        return None
+    lines = ["| model | " + " | ".join(f"T={t}" for t in lengths) + " |", "|" + "---|" * (len(lengths) + 1)]
+    for model in rows:
+        cells = []
+        for length in lengths:
+            result = by_key.get((model, length))
+            if result is None:
+                cells.append("-")
+                continue
+            ratios = [
+                profile[0] / profile[-1] if profile[-1] > 0 else 0.0
+                for profile in (result["state_gradient_at_init"], result["state_gradient_trained"])
+            ]
+            solved = " (solved)" if result["error_over_baseline"] < solve_fraction else ""
+            cells.append(f"{ratios[0]:.1e} -> {ratios[1]:.1e}{solved}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _truncation_table(truncation, distance):
     lines = [
         "| model | bptt_steps | gradient reach (chunking) | gradient reach (measured) | training gradient at mark "
@@ -478,6 +502,14 @@ def render_report(metrics, plots, plot_problem):
         ]
         if "gradient_flow" in plots:
             parts += ["![gradient norm by distance](gradient_flow.png)", ""]
+        ratio_table = _gradient_ratio_table(ladder, config["models"], config["adding_lengths"], config["solve_fraction"])
+        parts += [
+            "Every adding length: norm at distance T-1 over norm at distance 0, at initialisation -> after training "
+            "(0 means the far gradient underflowed float32).",
+            "",
+            ratio_table,
+            "",
+        ]
     if metrics["truncation"]:
         parts += [
             f"## Truncated BPTT (adding problem, T = {config['truncation_length']}, first mark "

@@ -51,6 +51,8 @@ def test_run_writes_report_metrics_and_runs(finished_study):
     for heading in ("## Adding problem", "## Copy-memory task", "## Gradient flow", "## Truncated BPTT"):
         assert heading in report
     assert f"{adding['test_error']:.4f}" in report
+    init, trained = adding["state_gradient_at_init"], adding["state_gradient_trained"]
+    assert f"| rnn | {init[0] / init[-1]:.1e} -> {trained[0] / trained[-1]:.1e} |" in report
     assert "| rnn | 2 | 1 (mark no) | 1 | 0.00e+00 | " in report
 
 
