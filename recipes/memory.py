@@ -377,6 +377,7 @@ def write_plots(metrics, workdir):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return [], "matplotlib is not installed (`pip install matplotlib` to get the PNG plots)"
     from zoo.files import atomic_path
@@ -407,6 +408,10 @@ def write_plots(metrics, workdir):
             axis.axhline(1.0, color="black", linewidth=0.8, label="memoryless baseline")
             axis.set_xscale("log")
             axis.set_yscale("log")
+            lengths = config["adding_lengths"] if task == "adding" else config["copy_delays"]
+            axis.set_xticks(list(lengths))
+            axis.set_xticklabels([str(length) for length in lengths])
+            axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             axis.set_xlabel("T" if task == "adding" else "delay T")
             axis.set_ylabel("test error / baseline")
             axis.set_title(f"{task}: {config['train_steps']} batches of {config['batch_size']}")
@@ -422,9 +427,9 @@ def write_plots(metrics, workdir):
                 axis.plot(range(len(profile)), [max(value, 1e-30) for value in profile], label=result["model"])
             axis.set_yscale("log")
             axis.set_xlabel("distance from the last step (steps)")
-            axis.set_title(f"|d loss(T) / d state(T - distance)|, {title}")
+            axis.set_title(f"|d loss(T) / d state(T - distance)|, {title}", fontsize=10)
             axis.legend()
-        axes[0].set_ylabel("mean gradient norm (log)")
+        axes[0].set_ylabel("mean gradient norm (log; zeros drawn at 1e-30)")
         save(figure, "gradient_flow")
 
     truncation = metrics["truncation"]
