@@ -14,8 +14,8 @@ with `set_weights`, run both on the same inputs, and compare:
 
 Usage:
 
-    python -m recipes.crosscheck             # the default grid (~1 minute)
-    python -m recipes.crosscheck --full      # the exhaustive grid (slow)
+    python -m recipes.crosscheck             # the default grid (78 settings, ~40 CPU-seconds)
+    python -m recipes.crosscheck --full      # the exhaustive grid (1456 settings, slow)
     python -m recipes.crosscheck --seed 3 --cells lstm,gru
     python -m recipes.crosscheck --dtype-policy mixed_float16
 
@@ -501,7 +501,7 @@ def parse_arguments(argv):
     parser.add_argument("--seed", type=int, default=0,
                         help="Seed of the weights, inputs and projections (default 0).")
     parser.add_argument("--full", action="store_true",
-                        help="Run the exhaustive grid (several minutes) instead of the default one.")
+                        help="Run the exhaustive grid (1456 settings, about 15 CPU-minutes) instead of the default one.")
     parser.add_argument("--cells", default=",".join(CELL_KINDS),
                         help=f"Comma-separated cell kinds to check (default: {','.join(CELL_KINDS)}).")
     parser.add_argument("--dtype-policy", default="float32", choices=sorted(TOLERANCES),
