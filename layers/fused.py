@@ -130,7 +130,7 @@ def _shifted_matmul_t(first, rest, b):
 #       gradients w.r.t. the step's input states, given the gradients
 #       w.r.t. its (unmasked) new states; `writes` are the gate
 #       pre-activation gradients of the step, saved for after the loop.
-#   finish(writes_seq, records, h0_dropped, h_seq_dropped)
+#   finish(writes_seq, h0_dropped, h_seq_dropped)
 #       -> (d_projected, d_recurrent_kernel, d_recurrent_bias or None)
 #       after the loop, as large matrix products over all steps.
 # --------------------------------------------------------------------------
@@ -152,7 +152,7 @@ class _RecurrenceMath:
     def dropped(self, h):
         return h if self.recurrent_mask is None else h * self.recurrent_mask
 
-    def finish(self, writes_seq, records, h0_dropped, h_seq_dropped):
+    def finish(self, writes_seq, h0_dropped, h_seq_dropped):
         dz = writes_seq[0]
         return dz, _shifted_matmul_t(h0_dropped, h_seq_dropped, dz), None
 
@@ -269,7 +269,7 @@ class _GRUMath(_RecurrenceMath):
         dh_tm1 = self.dropped(tf.matmul(d_inner, self.recurrent_kernel_t)) + dh * z
         return [dh_tm1], [d_inner, dh3 * to_projected]
 
-    def finish(self, writes_seq, records, h0_dropped, h_seq_dropped):
+    def finish(self, writes_seq, h0_dropped, h_seq_dropped):
         d_inner, d_projected = writes_seq
         d_recurrent_bias = None
         if self.recurrent_bias is not None:
@@ -282,8 +282,8 @@ class _GRUResetBeforeMath(_RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state)."""
 
     gate_count = 3
-    record_count = 4
-    write_count = 2
+    record_count = 5
+    write_count = 3
 
     def __init__(self, units, recurrent_kernel, *args, **kwargs):
         super().__init__(units, recurrent_kernel, *args, **kwargs)
@@ -298,53 +298,64 @@ class _GRUResetBeforeMath(_RecurrenceMath):
         p_zr, p_h = tf.split(p_t, [2 * units, units], axis=-1)
         zr = self.recurrent_activation.forward(p_zr + tf.matmul(h_dropped, self.kernel_zr))
         z, r = tf.split(zr, 2, axis=-1)
-        candidate = self.activation.forward(p_h + tf.matmul(r * h_dropped, self.kernel_h))
-        return h_dropped, zr, z, r, candidate
+        reset_h = r * h_dropped
+        candidate = self.activation.forward(p_h + tf.matmul(reset_h, self.kernel_h))
+        return h_dropped, zr, z, r, reset_h, candidate
 
     def step(self, p_t, states):
         h_tm1 = states[0]
-        _, _, z, _, candidate = self._parts(p_t, h_tm1)
+        _, _, z, _, _, candidate = self._parts(p_t, h_tm1)
         return [candidate + z * (h_tm1 - candidate)]
 
     def step_saving(self, p_t, states):
         h_tm1 = states[0]
-        h_dropped, zr, z, r, candidate = self._parts(p_t, h_tm1)
+        h_dropped, zr, z, r, reset_h, candidate = self._parts(p_t, h_tm1)
         h = candidate + z * (h_tm1 - candidate)
         d_candidate = _times(1.0 - z, self.activation.derivative(candidate))
         d_zr = _times(
             tf.concat([h_tm1 - candidate, h_dropped], axis=-1),
             self.recurrent_activation.derivative(zr),
         )
-        return [h], [d_candidate, d_zr, r, z]
+        return [h], [d_candidate, d_zr, r, z, reset_h]
 
     def backward_step(self, state_grads, records_t):
         dh = state_grads[0]
-        d_candidate, d_zr, r, z = records_t
+        d_candidate, d_zr, r, z, reset_h = records_t
         dn = dh * d_candidate
         d_reset_h = tf.matmul(dn, self.kernel_h_t)
         dzr = tf.concat([dh, d_reset_h], axis=-1) * d_zr
         d_dropped = tf.matmul(dzr, self.kernel_zr_t) + d_reset_h * r
         dh_tm1 = self.dropped(d_dropped) + dh * z
-        return [dh_tm1], [dzr, dn]
+        # The reset-gated state passes through to the weight gradient.
+        return [dh_tm1], [dzr, dn, reset_h]
 
-    def finish(self, writes_seq, records, h0_dropped, h_seq_dropped):
-        dzr, dn = writes_seq
-        r = records[2].stack()
-        # The candidate's recurrent product takes (r * dropped h_prev).
-        d_kernel_h = tf.matmul(r[0] * h0_dropped, dn[0], transpose_a=True) + _flat_matmul_t(
-            r[1:] * h_seq_dropped[:-1], dn[1:]
+    def finish(self, writes_seq, h0_dropped, h_seq_dropped):
+        dzr, dn, reset_h = writes_seq
+        d_kernel = tf.concat(
+            [_shifted_matmul_t(h0_dropped, h_seq_dropped, dzr), _flat_matmul_t(reset_h, dn)], axis=-1
         )
-        d_kernel = tf.concat([_shifted_matmul_t(h0_dropped, h_seq_dropped, dzr), d_kernel_h], axis=-1)
         return tf.concat([dzr, dn], axis=-1), d_kernel, None
 
 
 # --------------------------------------------------------------------------
 # The shared driver.
 # --------------------------------------------------------------------------
+class _Steps:
+    """Per-step reads of a time-major tensor.
+
+    `sequence[t]` slices along the first axis and shares the tensor's memory;
+    `TensorArray.unstack` would copy the whole sequence first.
+    """
+
+    def __init__(self, sequence):
+        self.sequence = sequence
+
+    def read(self, t):
+        return self.sequence[t]
+
+
 def _unstacked(sequence):
-    return tf.TensorArray(
-        sequence.dtype, size=tf.shape(sequence)[0], clear_after_read=False
-    ).unstack(sequence)
+    return _Steps(sequence)
 
 
 def _empty_arrays(count, dtype, length):
@@ -353,18 +364,53 @@ def _empty_arrays(count, dtype, length):
     )
 
 
+# The per-step records live in TensorLists: pushed by the forward loop and
+# popped by the backward loop, which runs in reverse, so each record is freed
+# as soon as its step has been back-propagated.
+_ANY_SHAPE = -1
+
+
+def _empty_list(dtype):
+    return tf.raw_ops.EmptyTensorList(
+        element_shape=tf.constant(_ANY_SHAPE), max_num_elements=-1, element_dtype=dtype
+    )
+
+
+def _push(tensor_list, tensor):
+    return tf.raw_ops.TensorListPushBack(input_handle=tensor_list, tensor=tensor)
+
+
+def _pop(tensor_list, shape, dtype):
+    tensor_list, tensor = tf.raw_ops.TensorListPopBack(
+        input_handle=tensor_list, element_shape=tf.constant(_ANY_SHAPE), element_dtype=dtype
+    )
+    tensor.set_shape(shape)
+    return tensor_list, tensor
+
+
 def _chunk_start(t, truncate_every):
     return tf.logical_and(t > 0, tf.math.floormod(t, truncate_every) == 0)
 
 
-def run_recurrence(math, projected, initial_states, valid=None, truncate_every=None,
-                   hand_written_gradient=True):
-    """Run a recurrence over time-major `projected` inputs.
+def _project(inputs, kernel, bias):
+    """`inputs @ kernel + bias` for time-major `inputs`, as one matrix product."""
+    shape = tf.shape(inputs)
+    projected = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), kernel)
+    if bias is not None:
+        projected = tf.nn.bias_add(projected, bias)
+    return tf.reshape(projected, [shape[0], shape[1], kernel.shape[-1]])
+
+
+def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
+                   truncate_every=None, hand_written_gradient=True):
+    """Run a recurrence over time-major `inputs`.
 
     Args:
         math: A `_RecurrenceMath` holding the recurrent weights (tensors).
-        projected: `(time, batch, gates * units)`: the inputs of every step
-            already multiplied by the kernel (plus the input bias).
+        inputs: `(time, batch, features)`, in processing order (after input
+            dropout).
+        kernel, input_bias: The input weights; every step's inputs are
+            projected at once, `inputs @ kernel + input_bias`.
         initial_states: List of `(batch, units)` tensors.
         valid: Optional boolean `(time, batch, 1)`; `False` carries the
             states over unchanged.
@@ -380,39 +426,48 @@ def run_recurrence(math, projected, initial_states, valid=None, truncate_every=N
         step, `(time, batch, units)`, and the list of final states.
     """
     if not hand_written_gradient:
+        projected = _project(inputs, kernel, input_bias)
         return _forward_only(math, projected, initial_states, valid, truncate_every)
 
     recurrent_kernel = math.recurrent_kernel
     recurrent_bias = math.recurrent_bias
     state_count = math.state_count
-    dtype = projected.dtype
+    dtype = inputs.dtype
 
     @tf.custom_gradient
-    def recurrence(projected, recurrent_kernel, *rest):
-        # `rest` = initial states, then the recurrent bias if there is one.
+    def recurrence(inputs, kernel, recurrent_kernel, *rest):
+        # `rest` = initial states, then the input and recurrent biases that exist.
         initial = list(rest[:state_count])
+        biases = list(rest[state_count:])
+        input_bias = biases.pop(0) if input_bias_given else None
+        # The projection is computed here, not passed in, so that it is freed
+        # after the forward loop: the backward pass needs only `inputs`.
+        projected = _project(inputs, kernel, input_bias)
         length = tf.shape(projected)[0]
         projected_steps = _unstacked(projected)
         valid_steps = _unstacked(valid) if valid is not None else None
 
-        def forward_body(t, states, h_array, record_arrays):
+        record_shapes = []  # static shapes of the records, seen while tracing
+
+        def forward_body(t, states, h_array, record_lists):
             states = list(states)
             new_states, records = math.step_saving(projected_steps.read(t), states)
+            record_shapes[:] = [r.shape for r in records]
             if valid_steps is not None:
                 valid_t = valid_steps.read(t)
                 new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
             h_array = h_array.write(t, new_states[0])
-            record_arrays = tuple(a.write(t, r) for a, r in zip(record_arrays, records))
-            return t + 1, tuple(new_states), h_array, record_arrays
+            record_lists = tuple(_push(l, r) for l, r in zip(record_lists, records))
+            return t + 1, tuple(new_states), h_array, record_lists
 
-        _, final_states, h_array, record_arrays = tf.while_loop(
+        _, final_states, h_array, record_lists = tf.while_loop(
             lambda t, *_: t < length,
             forward_body,
             (
                 tf.constant(0),
                 tuple(initial),
                 _empty_arrays(1, dtype, length)[0],
-                _empty_arrays(math.record_count, dtype, length),
+                tuple(_empty_list(dtype) for _ in range(math.record_count)),
             ),
         )
         h_seq = h_array.stack()
@@ -424,10 +479,12 @@ def run_recurrence(math, projected, initial_states, valid=None, truncate_every=N
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
 
-            def backward_body(t, state_grads, write_arrays):
+            def backward_body(t, state_grads, record_lists, write_arrays):
                 state_grads = list(state_grads)
                 state_grads[0] = state_grads[0] + d_h_steps.read(t)
-                records_t = [a.read(t) for a in record_arrays]
+                popped = [_pop(l, shape, dtype) for l, shape in zip(record_lists, record_shapes)]
+                record_lists = tuple(l for l, _ in popped)
+                records_t = [r for _, r in popped]
                 if valid_steps is not None:
                     # Masked step: the state passed through unchanged, and so
                     # does its gradient; the step itself gets none.
@@ -445,29 +502,41 @@ def run_recurrence(math, projected, initial_states, valid=None, truncate_every=N
                     cut = _chunk_start(t, truncate_every)
                     prev_grads = [tf.where(cut, tf.zeros_like(g), g) for g in prev_grads]
                 write_arrays = tuple(a.write(t, w) for a, w in zip(write_arrays, writes))
-                return t - 1, tuple(prev_grads), write_arrays
+                return t - 1, tuple(prev_grads), record_lists, write_arrays
 
-            _, d_initial, write_arrays = tf.while_loop(
+            _, d_initial, _, write_arrays = tf.while_loop(
                 lambda t, *_: t >= 0,
                 backward_body,
                 (
                     length - 1,
                     tuple(d_final),
+                    record_lists,
                     _empty_arrays(math.write_count, dtype, length),
                 ),
             )
             writes_seq = [a.stack() for a in write_arrays]
             d_projected, d_recurrent_kernel, d_recurrent_bias = math.finish(
-                writes_seq, record_arrays, math.dropped(initial[0]), math.dropped(h_seq)
+                writes_seq, math.dropped(initial[0]), math.dropped(h_seq)
             )
-            grads = [d_projected, d_recurrent_kernel, *d_initial]
+            # The input weights' gradients: one matrix product each over all
+            # steps (a product nobody uses is pruned from the graph).
+            d_projected = tf.reshape(d_projected, [-1, d_projected.shape[-1]])
+            flat_inputs = tf.reshape(inputs, [-1, inputs.shape[-1]])
+            d_inputs = tf.reshape(tf.matmul(d_projected, kernel, transpose_b=True), tf.shape(inputs))
+            d_kernel = tf.matmul(flat_inputs, d_projected, transpose_a=True)
+            grads = [d_inputs, d_kernel, d_recurrent_kernel, *d_initial]
+            if input_bias is not None:
+                grads.append(tf.reduce_sum(d_projected, axis=0))
             if recurrent_bias is not None:
                 grads.append(d_recurrent_bias)
             return grads
 
         return (h_seq, *final_states[1:]), gradient
 
-    args = [projected, recurrent_kernel, *initial_states]
+    input_bias_given = input_bias is not None
+    args = [inputs, kernel, recurrent_kernel, *initial_states]
+    if input_bias is not None:
+        args.append(input_bias)
     if recurrent_bias is not None:
         args.append(recurrent_bias)
     outputs = recurrence(*args)
@@ -556,8 +625,6 @@ def fused_inner_loop(
     x = tf.transpose(x, [1, 0, 2])  # time-major
     if go_backwards:
         x = tf.reverse(x, [0])
-    shape = tf.shape(x)
-    length, batch = shape[0], shape[1]
 
     kernel = tf.convert_to_tensor(cell.kernel)
     recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
@@ -569,11 +636,6 @@ def fused_inner_loop(
         else:
             input_bias = bias
 
-    # Input projection of every step at once.
-    projected = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
-    if input_bias is not None:
-        projected = tf.nn.bias_add(projected, input_bias)
-    projected = tf.reshape(projected, [length, batch, kernel.shape[-1]])
 
     valid = None
     if mask is not None:
@@ -591,7 +653,9 @@ def fused_inner_loop(
     )
     h_seq, final_states = run_recurrence(
         math,
-        projected,
+        x,
+        kernel,
+        input_bias,
         initial_state,
         valid=valid,
         truncate_every=truncate_every,

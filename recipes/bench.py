@@ -1,0 +1,387 @@
+"""Benchmark the fused sequence layers against Keras's built-in layers.
+
+For SimpleRNN, LSTM and GRU and a grid of sizes (batch, steps, inputs,
+units), three contenders with the same weights:
+
+- `fused`: our layer (`layers.LSTM`, ...), which takes the fused TensorFlow
+  path (one input projection, a `tf.while_loop` recurrence and hand-written
+  back-propagation through time);
+- `cell`: our cell inside `keras.layers.RNN` (the generic cell path);
+- `keras`: Keras's built-in layer (`keras.layers.LSTM`, ...). Without a GPU
+  it runs Keras's own cell inside `keras.layers.RNN`, so it is also the
+  "Keras cell" baseline.
+
+Two measurements per contender, each a `tf.function` traced and run twice
+before timing:
+
+- `train`: one training step: forward pass (`training=True`) over the whole
+  sequence (`return_sequences=True`), mean squared error against a fixed
+  target, gradients, and an SGD update;
+- `forward`: one inference pass (`training=False`).
+
+The contenders are timed round-robin (the order rotates every repeat) in one
+process, so a change of machine load hits all of them alike; the table shows
+medians of wall-clock time, the process CPU time per call (all threads,
+less sensitive to other processes on a shared machine), and the speed-up
+over Keras's built-in layer (`keras median / contender median`).
+
+With `--memory`, the peak memory of one training step is measured for the
+fused layer and Keras's layer as the sequence length doubles: each point runs
+in a fresh Python process that traces the step, records its resident set
+size, runs the step twice and reports the peak resident set size
+(`VmHWM`) minus the size before the first step.
+
+Usage:
+
+    python -m recipes.bench                       # default grid, 15 repeats
+    python -m recipes.bench --grid small --repeats 5
+    python -m recipes.bench --grid full --json bench.json --memory
+    python -m recipes.bench --quick               # a few seconds, for smoke tests
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
+CONTENDERS = ("fused", "cell", "keras")
+GRIDS = {
+    # (batch, steps, inputs, units)
+    "small": [(8, 50, 32, 32), (64, 100, 64, 256)],
+    "default": [(8, 100, 32, 32), (64, 100, 64, 256), (16, 50, 64, 1024)],
+    "full": [
+        (8, 100, 32, 32),
+        (16, 100, 64, 256),
+        (64, 100, 64, 128),
+        (64, 100, 64, 256),
+        (64, 200, 64, 256),
+        (128, 100, 128, 512),
+        (16, 50, 64, 1024),
+        (64, 100, 64, 1024),
+    ],
+}
+QUICK_SIZES = [(4, 6, 3, 5)]
+MEMORY_LENGTHS = (50, 100, 200, 400)
+MEMORY_SIZE = (64, 64, 256)  # batch, inputs, units; the length varies
+
+
+def _layer_classes(kind):
+    import keras
+
+    import layers
+    from layers import cells
+
+    ours = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}[kind]
+    builtin = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}[kind]
+    cell = {"SimpleRNN": cells.SimpleRNNCell, "LSTM": cells.LSTMCell, "GRU": cells.GRUCell}[kind]
+    return ours, builtin, cell
+
+
+def build_contender(name, kind, units):
+    """One contender's layer (unbuilt), `return_sequences=True`."""
+    import keras
+
+    ours, builtin, cell = _layer_classes(kind)
+    if name == "fused":
+        return ours(units, return_sequences=True)
+    if name == "cell":
+        return keras.layers.RNN(cell(units), return_sequences=True)
+    if name == "keras":
+        return builtin(units, return_sequences=True)
+    raise ValueError(f"Received an invalid contender {name!r}, expected one of {CONTENDERS}.")
+
+
+def step_functions(layer, inputs, targets):
+    """(train_step, forward) `tf.function`s of `layer`, both traced once."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.SGD(learning_rate=1e-3)
+    optimizer.build(layer.trainable_variables)
+
+    @tf.function
+    def train_step(inputs, targets):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(layer(inputs, training=True) - targets))
+        gradients = tape.gradient(loss, layer.trainable_variables)
+        optimizer.apply(gradients, layer.trainable_variables)
+        return loss
+
+    @tf.function
+    def forward(inputs):
+        return tf.reduce_sum(layer(inputs, training=False))
+
+    train = lambda: train_step(inputs, targets).numpy()  # noqa: E731
+    infer = lambda: forward(inputs).numpy()  # noqa: E731
+    for _ in range(2):  # trace, then one run to settle allocations
+        train()
+        infer()
+    return train, infer
+
+
+def time_round_robin(functions, repeats):
+    """Wall and process-CPU seconds per call, {name: (walls, cpus)}, interleaved."""
+    names = list(functions)
+    samples = {name: ([], []) for name in names}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            functions[name]()
+            samples[name][0].append(time.perf_counter() - wall_start)
+            samples[name][1].append(time.process_time() - cpu_start)
+    return samples
+
+
+def benchmark_case(kind, size, repeats, seed):
+    """Time every contender on one (cell kind, size); a dict of results."""
+    import numpy as np
+
+    batch, steps, features, units = size
+    rng = np.random.default_rng(seed)
+    inputs = rng.normal(size=(batch, steps, features)).astype("float32")
+    targets = rng.normal(size=(batch, steps, units)).astype("float32")
+    layers_by_name = {name: build_contender(name, kind, units) for name in CONTENDERS}
+    weights = None
+    for layer in layers_by_name.values():
+        layer.build((batch, steps, features))
+        if weights is None:
+            weights = [rng.uniform(-0.1, 0.1, size=w.shape).astype("float32") for w in layer.get_weights()]
+        layer.set_weights(weights)
+    functions = {name: step_functions(layer, inputs, targets) for name, layer in layers_by_name.items()}
+    fused_path = layers_by_name["fused"].last_path
+    if fused_path != "fused":
+        raise RuntimeError(
+            f"the fused contender ran the cell path: {layers_by_name['fused'].fallback_reason}"
+        )
+    result = {"cell": kind, "batch": batch, "steps": steps, "inputs": features, "units": units}
+    for mode, index in (("train", 0), ("forward", 1)):
+        samples = time_round_robin({name: fns[index] for name, fns in functions.items()}, repeats)
+        keras_wall = statistics.median(samples["keras"][0])
+        keras_cpu = statistics.median(samples["keras"][1])
+        result[mode] = {
+            name: {
+                "median_ms": 1e3 * statistics.median(walls),
+                "min_ms": 1e3 * min(walls),
+                "cpu_median_ms": 1e3 * statistics.median(cpus),
+                "speedup": keras_wall / statistics.median(walls),
+                "cpu_speedup": keras_cpu / statistics.median(cpus),
+            }
+            for name, (walls, cpus) in samples.items()
+        }
+    return result
+
+
+# ----------------------------------------------------------------- memory
+_MEMORY_PROBE = r"""
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+import tensorflow as tf
+from recipes.bench import build_contender
+
+def rss_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+name, kind, batch, steps, features, units, seed = sys.argv[1:]
+batch, steps, features, units, seed = map(int, (batch, steps, features, units, seed))
+rng = np.random.default_rng(seed)
+inputs = tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
+targets = tf.constant(rng.normal(size=(batch, steps, units)).astype("float32"))
+layer = build_contender(name, kind, units)
+layer.build((batch, steps, features))
+variables = layer.trainable_variables
+
+@tf.function
+def train_step(inputs, targets):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(layer(inputs, training=True) - targets))
+    gradients = tape.gradient(loss, variables)
+    for variable, gradient in zip(variables, gradients):
+        variable.assign_sub(1e-3 * gradient)
+    return loss
+
+train_step.get_concrete_function(inputs, targets)
+before = rss_kib("VmRSS")
+for _ in range(2):
+    train_step(inputs, targets).numpy()
+print(json.dumps({"peak_growth_mib": (rss_kib("VmHWM") - before) / 1024.0}))
+"""
+
+
+def memory_point(name, kind, steps, seed):
+    """Peak RSS growth (MiB) of a training step, measured in a fresh process."""
+    batch, features, units = MEMORY_SIZE
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    completed = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, name, kind, str(batch), str(steps), str(features), str(units), str(seed)],
+        capture_output=True,
+        text=True,
+        cwd=repository,
+        env={**os.environ, "PYTHONPATH": repository + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"memory probe for {name} {kind} failed: {completed.stderr[-1000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])["peak_growth_mib"]
+
+
+def benchmark_memory(kinds, seed):
+    results = []
+    for kind in kinds:
+        for steps in MEMORY_LENGTHS:
+            row = {"cell": kind, "steps": steps}
+            for name in ("fused", "keras"):
+                row[name] = memory_point(name, kind, steps, seed)
+            results.append(row)
+    return results
+
+
+# ---------------------------------------------------------------- reporting
+def machine_description():
+    """CPU model, core count, load averages and library versions."""
+    import keras
+    import tensorflow as tf
+
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+TIMING_HEADER = (
+    f"{'cell':9s} {'batch':>5s} {'steps':>5s} {'in':>4s} {'units':>5s}  {'mode':7s} "
+    f"{'contender':9s} {'median ms':>10s} {'x keras':>8s} {'cpu ms':>9s} {'cpu x':>6s}"
+)
+
+
+def format_timing_rows(results):
+    """One line per (case, mode, contender), matching `TIMING_HEADER`."""
+    lines = []
+    for result in results:
+        for mode in ("train", "forward"):
+            for name in CONTENDERS:
+                entry = result[mode][name]
+                lines.append(
+                    f"{result['cell']:9s} {result['batch']:5d} {result['steps']:5d} {result['inputs']:4d} "
+                    f"{result['units']:5d}  {mode:7s} {name:9s} {entry['median_ms']:10.1f} "
+                    f"{entry['speedup']:8.2f} {entry['cpu_median_ms']:9.1f} {entry['cpu_speedup']:6.2f}"
+                )
+    return "\n".join(lines)
+
+
+def format_memory_table(rows):
+    batch, features, units = MEMORY_SIZE
+    lines = [
+        f"peak RSS growth of one training step (MiB), batch {batch}, inputs {features}, units {units}",
+        f"{'cell':9s} {'steps':>5s} {'fused':>8s} {'keras':>8s} {'keras/fused':>11s}",
+    ]
+    for row in rows:
+        ratio = row["keras"] / row["fused"] if row["fused"] > 0 else float("nan")
+        lines.append(f"{row['cell']:9s} {row['steps']:5d} {row['fused']:8.1f} {row['keras']:8.1f} {ratio:11.2f}")
+    return "\n".join(lines)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m recipes.bench",
+        description="Time our fused SimpleRNN/LSTM/GRU, our cells in keras.layers.RNN and "
+        "Keras's built-in layers (training step and forward pass).",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seed of weights, inputs and targets (default 0).")
+    parser.add_argument("--repeats", type=int, default=15,
+                        help="Timed calls per contender and measurement (default 15).")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="default",
+                        help="Sizes to run: small, default or full (default: default).")
+    parser.add_argument("--cells", default=",".join(CELL_KINDS),
+                        help=f"Comma-separated subset of {','.join(CELL_KINDS)} (default: all).")
+    parser.add_argument("--json", dest="json_path", default=None, help="Also write the results to this JSON file.")
+    parser.add_argument("--memory", action="store_true",
+                        help=f"Also measure peak memory of a training step at lengths {MEMORY_LENGTHS} "
+                        "(one fresh process per point).")
+    parser.add_argument("--quick", action="store_true",
+                        help="Tiny sizes and 3 repeats: checks that everything runs, not speed.")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        raise ValueError(f"Received an invalid value for argument `--repeats`: {args.repeats}; expected >= 1.")
+    cells = tuple(name.strip() for name in args.cells.split(",") if name.strip())
+    unknown = [name for name in cells if name not in CELL_KINDS]
+    if unknown or not cells:
+        raise ValueError(
+            f"Received an invalid value for argument `--cells`: {args.cells!r}; expected a "
+            f"comma-separated subset of {','.join(CELL_KINDS)}."
+        )
+    args.cells = cells
+    if args.quick:
+        args.repeats = min(args.repeats, 3)
+    return args
+
+
+def main(argv=None):
+    """Run the benchmark named by the command line; return the exit status."""
+    try:
+        args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    keras.utils.set_random_seed(args.seed)
+    sizes = QUICK_SIZES if args.quick else GRIDS[args.grid]
+    started = machine_description()
+    print(
+        f"machine: {started['cpu']}, {started['cores']} cores, load average "
+        f"{' '.join(f'{v:.2f}' for v in started['load_average'])}; TensorFlow {started['tensorflow']}, "
+        f"Keras {started['keras']}; {args.repeats} repeats, seed {args.seed}",
+        flush=True,
+    )
+    results = []
+    print(TIMING_HEADER, flush=True)
+    for size in sizes:
+        for kind in args.cells:
+            results.append(benchmark_case(kind, size, args.repeats, args.seed))
+            print(format_timing_rows(results[-1:]), flush=True)
+    memory = benchmark_memory(args.cells, args.seed) if args.memory and not args.quick else []
+    if memory:
+        print(format_memory_table(memory))
+    finished = machine_description()["load_average"]
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in finished)}")
+    if args.json_path:
+        report = {
+            "machine": started,
+            "load_average_end": finished,
+            "arguments": {"seed": args.seed, "repeats": args.repeats, "grid": "quick" if args.quick else args.grid,
+                          "cells": list(args.cells)},
+            "timing": results,
+            "memory": {"size": dict(zip(("batch", "inputs", "units"), MEMORY_SIZE)), "rows": memory},
+        }
+        with open(args.json_path, "w") as handle:
+            json.dump(report, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
