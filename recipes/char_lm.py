@@ -61,17 +61,36 @@ def _config(args):
     return config_lib.apply_overrides(CharLMConfig(), _cli.overrides_with_seed(args))
 
 
+def config_help(config_class):
+    """One line per config field: name, default and the comment beside it in the source."""
+    import inspect
+    import re
+
+    comments = {}
+    for line in inspect.getsource(config_class).splitlines():
+        match = re.match(r"\s+(\w+):[^#]*#\s*(.*)", line)
+        if match:
+            comments[match.group(1)] = match.group(2)
+    defaults = config_class()
+    return "\n".join(
+        f"  {field.name}={getattr(defaults, field.name)!r}: {comments.get(field.name, '')}"
+        for field in dataclasses.fields(config_class)
+    )
+
+
 def build_parser():
     from zoo.char_lm import CharLMConfig
 
-    fields = ", ".join(field.name for field in dataclasses.fields(CharLMConfig))
+    fields = "config fields for --set KEY=VALUE (default: meaning):\n" + config_help(CharLMConfig)
     parser = _cli.parser("python -m recipes.char_lm", __doc__)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     train = verbs.add_parser(
         "train",
         help="Train a model, report validation nats/bits per char and perplexity beside Markov baselines.",
-        description=f"Train a character language model. Config fields for --set: {fields}.",
+        description="Train a character language model; print the validation curve and the Markov table.",
+        epilog=fields,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _cli.add_run_arguments(train)
     _add_source_arguments(train)
@@ -120,6 +139,8 @@ def build_parser():
         description="Validation nats/char of Markov models of the orders in `markov_orders`, on the same "
         "characters a model with this config is scored on.",
     )
+    baselines.epilog = fields
+    baselines.formatter_class = argparse.RawDescriptionHelpFormatter
     _cli.add_run_arguments(baselines, workdir_required=False, training=False)
     _add_source_arguments(baselines)
     return parser

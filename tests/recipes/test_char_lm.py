@@ -219,3 +219,12 @@ def test_help_explains_every_verb(capsys):
     out = capsys.readouterr().out
     for verb in ("train", "evaluate", "sample", "export", "baselines"):
         assert verb in out
+
+
+def test_train_help_explains_every_config_field(capsys):
+    with pytest.raises(SystemExit):
+        recipe.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for field in model_lib.CharLMConfig.__dataclass_fields__:
+        line = next(line for line in out.splitlines() if line.strip().startswith(f"{field}="))
+        assert len(line.split(": ", 1)[1]) > 10  # the comment from the config's source
