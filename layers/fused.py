@@ -177,7 +177,7 @@ class _SimpleRNNMath(_RecurrenceMath):
 class _LSTMMath(_RecurrenceMath):
     state_count = 2
     gate_count = 4
-    record_count = 3
+    record_count = 6
 
     def _gates(self, p_t, h_tm1):
         z = p_t + tf.matmul(self.dropped(h_tm1), self.recurrent_kernel)
@@ -199,25 +199,24 @@ class _LSTMMath(_RecurrenceMath):
         h = o * tanh_c
         gate_derivative = self.recurrent_activation.derivative
         derivative = self.activation.derivative
-        # d(gate pre-activations) = [dc, dc, dc, dh] * gate_factors, where
-        # dc already includes the path through h.
-        gate_factors = tf.concat(
-            [
-                _times(g, gate_derivative(i)),
-                _times(c_tm1, gate_derivative(f)),
-                _times(i, derivative(g)),
-                _times(tanh_c, gate_derivative(o)),
-            ],
-            axis=-1,
-        )
-        h_to_c = _times(o, derivative(tanh_c))
-        return [h, c], [gate_factors, h_to_c, f]
+        # The gate pre-activation gradients are [dc, dc, dc, dh] times the
+        # first four, where dc already includes the path through h. They are
+        # saved one by one: joining them costs a concatenation per step.
+        records = [
+            _times(g, gate_derivative(i)),
+            _times(c_tm1, gate_derivative(f)),
+            _times(i, derivative(g)),
+            _times(tanh_c, gate_derivative(o)),
+            _times(o, derivative(tanh_c)),
+            f,
+        ]
+        return [h, c], records
 
     def backward_step(self, state_grads, records_t):
         dh, dc = state_grads
-        gate_factors, h_to_c, forget = records_t
+        to_i, to_f, to_g, to_o, h_to_c, forget = records_t
         dc = dc + dh * h_to_c
-        dz = tf.concat([dc, dc, dc, dh], axis=-1) * gate_factors
+        dz = tf.concat([dc * to_i, dc * to_f, dc * to_g, dh * to_o], axis=-1)
         dh_tm1 = self.dropped(tf.matmul(dz, self.recurrent_kernel_t))
         return [dh_tm1, dc * forget], [dz]
 
@@ -226,7 +225,7 @@ class _GRUMath(_RecurrenceMath):
     """GRU with `reset_after=True` (reset gate applied after the product)."""
 
     gate_count = 3
-    record_count = 3
+    record_count = 5
     write_count = 2
 
     def _parts(self, p_t, h_tm1):
@@ -251,31 +250,38 @@ class _GRUMath(_RecurrenceMath):
         zr, z, r, inner_h, candidate = self._parts(p_t, h_tm1)
         h = candidate + z * (h_tm1 - candidate)
         d_candidate = _times(1.0 - z, self.activation.derivative(candidate))
-        d_zr = _times(
-            tf.concat([h_tm1 - candidate, d_candidate * inner_h], axis=-1),
-            self.recurrent_activation.derivative(zr),
-        )
-        # dh times these gives the gradient of the recurrent product (with
-        # its bias) and of the projected inputs.
-        to_inner = tf.concat([d_zr, d_candidate * r], axis=-1)
-        to_projected = tf.concat([d_zr, d_candidate], axis=-1)
-        return [h], [to_inner, to_projected, z]
+        d_zr = self.recurrent_activation.derivative(zr)
+        d_z, d_r = (None, None) if d_zr is None else tf.split(d_zr, 2, axis=-1)
+        # dh times these gives the gradients of the recurrent product (z, r
+        # and candidate parts) and of the candidate's projected input.
+        records = [
+            _times(h_tm1 - candidate, d_z),
+            _times(d_candidate * inner_h, d_r),
+            d_candidate * r,
+            d_candidate,
+            z,
+        ]
+        return [h], records
 
     def backward_step(self, state_grads, records_t):
         dh = state_grads[0]
-        to_inner, to_projected, z = records_t
-        dh3 = tf.tile(dh, [1, 3])
-        d_inner = dh3 * to_inner
+        to_z, to_r, to_inner_h, to_candidate, z = records_t
+        d_inner = tf.concat([dh * to_z, dh * to_r, dh * to_inner_h], axis=-1)
         dh_tm1 = self.dropped(tf.matmul(d_inner, self.recurrent_kernel_t)) + dh * z
-        return [dh_tm1], [d_inner, dh3 * to_projected]
+        return [dh_tm1], [d_inner, dh * to_candidate]
 
     def finish(self, writes_seq, h0_dropped, h_seq_dropped):
-        d_inner, d_projected = writes_seq
+        d_inner, d_candidate_input = writes_seq
         d_recurrent_bias = None
         if self.recurrent_bias is not None:
-            d_recurrent_bias = tf.reduce_sum(d_inner, axis=[0, 1])
+            d_recurrent_bias = tf.raw_ops.BiasAddGrad(
+                out_backprop=tf.reshape(d_inner, [-1, d_inner.shape[-1]])
+            )
         d_kernel = _shifted_matmul_t(h0_dropped, h_seq_dropped, d_inner)
-        return d_projected, d_kernel, d_recurrent_bias
+        # The projected inputs' gradient is d_inner with its candidate part
+        # replaced by `d_candidate_input`; `input_gradients` forms the input
+        # weights' gradients from the two parts without joining them.
+        return _SplitProjectionGradient(d_inner, d_candidate_input, 2 * self.units), d_kernel, d_recurrent_bias
 
 
 class _GRUResetBeforeMath(_RecurrenceMath):
@@ -335,6 +341,61 @@ class _GRUResetBeforeMath(_RecurrenceMath):
             [_shifted_matmul_t(h0_dropped, h_seq_dropped, dzr), _flat_matmul_t(reset_h, dn)], axis=-1
         )
         return tf.concat([dzr, dn], axis=-1), d_kernel, None
+
+
+class _SplitProjectionGradient:
+    """The gradient of the projected inputs, given as two parts.
+
+    Columns `[:split]` are those of `leading` (whose other columns belong to
+    something else), columns `[split:]` are `trailing`. The input weights'
+    gradients are formed from the parts directly, avoiding a concatenation
+    of two whole sequences.
+    """
+
+    def __init__(self, leading, trailing, split):
+        self.leading, self.trailing, self.split = leading, trailing, split
+
+
+def _input_gradients(d_projected, inputs, kernel, with_bias):
+    """(d_inputs, d_kernel, d_bias or None) from the projected inputs' gradient.
+
+    One matrix product over all steps each; a product nobody uses is pruned
+    from the graph (e.g. `d_inputs` when the inputs are data).
+    """
+    flat_inputs = tf.reshape(inputs, [-1, inputs.shape[-1]])
+
+    def flat(sequence):
+        return tf.reshape(sequence, [-1, sequence.shape[-1]])
+
+    if isinstance(d_projected, _SplitProjectionGradient):
+        split = d_projected.split
+        leading, trailing = flat(d_projected.leading), flat(d_projected.trailing)
+        head_kernel = tf.concat([kernel[:, :split], tf.zeros_like(kernel[:, split:])], axis=-1)
+        d_flat_inputs = tf.matmul(leading, head_kernel, transpose_b=True) + tf.matmul(
+            trailing, kernel[:, split:], transpose_b=True
+        )
+        d_kernel = tf.concat(
+            [
+                tf.matmul(flat_inputs, leading, transpose_a=True)[:, :split],
+                tf.matmul(flat_inputs, trailing, transpose_a=True),
+            ],
+            axis=-1,
+        )
+        d_bias = None
+        if with_bias:
+            d_bias = tf.concat(
+                [
+                    tf.raw_ops.BiasAddGrad(out_backprop=leading)[:split],
+                    tf.raw_ops.BiasAddGrad(out_backprop=trailing),
+                ],
+                axis=0,
+            )
+    else:
+        d_flat = flat(d_projected)
+        d_flat_inputs = tf.matmul(d_flat, kernel, transpose_b=True)
+        d_kernel = tf.matmul(flat_inputs, d_flat, transpose_a=True)
+        d_bias = tf.raw_ops.BiasAddGrad(out_backprop=d_flat) if with_bias else None
+    return tf.reshape(d_flat_inputs, tf.shape(inputs)), d_kernel, d_bias
 
 
 # --------------------------------------------------------------------------
@@ -518,15 +579,12 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
             d_projected, d_recurrent_kernel, d_recurrent_bias = math.finish(
                 writes_seq, math.dropped(initial[0]), math.dropped(h_seq)
             )
-            # The input weights' gradients: one matrix product each over all
-            # steps (a product nobody uses is pruned from the graph).
-            d_projected = tf.reshape(d_projected, [-1, d_projected.shape[-1]])
-            flat_inputs = tf.reshape(inputs, [-1, inputs.shape[-1]])
-            d_inputs = tf.reshape(tf.matmul(d_projected, kernel, transpose_b=True), tf.shape(inputs))
-            d_kernel = tf.matmul(flat_inputs, d_projected, transpose_a=True)
+            d_inputs, d_kernel, d_input_bias = _input_gradients(
+                d_projected, inputs, kernel, input_bias is not None
+            )
             grads = [d_inputs, d_kernel, d_recurrent_kernel, *d_initial]
             if input_bias is not None:
-                grads.append(tf.reduce_sum(d_projected, axis=0))
+                grads.append(d_input_bias)
             if recurrent_bias is not None:
                 grads.append(d_recurrent_bias)
             return grads
