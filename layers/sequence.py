@@ -2,7 +2,11 @@
 
 Each layer is a `keras.layers.RNN` that owns one of our cells and takes the
 same arguments as the Keras layer of the same name, plus `bptt_steps` for
-truncated back-propagation through time.
+truncated back-propagation through time and `fused`. On the TensorFlow
+backend a whole sequence runs on a fused path (`layers.fused`): one input
+projection for all steps, the recurrence in one `tf.while_loop`, and, in
+training, back-propagation through time written by hand. Anything that path
+does not support runs the cell inside `keras.layers.RNN` instead.
 """
 
 import inspect
@@ -12,9 +16,6 @@ from keras import ops, tree
 
 from layers import cells
 from layers._validation import positive_int
-
-_RNN_ARGUMENTS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll")
-
 
 class _SequenceLayer(keras.layers.RNN):
     """A `keras.layers.RNN` around one of our cells.
@@ -190,34 +191,76 @@ class _SequenceLayer(keras.layers.RNN):
         return cls(**config)
 
 
-@keras.saving.register_keras_serializable(package=cells.PACKAGE)
-class SimpleRNN(_SequenceLayer):
-    """Fully connected recurrent layer over whole sequences (our `SimpleRNNCell`).
+_SHARED_DOC = """
+    Fused path. On the TensorFlow backend, with a float32 or float64 compute
+    dtype and activations among tanh, sigmoid, relu, hard_sigmoid and linear,
+    a call runs fused: the inputs of all steps are projected with one matrix
+    product, the recurrence runs in one `tf.while_loop` that only multiplies
+    by `recurrent_kernel` and applies the gates, and with `training=True`
+    back-propagation through time is written by hand: the backward loop
+    carries only the state gradients, and the weight gradients are single
+    matrix products over all steps after it. With `training=False` nothing
+    is saved for back-propagation (fast inference); a gradient taken anyway
+    comes from TensorFlow's differentiation of that loop and is the same.
+    The fused path supports `return_sequences`, `return_state`,
+    `go_backwards`, `initial_state` (with its gradient), `stateful`, masks
+    (left- or right-padded or with holes: at a masked step the states and
+    the output carry over, and outputs before the first valid step are
+    zeros, as in `keras.layers.RNN`), `dropout` and `recurrent_dropout` (one
+    mask per sequence, drawn from the cell's seed generator as the cell path
+    draws it), `bptt_steps`, `unroll` (ignored: same numbers), XLA,
+    `Bidirectional` and dynamic batch and time dimensions.
 
-    Takes the arguments of `keras.layers.SimpleRNN` with the same meaning, and
-    `bptt_steps` (see below). Weights are interchangeable with Keras's layer.
+    Fallback. Other backends, other dtypes (float16 and bfloat16 under mixed
+    precision), other activations, a subclassed cell, or `fused=False` run
+    the cell inside `keras.layers.RNN`, with results identical to
+    `keras.layers.RNN(cell)` (with `bptt_steps`, the cell path cuts the
+    gradients as described below). `last_path` ("fused" or "cell") and
+    `fallback_reason` record what the last call (or trace) did.
+
+    Truncated back-propagation through time. With `bptt_steps=k` the
+    sequence is cut, in processing order (reversed with `go_backwards`),
+    into consecutive chunks of k steps, and the states carried from one
+    chunk into the next are treated as constants when differentiating: no
+    gradient flows from a chunk into the chunk before it. Outputs are
+    unchanged. The initial state receives gradient only through the first
+    chunk; outputs at masked steps that repeat a state carried across a
+    chunk boundary carry no gradient across it either. Both paths implement
+    it, with the same numbers.
 
     Args:
         units: Positive integer, dimensionality of the output space.
         return_sequences, return_state, go_backwards, stateful, unroll: As in
             `keras.layers.RNN`.
         bptt_steps: `None` (full back-propagation through time) or a positive
-            integer k: the sequence is cut into consecutive chunks of k steps
-            and gradients do not flow from one chunk into the one before it.
-        **kwargs: Cell arguments (see `SimpleRNNCell`) and base layer
-            arguments.
+            integer k, the chunk length of truncated back-propagation.
+        fused: `True` (default) to use the fused path where it applies,
+            `False` to always run the cell path.
+        **kwargs: Cell arguments ({cell}: activation, dropout, ...) and base
+            layer arguments.
 
     Call arguments:
         sequences: Tensor of shape `(batch, timesteps, features)`.
         initial_state: Optional list of initial state tensors.
         mask: Optional boolean tensor of shape `(batch, timesteps)`.
-        training: Whether dropout applies.
+        training: Whether dropout applies, and (fused path) whether
+            back-propagation uses the hand-written loop.
+"""
 
+
+@keras.saving.register_keras_serializable(package=cells.PACKAGE)
+class SimpleRNN(_SequenceLayer):
+    """Fully connected recurrent layer over whole sequences (our `SimpleRNNCell`).
+
+    Takes the arguments of `keras.layers.SimpleRNN` with the same meaning, plus
+    `bptt_steps` and `fused`. Weights are interchangeable with Keras's layer.
+    {shared}
     Example:
 
     >>> import numpy as np, layers
-    >>> layers.SimpleRNN(4)(np.zeros((2, 5, 3), "float32")).shape
-    (2, 4)
+    >>> layer = layers.SimpleRNN(4, bptt_steps=2)
+    >>> tuple(layer(np.zeros((2, 5, 3), "float32"), training=True).shape), layer.last_path
+    ((2, 4), 'fused')
     """
 
     cell_class = cells.SimpleRNNCell
@@ -227,16 +270,19 @@ class SimpleRNN(_SequenceLayer):
 class LSTM(_SequenceLayer):
     """Long short-term memory layer over whole sequences (our `LSTMCell`).
 
-    Takes the arguments of `keras.layers.LSTM` with the same meaning, and
-    `bptt_steps` as in `SimpleRNN`. Weights are interchangeable with Keras's
-    layer.
-
+    Takes the arguments of `keras.layers.LSTM` with the same meaning, plus
+    `bptt_steps` and `fused`. Weights are interchangeable with Keras's layer.
+    {shared}
     Example:
 
     >>> import numpy as np, layers
     >>> output, h, c = layers.LSTM(4, return_state=True)(np.zeros((2, 5, 3), "float32"))
-    >>> c.shape
+    >>> tuple(c.shape)
     (2, 4)
+    >>> slow = layers.LSTM(4, activation="softsign")
+    >>> _ = slow(np.zeros((2, 5, 3), "float32"))
+    >>> slow.last_path, slow.fallback_reason.startswith("activation")
+    ('cell', True)
     """
 
     cell_class = cells.LSTMCell
@@ -247,14 +293,21 @@ class GRU(_SequenceLayer):
     """Gated recurrent unit layer over whole sequences (our `GRUCell`).
 
     Takes the arguments of `keras.layers.GRU` with the same meaning (including
-    `reset_after`), and `bptt_steps` as in `SimpleRNN`. Weights are
-    interchangeable with Keras's layer.
-
+    `reset_after`, both values fused), plus `bptt_steps` and `fused`. Weights
+    are interchangeable with Keras's layer.
+    {shared}
     Example:
 
     >>> import numpy as np, layers
-    >>> layers.GRU(4, return_sequences=True)(np.zeros((2, 5, 3), "float32")).shape
+    >>> tuple(layers.GRU(4, return_sequences=True)(np.zeros((2, 5, 3), "float32")).shape)
     (2, 5, 4)
     """
 
     cell_class = cells.GRUCell
+
+
+for _layer_class in (SimpleRNN, LSTM, GRU):
+    _layer_class.__doc__ = _layer_class.__doc__.replace(
+        "{shared}", _SHARED_DOC.replace("{cell}", f"see `{_layer_class.cell_class.__name__}`")
+    )
+del _layer_class
