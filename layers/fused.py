@@ -288,7 +288,7 @@ class _GRUResetBeforeMath(_RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state)."""
 
     gate_count = 3
-    record_count = 5
+    record_count = 6
     write_count = 3
 
     def __init__(self, units, recurrent_kernel, *args, **kwargs):
@@ -318,18 +318,17 @@ class _GRUResetBeforeMath(_RecurrenceMath):
         h_dropped, zr, z, r, reset_h, candidate = self._parts(p_t, h_tm1)
         h = candidate + z * (h_tm1 - candidate)
         d_candidate = _times(1.0 - z, self.activation.derivative(candidate))
-        d_zr = _times(
-            tf.concat([h_tm1 - candidate, h_dropped], axis=-1),
-            self.recurrent_activation.derivative(zr),
-        )
-        return [h], [d_candidate, d_zr, r, z, reset_h]
+        d_zr = self.recurrent_activation.derivative(zr)
+        d_z, d_r = (None, None) if d_zr is None else tf.split(d_zr, 2, axis=-1)
+        records = [d_candidate, _times(h_tm1 - candidate, d_z), _times(h_dropped, d_r), r, z, reset_h]
+        return [h], records
 
     def backward_step(self, state_grads, records_t):
         dh = state_grads[0]
-        d_candidate, d_zr, r, z, reset_h = records_t
+        d_candidate, to_z, to_r, r, z, reset_h = records_t
         dn = dh * d_candidate
         d_reset_h = tf.matmul(dn, self.kernel_h_t)
-        dzr = tf.concat([dh, d_reset_h], axis=-1) * d_zr
+        dzr = tf.concat([dh * to_z, d_reset_h * to_r], axis=-1)
         d_dropped = tf.matmul(dzr, self.kernel_zr_t) + d_reset_h * r
         dh_tm1 = self.dropped(d_dropped) + dh * z
         # The reset-gated state passes through to the weight gradient.
@@ -425,9 +424,9 @@ def _empty_arrays(count, dtype, length):
     )
 
 
-# The per-step records live in TensorLists: pushed by the forward loop and
-# popped by the backward loop, which runs in reverse, so each record is freed
-# as soon as its step has been back-propagated.
+# The per-step records live in a TensorList: pushed by the forward loop and
+# popped by the backward loop, which runs in reverse, so each step's records
+# are freed as soon as the step has been back-propagated.
 _ANY_SHAPE = -1
 
 
@@ -508,28 +507,26 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         projected_steps = _unstacked(projected)
         valid_steps = _unstacked(valid) if valid is not None else None
 
-        record_shapes = []  # static shapes of the records, seen while tracing
+        record_shape = []  # static shape of the stacked records, seen while tracing
 
-        def forward_body(t, states, h_array, record_lists):
+        def forward_body(t, states, h_array, record_list):
             states = list(states)
             new_states, records = math.step_saving(projected_steps.read(t), states)
-            record_shapes[:] = [r.shape for r in records]
+            # One stack along a new first axis (a plain copy) per step: every
+            # extra list would add loop variables, whose bookkeeping costs
+            # more per step than the copy.
+            records = records[0] if len(records) == 1 else tf.stack(records, axis=0)
+            record_shape[:] = [records.shape]
             if valid_steps is not None:
                 valid_t = valid_steps.read(t)
                 new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
             h_array = h_array.write(t, new_states[0])
-            record_lists = tuple(_push(l, r) for l, r in zip(record_lists, records))
-            return t + 1, tuple(new_states), h_array, record_lists
+            return t + 1, tuple(new_states), h_array, _push(record_list, records)
 
-        _, final_states, h_array, record_lists = tf.while_loop(
+        _, final_states, h_array, record_list = tf.while_loop(
             lambda t, *_: t < length,
             forward_body,
-            (
-                tf.constant(0),
-                tuple(initial),
-                _empty_arrays(1, dtype, length)[0],
-                tuple(_empty_list(dtype) for _ in range(math.record_count)),
-            ),
+            (tf.constant(0), tuple(initial), _empty_arrays(1, dtype, length)[0], _empty_list(dtype)),
         )
         h_seq = h_array.stack()
         final_states = list(final_states)
@@ -540,12 +537,14 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
 
-            def backward_body(t, state_grads, record_lists, write_arrays):
+            def backward_body(t, state_grads, record_list, write_arrays):
                 state_grads = list(state_grads)
                 state_grads[0] = state_grads[0] + d_h_steps.read(t)
-                popped = [_pop(l, shape, dtype) for l, shape in zip(record_lists, record_shapes)]
-                record_lists = tuple(l for l, _ in popped)
-                records_t = [r for _, r in popped]
+                record_list, records_t = _pop(record_list, record_shape[0], dtype)
+                if math.record_count == 1:
+                    records_t = [records_t]
+                else:
+                    records_t = tf.unstack(records_t, num=math.record_count, axis=0)
                 if valid_steps is not None:
                     # Masked step: the state passed through unchanged, and so
                     # does its gradient; the step itself gets none.
@@ -563,7 +562,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                     cut = _chunk_start(t, truncate_every)
                     prev_grads = [tf.where(cut, tf.zeros_like(g), g) for g in prev_grads]
                 write_arrays = tuple(a.write(t, w) for a, w in zip(write_arrays, writes))
-                return t - 1, tuple(prev_grads), record_lists, write_arrays
+                return t - 1, tuple(prev_grads), record_list, write_arrays
 
             _, d_initial, _, write_arrays = tf.while_loop(
                 lambda t, *_: t >= 0,
@@ -571,7 +570,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                 (
                     length - 1,
                     tuple(d_final),
-                    record_lists,
+                    record_list,
                     _empty_arrays(math.write_count, dtype, length),
                 ),
             )
