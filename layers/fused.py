@@ -6,14 +6,19 @@ backend. For a whole sequence it
 1. projects the inputs of every time step with one matrix product
    (`[time * batch, features] @ kernel + bias`);
 2. runs the recurrence in one `tf.while_loop` that does only the recurrent
-   product `h @ recurrent_kernel` and the gate arithmetic, and saves the gate
-   activations;
+   product `h @ recurrent_kernel` and the gate arithmetic; in training it
+   also saves, per step, the derivative factors of the gates (computed while
+   the gate activations are at hand, so nothing is recomputed later);
 3. back-propagates through time by hand (`tf.custom_gradient`): the backward
-   loop carries only the state gradients and saves the gradient of the gate
-   pre-activations at every step; the gradient of `recurrent_kernel` (and of
-   the GRU's recurrent bias) is then one matrix product over all steps,
-   `H_prev^T @ dZ`, and the gradients of `kernel` and `bias` follow from the
-   projection in step 1 as one matrix product and one sum.
+   loop carries only the state gradients, multiplies them by the saved
+   factors and saves the gradient of the gate pre-activations at every
+   step; after the loop the gradient of `recurrent_kernel` (and of the GRU's
+   recurrent bias) is one matrix product over all steps, `H_prev^T @ dZ`,
+   and those of `kernel`, `bias` and the inputs are `X^T @ dZ`, a column
+   sum and `dZ @ kernel^T`.
+
+Without `training`, only the forward loop of step 2 runs, saving nothing; a
+gradient taken anyway comes from TensorFlow's differentiation of that loop.
 
 All three cells share one driver (`run_recurrence`); each cell contributes
 only its step arithmetic (`_SimpleRNNMath`, `_LSTMMath`, `_GRUMath`).
@@ -26,6 +31,7 @@ order), so no gradient flows from a chunk into the one before it.
 This module imports TensorFlow; import it only on the TensorFlow backend.
 """
 
+import keras
 import tensorflow as tf
 from keras import activations, ops
 
@@ -44,8 +50,7 @@ class _Activation:
     caller can skip a multiplication.
     """
 
-    def __init__(self, name, forward, derivative):
-        self.name = name
+    def __init__(self, forward, derivative):
         self.forward = forward
         self.derivative = derivative
 
@@ -61,11 +66,11 @@ def _hard_sigmoid_derivative(y):
     return tf.cast(inside, y.dtype) * tf.constant(1.0 / 6.0, y.dtype)
 
 
-_TANH = _Activation("tanh", tf.tanh, lambda y: 1.0 - y * y)
-_SIGMOID = _Activation("sigmoid", tf.sigmoid, lambda y: y * (1.0 - y))
-_RELU = _Activation("relu", tf.nn.relu, lambda y: tf.cast(y > 0.0, y.dtype))
-_LINEAR = _Activation("linear", tf.identity, lambda y: None)
-_HARD_SIGMOID = _Activation("hard_sigmoid", _hard_sigmoid, _hard_sigmoid_derivative)
+_TANH = _Activation(tf.tanh, lambda y: 1.0 - y * y)
+_SIGMOID = _Activation(tf.sigmoid, lambda y: y * (1.0 - y))
+_RELU = _Activation(tf.nn.relu, lambda y: tf.cast(y > 0.0, y.dtype))
+_LINEAR = _Activation(tf.identity, lambda y: None)
+_HARD_SIGMOID = _Activation(_hard_sigmoid, _hard_sigmoid_derivative)
 
 _KNOWN_ACTIVATIONS = {
     activations.tanh: _TANH,
@@ -158,8 +163,6 @@ class _RecurrenceMath:
 
 
 class _SimpleRNNMath(_RecurrenceMath):
-    gate_count = 1
-
     def step(self, p_t, states):
         z = p_t + tf.matmul(self.dropped(states[0]), self.recurrent_kernel)
         return [self.activation.forward(z)]
@@ -176,7 +179,6 @@ class _SimpleRNNMath(_RecurrenceMath):
 
 class _LSTMMath(_RecurrenceMath):
     state_count = 2
-    gate_count = 4
     record_count = 6
 
     def _gates(self, p_t, h_tm1):
@@ -200,8 +202,9 @@ class _LSTMMath(_RecurrenceMath):
         gate_derivative = self.recurrent_activation.derivative
         derivative = self.activation.derivative
         # The gate pre-activation gradients are [dc, dc, dc, dh] times the
-        # first four, where dc already includes the path through h. They are
-        # saved one by one: joining them costs a concatenation per step.
+        # first four, where dc already includes the path through h. All
+        # records are (batch, units), so the driver can stack them along a
+        # new first axis (a plain copy, unlike joining along the last axis).
         records = [
             _times(g, gate_derivative(i)),
             _times(c_tm1, gate_derivative(f)),
@@ -224,7 +227,6 @@ class _LSTMMath(_RecurrenceMath):
 class _GRUMath(_RecurrenceMath):
     """GRU with `reset_after=True` (reset gate applied after the product)."""
 
-    gate_count = 3
     record_count = 5
     write_count = 2
 
@@ -287,7 +289,6 @@ class _GRUMath(_RecurrenceMath):
 class _GRUResetBeforeMath(_RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state)."""
 
-    gate_count = 3
     record_count = 6
     write_count = 3
 
@@ -414,10 +415,6 @@ class _Steps:
         return self.sequence[t]
 
 
-def _unstacked(sequence):
-    return _Steps(sequence)
-
-
 def _empty_arrays(count, dtype, length):
     return tuple(
         tf.TensorArray(dtype, size=length, clear_after_read=False) for _ in range(count)
@@ -504,8 +501,8 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         # after the forward loop: the backward pass needs only `inputs`.
         projected = _project(inputs, kernel, input_bias)
         length = tf.shape(projected)[0]
-        projected_steps = _unstacked(projected)
-        valid_steps = _unstacked(valid) if valid is not None else None
+        projected_steps = _Steps(projected)
+        valid_steps = _Steps(valid) if valid is not None else None
 
         record_shape = []  # static shape of the stacked records, seen while tracing
 
@@ -532,7 +529,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         final_states = list(final_states)
 
         def gradient(d_h_seq, *d_final_extra):
-            d_h_steps = _unstacked(tf.zeros_like(h_seq) if d_h_seq is None else d_h_seq)
+            d_h_steps = _Steps(tf.zeros_like(h_seq) if d_h_seq is None else d_h_seq)
             d_final = [tf.zeros_like(final_states[0])]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
@@ -604,8 +601,8 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
 def _forward_only(math, projected, initial_states, valid, truncate_every):
     """The recurrence with nothing saved for the hand-written gradient."""
     length = tf.shape(projected)[0]
-    projected_steps = _unstacked(projected)
-    valid_steps = _unstacked(valid) if valid is not None else None
+    projected_steps = _Steps(projected)
+    valid_steps = _Steps(valid) if valid is not None else None
 
     def body(t, states, h_array):
         states = list(states)
@@ -637,7 +634,7 @@ def fallback_reason(cell, sequences, math_class):
     dtype = str(getattr(cell, "compute_dtype", None))
     if dtype not in SUPPORTED_DTYPES:
         return f"compute dtype {dtype} is not one of {SUPPORTED_DTYPES}"
-    if str(sequences.dtype.name if hasattr(sequences.dtype, "name") else sequences.dtype) != dtype:
+    if keras.backend.standardize_dtype(sequences.dtype) != dtype:
         return f"inputs of dtype {sequences.dtype} differ from the compute dtype {dtype}"
     if len(sequences.shape) != 3:
         return f"inputs of rank {len(sequences.shape)}, expected 3"
