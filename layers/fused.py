@@ -427,9 +427,10 @@ def _empty_arrays(count, dtype, length):
 _ANY_SHAPE = -1
 
 
-def _empty_list(dtype):
+def _empty_list(dtype, length):
+    # A bounded size lets XLA compile the loops.
     return tf.raw_ops.EmptyTensorList(
-        element_shape=tf.constant(_ANY_SHAPE), max_num_elements=-1, element_dtype=dtype
+        element_shape=tf.constant(_ANY_SHAPE), max_num_elements=length, element_dtype=dtype
     )
 
 
@@ -523,7 +524,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         _, final_states, h_array, record_list = tf.while_loop(
             lambda t, *_: t < length,
             forward_body,
-            (tf.constant(0), tuple(initial), _empty_arrays(1, dtype, length)[0], _empty_list(dtype)),
+            (tf.constant(0), tuple(initial), _empty_arrays(1, dtype, length)[0], _empty_list(dtype, length)),
         )
         h_seq = h_array.stack()
         final_states = list(final_states)

@@ -183,7 +183,6 @@ def test_export_serves_in_a_fresh_process_without_this_project(tmp_path):
     np.testing.assert_allclose(served_here, expected, rtol=0, atol=1e-6)
 
 
-@pytest.mark.slow
 def test_fit_under_xla_matches_fit_without_it():
     results = []
     for jit_compile in (False, True):
