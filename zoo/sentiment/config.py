@@ -4,6 +4,7 @@ import dataclasses
 from typing import Literal, Optional
 
 CELLS = ("rnn", "lstm", "gru")
+MONITORS = ("val_loss", "val_accuracy")
 STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none")
 
 
@@ -18,13 +19,19 @@ class SentimentConfig:
     embedding_dim: int = 128  # word embedding size (trained from scratch, no pretrained vectors)
     dropout: float = 0.5  # dropout on the embeddings and before the classifier
     recurrent_dropout: float = 0.0  # dropout on the recurrent state inside each cell
+    word_dropout: float = 0.0  # training only: each word becomes the out-of-vocabulary token with this probability
+    spatial_dropout: float = 0.0  # training only: drops whole embedding dimensions for a whole text (SpatialDropout1D)
+    ngram_head: bool = False  # hybrid: add a linear bag-of-n-grams logit (baseline features) to the recurrent logit, trained jointly
+    ensemble: int = 1  # members trained with different seeds; the model averages their probabilities
     # --- text vectorisation (shared with the baseline) ---------------------
     vocabulary_size: int = 20000  # most frequent training tokens kept (plus padding and out-of-vocabulary)
     max_length: int = 64  # tokens kept per text; batches are padded only to their longest text
     standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = "lower"  # TextVectorization standardisation
     # --- training ---------------------------------------------------------
     epochs: int = 10  # upper bound; early stopping on the inner validation split usually ends sooner
-    patience: int = 2  # epochs without a lower validation loss before stopping
+    patience: int = 2  # epochs without improvement of `monitor` before stopping
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"  # validation metric for early stopping and the kept epoch
+    bucket_by_length: bool = False  # training batches group texts of similar length (less padding, faster)
     batch_size: int = 50  # examples per step
     learning_rate: float = 0.001  # Adam step size
     clip_norm: float = 5.0  # gradient norm clipping (0 disables)
@@ -41,7 +48,7 @@ class SentimentConfig:
     seed: int = 0  # seeds splits, initialisation, dropout and shuffling
 
     def validate(self):
-        positive = ("units", "num_layers", "embedding_dim", "vocabulary_size", "max_length", "epochs",
+        positive = ("units", "num_layers", "ensemble", "embedding_dim", "vocabulary_size", "max_length", "epochs",
                     "patience", "batch_size", "baseline_ngrams", "baseline_vocabulary_size", "baseline_epochs")
         for name in positive:
             value = getattr(self, name)
@@ -52,7 +59,7 @@ class SentimentConfig:
                 f"Received an invalid value for `vocabulary_size`: {self.vocabulary_size}; expected at least 3 "
                 "(padding, out-of-vocabulary and one word)."
             )
-        for name in ("dropout", "recurrent_dropout"):
+        for name in ("dropout", "recurrent_dropout", "word_dropout", "spatial_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1).")
@@ -70,13 +77,21 @@ class SentimentConfig:
             raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none.")
         if self.cell not in CELLS:
             raise ValueError(f"Received an invalid value for `cell`: {self.cell!r}; expected one of {list(CELLS)}.")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"Received an invalid value for `monitor`: {self.monitor!r}; expected one of {list(MONITORS)}.")
         if self.standardize not in STANDARDIZE:
             raise ValueError(
                 f"Received an invalid value for `standardize`: {self.standardize!r}; expected one of {list(STANDARDIZE)}."
             )
 
     @property
-    def model_name(self):
-        """A short name for tables: `bilstm`, `gru`, `2xbigru`, ..."""
+    def single_model_name(self):
+        """A short name for one recurrent model: `bilstm`, `gru`, `2xbigru`, `bilstm+ngrams`, ..."""
         name = ("bi" if self.bidirectional else "") + self.cell
-        return name if self.num_layers == 1 else f"{self.num_layers}x{name}"
+        name = name if self.num_layers == 1 else f"{self.num_layers}x{name}"
+        return name + ("+ngrams" if self.ngram_head else "")
+
+    @property
+    def model_name(self):
+        """`single_model_name`, with `-ensembleN` for an ensemble of N members."""
+        return self.single_model_name + (f"-ensemble{self.ensemble}" if self.ensemble > 1 else "")

@@ -3,7 +3,9 @@
 Everything a run writes goes under its work directory:
 
     <workdir>/checkpoints/, logs/        the recurrent model's training (zoo.training.fit)
-    <workdir>/model.keras                the recurrent model that was evaluated (lowest validation loss)
+    <workdir>/model.keras                the recurrent model that was evaluated (best epoch by `monitor`;
+                                         for an ensemble, the average of the members)
+    <workdir>/member-k/...               each ensemble member's training, when `ensemble > 1`
     <workdir>/baseline/...               the same for the bag-of-n-grams baseline
     <workdir>/folds/fold-01/...          per fold, when cross-validating, with its metrics.json
 
@@ -23,7 +25,7 @@ from zoo.files import atomic_path, atomic_write_json, read_json
 from zoo.sentiment.baseline import build_baseline
 from zoo.sentiment.data import make_dataset, stratified_folds, stratified_split
 from zoo.sentiment.metrics import classification_metrics
-from zoo.sentiment.model import build_model, compile_model
+from zoo.sentiment.model import build_ensemble, build_model, compile_model
 
 # TensorBoard event files need the tensorboard package; without it the
 # per-epoch history still goes to logs/history.csv.
@@ -42,30 +44,58 @@ def predict_probabilities(model, dataset, batch_size=256):
     return np.asarray(model.predict(make_dataset(dataset, batch_size, with_labels=False), verbose=0))
 
 
-def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None):
+class KeepBestModel(keras.callbacks.Callback):
+    """Save the model (atomically) whenever `monitor` reaches a new best: lowest loss, highest accuracy."""
+
+    def __init__(self, path, monitor):
+        super().__init__()
+        self.path = path
+        self.monitor = monitor
+        self.sign = 1.0 if "loss" in monitor else -1.0  # compare sign * value, lower is better
+        self.best = float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and self.sign * float(value) < self.best:
+            self.best = self.sign * float(value)
+            with atomic_path(self.path) as temporary:
+                self.model.save(temporary)
+
+
+def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
+                        monitor="val_loss", bucket_by_length=False):
     """Train `build()` with early stopping on `validation`; return (best model, fit result).
 
-    The returned model is the checkpoint with the lowest validation loss,
-    reloaded from disk (so it is exactly what `model.keras` will hold).
+    The returned model is the checkpoint with the best `monitor` value
+    (lowest validation loss, or highest validation accuracy), reloaded from
+    disk (so it is exactly what `model.keras` will hold).
     """
     training.set_seed(config.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
         model = build()
         compile_model(model, learning_rate, config.clip_norm)
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
+    stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience)
     os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
     history_log = keras.callbacks.CSVLogger(os.path.join(workdir, "logs", "history.csv"), append=True)
+    callbacks = [stopper, history_log]
+    # zoo.training keeps checkpoints/best.keras by validation loss; other monitors keep their own.
+    best_path = os.path.join(workdir, "checkpoints", f"best-{monitor}.keras")
+    if monitor != "val_loss":
+        callbacks.append(KeepBestModel(best_path, monitor))
     result = training.fit(
         model,
-        make_dataset(train, config.batch_size, shuffle=True, seed=config.seed),
+        make_dataset(train, config.batch_size, shuffle=True, seed=config.seed, bucket_by_length=bucket_by_length),
         workdir=workdir,
         epochs=epochs,
         validation_data=make_dataset(validation, config.batch_size),
         max_minutes=config.max_minutes,
-        callbacks=[stopper, history_log],
+        callbacks=callbacks,
         verbose=verbose,
         tensorboard=TENSORBOARD_INSTALLED,
     )
+    if monitor != "val_loss":
+        result["best_checkpoint"] = best_path
+    result["monitor"] = monitor
     if os.path.exists(result["best_checkpoint"]):
         model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
     with atomic_path(os.path.join(workdir, MODEL_FILE)) as temporary:
@@ -75,15 +105,58 @@ def fit_text_classifier(build, config, train, validation, workdir, *, epochs, le
 
 def _training_summary(result):
     history = result["history"]
+    monitor = result.get("monitor", "val_loss")
+    values = history.get(monitor, [])
+    best_index = (int(np.argmin(values)) if "loss" in monitor else int(np.argmax(values))) if values else None
     losses = history.get("val_loss", [])
-    best_epoch = int(np.argmin(losses)) + 1 if losses else None
     return {
         "epochs_run": len(history.get("loss", [])),
-        "best_epoch": best_epoch,
-        "best_val_loss": float(min(losses)) if losses else None,
+        "monitor": monitor,
+        "best_epoch": None if best_index is None else best_index + 1,
+        "best_val_loss": float(losses[best_index]) if losses and best_index is not None else None,
+        "best_val_accuracy": float(history["val_accuracy"][best_index])
+        if history.get("val_accuracy") and best_index is not None else None,
         "train_seconds": round(result["seconds"], 1),
         "time_budget_exhausted": result["time_budget_exhausted"],
     }
+
+
+def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent):
+    """Train the recurrent model of `config` (or its `ensemble` of seeded members) in `model_dir`.
+
+    Returns `(model, summary, members)`: the model to evaluate (for an
+    ensemble, one model averaging the members' probabilities, also saved as
+    `model_dir/model.keras`), its training summary, and the list of member
+    models (just `[model]` without an ensemble). Member k is trained in
+    `model_dir/member-k` with seed `config.seed + 1000 * (k - 1)`, so member 1
+    is exactly the single model the same config without `ensemble` trains.
+    """
+    train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
+                         monitor=config.monitor, bucket_by_length=config.bucket_by_length)
+    if config.ensemble == 1:
+        model, result = fit_text_classifier(lambda: build_model(config, num_classes, inner.texts), config, inner,
+                                            validation, model_dir, **train_options)
+        return model, _training_summary(result), [model]
+    members, summaries = [], []
+    for index in range(config.ensemble):
+        member_config = dataclasses.replace(config, ensemble=1, seed=config.seed + 1000 * index)
+        member_dir = os.path.join(model_dir, f"member-{index + 1}")
+        log(f"  ensemble member {index + 1}/{config.ensemble} (seed {member_config.seed}) in {member_dir}")
+        model, result = fit_text_classifier(lambda: build_model(member_config, num_classes, inner.texts), member_config,
+                                            inner, validation, member_dir, **train_options)
+        members.append(model)
+        summaries.append(_training_summary(result))
+    ensemble = build_ensemble(members, name=f"sentiment_{config.model_name.replace('+', '_').replace('-', '_')}")
+    with atomic_path(os.path.join(model_dir, MODEL_FILE)) as temporary:
+        ensemble.save(temporary)
+    summary = {
+        "epochs_run": [entry["epochs_run"] for entry in summaries],
+        "best_epoch": [entry["best_epoch"] for entry in summaries],
+        "train_seconds": round(sum(entry["train_seconds"] for entry in summaries), 1),
+        "time_budget_exhausted": any(entry["time_budget_exhausted"] for entry in summaries),
+        "monitor": config.monitor,
+    }
+    return ensemble, summary, members
 
 
 def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
@@ -114,12 +187,19 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         name = model_config.model_name
         model_dir = workdir if position == 0 and not nested else os.path.join(workdir, name)
         log(f"training {name} ({len(inner)} train / {len(validation)} validation examples) in {model_dir}")
-        model, result = fit_text_classifier(
-            lambda: build_model(model_config, num_classes, inner.texts), model_config, inner, validation, model_dir,
-            epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
-        )
+        model, summary, members = train_recurrent(model_config, num_classes, inner, validation, model_dir,
+                                                  verbose=verbose, strategy=strategy, log=log)
+        if len(members) > 1:
+            # Every member alone, on the same test set: the first is the single-model figure of this config.
+            member_metrics = [classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
+                              for member in members]
+            summary["member_accuracies"] = [entry["accuracy"] for entry in member_metrics]
+            single_name = model_config.single_model_name
+            report["models"][single_name] = {**member_metrics[0], "ensemble_member": 1,
+                                             "parameters": int(members[0].count_params())}
+            log(f"{single_name} (member 1 alone): test accuracy {member_metrics[0]['accuracy']:.4f}")
         metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
-        report["models"][name] = {**metrics, **_training_summary(result), "parameters": int(model.count_params())}
+        report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
         log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
     if include_baseline:
         baseline_dir = os.path.join(workdir, BASELINE_NAME)

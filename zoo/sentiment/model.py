@@ -1,9 +1,17 @@
 """Text classifiers that take raw strings: the recurrent models and their builders.
 
 strings -> TextVectorization (standardise, split, look up; padded to the
-longest text in the batch) -> TruncateTokens(max_length) -> Embedding with
-`mask_zero=True` -> our recurrent layers (optionally bidirectional, stacked)
--> pooling over the unpadded steps -> softmax over the classes.
+longest text in the batch) -> TruncateTokens(max_length) -> WordDropout
+(training only) -> Embedding with `mask_zero=True` -> SpatialDropout1D and
+Dropout (training only) -> our recurrent layers (optionally bidirectional,
+stacked) -> pooling over the unpadded steps -> dense logits -> softmax over
+the classes.
+
+With `ngram_head`, the logits are the sum of the recurrent head's logits
+and a linear function of the baseline's bag-of-n-grams features (a
+logistic regression term), and both parts are trained jointly. With
+`ensemble > 1`, `build_ensemble` averages the probabilities of members
+trained separately.
 
 Padding never changes a prediction: the embedding's mask tells the
 recurrent layers to carry their state unchanged over padded steps, and the
@@ -78,6 +86,39 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WordDropout(keras.layers.Layer):
+    """While training, replace each word id by the out-of-vocabulary id with probability `rate`.
+
+    Padding (id 0) is left alone, so lengths and masks do not change; at
+    inference the ids pass through unchanged. Dropping a word to "unknown"
+    rather than deleting it keeps the sentence's shape while forcing the model
+    not to rely on any single word.
+    """
+
+    def __init__(self, rate, oov_id=1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Received an invalid value for argument `rate`, expected a number in [0, 1), got {rate!r}.")
+        self.rate = float(rate)
+        self.oov_id = int(oov_id)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, token_ids, training=False):
+        if not training or self.rate == 0.0:
+            return token_ids
+        noise = keras.random.uniform(ops.shape(token_ids), seed=self.seed_generator)
+        dropped = ops.logical_and(noise < self.rate, token_ids != 0)
+        return ops.where(dropped, ops.cast(self.oov_id, token_ids.dtype), token_ids)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "oov_id": self.oov_id, "seed": self.seed}
+
+
 _STANDARDIZE = {"none": None}
 
 
@@ -114,7 +155,11 @@ def build_model(config, num_classes=2, training_texts=None):
     texts = keras.Input(shape=(), dtype="string", name="texts")
     token_ids = make_vectorizer(config, training_texts)(texts)
     token_ids = TruncateTokens(config.max_length, name="truncate")(token_ids)
+    if config.word_dropout:
+        token_ids = WordDropout(config.word_dropout, seed=config.seed, name="word_dropout")(token_ids)
     hidden = keras.layers.Embedding(config.vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(token_ids)
+    if config.spatial_dropout:
+        hidden = keras.layers.SpatialDropout1D(config.spatial_dropout, seed=config.seed, name="spatial_dropout")(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
     recurrent_class = RECURRENT_LAYERS[config.cell]
     for index in range(config.num_layers):
@@ -133,8 +178,45 @@ def build_model(config, num_classes=2, training_texts=None):
     elif config.pooling == "mean":
         hidden = keras.layers.GlobalAveragePooling1D(name="mean_pool")(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
-    probabilities = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(hidden)
-    return keras.Model(texts, probabilities, name=f"sentiment_{config.model_name}")
+    logits = keras.layers.Dense(num_classes, name="classifier")(hidden)
+    if config.ngram_head:
+        logits = keras.layers.Add(name="hybrid_logits")([logits, _ngram_logits(config, num_classes, training_texts, texts)])
+    probabilities = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(texts, probabilities, name=f"sentiment_{config.single_model_name.replace('+', '_')}")
+
+
+def _ngram_logits(config, num_classes, training_texts, texts):
+    """The baseline's linear term: sparse n-gram features (config.baseline_*) -> logits, L2-penalised."""
+    if config.baseline_output_mode == "tf_idf":
+        raise ValueError("Received `ngram_head=True` with `baseline_output_mode='tf_idf'`; the n-gram head needs sparse "
+                         "features, expected 'multi_hot' or 'count'.")
+    features = make_vectorizer(
+        config,
+        training_texts,
+        name="ngram_vectorizer",
+        max_tokens=config.baseline_vocabulary_size,
+        ngrams=config.baseline_ngrams,
+        output_mode=config.baseline_output_mode,
+        sparse=True,
+    )(texts)
+    return keras.layers.Dense(
+        num_classes,
+        kernel_regularizer=keras.regularizers.L2(config.baseline_l2) if config.baseline_l2 else None,
+        name="ngram_logits",
+    )(features)
+
+
+def build_ensemble(members, name="ensemble"):
+    """One strings-in model whose probabilities are the mean of `members`' probabilities."""
+    members = list(members)
+    if len(members) < 2:
+        raise ValueError(f"Received {len(members)} member(s) for an ensemble; expected at least 2.")
+    texts = keras.Input(shape=(), dtype="string", name="texts")
+    outputs = []
+    for index, member in enumerate(members):
+        member.name = f"member_{index + 1}"  # unique names inside the ensemble
+        outputs.append(member(texts))
+    return keras.Model(texts, keras.layers.Average(name="mean_probabilities")(outputs), name=name)
 
 
 def _builder_for(cell):
