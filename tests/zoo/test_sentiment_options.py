@@ -1,0 +1,205 @@
+"""Sentiment quality options: word and spatial dropout, the n-gram hybrid head, ensembles, monitor, bucketing."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.sentiment import SentimentConfig, build_model, make_dataset
+from zoo.sentiment.data import TextDataset
+from zoo.sentiment.experiment import KeepBestModel, predict_probabilities, train_recurrent
+from zoo.sentiment.model import WordDropout, build_ensemble
+
+TINY = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=50, max_length=12, dropout=0.0, epochs=1,
+                       batch_size=8, baseline_vocabulary_size=200)
+TEXTS = ["a fine and moving film", "dull , dull , dull", "the plot is thin but the cast is great",
+         "not good", "good", "an utterly tedious mess of a film from start to finish"]
+
+
+def _predict(model, texts, training=False):
+    return np.asarray(model(tf.constant(texts), training=training))
+
+
+def _toy_dataset(count, seed):
+    rng = np.random.default_rng(seed)
+    filler = ["the", "a", "movie", "film", "plot", "story", "was", "is", "very", "quite", "so", "and"]
+    texts, labels = [], []
+    for index in range(count):
+        label = index % 2
+        words = list(rng.choice(filler, size=2 + (index * 7) % 9, replace=True)) + ["splendid" if label else "dreadful"]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return TextDataset(tuple(texts), np.array(labels), ("neg", "pos"), "toy")
+
+
+# ------------------------------------------------------------ config checks
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(word_dropout=1.0), "`word_dropout`"),
+        (dict(spatial_dropout=-0.1), "`spatial_dropout`"),
+        (dict(ensemble=0), "`ensemble`"),
+        (dict(monitor="accuracy"), "`monitor`.*val_accuracy"),
+    ],
+)
+def test_new_fields_are_validated(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY, **overrides).validate()
+
+
+def test_model_names_say_hybrid_and_ensemble():
+    config = dataclasses.replace(TINY, ngram_head=True, ensemble=3)
+    assert config.single_model_name == "bilstm+ngrams"
+    assert config.model_name == "bilstm+ngrams-ensemble3"
+    assert TINY.model_name == TINY.single_model_name == "bilstm"
+
+
+# ------------------------------------------------------------- word dropout
+def test_word_dropout_replaces_words_by_oov_in_training_only():
+    layer = WordDropout(0.3, seed=1)
+    ids = np.tile(np.arange(2, 42, dtype=np.int64), (50, 1))
+    ids[:, 30:] = 0  # padding
+    dropped = np.asarray(layer(ids, training=True))
+    changed = dropped != ids
+    assert set(np.unique(dropped[changed]).tolist()) == {1}  # only to out-of-vocabulary
+    assert not changed[:, 30:].any()  # padding is never touched
+    assert 0.25 < changed[:, :30].mean() < 0.35
+    np.testing.assert_array_equal(np.asarray(layer(ids, training=False)), ids)
+    # Successive training calls draw new noise.
+    assert (np.asarray(layer(ids, training=True)) != dropped).any()
+    with pytest.raises(ValueError, match="`rate`"):
+        WordDropout(1.0)
+
+
+def test_word_dropout_changes_training_outputs_but_not_inference():
+    keras.utils.set_random_seed(0)
+    config = dataclasses.replace(TINY, word_dropout=0.5)
+    model = build_model(config, training_texts=TEXTS)
+    plain = build_model(dataclasses.replace(config, word_dropout=0.0), training_texts=TEXTS)
+    plain.set_weights(model.get_weights())  # word dropout has no weights: same weight list
+    np.testing.assert_allclose(_predict(model, TEXTS), _predict(plain, TEXTS), atol=1e-6)
+    assert np.abs(_predict(model, TEXTS, training=True) - _predict(plain, TEXTS)).max() > 1e-4
+    np.testing.assert_allclose(_predict(plain, TEXTS, training=True), _predict(plain, TEXTS), atol=1e-6)
+
+
+# ---------------------------------------------------------- spatial dropout
+def test_spatial_dropout_drops_whole_embedding_dimensions_in_training_only():
+    keras.utils.set_random_seed(0)
+    model = build_model(dataclasses.replace(TINY, spatial_dropout=0.5, embedding_dim=40), training_texts=TEXTS)
+    layer = model.get_layer("spatial_dropout")
+    embedded = np.ones((3, 7, 40), dtype="float32")
+    out = np.asarray(layer(embedded, training=True))
+    # Each (text, dimension) is zero at every step or scaled by 1 / (1 - rate) at every step.
+    assert np.all((out == 0.0).all(axis=1) | np.isclose(out, 2.0).all(axis=1))
+    assert 0.2 < (out[:, 0, :] == 0).mean() < 0.8
+    np.testing.assert_array_equal(np.asarray(layer(embedded, training=False)), embedded)
+
+
+# ------------------------------------------------------------- hybrid head
+def test_ngram_head_adds_a_linear_ngram_logit_to_the_recurrent_logit():
+    keras.utils.set_random_seed(0)
+    config = dataclasses.replace(TINY, ngram_head=True)
+    model = build_model(config, training_texts=TEXTS)
+    ngram_kernel = model.get_layer("ngram_logits").kernel
+    assert ngram_kernel.shape[1] == 2 and 20 < ngram_kernel.shape[0] <= 200  # unigrams and bigrams of TEXTS
+    ngram_kernel.assign(np.random.default_rng(0).normal(size=ngram_kernel.shape).astype("float32"))
+    parts = keras.Model(model.input, [model.get_layer("classifier").output, model.get_layer("ngram_logits").output])
+    recurrent_logits, ngram_logits = (np.asarray(part) for part in parts(tf.constant(TEXTS)))
+    assert np.abs(ngram_logits).max() > 0.1
+    expected = np.exp(recurrent_logits + ngram_logits)
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(_predict(model, TEXTS), expected, atol=1e-5)
+    # The recurrent part alone is the model without the head, given the same recurrent weights.
+    plain = build_model(dataclasses.replace(config, ngram_head=False), training_texts=TEXTS)
+    for layer in plain.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    alone = np.exp(recurrent_logits) / np.exp(recurrent_logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(_predict(plain, TEXTS), alone, atol=1e-5)
+    # Padding still changes nothing: a long neighbour in the batch.
+    np.testing.assert_allclose(_predict(model, TEXTS[3:5] + [TEXTS[-1]])[:2], _predict(model, TEXTS[3:5]), atol=1e-5)
+
+
+def test_ngram_head_rejects_dense_tf_idf_features():
+    with pytest.raises(ValueError, match="ngram_head.*tf_idf"):
+        build_model(dataclasses.replace(TINY, ngram_head=True, baseline_output_mode="tf_idf"), training_texts=TEXTS)
+
+
+# ---------------------------------------------------------------- ensembles
+def test_ensemble_probabilities_are_the_mean_of_the_members():
+    keras.utils.set_random_seed(0)
+    members = [build_model(dataclasses.replace(TINY, seed=seed), training_texts=TEXTS) for seed in range(3)]
+    for member in members:  # make the members clearly different
+        kernel = member.get_layer("classifier").kernel
+        kernel.assign(np.random.default_rng(len(kernel.name)).normal(size=kernel.shape).astype("float32") * 3)
+    each = [_predict(member, TEXTS) for member in members]
+    ensemble = build_ensemble(members)
+    np.testing.assert_allclose(_predict(ensemble, TEXTS), np.mean(each, axis=0), atol=1e-6)
+    assert np.abs(each[0] - each[1]).max() > 1e-3
+    with pytest.raises(ValueError, match="at least 2"):
+        build_ensemble(members[:1])
+
+
+def test_trained_ensemble_saves_the_average_and_member_one_is_the_single_model(tmp_path):
+    train, validation = _toy_dataset(48, seed=0), _toy_dataset(16, seed=1)
+    config = dataclasses.replace(TINY, ensemble=2, seed=5)
+    ensemble, summary, members = train_recurrent(config, 2, train, validation, str(tmp_path / "ensemble"))
+    assert len(members) == 2 and summary["epochs_run"] == [1, 1]
+    reloaded = keras.saving.load_model(str(tmp_path / "ensemble" / "model.keras"), safe_mode=True)
+    member_files = [keras.saving.load_model(str(tmp_path / "ensemble" / f"member-{k}" / "model.keras"))
+                    for k in (1, 2)]
+    mean = np.mean([predict_probabilities(member, validation) for member in member_files], axis=0)
+    np.testing.assert_allclose(predict_probabilities(reloaded, validation), mean, atol=1e-6)
+    np.testing.assert_allclose(predict_probabilities(ensemble, validation), mean, atol=1e-6)
+    # Member 1 trains with the config's own seed: the same model as `ensemble=1`.
+    single, _, _ = train_recurrent(dataclasses.replace(config, ensemble=1), 2, train, validation, str(tmp_path / "single"))
+    np.testing.assert_allclose(predict_probabilities(single, validation), predict_probabilities(members[0], validation),
+                               atol=1e-5)
+    assert np.abs(predict_probabilities(members[0], validation) - predict_probabilities(members[1], validation)).max() > 1e-4
+
+
+# ------------------------------------------------------------------ monitor
+def test_keep_best_model_keeps_highest_accuracy_or_lowest_loss(tmp_path):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    for monitor, values, best in (("val_accuracy", [0.5, 0.7, 0.6, 0.7], 2.0), ("val_loss", [0.9, 0.4, 0.6, 0.3], 4.0)):
+        path = str(tmp_path / f"{monitor}.keras")
+        callback = KeepBestModel(path, monitor)
+        callback.set_model(model)
+        for epoch, value in enumerate(values):
+            model.layers[0].kernel.assign([[float(epoch + 1)]])  # the weights name the epoch
+            callback.on_epoch_end(epoch, {monitor: value})
+        assert float(keras.saving.load_model(path).layers[0].kernel.numpy()[0, 0]) == best
+
+
+# ---------------------------------------------------------------- bucketing
+def test_length_buckets_cover_every_text_once_with_less_padding():
+    data = _toy_dataset(1000, seed=0)
+    lengths = {text: len(text.split()) for text in data.texts}
+    bucketed = make_dataset(data, 10, shuffle=True, seed=3, bucket_by_length=True)
+    plain = make_dataset(data, 10, shuffle=True, seed=3)
+    assert int(bucketed.cardinality()) == 100
+
+    def epoch(dataset):
+        texts, padded = [], 0
+        for batch_texts, batch_labels in dataset:
+            batch = [text.decode() for text in batch_texts.numpy()]
+            for text, label in zip(batch, batch_labels.numpy()):
+                assert ("splendid" in text) == bool(label)  # labels stay with their texts
+            texts += batch
+            padded += max(lengths[text] for text in batch) * len(batch)
+        return texts, padded
+
+    first, bucketed_steps = epoch(bucketed)
+    second, _ = epoch(bucketed)
+    assert sorted(first) == sorted(data.texts)
+    assert first != second  # reshuffled every epoch
+    _, plain_steps = epoch(plain)
+    assert bucketed_steps < 0.8 * plain_steps
+    again, _ = epoch(make_dataset(data, 10, shuffle=True, seed=3, bucket_by_length=True))
+    assert again == first  # seeded
+    with pytest.raises(ValueError, match="bucket_by_length.*shuffle"):
+        make_dataset(data, 10, bucket_by_length=True)
