@@ -189,7 +189,10 @@ def _train(args):
     print(f"validation characters scored: {metrics['validation_characters_scored']}")
     print(train_lib.results_table(metrics))
     print(train_lib.verdict(metrics))
-    print(f"metrics: {os.path.join(args.workdir, train_lib.METRICS_FILE)}")
+    if distribute.is_chief():
+        print(f"metrics: {os.path.join(args.workdir, train_lib.METRICS_FILE)}")
+    else:
+        print("metrics, checkpoints and logs are written by the chief worker")
     if not metrics["tensorboard_logs"] and not args.no_tensorboard:
         print("note: no TensorBoard logs (the tensorboard package is not installed)")
     return 0

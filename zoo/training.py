@@ -307,8 +307,15 @@ def fit(
     backup_every_batches=None,
     steps_per_epoch=None,
     tensorboard=True,
+    distribute_data=None,
 ):
     """Train `model` with checkpoints, backups, logs, a time budget and NaN guard.
+
+    `distribute_data`, if given, maps a `tf.data.Dataset` to what
+    `Model.fit` should take instead (for example
+    `zoo.distribute.distribute_row_streams`); it is applied to the training
+    data (after skipping the batches a resumed epoch already did) and to
+    the validation data.
 
     Returns a dict: `history` (per-epoch logs), `seconds` (wall time),
     `time_budget_exhausted`, and the paths of the checkpoints. Raises
@@ -339,12 +346,14 @@ def fit(
     elif skip and skip >= steps_per_epoch:
         epoch, skip = epoch + 1, 0
     history = {}
+    prepare = distribute_data or (lambda dataset: dataset)
+    validation = None if validation_data is None else prepare(validation_data)
 
     def run(data, first_epoch, last_epoch, steps):
         with _multi_worker_fit_workaround(model):
             result = model.fit(
-                data,
-                validation_data=validation_data,
+                prepare(data),
+                validation_data=validation,
                 initial_epoch=first_epoch,
                 epochs=last_epoch,
                 callbacks=all_callbacks,

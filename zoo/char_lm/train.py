@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import config as config_lib
+from zoo import distribute
 from zoo import training
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import markov
@@ -128,8 +129,18 @@ def train_and_evaluate(
             os.remove(os.path.join(workdir, CURVE_FILE))
 
     strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"Received `batch_size={config.batch_size}`, which the {replicas} replicas of the distribution "
+            f"strategy cannot share; expected a multiple of {replicas}."
+        )
     with strategy.scope():
-        model = model_lib.build_model(config, vocabulary_size=corpus.vocabulary.size)
+        # Each replica runs its own block of streams, so the stateful
+        # layers hold that replica's rows only.
+        model = model_lib.build_model(
+            config, vocabulary_size=corpus.vocabulary.size, batch_size=config.batch_size // replicas
+        )
         model_lib.compile_model(model, config)
     curve = EpochCurve(os.path.join(workdir, CURVE_FILE), write=is_chief)
     result = training.fit(
@@ -142,6 +153,7 @@ def train_and_evaluate(
         callbacks=[model_lib.ResetStatesEachEpoch(), curve],
         verbose=verbose,
         tensorboard=tensorboard,
+        distribute_data=lambda dataset: distribute.distribute_row_streams(strategy, dataset, config.batch_size),
     )
     baselines = baseline_table(corpus, config)
     rows = curve.rows
@@ -229,6 +241,13 @@ def load_run(workdir, which="best"):
 def evaluate(workdir, *, which="best", source=None):
     """Stream-evaluate a checkpoint on the validation part of its corpus."""
     config, vocabulary, model = load_run(workdir, which)
+    if model.input_shape[0] != config.batch_size:
+        # Trained under a distribution strategy, the checkpoint's stateful
+        # layers hold one replica's rows; score all streams at once.
+        trained = model
+        model = model_lib.build_model(config, vocabulary_size=vocabulary.size)
+        model_lib.compile_model(model, config)
+        model.set_weights(trained.get_weights())
     if source is None:
         source_path = os.path.join(workdir, SOURCE_FILE)
         source = data_lib.TextSource.read(source_path) if os.path.exists(source_path) else data_lib.TextSource()
