@@ -267,3 +267,41 @@ def test_two_workers_run_the_char_lm_recipe_like_one_process(tmp_path):
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads(evaluated.stdout)["nats_per_char"] == pytest.approx(chief[-1], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_two_workers_run_the_forecast_recipe_like_one_process(tmp_path):
+    """`python -m recipes.forecast train --strategy multi-worker` on two local workers."""
+    arguments = ["train", "--verbose", "0"]
+    for override in ("dataset=elnino", "window=12", "horizon=4", "units=4", "epochs=2", "batch_size=64",
+                     "models=lstm,gru-autoregressive"):
+        arguments += ["--set", override]
+    program = "import sys; from recipes import _cli, forecast; _cli.run(forecast.main, sys.argv[1:])"
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = [
+        _run(
+            program, *arguments, "--workdir", str(tmp_path / "run"), "--strategy", "multi-worker",
+            env_extra={"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
+        )
+        for index in range(2)
+    ]
+    outputs = [process.communicate(timeout=900) for process in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    single = subprocess.run(
+        [sys.executable, "-c", program, *arguments, "--workdir", str(tmp_path / "single")],
+        capture_output=True, text=True, timeout=900, cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO},
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    def losses(out):
+        return [line.split("best validation loss ")[1] for line in out.splitlines() if "best validation loss" in line]
+
+    assert len(losses(single.stdout)) == 2
+    assert losses(outputs[0][0]) == losses(outputs[1][0]) == losses(single.stdout)
+    assert "written by the chief" in outputs[1][0]
+    chief_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    single_metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    for name in ("lstm", "gru-autoregressive"):
+        assert chief_metrics["models"][name]["mase"] == pytest.approx(single_metrics["models"][name]["mase"], rel=1e-4)

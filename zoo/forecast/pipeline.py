@@ -132,6 +132,8 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=_
         f"{' (inferred)' if prepared.season_period_inferred else ''}"
     )
     summaries = {}
+    # One strategy for all models: a MultiWorkerMirroredStrategy is created once per process.
+    distribution = get_strategy(strategy)
     for name in config.models:
         directory = model_dir(workdir, name)
         summary_path = os.path.join(directory, "training.json")
@@ -143,7 +145,7 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=_
         training.set_seed(config.seed)
         train_inputs, train_targets = supervised_arrays(prepared, config, name, "train")
         validation_inputs, validation_targets = supervised_arrays(prepared, config, name, "validation")
-        with get_strategy(strategy).scope():
+        with distribution.scope():
             model = build(name, config)
         log(f"{name}: {model.count_params()} parameters, {len(train_inputs)} training windows")
         callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
@@ -274,7 +276,9 @@ def evaluate(config, workdir, *, log=_silent, series=None, plot=True):
         if plot:
             metrics["plot"] = plot_forecasts(os.path.join(workdir, "forecast.png"), prepared, origins, truth, forecasts, config)
         atomic_write_json(os.path.join(workdir, "metrics.json"), metrics)
-    log(f"wrote {os.path.join(workdir, 'metrics.json')}")
+        log(f"wrote {os.path.join(workdir, 'metrics.json')}")
+    else:
+        log("metrics and plots are written by the chief worker")
     return metrics
 
 
