@@ -13,6 +13,13 @@ Datasets (--tfds imdb_reviews --data-dir DIR [--download]). There is no
 built-in data set. The model: TextVectorization -> Embedding(mask_zero) ->
 our LSTM/GRU/SimpleRNN (bidirectional, stacked) -> masked pooling -> softmax.
 The baseline: logistic regression on unigram+bigram features.
+
+Quality options (--set): word_dropout=P (training words become unknown),
+spatial_dropout=P (whole embedding dimensions dropped), ensemble=N (N seeded
+models, probabilities averaged; the table also shows member 1 alone),
+ngram_head=true (hybrid: the baseline's linear n-gram logit added to the
+recurrent logit, trained jointly), monitor=val_accuracy (early stopping and
+the kept epoch), bucket_by_length=true (length-sorted training batches).
 """
 
 import dataclasses

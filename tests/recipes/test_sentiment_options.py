@@ -10,7 +10,8 @@ from tests.recipes.test_sentiment import TINY_SETTINGS, class_files  # noqa: F40
 from tests.support import run_in_fresh_python
 
 OPTIONS = ["--set", "ensemble=2", "--set", "ngram_head=true", "--set", "word_dropout=0.2", "--set", "spatial_dropout=0.2",
-           "--set", "monitor=val_accuracy", "--set", "bucket_by_length=true", "--set", "epochs=1"]
+           "--set", "monitor=val_accuracy", "--set", "bucket_by_length=true", "--set", "epochs=1",
+           "--set", "bidirectional=false"]
 
 
 def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_path, capsys, class_files):  # noqa: F811
@@ -19,15 +20,15 @@ def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_
     assert recipe.main(argv) == 0
     metrics = json.loads(open(os.path.join(workdir, "metrics.json")).read())
     # The ensemble and its first member alone (the single-model figure), on the same test split.
-    assert set(metrics["models"]) == {"bilstm+ngrams", "bilstm+ngrams-ensemble2"}
-    ensemble = metrics["models"]["bilstm+ngrams-ensemble2"]
+    assert set(metrics["models"]) == {"lstm+ngrams", "lstm+ngrams-ensemble2"}
+    ensemble = metrics["models"]["lstm+ngrams-ensemble2"]
     assert len(ensemble["member_accuracies"]) == 2
-    assert ensemble["member_accuracies"][0] == metrics["models"]["bilstm+ngrams"]["accuracy"]
+    assert ensemble["member_accuracies"][0] == metrics["models"]["lstm+ngrams"]["accuracy"]
     assert ensemble["monitor"] == "val_accuracy"
     for name in ("model.keras", "member-1/model.keras", "member-2/checkpoints/best-val_accuracy.keras"):
         assert os.path.exists(os.path.join(workdir, name)), name
     out = capsys.readouterr().out
-    assert "bilstm+ngrams-ensemble2" in out
+    assert "lstm+ngrams-ensemble2" in out
 
     assert recipe.main(["export", "--workdir", workdir]) == 0
     import keras
