@@ -203,3 +203,16 @@ def test_length_buckets_cover_every_text_once_with_less_padding():
     assert again == first  # seeded
     with pytest.raises(ValueError, match="bucket_by_length.*shuffle"):
         make_dataset(data, 10, bucket_by_length=True)
+
+
+def test_summary_reports_the_members_alone_over_all_folds():
+    from zoo.sentiment.experiment import format_table, summarize
+
+    folds = [{"models": {"gru-ensemble2": {"accuracy": 0.8, "macro_f1": 0.8, "roc_auc": 0.9, "member_accuracies": [0.7, 0.75]}}},
+             {"models": {"gru-ensemble2": {"accuracy": 0.9, "macro_f1": 0.9, "roc_auc": 0.9, "member_accuracies": [0.8, 0.85]}}}]
+    entry = summarize(folds)["gru-ensemble2"]
+    assert entry["accuracy"]["mean"] == pytest.approx(0.85)
+    assert entry["member_accuracy"]["mean"] == pytest.approx(0.775)
+    assert entry["member_accuracy"]["std"] == pytest.approx(np.std([0.7, 0.75, 0.8, 0.85], ddof=1))
+    assert entry["member_accuracy"]["count"] == 4
+    assert "its 4 members alone reach 77.50 ± 6.45 % accuracy" in format_table({"summary": {"gru-ensemble2": entry}})

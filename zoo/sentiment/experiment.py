@@ -241,6 +241,12 @@ def summarize(fold_reports):
                     "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
                     "values": [float(value) for value in values],
                 }
+        members = [value for report in fold_reports if name in report["models"]
+                   for value in report["models"][name].get("member_accuracies", [])]
+        if members:
+            # Every member of every fold alone: the single-model accuracy of the ensemble's config.
+            entry["member_accuracy"] = {"mean": float(np.mean(members)), "std": float(np.std(members, ddof=1))
+                                        if len(members) > 1 else 0.0, "count": len(members)}
         summary[name] = entry
     return summary
 
@@ -303,6 +309,11 @@ def format_table(summary_or_report, reference=None):
         rows = [(name, 1, entry) for name, entry in summary_or_report["models"].items()]
     for name, fold_count, entry in rows:
         lines.append(f"{name:<12} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS))
+    for name, _, entry in rows:
+        if "member_accuracy" in entry:
+            members = entry["member_accuracy"]
+            lines.append(f"{name}: its {members['count']} members alone reach {members['mean'] * 100:.2f} ± "
+                         f"{members['std'] * 100:.2f} % accuracy")
     for label, accuracy in (reference or {}).items():
         lines.append(f"{label:<12} {'':>5} {accuracy:>17.2f} {'(published)':>17}")
     return "\n".join(lines)
