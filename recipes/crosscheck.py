@@ -513,12 +513,8 @@ def parse_arguments(argv):
 
 
 def main(argv=None):
-    """Run the grid named by the command line; return the exit status."""
-    try:
-        args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    """Run the grid named by the command line; return the exit status (1: a setting failed)."""
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
     import tensorflow as tf
 
     # One tf.function per graph setting is the point; TF's retracing advice is noise here.
@@ -531,4 +527,6 @@ def main(argv=None):
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.exit(main())
+    from recipes._cli import run
+
+    run(main)

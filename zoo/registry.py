@@ -31,8 +31,13 @@ def get(name):
     return _BUILDERS[name]
 
 
-def build(name, config):
-    return get(name)(config)
+def build(name, config, **kwargs):
+    """Build the model registered as `name` from `config`.
+
+    Keyword arguments go to the builder: the character LM's builders need
+    `vocabulary_size=`, which comes from the data rather than the config.
+    """
+    return get(name)(config, **kwargs)
 
 
 def _import_tasks():

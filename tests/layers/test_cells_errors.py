@@ -115,7 +115,9 @@ def test_set_weights_before_build_names_weights():
 
 
 def test_crosscheck_rejects_unknown_cells_naming_the_flag(capsys):
-    from recipes import crosscheck
+    from recipes import _cli, crosscheck
 
-    assert crosscheck.main(["--cells", "lstm,transformer"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.run(crosscheck.main, ["--cells", "lstm,transformer"])
+    assert exit_info.value.code == _cli.EXIT_USAGE
     assert "`--cells`" in capsys.readouterr().err

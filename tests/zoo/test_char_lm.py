@@ -179,6 +179,11 @@ def test_registry_builds_each_cell():
     model = registry.get("char_lm/gru")(_tiny_config(), vocabulary_size=11)
     assert model.output_shape == (3, None, 11)
     assert [type(layer).__name__ for layer in model_lib.recurrent_layers(model)] == ["GRU", "GRU"]
+    model = registry.build("char_lm/lstm", _tiny_config(), vocabulary_size=7, stateful=False)
+    assert model.output_shape == (None, None, 7)
+    assert [type(layer).__name__ for layer in model_lib.recurrent_layers(model)] == ["LSTM", "LSTM"]
+    with pytest.raises(TypeError, match="vocabulary_size"):
+        registry.build("char_lm/lstm", _tiny_config())
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
