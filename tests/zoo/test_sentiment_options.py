@@ -11,7 +11,7 @@ import tensorflow as tf
 from zoo.sentiment import SentimentConfig, build_model, make_dataset
 from zoo.sentiment.data import TextDataset
 from zoo.sentiment.experiment import KeepBestModel, predict_probabilities, train_recurrent
-from zoo.sentiment.model import WordDropout, build_ensemble
+from zoo.sentiment.model import WordDropout, build_ensemble, compile_model
 
 TINY = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=50, max_length=12, dropout=0.0, epochs=1,
                        batch_size=8, baseline_vocabulary_size=200)
@@ -104,7 +104,7 @@ def test_ngram_head_adds_a_linear_ngram_logit_to_the_recurrent_logit():
     keras.utils.set_random_seed(0)
     config = dataclasses.replace(TINY, ngram_head=True)
     model = build_model(config, training_texts=TEXTS)
-    ngram_kernel = model.get_layer("ngram_logits").kernel
+    ngram_kernel = model.get_layer("ngram_weights").kernel
     assert ngram_kernel.shape[1] == 2 and 20 < ngram_kernel.shape[0] <= 200  # unigrams and bigrams of TEXTS
     ngram_kernel.assign(np.random.default_rng(0).normal(size=ngram_kernel.shape).astype("float32"))
     parts = keras.Model(model.input, [model.get_layer("classifier").output, model.get_layer("ngram_logits").output])
@@ -122,6 +122,35 @@ def test_ngram_head_adds_a_linear_ngram_logit_to_the_recurrent_logit():
     np.testing.assert_allclose(_predict(plain, TEXTS), alone, atol=1e-5)
     # Padding still changes nothing: a long neighbour in the batch.
     np.testing.assert_allclose(_predict(model, TEXTS[3:5] + [TEXTS[-1]])[:2], _predict(model, TEXTS[3:5]), atol=1e-5)
+
+
+def test_ngram_learning_rate_scales_the_ngram_terms_adam_step():
+    config = dataclasses.replace(TINY, ngram_head=True, baseline_l2=0.0, clip_norm=0.0, learning_rate=0.01)
+    models = {}
+    for factor in (1.0, 3.0):
+        keras.utils.set_random_seed(0)
+        model = build_model(dataclasses.replace(config, ngram_learning_rate=0.01 * factor), training_texts=TEXTS)
+        weights = model.get_layer("ngram_weights")
+        # The same function in both models: W / factor, scaled back up by `factor`.
+        weights.kernel.assign(np.full(weights.kernel.shape, 0.3 / factor, "float32"))
+        weights.bias.assign(np.zeros(2, "float32"))
+        compile_model(model, config.learning_rate)
+        models[factor] = model
+    logits = {factor: keras.Model(model.input, model.get_layer("ngram_logits").output) for factor, model in models.items()}
+    texts = tf.constant(TEXTS)
+    before = {factor: np.asarray(part(texts)) for factor, part in logits.items()}
+    np.testing.assert_allclose(before[1.0], before[3.0], atol=1e-6)
+    np.testing.assert_allclose(_predict(models[1.0], TEXTS), _predict(models[3.0], TEXTS), atol=1e-6)
+    for model in models.values():
+        model.train_on_batch(texts, np.array([1, 0, 1, 0, 1, 0]))
+    change = {factor: np.asarray(part(texts)) - before[factor] for factor, part in logits.items()}
+    assert np.abs(change[1.0]).max() > 1e-3
+    # Adam's first step moves every weight by about the step size: the n-gram logits move 3 times as far
+    # (to within Adam's epsilon, which matters for the n-grams whose gradients nearly cancel in the batch).
+    np.testing.assert_allclose(change[3.0], 3.0 * change[1.0], rtol=0.03, atol=1e-4)
+    assert not np.allclose(change[3.0], change[1.0], rtol=0.5)
+    with pytest.raises(ValueError, match="`ngram_learning_rate`"):
+        dataclasses.replace(config, ngram_learning_rate=0.0).validate()
 
 
 def test_ngram_head_rejects_dense_tf_idf_features():

@@ -22,6 +22,7 @@ class SentimentConfig:
     word_dropout: float = 0.0  # training only: each word becomes the out-of-vocabulary token with this probability
     spatial_dropout: float = 0.0  # training only: drops whole embedding dimensions for a whole text (SpatialDropout1D)
     ngram_head: bool = False  # hybrid: add a linear bag-of-n-grams logit (baseline features) to the recurrent logit, trained jointly
+    ngram_learning_rate: Optional[float] = None  # Adam step size of the hybrid's n-gram term (None: learning_rate)
     ensemble: int = 1  # members trained with different seeds; the model averages their probabilities
     # --- text vectorisation (shared with the baseline) ---------------------
     vocabulary_size: int = 20000  # most frequent training tokens kept (plus padding and out-of-vocabulary)
@@ -73,6 +74,9 @@ class SentimentConfig:
         for name in ("clip_norm", "baseline_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0.")
+        if self.ngram_learning_rate is not None and not self.ngram_learning_rate > 0:
+            raise ValueError(f"Received an invalid value for `ngram_learning_rate`: {self.ngram_learning_rate!r}; expected a "
+                             "positive number or none.")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none.")
         if self.cell not in CELLS:

@@ -186,10 +186,19 @@ def build_model(config, num_classes=2, training_texts=None):
 
 
 def _ngram_logits(config, num_classes, training_texts, texts):
-    """The baseline's linear term: sparse n-gram features (config.baseline_*) -> logits, L2-penalised."""
+    """The baseline's linear term: sparse n-gram features (config.baseline_*) -> logits, L2-penalised.
+
+    The logits are `scale * (features @ W + b)` with `scale = ngram_learning_rate
+    / learning_rate`. Adam's step on W does not depend on the gradient's
+    size, so the scale makes the n-gram term move `scale` times faster than
+    with the shared step size: in effect its own learning rate. The L2 penalty
+    is on the effective weights `scale * W`, so `baseline_l2` means the same as
+    in the baseline.
+    """
     if config.baseline_output_mode == "tf_idf":
         raise ValueError("Received `ngram_head=True` with `baseline_output_mode='tf_idf'`; the n-gram head needs sparse "
                          "features, expected 'multi_hot' or 'count'.")
+    scale = (config.ngram_learning_rate or config.learning_rate) / config.learning_rate
     features = make_vectorizer(
         config,
         training_texts,
@@ -199,11 +208,13 @@ def _ngram_logits(config, num_classes, training_texts, texts):
         output_mode=config.baseline_output_mode,
         sparse=True,
     )(texts)
-    return keras.layers.Dense(
+    penalty = config.baseline_l2 * scale ** 2
+    unscaled = keras.layers.Dense(
         num_classes,
-        kernel_regularizer=keras.regularizers.L2(config.baseline_l2) if config.baseline_l2 else None,
-        name="ngram_logits",
+        kernel_regularizer=keras.regularizers.L2(penalty) if penalty else None,
+        name="ngram_weights",
     )(features)
+    return keras.layers.Rescaling(scale, name="ngram_logits")(unscaled)
 
 
 def build_ensemble(members, name="ensemble"):
