@@ -28,7 +28,6 @@ Usage:
 The work directory receives config.json, runs/<name>/ (checkpoints and the
 result of each training run), metrics.json, report.md and PNG plots
 (plots need matplotlib; without it the report says so and keeps the tables).
-The study itself is `zoo.memory_study`; this module is its command line.
 """
 
 import argparse
@@ -36,6 +35,9 @@ import dataclasses
 import os
 
 from recipes import _cli
+
+# The study itself (runs, tables, plots, report) is zoo.memory_study; this
+# module parses the command line and prints the study's progress.
 
 
 def _log(message):
