@@ -132,8 +132,8 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=_silent,
         return {
             "complete": complete,
             "config": dataclasses.asdict(config),
-            "ladder": ladder,
-            "truncation": truncation,
+            "ladder": list(ladder),
+            "truncation": list(truncation),
             "solved": solved_lengths(ladder, config.solve_fraction),
             "environment": {
                 "cpu_count": os.cpu_count(),
