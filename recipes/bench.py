@@ -19,11 +19,37 @@ before timing:
   target, gradients, and an SGD update;
 - `forward`: one inference pass (`training=False`).
 
-The contenders are timed round-robin (the order rotates every repeat) in one
-process, so a change of machine load hits all of them alike; the table shows
-medians of wall-clock time, the process CPU time per call (all threads,
-less sensitive to other processes on a shared machine), and the speed-up
-over Keras's built-in layer (`keras median / contender median`).
+Beside the contenders, a `floor`: the matrix products that every float32
+implementation of the same math must do, and nothing else, with the same
+shapes (G = number of gate blocks: 1 SimpleRNN, 3 GRU, 4 LSTM):
+
+- forward floor: the input projection of all steps at once,
+  `[steps * batch, inputs] @ [inputs, G * units]`, then `steps` sequential
+  recurrent products `h @ recurrent_kernel` (`[batch, units] @
+  [units, G * units]`) in a `tf.while_loop`;
+- training floor: the forward floor, then `steps` sequential backward
+  products `dz @ recurrent_kernel^T` (`[batch, G * units] @
+  [G * units, units]`) in a `tf.while_loop`, then the two weight-gradient
+  products over all steps, `H^T @ dZ` and `X^T @ dZ`.
+
+No gate arithmetic, no bias, no optimizer update: the floor is a lower bound
+of any implementation's time, so `keras / floor` bounds the speed-up any
+implementation can reach over Keras's layer, and `fused / floor` says how
+much of our time is spent outside the unavoidable products.
+
+With `--xla on` (or `both`), each step function (and the floor) is compiled
+with `tf.function(jit_compile=True)`, for every contender alike: Keras 3 does
+not compile by itself on a CPU-only machine, so the fair comparisons are
+"both without XLA" and "both with XLA". Speed-ups are always relative to
+Keras's layer under the same setting.
+
+The contenders (and the floor, under every compile setting asked for) are
+timed round-robin (the order rotates every repeat) in one process, so a
+change of machine load hits all of them alike; the table shows medians of
+wall-clock time, the process CPU time per call (all threads, less sensitive
+to other processes on a shared machine), the speed-up over Keras's built-in
+layer (`keras median / contender median`, same compile setting) and the
+time as a multiple of the floor (`contender median / floor median`).
 
 With `--memory`, the peak memory of one training step is measured for the
 fused layer and Keras's layer as the sequence length doubles: each point runs
@@ -36,6 +62,8 @@ Usage:
     python -m recipes.bench                       # default grid, 15 repeats
     python -m recipes.bench --grid small --repeats 5
     python -m recipes.bench --grid full --json bench.json --memory
+    python -m recipes.bench --xla both            # without and with XLA
+    python -m recipes.bench --size 64,100,64,256 --threads 1   # one size, one thread
     python -m recipes.bench --quick               # a few seconds, for smoke tests
 """
 
@@ -50,6 +78,13 @@ import time
 
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
 CONTENDERS = ("fused", "cell", "keras")
+FLOOR = "floor"
+# The floor is timed with the states as rows and as columns (see
+# `floor_functions`); the faster of the two is the floor.
+FLOOR_LAYOUTS = ("rows", "columns")
+XLA_SETTINGS = {"off": (False,), "on": (True,), "both": (False, True)}
+# Gate blocks per cell: the recurrent kernel is [units, GATES * units].
+GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 GRIDS = {
     # (batch, steps, inputs, units)
     "small": [(8, 50, 32, 32), (64, 100, 64, 256)],
@@ -96,7 +131,7 @@ def build_contender(name, kind, units):
     raise ValueError(f"Received an invalid contender {name!r}, expected one of {CONTENDERS}.")
 
 
-def step_functions(layer, inputs, targets):
+def step_functions(layer, inputs, targets, jit_compile=False):
     """(train_step, forward) `tf.function`s of `layer`, both traced once."""
     import keras
     import tensorflow as tf
@@ -104,7 +139,7 @@ def step_functions(layer, inputs, targets):
     optimizer = keras.optimizers.SGD(learning_rate=1e-3)
     optimizer.build(layer.trainable_variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def train_step(inputs, targets):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(layer(inputs, training=True) - targets))
@@ -112,13 +147,110 @@ def step_functions(layer, inputs, targets):
         optimizer.apply(gradients, layer.trainable_variables)
         return loss
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def forward(inputs):
         return tf.reduce_sum(layer(inputs, training=False))
 
     train = lambda: train_step(inputs, targets).numpy()  # noqa: E731
     infer = lambda: forward(inputs).numpy()  # noqa: E731
     for _ in range(2):  # trace, then one run to settle allocations
+        train()
+        infer()
+    return train, infer
+
+
+def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
+    """(train_floor, forward_floor): the unavoidable matrix products, traced once.
+
+    See the module docstring. Every product has the shapes of the real
+    step. The loops carry their result into the next step, so the products
+    run one after another as in any recurrence, and control dependencies
+    order the stages (projection, forward loop, backward loop, weight
+    gradients) as the data dependencies of a real step would. The per-step
+    results are reduced back to `units` by a slice (forward) or widened to
+    `G * units` by a tile (backward), the cheapest ops that keep the shapes;
+    with G = 1 there is neither.
+
+    `layout` "rows" keeps the states as `[batch, units]` rows (`h @ U`, as
+    Keras and the fused path do); "columns" keeps them transposed,
+    `[units, batch]` (`U^T @ h^T`), the same products with the other
+    operand order, which TensorFlow's kernels run at a different speed.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if layout not in FLOOR_LAYOUTS:
+        raise ValueError(f"Received an invalid layout {layout!r}, expected one of {FLOOR_LAYOUTS}.")
+    batch, steps, features, units = size
+    gates = GATES[kind]
+    width = gates * units
+    rng = np.random.default_rng(seed)
+
+    def uniform(*shape):
+        return tf.constant(rng.uniform(-0.1, 0.1, size=shape).astype("float32"))
+
+    # Time-major inputs and stand-ins for the states and gate gradients of
+    # all steps (the weight-gradient products read them as a real step
+    # would); passed as arguments so nothing is constant-folded.
+    inputs = uniform(steps * batch, features)
+    kernel = uniform(features, width)
+    recurrent_kernel = uniform(units, width)
+    recurrent_kernel_t = tf.transpose(recurrent_kernel)  # transposed once, outside the step
+    states = uniform(steps * batch, units)
+    gate_gradients = uniform(steps * batch, width)
+    initial = uniform(batch, units) if layout == "rows" else uniform(units, batch)
+
+    if layout == "rows":
+        def forward_product(h, recurrent_kernel, recurrent_kernel_t):
+            z = tf.matmul(h, recurrent_kernel)
+            return z if gates == 1 else z[:, :units]
+
+        def backward_product(dh, recurrent_kernel, recurrent_kernel_t):
+            dz = dh if gates == 1 else tf.tile(dh, [1, gates])
+            return tf.matmul(dz, recurrent_kernel_t)
+    else:
+        def forward_product(h, recurrent_kernel, recurrent_kernel_t):
+            z = tf.matmul(recurrent_kernel_t, h)
+            return z if gates == 1 else z[:units]
+
+        def backward_product(dh, recurrent_kernel, recurrent_kernel_t):
+            dz = dh if gates == 1 else tf.tile(dh, [gates, 1])
+            return tf.matmul(recurrent_kernel, dz)
+
+    def recurrence(product, start, recurrent_kernel, recurrent_kernel_t):
+        def body(t, h):
+            return t + 1, product(h, recurrent_kernel, recurrent_kernel_t)
+
+        return tf.while_loop(lambda t, h: t < steps, body, (tf.constant(0), start))[1]
+
+    def forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t):
+        projected = tf.matmul(inputs, kernel)
+        with tf.control_dependencies([projected]):
+            start = tf.identity(initial)
+        return projected, recurrence(forward_product, start, recurrent_kernel, recurrent_kernel_t)
+
+    @tf.function(jit_compile=jit_compile)
+    def forward_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t):
+        projected, h = forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t)
+        return h[0, 0], projected[0, 0]
+
+    @tf.function(jit_compile=jit_compile)
+    def train_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients):
+        projected, h = forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t)
+        dh = recurrence(backward_product, h, recurrent_kernel, recurrent_kernel_t)
+        with tf.control_dependencies([dh]):
+            d_recurrent_kernel = tf.matmul(states, gate_gradients, transpose_a=True)
+            d_kernel = tf.matmul(inputs, gate_gradients, transpose_a=True)
+        return dh[0, 0], projected[0, 0], d_recurrent_kernel[0, 0], d_kernel[0, 0]
+
+    def fetch(values):
+        return [value.numpy() for value in values]
+
+    train = lambda: fetch(  # noqa: E731
+        train_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients)
+    )
+    infer = lambda: fetch(forward_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t))  # noqa: E731
+    for _ in range(2):
         train()
         infer()
     return train, infer
@@ -138,42 +270,66 @@ def time_round_robin(functions, repeats):
     return samples
 
 
-def benchmark_case(kind, size, repeats, seed):
-    """Time every contender on one (cell kind, size); a dict of results."""
+def contender_label(name, jit_compile):
+    return f"{name}+xla" if jit_compile else name
+
+
+def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
+    """Time every contender and the floor on one (cell kind, size); a dict of results.
+
+    `result[mode][label]` for every contender label (`fused`, `keras+xla`,
+    ...) and the floor; ratios are against Keras's layer and the floor
+    under the same compile setting.
+    """
     import numpy as np
 
     batch, steps, features, units = size
     rng = np.random.default_rng(seed)
     inputs = rng.normal(size=(batch, steps, features)).astype("float32")
     targets = rng.normal(size=(batch, steps, units)).astype("float32")
-    layers_by_name = {name: build_contender(name, kind, units) for name in CONTENDERS}
     weights = None
-    for layer in layers_by_name.values():
-        layer.build((batch, steps, features))
-        if weights is None:
-            weights = [rng.uniform(-0.1, 0.1, size=w.shape).astype("float32") for w in layer.get_weights()]
-        layer.set_weights(weights)
-    functions = {name: step_functions(layer, inputs, targets) for name, layer in layers_by_name.items()}
-    fused_path = layers_by_name["fused"].last_path
-    if fused_path != "fused":
-        raise RuntimeError(
-            f"the fused contender ran the cell path: {layers_by_name['fused'].fallback_reason}"
-        )
-    result = {"cell": kind, "batch": batch, "steps": steps, "inputs": features, "units": units}
+    functions = {}
+    for jit_compile in xla_settings:
+        for name in CONTENDERS:
+            layer = build_contender(name, kind, units)
+            layer.build((batch, steps, features))
+            if weights is None:
+                weights = [rng.uniform(-0.1, 0.1, size=w.shape).astype("float32") for w in layer.get_weights()]
+            layer.set_weights(weights)
+            functions[contender_label(name, jit_compile)] = step_functions(layer, inputs, targets, jit_compile)
+            if name == "fused" and layer.last_path != "fused":
+                raise RuntimeError(f"the fused contender ran the cell path: {layer.fallback_reason}")
+        for layout in FLOOR_LAYOUTS:
+            functions[contender_label(f"{FLOOR}-{layout}", jit_compile)] = floor_functions(
+                kind, size, seed, jit_compile, layout
+            )
+    result = {"cell": kind, "batch": batch, "steps": steps, "inputs": features, "units": units,
+              "xla": list(xla_settings)}
     for mode, index in (("train", 0), ("forward", 1)):
-        samples = time_round_robin({name: fns[index] for name, fns in functions.items()}, repeats)
-        keras_wall = statistics.median(samples["keras"][0])
-        keras_cpu = statistics.median(samples["keras"][1])
-        result[mode] = {
-            name: {
-                "median_ms": 1e3 * statistics.median(walls),
-                "min_ms": 1e3 * min(walls),
-                "cpu_median_ms": 1e3 * statistics.median(cpus),
-                "speedup": keras_wall / statistics.median(walls),
-                "cpu_speedup": keras_cpu / statistics.median(cpus),
-            }
-            for name, (walls, cpus) in samples.items()
-        }
+        samples = time_round_robin({label: fns[index] for label, fns in functions.items()}, repeats)
+        result[mode] = {}
+        for jit_compile in xla_settings:
+            # The floor is the faster layout (by median wall time).
+            layout = min(
+                FLOOR_LAYOUTS,
+                key=lambda name: statistics.median(samples[contender_label(f"{FLOOR}-{name}", jit_compile)][0]),
+            )
+            samples[contender_label(FLOOR, jit_compile)] = samples[contender_label(f"{FLOOR}-{layout}", jit_compile)]
+            keras_walls, keras_cpus = samples[contender_label("keras", jit_compile)]
+            floor_walls, floor_cpus = samples[contender_label(FLOOR, jit_compile)]
+            for name in CONTENDERS + (FLOOR,):
+                walls, cpus = samples[contender_label(name, jit_compile)]
+                result[mode][contender_label(name, jit_compile)] = {
+                    "xla": jit_compile,
+                    **({"layout": layout} if name == FLOOR else {}),
+                    "median_ms": 1e3 * statistics.median(walls),
+                    "min_ms": 1e3 * min(walls),
+                    "cpu_median_ms": 1e3 * statistics.median(cpus),
+                    "speedup": statistics.median(keras_walls) / statistics.median(walls),
+                    "cpu_speedup": statistics.median(keras_cpus) / statistics.median(cpus),
+                    "floor_multiple": statistics.median(walls) / statistics.median(floor_walls),
+                    "cpu_floor_multiple": statistics.median(cpus) / statistics.median(floor_cpus),
+                }
     return result
 
 
@@ -271,21 +427,28 @@ def machine_description():
 
 TIMING_HEADER = (
     f"{'cell':9s} {'batch':>5s} {'steps':>5s} {'in':>4s} {'units':>5s}  {'mode':7s} "
-    f"{'contender':9s} {'median ms':>10s} {'x keras':>8s} {'cpu ms':>9s} {'cpu x':>6s}"
+    f"{'contender':18s} {'median ms':>10s} {'x keras':>8s} {'cpu ms':>9s} {'cpu x':>6s} {'/ floor':>8s}"
 )
 
 
 def format_timing_rows(results):
-    """One line per (case, mode, contender), matching `TIMING_HEADER`."""
+    """One line per (case, mode, contender), matching `TIMING_HEADER`.
+
+    For the floor, `x keras` is Keras's time over the floor's: the largest
+    speed-up over Keras's layer that any implementation could reach; its
+    label names the faster layout (`floor(rows)`, `floor(columns)`).
+    """
     lines = []
     for result in results:
         for mode in ("train", "forward"):
-            for name in CONTENDERS:
-                entry = result[mode][name]
+            for label, entry in result[mode].items():
+                if "layout" in entry:
+                    label = label.replace(FLOOR, f"{FLOOR}({entry['layout']})")
                 lines.append(
                     f"{result['cell']:9s} {result['batch']:5d} {result['steps']:5d} {result['inputs']:4d} "
-                    f"{result['units']:5d}  {mode:7s} {name:9s} {entry['median_ms']:10.1f} "
-                    f"{entry['speedup']:8.2f} {entry['cpu_median_ms']:9.1f} {entry['cpu_speedup']:6.2f}"
+                    f"{result['units']:5d}  {mode:7s} {label:18s} {entry['median_ms']:10.1f} "
+                    f"{entry['speedup']:8.2f} {entry['cpu_median_ms']:9.1f} {entry['cpu_speedup']:6.2f} "
+                    f"{entry['floor_multiple']:8.2f}"
                 )
     return "\n".join(lines)
 
@@ -302,6 +465,19 @@ def format_memory_table(rows):
     return "\n".join(lines)
 
 
+def _parse_size(text):
+    try:
+        size = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 4 or min(size) < 1:
+        raise ValueError(
+            f"Received an invalid value for argument `--size`: {text!r}; expected four positive "
+            "integers batch,steps,inputs,units such as 64,100,64,256."
+        )
+    return size
+
+
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(
         prog="python -m recipes.bench",
@@ -313,15 +489,26 @@ def parse_arguments(argv):
                         help="Timed calls per contender and measurement (default 15).")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="default",
                         help="Sizes to run: small, default or full (default: default).")
+    parser.add_argument("--size", dest="sizes", action="append", default=None, metavar="B,T,I,U",
+                        help="Time this size (batch,steps,inputs,units) instead of the grid; repeatable.")
     parser.add_argument("--cells", default=",".join(CELL_KINDS),
                         help=f"Comma-separated subset of {','.join(CELL_KINDS)} (default: all).")
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the results to this JSON file.")
     parser.add_argument("--memory", action="store_true",
                         help=f"Also measure peak memory of a training step at lengths {MEMORY_LENGTHS} "
                         "(one fresh process per point).")
+    parser.add_argument("--xla", choices=sorted(XLA_SETTINGS), default="off",
+                        help="Compile every step function (and the floor) with XLA: off, on, or both "
+                        "settings side by side (default: off).")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads; 0 keeps TensorFlow's default "
+                        "(all cores). 1 measures the work itself, little disturbed by other processes "
+                        "on a shared machine.")
     parser.add_argument("--quick", action="store_true",
                         help="Tiny sizes and 3 repeats: checks that everything runs, not speed.")
     args = parser.parse_args(argv)
+    if args.threads < 0:
+        raise ValueError(f"Received an invalid value for argument `--threads`: {args.threads}; expected >= 0.")
     if args.repeats < 1:
         raise ValueError(f"Received an invalid value for argument `--repeats`: {args.repeats}; expected >= 1.")
     cells = tuple(name.strip() for name in args.cells.split(",") if name.strip())
@@ -332,6 +519,8 @@ def parse_arguments(argv):
             f"comma-separated subset of {','.join(CELL_KINDS)}."
         )
     args.cells = cells
+    if args.sizes is not None:
+        args.sizes = [_parse_size(text) for text in args.sizes]
     if args.quick:
         args.repeats = min(args.repeats, 3)
     return args
@@ -349,20 +538,28 @@ def main(argv=None):
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
+    if args.threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        except RuntimeError as error:  # TensorFlow already started in this process
+            print(f"error: cannot apply `--threads {args.threads}`: {error}", file=sys.stderr)
+            return 2
     keras.utils.set_random_seed(args.seed)
-    sizes = QUICK_SIZES if args.quick else GRIDS[args.grid]
+    sizes = QUICK_SIZES if args.quick else args.sizes or GRIDS[args.grid]
     started = machine_description()
     print(
         f"machine: {started['cpu']}, {started['cores']} cores, load average "
         f"{' '.join(f'{v:.2f}' for v in started['load_average'])}; TensorFlow {started['tensorflow']}, "
-        f"Keras {started['keras']}; {args.repeats} repeats, seed {args.seed}",
+        f"Keras {started['keras']}; {args.repeats} repeats, seed {args.seed}, XLA {args.xla}, "
+        f"threads {args.threads or 'default'}",
         flush=True,
     )
     results = []
     print(TIMING_HEADER, flush=True)
     for size in sizes:
         for kind in args.cells:
-            results.append(benchmark_case(kind, size, args.repeats, args.seed))
+            results.append(benchmark_case(kind, size, args.repeats, args.seed, XLA_SETTINGS[args.xla]))
             print(format_timing_rows(results[-1:]), flush=True)
     memory = benchmark_memory(args.cells, args.seed) if args.memory and not args.quick else []
     if memory:
@@ -373,8 +570,9 @@ def main(argv=None):
         report = {
             "machine": started,
             "load_average_end": finished,
-            "arguments": {"seed": args.seed, "repeats": args.repeats, "grid": "quick" if args.quick else args.grid,
-                          "cells": list(args.cells)},
+            "arguments": {"seed": args.seed, "repeats": args.repeats,
+                          "grid": "quick" if args.quick else "sizes" if args.sizes else args.grid,
+                          "cells": list(args.cells), "xla": args.xla, "threads": args.threads},
             "timing": results,
             "memory": {"size": dict(zip(("batch", "inputs", "units"), MEMORY_SIZE)), "rows": memory},
         }

@@ -199,6 +199,33 @@ FULL_GRID = [
 ]
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
+@pytest.mark.parametrize("setting", SETTINGS[:4], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_transposed_step_products_give_the_same_numbers(kind, setting, training, monkeypatch):
+    # Wide step products are computed as (kernel^T @ h^T)^T; lowering the
+    # width at which that starts runs every step product of these tiny
+    # layers (forward and backward) in that form.
+    from layers import fused
+
+    monkeypatch.setattr(fused, "TRANSPOSED_PRODUCT_WIDTH", 1)
+    compare_setting(kind, training, **setting)
+
+
+def test_transposed_step_product_is_taken_for_wide_kernels():
+    from layers import fused
+
+    rng = np.random.default_rng(0)
+    h = tf.constant(rng.normal(size=(3, 8)).astype("float32"))
+    for width in (fused.TRANSPOSED_PRODUCT_WIDTH - 1, fused.TRANSPOSED_PRODUCT_WIDTH):
+        kernel = tf.constant(rng.normal(size=(8, width)).astype("float32"))
+        graph = tf.function(lambda h, k: fused._state_product(h, k, tf.transpose(k))).get_concrete_function(h, kernel)
+        transposes = sum(op.type == "Transpose" for op in graph.graph.get_operations())
+        # Two transposes of the operands plus the one of the kernel passed in.
+        assert transposes == (3 if width >= fused.TRANSPOSED_PRODUCT_WIDTH else 1), width
+        np.testing.assert_allclose(graph(h, kernel), h.numpy() @ kernel.numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
 @pytest.mark.parametrize("kind", list(KINDS))

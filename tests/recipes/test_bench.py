@@ -16,15 +16,70 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
     path = tmp_path / "bench.json"
     assert bench.main(["--quick", "--cells", "GRU", "--seed", "3", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
-    assert report["arguments"] == {"seed": 3, "repeats": 3, "grid": "quick", "cells": ["GRU"]}
+    assert report["arguments"] == {
+        "seed": 3, "repeats": 3, "grid": "quick", "cells": ["GRU"], "xla": "off", "threads": 0
+    }
     assert report["machine"]["cores"] == os.cpu_count()
     (case,) = report["timing"]
     assert (case["cell"], case["batch"], case["steps"], case["inputs"], case["units"]) == ("GRU", 4, 6, 3, 5)
     for mode in ("train", "forward"):
-        assert set(case[mode]) == {"fused", "cell", "keras"}
+        assert set(case[mode]) == {"fused", "cell", "keras", "floor"}
         assert case[mode]["keras"]["speedup"] == pytest.approx(1.0)
+        floor = case[mode]["floor"]
+        assert floor["layout"] in bench.FLOOR_LAYOUTS and floor["floor_multiple"] == pytest.approx(1.0)
+        # The floor's "speed-up" is Keras's time over the floor's.
+        assert floor["speedup"] == pytest.approx(case[mode]["keras"]["floor_multiple"])
         for entry in case[mode].values():
             assert entry["median_ms"] > 0 and entry["min_ms"] <= entry["median_ms"]
+            assert entry["xla"] is False
+
+
+def test_xla_both_times_every_contender_under_both_settings(tmp_path):
+    path = tmp_path / "bench.json"
+    arguments = ["--quick", "--cells", "SimpleRNN", "--xla", "both", "--json", str(path)]
+    assert bench.main(arguments) == 0
+    (case,) = json.loads(path.read_text())["timing"]
+    for mode in ("train", "forward"):
+        labels = {"fused", "cell", "keras", "floor"}
+        assert set(case[mode]) == labels | {f"{label}+xla" for label in labels}
+        for label, entry in case[mode].items():
+            assert entry["xla"] is label.endswith("+xla")
+        # Ratios are against Keras under the same compile setting.
+        assert case[mode]["keras+xla"]["speedup"] == pytest.approx(1.0)
+        assert case[mode]["floor+xla"]["floor_multiple"] == pytest.approx(1.0)
+
+
+def test_threads_are_set_in_a_fresh_process(tmp_path):
+    path = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "recipes.bench", "--quick", "--cells", "SimpleRNN", "--threads", "1",
+         "--size", "2,3,4,5", "--json", str(path)],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "threads 1" in completed.stdout.splitlines()[0]
+    report = json.loads(path.read_text())
+    assert report["arguments"]["threads"] == 1
+    # --quick wins over --size: the quick size is timed.
+    assert [(case["batch"], case["units"]) for case in report["timing"]] == [(4, 5)]
+
+
+@pytest.mark.parametrize("kind, gates", [("SimpleRNN", 1), ("GRU", 3), ("LSTM", 4)])
+@pytest.mark.parametrize("layout", bench.FLOOR_LAYOUTS)
+def test_floor_runs_the_products_of_each_cell(kind, gates, layout):
+    train, forward = bench.floor_functions(kind, (2, 3, 4, 5), seed=0, layout=layout)
+    # The last values are entries of d_recurrent_kernel and d_kernel, which
+    # are [units, gates * units] and [inputs, gates * units] products.
+    assert len(train()) == 4 and len(forward()) == 2
+    assert bench.GATES[kind] == gates
+
+
+def test_floor_rejects_an_unknown_layout():
+    with pytest.raises(ValueError, match="layout"):
+        bench.floor_functions("LSTM", (2, 3, 4, 5), seed=0, layout="diagonal")
 
 
 def test_memory_probe_reports_growth_that_increases_with_length():
@@ -35,7 +90,13 @@ def test_memory_probe_reports_growth_that_increases_with_length():
 
 @pytest.mark.parametrize(
     "arguments, message",
-    [(["--cells", "LSTM,Transformer"], "--cells"), (["--repeats", "0"], "--repeats")],
+    [
+        (["--cells", "LSTM,Transformer"], "--cells"),
+        (["--repeats", "0"], "--repeats"),
+        (["--size", "64,100,64"], "--size"),
+        (["--size", "64,0,64,256"], "--size"),
+        (["--threads", "-1"], "--threads"),
+    ],
 )
 def test_bad_flags_print_one_line_and_exit_non_zero(arguments, message):
     completed = subprocess.run(
