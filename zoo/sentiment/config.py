@@ -19,7 +19,7 @@ class SentimentConfig:
     embedding_dim: int = 128  # word embedding size (trained from scratch, no pretrained vectors)
     dropout: float = 0.5  # dropout on the embeddings and before the classifier
     recurrent_dropout: float = 0.0  # dropout on the recurrent state inside each cell
-    word_dropout: float = 0.0  # training only: each word becomes the out-of-vocabulary token with this probability
+    word_dropout: float = 0.0  # training only: each word the recurrent layers see becomes out-of-vocabulary with this probability
     spatial_dropout: float = 0.0  # training only: drops whole embedding dimensions for a whole text (SpatialDropout1D)
     ngram_head: bool = False  # hybrid: add a linear bag-of-n-grams logit (baseline features) to the recurrent logit, trained jointly
     ngram_learning_rate: Optional[float] = None  # Adam step size of the hybrid's n-gram term (None: learning_rate)
