@@ -129,11 +129,31 @@ def _state_product(h, kernel, kernel_t):
     return tf.transpose(tf.matmul(kernel_t, tf.transpose(h)))
 
 
+# Column blocks of a weight-gradient product `A^T @ B` (see `_matmul_t`).
+GRADIENT_BLOCK = 256
+GRADIENT_BLOCKED_WIDTHS = (1024, 2048)
+
+
+def _matmul_t(a, b):
+    """`a^T @ b` for `[rows, m]` and `[rows, n]` operands summed over many rows.
+
+    At the widths in `GRADIENT_BLOCKED_WIDTHS`, `b` is split into column
+    blocks of `GRADIENT_BLOCK` and the block products are joined: measured
+    with TensorFlow 2.21's CPU kernels, `[6400, 256]^T @ [6400, 1024]` took
+    about two thirds of the time that way, split included.
+    """
+    width = b.shape[-1]
+    if width not in GRADIENT_BLOCKED_WIDTHS or width % GRADIENT_BLOCK:
+        return tf.matmul(a, b, transpose_a=True)
+    blocks = tf.split(b, width // GRADIENT_BLOCK, axis=-1)
+    return tf.concat([tf.matmul(a, block, transpose_a=True) for block in blocks], axis=-1)
+
+
 def _flat_matmul_t(a, b):
     """`sum_t a[t]^T @ b[t]` for time-major `a` (T, B, m), `b` (T, B, n)."""
-    a2 = tf.reshape(a, [-1, tf.shape(a)[-1]])
-    b2 = tf.reshape(b, [-1, tf.shape(b)[-1]])
-    return tf.matmul(a2, b2, transpose_a=True)
+    a2 = tf.reshape(a, [-1, a.shape[-1] if a.shape[-1] is not None else tf.shape(a)[-1]])
+    b2 = tf.reshape(b, [-1, b.shape[-1] if b.shape[-1] is not None else tf.shape(b)[-1]])
+    return _matmul_t(a2, b2)
 
 
 def _shifted_matmul_t(first, rest, b):
@@ -417,7 +437,7 @@ def _input_gradients(d_projected, inputs, kernel, with_bias):
     else:
         d_flat = flat(d_projected)
         d_flat_inputs = tf.matmul(d_flat, kernel, transpose_b=True)
-        d_kernel = tf.matmul(flat_inputs, d_flat, transpose_a=True)
+        d_kernel = _matmul_t(flat_inputs, d_flat)
         d_bias = tf.raw_ops.BiasAddGrad(out_backprop=d_flat) if with_bias else None
     return tf.reshape(d_flat_inputs, tf.shape(inputs)), d_kernel, d_bias
 
