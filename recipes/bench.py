@@ -160,7 +160,7 @@ def step_functions(layer, inputs, targets, jit_compile=False):
 
 
 def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
-    """(train_floor, forward_floor): the unavoidable matrix products, traced once.
+    """(train_floor, forward_floor, details): the unavoidable matrix products, traced once.
 
     See the module docstring. Every product has the shapes of the real
     step. The loops carry their result into the next step, so the products
@@ -175,6 +175,8 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
     Keras and the fused path do); "columns" keeps them transposed,
     `[units, batch]` (`U^T @ h^T`), the same products with the other
     operand order, which TensorFlow's kernels run at a different speed.
+    The weight-gradient products are timed as one product and as one per
+    gate block, and the faster is kept (`details["weight_gradients"]`).
     """
     import numpy as np
     import tensorflow as tf
@@ -234,26 +236,62 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
         projected, h = forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t)
         return h[0, 0], projected[0, 0]
 
-    @tf.function(jit_compile=jit_compile)
-    def train_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients):
-        projected, h = forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t)
-        dh = recurrence(backward_product, h, recurrent_kernel, recurrent_kernel_t)
-        with tf.control_dependencies([dh]):
-            d_recurrent_kernel = tf.matmul(states, gate_gradients, transpose_a=True)
-            d_kernel = tf.matmul(inputs, gate_gradients, transpose_a=True)
-        return dh[0, 0], projected[0, 0], d_recurrent_kernel[0, 0], d_kernel[0, 0]
+    def weight_gradients(states, gate_gradients, blocked):
+        if not blocked:
+            return (tf.matmul(states, gate_gradients, transpose_a=True),
+                    tf.matmul(inputs, gate_gradients, transpose_a=True))
+        # One product per gate block, as if each block's gradients were kept
+        # apart (no split counted).
+        return (tf.concat([tf.matmul(states, block, transpose_a=True) for block in gate_gradients], axis=-1),
+                tf.concat([tf.matmul(inputs, block, transpose_a=True) for block in gate_gradients], axis=-1))
+
+    def make_train_floor(blocked):
+        @tf.function(jit_compile=jit_compile)
+        def train_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients):
+            projected, h = forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t)
+            dh = recurrence(backward_product, h, recurrent_kernel, recurrent_kernel_t)
+            with tf.control_dependencies([dh]):
+                d_recurrent_kernel, d_kernel = weight_gradients(states, gate_gradients, blocked)
+            return dh[0, 0], projected[0, 0], d_recurrent_kernel[0, 0], d_kernel[0, 0]
+
+        return train_floor
 
     def fetch(values):
         return [value.numpy() for value in values]
 
-    train = lambda: fetch(  # noqa: E731
-        train_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients)
-    )
+    gate_blocks = tf.split(gate_gradients, gates, axis=-1)
+    candidates = {
+        "whole": lambda: fetch(make_train_floor(False)(
+            inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients)),
+    }
+    if gates > 1:
+        blocked_floor = make_train_floor(True)
+        candidates["blocks"] = lambda: fetch(blocked_floor(
+            inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_blocks))
+    # The weight-gradient products as one product or one per gate block,
+    # whichever is faster here (TensorFlow's CPU kernels favour one or the
+    # other depending on the widths): the floor takes the faster.
+    fastest, best = None, float("inf")
+    for name, candidate in candidates.items():
+        candidate()  # trace
+        seconds = _fastest_of(candidate, 3)
+        if seconds < best:
+            fastest, best = name, seconds
+    train = candidates[fastest]
     infer = lambda: fetch(forward_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t))  # noqa: E731
     for _ in range(2):
         train()
         infer()
-    return train, infer
+    return train, infer, {"weight_gradients": fastest}
+
+
+def _fastest_of(function, calls):
+    best = float("inf")
+    for _ in range(calls):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def time_round_robin(functions, repeats):
@@ -289,6 +327,7 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
     targets = rng.normal(size=(batch, steps, units)).astype("float32")
     weights = None
     functions = {}
+    floor_details = {}
     for jit_compile in xla_settings:
         for name in CONTENDERS:
             layer = build_contender(name, kind, units)
@@ -300,9 +339,9 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
             if name == "fused" and layer.last_path != "fused":
                 raise RuntimeError(f"the fused contender ran the cell path: {layer.fallback_reason}")
         for layout in FLOOR_LAYOUTS:
-            functions[contender_label(f"{FLOOR}-{layout}", jit_compile)] = floor_functions(
-                kind, size, seed, jit_compile, layout
-            )
+            label = contender_label(f"{FLOOR}-{layout}", jit_compile)
+            train, infer, floor_details[label] = floor_functions(kind, size, seed, jit_compile, layout)
+            functions[label] = (train, infer)
     result = {"cell": kind, "batch": batch, "steps": steps, "inputs": features, "units": units,
               "xla": list(xla_settings)}
     for mode, index in (("train", 0), ("forward", 1)):
@@ -321,7 +360,8 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
                 walls, cpus = samples[contender_label(name, jit_compile)]
                 result[mode][contender_label(name, jit_compile)] = {
                     "xla": jit_compile,
-                    **({"layout": layout} if name == FLOOR else {}),
+                    **({"layout": layout, **floor_details[contender_label(f"{FLOOR}-{layout}", jit_compile)]}
+                       if name == FLOOR else {}),
                     "median_ms": 1e3 * statistics.median(walls),
                     "min_ms": 1e3 * min(walls),
                     "cpu_median_ms": 1e3 * statistics.median(cpus),
