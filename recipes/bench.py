@@ -188,16 +188,28 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
     width = gates * units
     rng = np.random.default_rng(seed)
 
-    def uniform(*shape):
-        return tf.constant(rng.uniform(-0.1, 0.1, size=shape).astype("float32"))
+    def uniform(*shape, limit=0.1):
+        return tf.constant(rng.uniform(-limit, limit, size=shape).astype("float32"))
 
     # Time-major inputs and stand-ins for the states and gate gradients of
     # all steps (the weight-gradient products read them as a real step
     # would); passed as arguments so nothing is constant-folded.
     inputs = uniform(steps * batch, features)
     kernel = uniform(features, width)
-    recurrent_kernel = uniform(units, width)
-    recurrent_kernel_t = tf.transpose(recurrent_kernel)  # transposed once, outside the step
+    # The values do not change the time, as long as the carried states stay
+    # normal floats: a variance of 1 / (summed terms) keeps their size about
+    # constant over the steps, where a decay would reach subnormal numbers,
+    # which the CPU handles far more slowly. So the two loops' operands,
+    # `[units, G * units]` and `[G * units, units]`, are drawn apart (the
+    # second is not the transpose of the first), each scaled for the loop
+    # that sums over its rows (rows layout) or columns (columns layout).
+    forward_limit, backward_limit = (3.0 / units) ** 0.5, (3.0 / width) ** 0.5
+    if layout == "rows":
+        recurrent_kernel = uniform(units, width, limit=forward_limit)
+        recurrent_kernel_t = uniform(width, units, limit=backward_limit)
+    else:
+        recurrent_kernel = uniform(units, width, limit=backward_limit)
+        recurrent_kernel_t = uniform(width, units, limit=forward_limit)
     states = uniform(steps * batch, units)
     gate_gradients = uniform(steps * batch, width)
     initial = uniform(batch, units) if layout == "rows" else uniform(units, batch)
@@ -260,8 +272,9 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
         return [value.numpy() for value in values]
 
     gate_blocks = tf.split(gate_gradients, gates, axis=-1)
+    whole_floor = make_train_floor(False)
     candidates = {
-        "whole": lambda: fetch(make_train_floor(False)(
+        "whole": lambda: fetch(whole_floor(
             inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients)),
     }
     if gates > 1:
