@@ -32,6 +32,10 @@ shapes (G = number of gate blocks: 1 SimpleRNN, 3 GRU, 4 LSTM):
   [G * units, units]`) in a `tf.while_loop`, then the two weight-gradient
   products over all steps, `H^T @ dZ` and `X^T @ dZ`.
 
+Each product is timed in the forms TensorFlow's CPU kernels run at different
+speeds, and the faster is kept: the states as rows (`h @ U`) or as columns
+(`U^T @ h^T`), the weight-gradient products as one product or one per gate
+block; the table names the layout (`floor(rows)`, `floor(columns)`).
 No gate arithmetic, no bias, no optimizer update: the floor is a lower bound
 of any implementation's time, so `keras / floor` bounds the speed-up any
 implementation can reach over Keras's layer, and `fused / floor` says how
