@@ -294,7 +294,9 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
 
 def format_table(summary_or_report, reference=None):
     """A plain-text table of the models' metrics (mean ± std over folds, or single values)."""
-    lines = [f"{'model':<12} {'folds':>5} {'accuracy':>17} {'macro F1':>17} {'ROC AUC':>17}"]
+    names = list(summary_or_report["summary"] if "summary" in summary_or_report else summary_or_report["models"])
+    width = max([12, *(len(name) for name in [*names, *(reference or {})])])
+    lines = [f"{'model':<{width}} {'folds':>5} {'accuracy':>17} {'macro F1':>17} {'ROC AUC':>17}"]
 
     def cell(entry):
         if entry is None:
@@ -308,14 +310,14 @@ def format_table(summary_or_report, reference=None):
     else:
         rows = [(name, 1, entry) for name, entry in summary_or_report["models"].items()]
     for name, fold_count, entry in rows:
-        lines.append(f"{name:<12} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS))
+        lines.append(f"{name:<{width}} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS))
     for name, _, entry in rows:
         if "member_accuracy" in entry:
             members = entry["member_accuracy"]
             lines.append(f"{name}: its {members['count']} members alone reach {members['mean'] * 100:.2f} ± "
                          f"{members['std'] * 100:.2f} % accuracy")
     for label, accuracy in (reference or {}).items():
-        lines.append(f"{label:<12} {'':>5} {accuracy:>17.2f} {'(published)':>17}")
+        lines.append(f"{label:<{width}} {'':>5} {accuracy:>17.2f} {'(published)':>17}")
     return "\n".join(lines)
 
 
