@@ -52,20 +52,37 @@ def overrides_with_seed(args):
     return overrides
 
 
-def run(main, argv=None):
-    """Call `main(argv)`; print user errors as one line and exit non-zero."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from zoo.training import TrainingDiverged
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+               PermissionError, UnicodeDecodeError)
 
+
+def _diverged(error):
+    # Looked up only if training ran, so that a bad flag is reported
+    # without importing TensorFlow first.
+    training = sys.modules.get("zoo.training")
+    return training is not None and isinstance(error, training.TrainingDiverged)
+
+
+def run(main, argv=None):
+    """Call `main(argv)`; print user errors as one line and exit non-zero.
+
+    Bad arguments and unusable files exit with status 2, a diverged training
+    run with 1, an interrupt with 130; `main`'s own return value otherwise.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         code = main(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint and exports are kept", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
-    except (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError, UnicodeDecodeError, TrainingDiverged) as error:
+    except Exception as error:
+        if _diverged(error):
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+        if not isinstance(error, USER_ERRORS):
+            raise
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USAGE if not isinstance(error, TrainingDiverged) else 1)
+        sys.exit(EXIT_USAGE)
     sys.exit(code or 0)
 
 

@@ -585,11 +585,7 @@ def parse_arguments(argv):
 
 def main(argv=None):
     """Run the benchmark named by the command line; return the exit status."""
-    try:
-        args = parse_arguments(sys.argv[1:] if argv is None else argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
@@ -600,8 +596,7 @@ def main(argv=None):
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         except RuntimeError as error:  # TensorFlow already started in this process
-            print(f"error: cannot apply `--threads {args.threads}`: {error}", file=sys.stderr)
-            return 2
+            raise ValueError(f"Cannot apply `--threads {args.threads}`: {error}") from None
     keras.utils.set_random_seed(args.seed)
     sizes = QUICK_SIZES if args.quick else args.sizes or GRIDS[args.grid]
     started = machine_description()
@@ -639,4 +634,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from recipes._cli import run
+
+    run(main)
