@@ -218,6 +218,39 @@ def test_char_lm_streams_under_mirrored_match_one_device(tmp_path):
     assert result["evaluations"]["default"] == pytest.approx(one[1][1], rel=1e-5)
 
 
+def _recipe_program(module):
+    return f"import sys; from recipes import _cli, {module}; _cli.run({module}.main, sys.argv[1:])"
+
+
+def _recipe(module, *arguments, timeout=900):
+    """Run `python -m recipes.<module> ...` in one process; its stdout."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _recipe_program(module), *arguments],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def _two_workers_and_one_process(module, arguments, tmp_path, timeout=900):
+    """The recipe on two MultiWorkerMirroredStrategy workers (workdir `run`)
+    and alone in one process (workdir `single`); (worker stdouts, single stdout)."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = [
+        _run(
+            _recipe_program(module), *arguments, "--workdir", str(tmp_path / "run"), "--strategy", "multi-worker",
+            env_extra={"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
+        )
+        for index in range(2)
+    ]
+    outputs = [process.communicate(timeout=timeout) for process in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    single = _recipe(module, *arguments, "--workdir", str(tmp_path / "single"), timeout=timeout)
+    return [out for out, _ in outputs], single
+
+
 def test_two_workers_run_the_char_lm_recipe_like_one_process(tmp_path):
     """`python -m recipes.char_lm train --strategy multi-worker` on two local workers."""
     text = _words_file(tmp_path)
@@ -225,34 +258,17 @@ def test_two_workers_run_the_char_lm_recipe_like_one_process(tmp_path):
     for override in ("units=16", "embedding_dim=8", "seq_len=8", "batch_size=4", "epochs=2", "dropout=0",
                      "markov_orders=1", "validation_fraction=0.25"):
         arguments += ["--set", override]
-    program = "import sys; from recipes import _cli, char_lm; _cli.run(char_lm.main, sys.argv[1:])"
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = [
-        _run(
-            program, *arguments, "--workdir", str(tmp_path / "run"), "--strategy", "multi-worker",
-            env_extra={"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
-        )
-        for index in range(2)
-    ]
-    outputs = [process.communicate(timeout=600) for process in processes]
-    for process, (out, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
-    single = subprocess.run(
-        [sys.executable, "-c", program, *arguments, "--workdir", str(tmp_path / "single")],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO},
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
+    outputs, single = _two_workers_and_one_process("char_lm", arguments, tmp_path, timeout=600)
 
     def curve(out):
         lines = out.splitlines()
         start = lines.index("epoch  seconds  val nats/char  bits/char  perplexity")
         return [float(line.split()[2]) for line in lines[start + 1 : start + 3]]
 
-    chief, other = curve(outputs[0][0]), curve(outputs[1][0])
+    chief, other = curve(outputs[0]), curve(outputs[1])
     assert chief == other  # both workers hold the same synchronised model
-    assert chief == pytest.approx(curve(single.stdout), rel=1e-4)  # and it trained as one process would
-    assert "written by the chief" in outputs[1][0]
+    assert chief == pytest.approx(curve(single), rel=1e-4)  # and it trained as one process would
+    assert "written by the chief" in outputs[1]
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.keras", "last.keras"]
     assert not any(p.name.startswith(".") for p in run.rglob("*")), "a temporary file was left behind"
@@ -260,13 +276,8 @@ def test_two_workers_run_the_char_lm_recipe_like_one_process(tmp_path):
     assert [row["val_nats_per_char"] for row in metrics["curve"]] == pytest.approx(chief, abs=1e-4)
     # The checkpoint is one consistent model: evaluating it reproduces the
     # validation loss the workers measured at the last epoch.
-    evaluated = subprocess.run(
-        [sys.executable, "-c", program, "evaluate", "--workdir", str(run), "--checkpoint", "last"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO},
-    )
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    assert json.loads(evaluated.stdout)["nats_per_char"] == pytest.approx(chief[-1], abs=1e-4)
+    evaluated = _recipe("char_lm", "evaluate", "--workdir", str(run), "--checkpoint", "last")
+    assert json.loads(evaluated)["nats_per_char"] == pytest.approx(chief[-1], abs=1e-4)
 
 
 @pytest.mark.slow
@@ -276,31 +287,14 @@ def test_two_workers_run_the_forecast_recipe_like_one_process(tmp_path):
     for override in ("dataset=elnino", "window=12", "horizon=4", "units=4", "epochs=2", "batch_size=64",
                      "models=lstm,gru-autoregressive"):
         arguments += ["--set", override]
-    program = "import sys; from recipes import _cli, forecast; _cli.run(forecast.main, sys.argv[1:])"
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = [
-        _run(
-            program, *arguments, "--workdir", str(tmp_path / "run"), "--strategy", "multi-worker",
-            env_extra={"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
-        )
-        for index in range(2)
-    ]
-    outputs = [process.communicate(timeout=900) for process in processes]
-    for process, (out, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
-    single = subprocess.run(
-        [sys.executable, "-c", program, *arguments, "--workdir", str(tmp_path / "single")],
-        capture_output=True, text=True, timeout=900, cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO},
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
+    outputs, single = _two_workers_and_one_process("forecast", arguments, tmp_path)
 
     def losses(out):
         return [line.split("best validation loss ")[1] for line in out.splitlines() if "best validation loss" in line]
 
-    assert len(losses(single.stdout)) == 2
-    assert losses(outputs[0][0]) == losses(outputs[1][0]) == losses(single.stdout)
-    assert "written by the chief" in outputs[1][0]
+    assert len(losses(single)) == 2
+    assert losses(outputs[0]) == losses(outputs[1]) == losses(single)
+    assert "written by the chief" in outputs[1]
     chief_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     single_metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())
     for name in ("lstm", "gru-autoregressive"):
