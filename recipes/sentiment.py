@@ -156,7 +156,10 @@ def command_train(args, cells=None):
         print(sentiment.format_table(report, PUBLISHED_RT_POLARITY if args.published else None))
     else:
         _print_metrics(report)
-    print(f"metrics written to {os.path.join(args.workdir, 'metrics.json')}")
+    if is_chief():
+        print(f"metrics written to {os.path.join(args.workdir, 'metrics.json')}")
+    else:
+        print("metrics, checkpoints and logs are written by the chief worker")
     return 0
 
 

@@ -299,3 +299,31 @@ def test_two_workers_run_the_forecast_recipe_like_one_process(tmp_path):
     single_metrics = json.loads((tmp_path / "single" / "metrics.json").read_text())
     for name in ("lstm", "gru-autoregressive"):
         assert chief_metrics["models"][name]["mase"] == pytest.approx(single_metrics["models"][name]["mase"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_two_workers_run_the_sentiment_recipe_like_one_process(tmp_path):
+    """`python -m recipes.sentiment train --folds 2 --strategy multi-worker` on two local workers."""
+    rng = __import__("numpy").random.default_rng(0)
+    good, bad, filler = ["great", "fine", "moving", "witty"], ["dull", "tedious", "messy", "flat"], ["a", "film", "the", "plot"]
+    for name, words in (("pos", good), ("neg", bad)):
+        lines = [" ".join(rng.choice(words + filler, size=6)) for _ in range(60)]
+        (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    arguments = ["train", "--class-file", f"pos={tmp_path / 'pos.txt'}", "--class-file", f"neg={tmp_path / 'neg.txt'}",
+                 "--folds", "2", "--quiet"]
+    for override in ("units=4", "embedding_dim=4", "epochs=2", "dropout=0", "baseline_epochs=2", "batch_size=16"):
+        arguments += ["--set", override]
+    outputs, single = _two_workers_and_one_process("sentiment", arguments, tmp_path)
+    assert "written by the chief" in outputs[1]
+
+    def table(out):
+        return [line for line in out.splitlines() if line.startswith(("bilstm ", "baseline "))]
+
+    assert len(table(single)) == 2
+    assert table(outputs[0]) == table(outputs[1]) == table(single)
+    run = tmp_path / "run"
+    assert not any(p.name.startswith(".") for p in run.rglob("*")), "a temporary file was left behind"
+    for fold in ("fold-01", "fold-02"):
+        chief = json.loads((run / "folds" / fold / "metrics.json").read_text())
+        alone = json.loads((tmp_path / "single" / "folds" / fold / "metrics.json").read_text())
+        assert chief["models"]["bilstm"]["accuracy"] == pytest.approx(alone["models"]["bilstm"]["accuracy"])

@@ -15,7 +15,7 @@ slower.
 
 import keras
 
-from zoo.sentiment.model import make_vectorizer
+from zoo.sentiment.model import ngram_features
 
 
 def build_baseline(config, num_classes=2, training_texts=None):
@@ -32,15 +32,7 @@ def build_baseline(config, num_classes=2, training_texts=None):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"Received an invalid value for argument `num_classes`, expected an integer >= 2, got {num_classes!r}.")
     texts = keras.Input(shape=(), dtype="string", name="texts")
-    features = make_vectorizer(
-        config,
-        training_texts,
-        name="ngram_vectorizer",
-        max_tokens=config.baseline_vocabulary_size,
-        ngrams=config.baseline_ngrams,
-        output_mode=config.baseline_output_mode,
-        sparse=config.baseline_output_mode != "tf_idf",
-    )(texts)
+    features = ngram_features(config, training_texts, texts)
     probabilities = keras.layers.Dense(
         num_classes,
         activation="softmax",

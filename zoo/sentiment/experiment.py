@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import training
-from zoo.files import atomic_path, atomic_write_json, read_json
+from zoo.distribute import is_chief
+from zoo.files import atomic_write_json, read_json
 from zoo.sentiment.baseline import build_baseline
 from zoo.sentiment.data import make_dataset, stratified_folds, stratified_split
 from zoo.sentiment.metrics import classification_metrics
@@ -58,7 +59,7 @@ class KeepBestModel(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and self.sign * float(value) < self.best:
             self.best = self.sign * float(value)
-            with atomic_path(self.path) as temporary:
+            with training.chief_writes(self.path) as temporary:
                 self.model.save(temporary)
 
 
@@ -98,7 +99,7 @@ def fit_text_classifier(build, config, train, validation, workdir, *, epochs, le
     result["monitor"] = monitor
     if os.path.exists(result["best_checkpoint"]):
         model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
-    with atomic_path(os.path.join(workdir, MODEL_FILE)) as temporary:
+    with training.chief_writes(os.path.join(workdir, MODEL_FILE)) as temporary:
         model.save(temporary)
     return model, result
 
@@ -147,7 +148,7 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
         members.append(model)
         summaries.append(_training_summary(result))
     ensemble = build_ensemble(members, name=f"sentiment_{config.model_name.replace('+', '_').replace('-', '_')}")
-    with atomic_path(os.path.join(model_dir, MODEL_FILE)) as temporary:
+    with training.chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
         ensemble.save(temporary)
     summary = {
         "epochs_run": [entry["epochs_run"] for entry in summaries],
@@ -284,7 +285,8 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
             nested=True, log=log, **kwargs,
         )
         report["fold"] = fold + 1
-        atomic_write_json(metrics_path, report)
+        if is_chief():
+            atomic_write_json(metrics_path, report)
         fold_reports.append(report)
     protocol = f"stratified {folds}-fold cross-validation, seed {config.seed}"
     if count < folds:

@@ -139,6 +139,25 @@ def make_vectorizer(config, training_texts=None, name="vectorizer", **kwargs):
     return vectorizer
 
 
+def ngram_features(config, training_texts, texts):
+    """The baseline's n-gram features of `texts` (sparse unless TF-IDF).
+
+    Unigrams up to `config.baseline_ngrams`-grams, the
+    `config.baseline_vocabulary_size` most frequent in `training_texts`,
+    encoded as `config.baseline_output_mode`. Shared by the bag-of-n-grams
+    baseline and the hybrid model's n-gram term.
+    """
+    return make_vectorizer(
+        config,
+        training_texts,
+        name="ngram_vectorizer",
+        max_tokens=config.baseline_vocabulary_size,
+        ngrams=config.baseline_ngrams,
+        output_mode=config.baseline_output_mode,
+        sparse=config.baseline_output_mode != "tf_idf",
+    )(texts)
+
+
 def build_model(config, num_classes=2, training_texts=None):
     """The recurrent text classifier: raw strings in, class probabilities out.
 
@@ -199,15 +218,7 @@ def _ngram_logits(config, num_classes, training_texts, texts):
         raise ValueError("Received `ngram_head=True` with `baseline_output_mode='tf_idf'`; the n-gram head needs sparse "
                          "features, expected 'multi_hot' or 'count'.")
     scale = (config.ngram_learning_rate or config.learning_rate) / config.learning_rate
-    features = make_vectorizer(
-        config,
-        training_texts,
-        name="ngram_vectorizer",
-        max_tokens=config.baseline_vocabulary_size,
-        ngrams=config.baseline_ngrams,
-        output_mode=config.baseline_output_mode,
-        sparse=True,
-    )(texts)
+    features = ngram_features(config, training_texts, texts)
     penalty = config.baseline_l2 * scale ** 2
     unscaled = keras.layers.Dense(
         num_classes,
