@@ -65,3 +65,42 @@ def atomic_path(path):
             os.replace(temporary, path)
     finally:
         shutil.rmtree(temporary_dir, ignore_errors=True)
+
+
+def read_text(path, encoding="utf-8", *, kind="file", fix_hint="", expected="some text"):
+    """The contents of the file at `path`, decoded strictly.
+
+    Errors a user can act on, each naming the file: a missing file
+    (`FileNotFoundError`), a directory (`IsADirectoryError`), an unknown
+    `encoding`, bytes that do not decode (`ValueError` giving the bytes,
+    their offset and line, then `fix_hint`), and a file with nothing but
+    white space (`ValueError` saying `expected`). `kind` names the file in
+    messages ("text file", "file"). A leading byte order mark is dropped.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(f"Received an invalid value for a {kind} path: {path!r}; expected a file path.")
+    shown = repr(str(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"The {kind} {shown} does not exist.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"The {kind} {shown} is a directory; expected a file.")
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode(encoding)
+    except LookupError:
+        raise ValueError(
+            f"Received an unknown `encoding` {encoding!r}; expected a Python codec name such as utf-8 or cp1252."
+        ) from None
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        bad = raw[error.start : error.end].hex(" ")
+        raise ValueError(
+            f"The {kind} {shown} is not valid {encoding}: byte(s) 0x{bad} at byte offset {error.start} "
+            f"(line {line}) cannot be decoded ({error.reason}).{' ' + fix_hint if fix_hint else ''}"
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        raise ValueError(f"The {kind} {shown} is empty; expected {expected}.")
+    return text

@@ -176,7 +176,7 @@ def test_cli_prints_error_and_exits_non_zero(tmp_path, text_file, capsys, make_a
 
 @pytest.mark.parametrize(
     "content, words",
-    [(b"", ["is empty"]), ("caf\u00e9 au lait".encode("latin-1"), ["not valid UTF-8", "offset 3"])],
+    [(b"", ["is empty"]), ("caf\u00e9 au lait".encode("latin-1"), ["not valid utf-8", "offset 3"])],
 )
 def test_cli_rejects_unusable_files(tmp_path, capsys, content, words):
     path = tmp_path / "bad.txt"

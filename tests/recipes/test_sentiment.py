@@ -63,7 +63,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, class_files):
     table = tmp_path / "table.csv"
     table.write_text("text,label\ngood,pos\nbad,neg\nodd,meh\n", encoding="utf-8")
     cases = [
-        (["--class-file", f"pos={latin}", "--class-file", f"neg={latin}"], r"latin.txt' as utf-8: byte(s) 0xe9 at byte offset 8"),
+        (["--class-file", f"pos={latin}", "--class-file", f"neg={latin}"], r"latin.txt' is not valid utf-8: byte(s) 0xe9 at byte offset 8"),
         (["--data", str(table), "--text-column", "review"], "text column 'review' is missing"),
         (["--data", str(table), "--labels", "neg,pos"], "Unknown label value 'meh' at line 4"),
         (class_files[:2], "only 1 class(es) (pos)"),

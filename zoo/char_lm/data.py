@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from zoo.files import atomic_write_text
+from zoo.files import atomic_write_text, read_text
 
 OOV_ID = 0  # every character not seen in the training text
 OOV_CHARACTER = ""  # how the out-of-vocabulary id is shown in exports and tables
@@ -26,24 +26,10 @@ EMBEDDED_NAME = "pydoc_data.topics"
 
 def read_text_file(path):
     """The contents of a UTF-8 text file; a clear error for anything else."""
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ValueError(f"Received an invalid value for argument `text` (a file path): {path!r}.")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"The text file {str(path)!r} does not exist.")
-    if os.path.isdir(path):
-        raise ValueError(f"Received `--text {str(path)!r}`, which is a directory; expected a UTF-8 text file.")
-    with open(path, "rb") as handle:
-        raw = handle.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"The text file {str(path)!r} is not valid UTF-8: byte {error.object[error.start]:#04x} at offset "
-            f"{error.start} cannot be decoded ({error.reason}). Convert it to UTF-8 first, e.g. with iconv."
-        ) from None
-    if not text:
-        raise ValueError(f"The text file {str(path)!r} is empty; expected some text to learn from.")
-    return text
+    return read_text(
+        path, "utf-8", kind="text file", expected="some text to learn from",
+        fix_hint="Convert it to UTF-8 first, e.g. with iconv.",
+    )
 
 
 def embedded_text():

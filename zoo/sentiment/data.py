@@ -22,6 +22,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from zoo.files import read_text
+
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -61,29 +63,11 @@ class TextDataset:
 # ----------------------------------------------------------------- decoding
 def read_text_file(path, encoding="utf-8"):
     """The contents of `path` decoded strictly; undecodable bytes are a ValueError naming the offset."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No such file: {path!r}.")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Expected a file but {path!r} is a directory.")
-    with open(path, "rb") as handle:
-        raw = handle.read()
-    try:
-        text = raw.decode(encoding)
-    except LookupError:
-        raise ValueError(f"Received an unknown `encoding` {encoding!r}; expected a Python codec name such as utf-8 or cp1252.") from None
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        bad = raw[error.start:error.end].hex(" ")
-        raise ValueError(
-            f"Cannot decode {path!r} as {encoding}: byte(s) 0x{bad} at byte offset {error.start} (line {line}) "
-            f"are not valid {encoding} ({error.reason}). If the file uses another encoding, pass it with "
-            "--encoding (for example --encoding cp1252 or --encoding latin-1)."
-        ) from None
-    if text.startswith("\ufeff"):  # a byte order mark is not part of the first text
-        text = text[1:]
-    if not text.strip():
-        raise ValueError(f"The file {path!r} is empty; expected labelled examples.")
-    return text
+    return read_text(
+        path, encoding, expected="labelled examples",
+        fix_hint="If the file uses another encoding, pass it with --encoding (for example --encoding cp1252 "
+        "or --encoding latin-1).",
+    )
 
 
 # ------------------------------------------------------------------- labels
