@@ -108,6 +108,35 @@ def chief_writes(path):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+class BestSoFar:
+    """The best value of `monitor` so far, recorded beside its checkpoint.
+
+    The record (`best.json` beside `best.keras`: monitor, value, epoch) is
+    written by the chief after the checkpoint, so a run that is stopped and
+    resumed compares new epochs with the best of the earlier session too,
+    and never replaces a better checkpoint with a worse one.
+    """
+
+    def __init__(self, checkpoint_path, monitor, lower_is_better=True):
+        self.checkpoint_path = checkpoint_path
+        self.record_path = os.path.splitext(checkpoint_path)[0] + ".json"
+        self.monitor = monitor
+        self.sign = 1.0 if lower_is_better else -1.0
+        self.value = math.inf  # sign * best value; lower is better
+        if os.path.exists(self.record_path) and os.path.exists(checkpoint_path):
+            record = read_json(self.record_path)
+            if record.get("monitor") == monitor:
+                self.value = self.sign * float(record["value"])
+
+    def improves(self, value):
+        return self.sign * float(value) < self.value
+
+    def record(self, value, epoch):
+        self.value = self.sign * float(value)
+        if is_chief():
+            atomic_write_json(self.record_path, {"monitor": self.monitor, "value": float(value), "epoch": epoch + 1})
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Save `last.keras` every epoch and `best.keras` on a new best `monitor`."""
 
@@ -115,7 +144,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.directory = directory
         self.monitor = monitor
-        self.best = math.inf
+        self.best = BestSoFar(os.path.join(directory, "best.keras"), monitor)
         self.diverged = False
 
     def _save(self, name):
@@ -130,9 +159,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             return
         self._save("last.keras")
         current = logs.get(self.monitor)
-        if current is not None and float(current) < self.best:
-            self.best = float(current)
+        if current is not None and self.best.improves(current):
             self._save("best.keras")
+            self.best.record(current, epoch)
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

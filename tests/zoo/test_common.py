@@ -142,6 +142,36 @@ def test_fit_writes_checkpoints_resumes_and_stops_on_nan(tmp_path):
     assert os.path.getmtime(result["last_checkpoint"]) == before
 
 
+def test_a_later_session_never_replaces_a_better_best_checkpoint(tmp_path):
+    training.set_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    workdir = str(tmp_path)
+    first = training.fit(
+        _toy_model(0.05), _dataset(x, y), workdir=workdir, epochs=3,
+        validation_data=_dataset(x, y), verbose=0, tensorboard=False,
+    )
+    best_loss = min(first["history"]["val_loss"])
+    record = json.loads(open(os.path.join(workdir, "checkpoints", "best.json")).read())
+    assert record["monitor"] == "val_loss" and record["value"] == pytest.approx(best_loss)
+    assert record["epoch"] == 1 + first["history"]["val_loss"].index(best_loss)
+    best_time = os.path.getmtime(first["best_checkpoint"])
+
+    # Another session in the same directory (as after a restart) whose model
+    # never learns (learning rate 0): its epochs are worse than the recorded
+    # best, so best.keras stays; last.keras follows the new session.
+    second = training.fit(
+        _toy_model(0.0), _dataset(x, y), workdir=workdir, epochs=1,
+        validation_data=_dataset(x, y), verbose=0, tensorboard=False,
+    )
+    assert second["history"]["val_loss"][0] > 2 * best_loss
+    assert os.path.getmtime(first["best_checkpoint"]) == best_time
+    kept = keras.saving.load_model(first["best_checkpoint"], safe_mode=True)
+    assert kept.evaluate(_dataset(x, y), verbose=0) == pytest.approx(best_loss, rel=1e-5)
+    last = keras.saving.load_model(second["last_checkpoint"], safe_mode=True)
+    assert last.evaluate(_dataset(x, y), verbose=0) == pytest.approx(second["history"]["val_loss"][0], rel=1e-5)
+
+
 def test_time_budget_stops_after_current_batch(tmp_path):
     x = np.zeros((64, 3), "float32")
     result = training.fit(

@@ -270,7 +270,7 @@ def test_two_workers_run_the_char_lm_recipe_like_one_process(tmp_path):
     assert chief == pytest.approx(curve(single), rel=1e-4)  # and it trained as one process would
     assert "written by the chief" in outputs[1]
     run = tmp_path / "run"
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.keras", "last.keras"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.json", "best.keras", "last.keras"]
     assert not any(p.name.startswith(".") for p in run.rglob("*")), "a temporary file was left behind"
     metrics = json.loads((run / "metrics.json").read_text())
     assert [row["val_nats_per_char"] for row in metrics["curve"]] == pytest.approx(chief, abs=1e-4)

@@ -52,15 +52,15 @@ class KeepBestModel(keras.callbacks.Callback):
         super().__init__()
         self.path = path
         self.monitor = monitor
-        self.sign = 1.0 if "loss" in monitor else -1.0  # compare sign * value, lower is better
-        self.best = float("inf")
+        # The best of an earlier session counts too when a run is resumed.
+        self.best = training.BestSoFar(path, monitor, lower_is_better="loss" in monitor)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is not None and self.sign * float(value) < self.best:
-            self.best = self.sign * float(value)
+        if value is not None and self.best.improves(value):
             with training.chief_writes(self.path) as temporary:
                 self.model.save(temporary)
+            self.best.record(value, epoch)
 
 
 def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
