@@ -52,6 +52,17 @@ def is_chief():
     return task_type == "worker" and index == 0 and not has_chief
 
 
+def rows_per_replica(strategy, global_batch_size):
+    """`global_batch_size / replicas`; a ValueError if the replicas cannot share the batch."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(
+            f"Received a global batch size of {global_batch_size}, which {replicas} replicas cannot share; "
+            f"expected a multiple of {replicas} (set `batch_size` accordingly)."
+        )
+    return global_batch_size // replicas
+
+
 def distribute_row_streams(strategy, dataset, global_batch_size):
     """Distribute fixed-size global batches so every replica keeps its rows.
 
@@ -74,15 +85,9 @@ def distribute_row_streams(strategy, dataset, global_batch_size):
     Returns:
         `dataset` itself, or a distributed dataset for `Model.fit`.
     """
-    replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
+    rows = rows_per_replica(strategy, global_batch_size)
+    if strategy.num_replicas_in_sync == 1:
         return dataset
-    if global_batch_size % replicas:
-        raise ValueError(
-            f"Received a global batch size of {global_batch_size}, which {replicas} replicas cannot share; "
-            f"expected a multiple of {replicas} (set `batch_size` accordingly)."
-        )
-    rows = global_batch_size // replicas
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
         return strategy.experimental_distribute_dataset(_with_static_batch(dataset, global_batch_size), options)

@@ -118,7 +118,6 @@ class BestSoFar:
     """
 
     def __init__(self, checkpoint_path, monitor, lower_is_better=True):
-        self.checkpoint_path = checkpoint_path
         self.record_path = os.path.splitext(checkpoint_path)[0] + ".json"
         self.monitor = monitor
         self.sign = 1.0 if lower_is_better else -1.0

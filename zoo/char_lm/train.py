@@ -129,18 +129,11 @@ def train_and_evaluate(
             os.remove(os.path.join(workdir, CURVE_FILE))
 
     strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise ValueError(
-            f"Received `batch_size={config.batch_size}`, which the {replicas} replicas of the distribution "
-            f"strategy cannot share; expected a multiple of {replicas}."
-        )
+    rows = distribute.rows_per_replica(strategy, config.batch_size)
     with strategy.scope():
         # Each replica runs its own block of streams, so the stateful
         # layers hold that replica's rows only.
-        model = model_lib.build_model(
-            config, vocabulary_size=corpus.vocabulary.size, batch_size=config.batch_size // replicas
-        )
+        model = model_lib.build_model(config, vocabulary_size=corpus.vocabulary.size, batch_size=rows)
         model_lib.compile_model(model, config)
     curve = EpochCurve(os.path.join(workdir, CURVE_FILE), write=is_chief)
     result = training.fit(
