@@ -17,8 +17,16 @@ backend. For a whole sequence it
    and those of `kernel`, `bias` and the inputs are `X^T @ dZ`, a column
    sum and `dZ @ kernel^T`.
 
-Without `training`, only the forward loop of step 2 runs, saving nothing; a
-gradient taken anyway comes from TensorFlow's differentiation of that loop.
+Without `training`, the forward loop saves nothing; a gradient taken anyway
+runs the saving forward loop once more and then the same backward loop.
+
+With `jit_compile`, each loop is compiled by XLA into one program: on a CPU
+this removes the per-operation cost of TensorFlow's graph executor, which
+dominates a loop of many small operations, and fuses the gate arithmetic.
+The input projection and the weight-gradient products stay outside, as
+TensorFlow's own matrix-product kernels. A compiled loop is specialised to
+its input shapes: each new shape compiles once (a second or two). Without
+it the loops run as graph loops.
 
 All three cells share one driver (`run_recurrence`); each cell contributes
 only its step arithmetic (`_SimpleRNNMath`, `_LSTMMath`, `_GRUMath`).
@@ -98,6 +106,11 @@ def resolve_activation(function):
         return _KNOWN_ACTIVATIONS.get(function)
     except TypeError:  # unhashable callable
         return None
+
+
+def _cut(x):
+    """`x` with no gradient flowing through it (`None` stays `None`)."""
+    return None if x is None else tf.stop_gradient(x)
 
 
 def _times(x, factor):
@@ -197,6 +210,23 @@ class _RecurrenceMath:
         self.recurrent_mask = recurrent_mask
         self.activation = activation
         self.recurrent_activation = recurrent_activation
+
+    def detached(self):
+        """The same math on weights that no gradient tape follows.
+
+        The loops run inside `tf.custom_gradient`, whose gradient is written
+        by hand; a tape that recorded them anyway (as an eager tape does)
+        would keep their intermediates alive for nothing, and a loop
+        compiled with XLA cannot be recorded at all.
+        """
+        return type(self)(
+            self.units,
+            _cut(self.recurrent_kernel),
+            _cut(self.recurrent_bias),
+            _cut(self.recurrent_mask),
+            self.activation,
+            self.recurrent_activation,
+        )
 
     def dropped(self, h):
         return h if self.recurrent_mask is None else h * self.recurrent_mask
@@ -465,29 +495,62 @@ def _empty_arrays(count, dtype, length):
     )
 
 
-# The per-step records live in a TensorList: pushed by the forward loop and
-# popped by the backward loop, which runs in reverse, so each step's records
-# are freed as soon as the step has been back-propagated.
+# The per-step records of the graph loops live in a TensorList: pushed by the
+# forward loop and popped by the backward loop, which runs in reverse, so
+# each step's records are freed as soon as the step has been
+# back-propagated.
 _ANY_SHAPE = -1
 
 
-def _empty_list(dtype, length):
-    # A bounded size lets XLA compile the loops.
-    return tf.raw_ops.EmptyTensorList(
-        element_shape=tf.constant(_ANY_SHAPE), max_num_elements=length, element_dtype=dtype
-    )
+class _ListRecords:
+    """Per-step records in a TensorList (graph loops)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.shape = None  # static shape of one step's records, seen while tracing
+
+    def empty(self, length):
+        return tf.raw_ops.EmptyTensorList(
+            element_shape=tf.constant(_ANY_SHAPE), max_num_elements=length, element_dtype=self.dtype
+        )
+
+    def save(self, store, t, records):
+        self.shape = records.shape
+        return tf.raw_ops.TensorListPushBack(input_handle=store, tensor=records)
+
+    def done(self, store):
+        return store
+
+    def load(self, store, t):
+        store, records = tf.raw_ops.TensorListPopBack(
+            input_handle=store, element_shape=tf.constant(_ANY_SHAPE), element_dtype=self.dtype
+        )
+        records.set_shape(self.shape)
+        return store, records
 
 
-def _push(tensor_list, tensor):
-    return tf.raw_ops.TensorListPushBack(input_handle=tensor_list, tensor=tensor)
+class _DenseRecords:
+    """Per-step records stacked into one tensor (XLA-compiled loops).
 
+    A compiled loop cannot hand a TensorList to the code outside it, so the
+    forward loop returns the records of all steps as one tensor, which the
+    backward loop slices.
+    """
 
-def _pop(tensor_list, shape, dtype):
-    tensor_list, tensor = tf.raw_ops.TensorListPopBack(
-        input_handle=tensor_list, element_shape=tf.constant(_ANY_SHAPE), element_dtype=dtype
-    )
-    tensor.set_shape(shape)
-    return tensor_list, tensor
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def empty(self, length):
+        return tf.TensorArray(self.dtype, size=length)
+
+    def save(self, store, t, records):
+        return store.write(t, records)
+
+    def done(self, store):
+        return store.stack()
+
+    def load(self, store, t):
+        return store, store[t]
 
 
 def _chunk_start(t, truncate_every):
@@ -503,9 +566,82 @@ def _project(inputs, kernel, bias):
     return tf.reshape(projected, [shape[0], shape[1], kernel.shape[-1]])
 
 
+def _compiled(function, jit_compile):
+    """`function` itself, or compiled with XLA as one cluster."""
+    return tf.function(function, jit_compile=True, autograph=False) if jit_compile else function
+
+
+def _forward_saving_loop(math, record_store, projected, initial, valid):
+    """The forward loop of training: `(h_seq, final_states, records)`."""
+    length = tf.shape(projected)[0]
+    projected_steps = _Steps(projected)
+    valid_steps = _Steps(valid) if valid is not None else None
+
+    def body(t, states, h_array, records_so_far):
+        states = list(states)
+        new_states, records = math.step_saving(projected_steps.read(t), states)
+        # One stack along a new first axis (a plain copy) per step: every
+        # extra list would add loop variables, whose bookkeeping costs more
+        # per step than the copy.
+        records = records[0] if len(records) == 1 else tf.stack(records, axis=0)
+        if valid_steps is not None:
+            valid_t = valid_steps.read(t)
+            new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
+        h_array = h_array.write(t, new_states[0])
+        return t + 1, tuple(new_states), h_array, record_store.save(records_so_far, t, records)
+
+    _, final_states, h_array, records = tf.while_loop(
+        lambda t, *_: t < length,
+        body,
+        (tf.constant(0), tuple(initial), _empty_arrays(1, projected.dtype, length)[0], record_store.empty(length)),
+    )
+    return h_array.stack(), tuple(final_states), record_store.done(records)
+
+
+def _backward_loop(math, record_store, d_h_seq, d_final, records, valid, truncate_every):
+    """The backward loop: `(d_initial_states, writes_seq)`."""
+    length = tf.shape(d_h_seq)[0]
+    d_h_steps = _Steps(d_h_seq)
+    valid_steps = _Steps(valid) if valid is not None else None
+
+    def body(t, state_grads, records, write_arrays):
+        state_grads = list(state_grads)
+        state_grads[0] = state_grads[0] + d_h_steps.read(t)
+        records, records_t = record_store.load(records, t)
+        if math.record_count == 1:
+            records_t = [records_t]
+        else:
+            records_t = tf.unstack(records_t, num=math.record_count, axis=0)
+        if valid_steps is not None:
+            # Masked step: the state passed through unchanged, and so does
+            # its gradient; the step itself gets none.
+            valid_t = valid_steps.read(t)
+            zero = tf.zeros_like(state_grads[0])
+            through = [tf.where(valid_t, g, zero) for g in state_grads]
+            carried = [tf.where(valid_t, zero, g) for g in state_grads]
+            prev_grads, writes = math.backward_step(through, records_t)
+            prev_grads = [p + c for p, c in zip(prev_grads, carried)]
+        else:
+            prev_grads, writes = math.backward_step(state_grads, records_t)
+        if truncate_every is not None:
+            # A chunk starts at this step: its incoming states are constants,
+            # so no gradient reaches the previous chunk.
+            cut = _chunk_start(t, truncate_every)
+            prev_grads = [tf.where(cut, tf.zeros_like(g), g) for g in prev_grads]
+        write_arrays = tuple(a.write(t, w) for a, w in zip(write_arrays, writes))
+        return t - 1, tuple(prev_grads), records, write_arrays
+
+    _, d_initial, _, write_arrays = tf.while_loop(
+        lambda t, *_: t >= 0,
+        body,
+        (length - 1, tuple(d_final), records, _empty_arrays(math.write_count, d_h_seq.dtype, length)),
+    )
+    return tuple(d_initial), tuple(a.stack() for a in write_arrays)
+
+
 def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
-                   truncate_every=None, hand_written_gradient=True):
-    """Run a recurrence over time-major `inputs`.
+                   truncate_every=None, save_for_gradient=True, jit_compile=False):
+    """Run a recurrence over time-major `inputs`, with a hand-written gradient.
 
     Args:
         math: A `_RecurrenceMath` holding the recurrent weights (tensors).
@@ -518,110 +654,73 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
             states over unchanged.
         truncate_every: Optional positive int k: no gradient flows into the
             states entering steps k, 2k, ... (processing order).
-        hand_written_gradient: If `True`, save per-step derivative factors
-            and back-propagate with the hand-written loop. If `False`, run
-            only the forward step (inference); a gradient, if one is taken,
-            comes from TensorFlow's automatic differentiation of the loop.
+        save_for_gradient: If `True` (training), the forward loop saves the
+            per-step derivative factors for the backward loop. If `False`
+            (inference), it saves nothing; a gradient taken anyway runs the
+            saving forward loop again first, then the same backward loop.
+        jit_compile: If `True`, each loop is compiled with XLA as one
+            cluster; the input projection and the weight-gradient products
+            stay outside, as TensorFlow's own kernels.
 
     Returns:
         `(h_seq, final_states)`: the carried first state (`h`) at every
         step, `(time, batch, units)`, and the list of final states.
     """
-    if not hand_written_gradient:
-        projected = _project(inputs, kernel, input_bias)
-        return _forward_only(math, projected, initial_states, valid, truncate_every)
-
     recurrent_kernel = math.recurrent_kernel
     recurrent_bias = math.recurrent_bias
     state_count = math.state_count
-    dtype = inputs.dtype
+    input_bias_given = input_bias is not None
 
     @tf.custom_gradient
     def recurrence(inputs, kernel, recurrent_kernel, *rest):
         # `rest` = initial states, then the input and recurrent biases that exist.
-        initial = list(rest[:state_count])
+        initial = [_cut(s) for s in rest[:state_count]]
         biases = list(rest[state_count:])
         input_bias = biases.pop(0) if input_bias_given else None
-        # The projection is computed here, not passed in, so that it is freed
-        # after the forward loop: the backward pass needs only `inputs`.
-        projected = _project(inputs, kernel, input_bias)
-        length = tf.shape(projected)[0]
-        projected_steps = _Steps(projected)
-        valid_steps = _Steps(valid) if valid is not None else None
-
-        record_shape = []  # static shape of the stacked records, seen while tracing
-
-        def forward_body(t, states, h_array, record_list):
-            states = list(states)
-            new_states, records = math.step_saving(projected_steps.read(t), states)
-            # One stack along a new first axis (a plain copy) per step: every
-            # extra list would add loop variables, whose bookkeeping costs
-            # more per step than the copy.
-            records = records[0] if len(records) == 1 else tf.stack(records, axis=0)
-            record_shape[:] = [records.shape]
-            if valid_steps is not None:
-                valid_t = valid_steps.read(t)
-                new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
-            h_array = h_array.write(t, new_states[0])
-            return t + 1, tuple(new_states), h_array, _push(record_list, records)
-
-        _, final_states, h_array, record_list = tf.while_loop(
-            lambda t, *_: t < length,
-            forward_body,
-            (tf.constant(0), tuple(initial), _empty_arrays(1, dtype, length)[0], _empty_list(dtype, length)),
+        inner = math.detached()
+        record_store = (_DenseRecords if jit_compile else _ListRecords)(inputs.dtype)
+        forward_saving = _compiled(
+            lambda projected, initial, valid: _forward_saving_loop(inner, record_store, projected, initial, valid),
+            jit_compile,
         )
-        h_seq = h_array.stack()
+
+        def saving_pass():
+            # The projection is made here, not passed in, so that it is freed
+            # after the forward loop: the backward pass needs only `inputs`.
+            projected = _project(_cut(inputs), _cut(kernel), _cut(input_bias))
+            return forward_saving(projected, tuple(initial), valid)
+
+        if save_for_gradient:
+            h_seq, final_states, records = saving_pass()
+        else:
+            forward = _compiled(lambda projected, initial, valid: _forward_only(inner, projected, initial, valid),
+                                jit_compile)
+            projected = _project(_cut(inputs), _cut(kernel), _cut(input_bias))
+            h_seq, final_states = forward(projected, tuple(initial), valid)
+            records = None
         final_states = list(final_states)
 
         def gradient(d_h_seq, *d_final_extra):
-            d_h_steps = _Steps(tf.zeros_like(h_seq) if d_h_seq is None else d_h_seq)
+            saved = records
+            if saved is None:
+                saved = saving_pass()[2]
+            if d_h_seq is None:
+                d_h_seq = tf.zeros_like(h_seq)
             d_final = [tf.zeros_like(final_states[0])]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
-
-            def backward_body(t, state_grads, record_list, write_arrays):
-                state_grads = list(state_grads)
-                state_grads[0] = state_grads[0] + d_h_steps.read(t)
-                record_list, records_t = _pop(record_list, record_shape[0], dtype)
-                if math.record_count == 1:
-                    records_t = [records_t]
-                else:
-                    records_t = tf.unstack(records_t, num=math.record_count, axis=0)
-                if valid_steps is not None:
-                    # Masked step: the state passed through unchanged, and so
-                    # does its gradient; the step itself gets none.
-                    valid_t = valid_steps.read(t)
-                    zero = tf.zeros_like(state_grads[0])
-                    through = [tf.where(valid_t, g, zero) for g in state_grads]
-                    carried = [tf.where(valid_t, zero, g) for g in state_grads]
-                    prev_grads, writes = math.backward_step(through, records_t)
-                    prev_grads = [p + c for p, c in zip(prev_grads, carried)]
-                else:
-                    prev_grads, writes = math.backward_step(state_grads, records_t)
-                if truncate_every is not None:
-                    # A chunk starts at this step: its incoming states are
-                    # constants, so no gradient reaches the previous chunk.
-                    cut = _chunk_start(t, truncate_every)
-                    prev_grads = [tf.where(cut, tf.zeros_like(g), g) for g in prev_grads]
-                write_arrays = tuple(a.write(t, w) for a, w in zip(write_arrays, writes))
-                return t - 1, tuple(prev_grads), record_list, write_arrays
-
-            _, d_initial, _, write_arrays = tf.while_loop(
-                lambda t, *_: t >= 0,
-                backward_body,
-                (
-                    length - 1,
-                    tuple(d_final),
-                    record_list,
-                    _empty_arrays(math.write_count, dtype, length),
+            backward = _compiled(
+                lambda d_h_seq, d_final, saved, valid: _backward_loop(
+                    inner, record_store, d_h_seq, d_final, saved, valid, truncate_every
                 ),
+                jit_compile,
             )
-            writes_seq = [a.stack() for a in write_arrays]
-            d_projected, d_recurrent_kernel, d_recurrent_bias = math.finish(
-                writes_seq, math.dropped(initial[0]), math.dropped(h_seq)
+            d_initial, writes_seq = backward(d_h_seq, tuple(d_final), saved, valid)
+            d_projected, d_recurrent_kernel, d_recurrent_bias = inner.finish(
+                list(writes_seq), inner.dropped(initial[0]), inner.dropped(h_seq)
             )
             d_inputs, d_kernel, d_input_bias = _input_gradients(
-                d_projected, inputs, kernel, input_bias is not None
+                d_projected, _cut(inputs), _cut(kernel), input_bias is not None
             )
             grads = [d_inputs, d_kernel, d_recurrent_kernel, *d_initial]
             if input_bias is not None:
@@ -632,7 +731,6 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
 
         return (h_seq, *final_states[1:]), gradient
 
-    input_bias_given = input_bias is not None
     args = [inputs, kernel, recurrent_kernel, *initial_states]
     if input_bias is not None:
         args.append(input_bias)
@@ -643,17 +741,14 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     return h_seq, [h_seq[-1], *outputs[1:]]
 
 
-def _forward_only(math, projected, initial_states, valid, truncate_every):
-    """The recurrence with nothing saved for the hand-written gradient."""
+def _forward_only(math, projected, initial_states, valid):
+    """The recurrence with nothing saved for the gradient: `(h_seq, final_states)`."""
     length = tf.shape(projected)[0]
     projected_steps = _Steps(projected)
     valid_steps = _Steps(valid) if valid is not None else None
 
     def body(t, states, h_array):
         states = list(states)
-        if truncate_every is not None:
-            cut = _chunk_start(t, truncate_every)
-            states = [tf.where(cut, tf.stop_gradient(s), s) for s in states]
         new_states = math.step(projected_steps.read(t), states)
         if valid_steps is not None:
             valid_t = valid_steps.read(t)
@@ -665,8 +760,7 @@ def _forward_only(math, projected, initial_states, valid, truncate_every):
         body,
         (tf.constant(0), tuple(initial_states), _empty_arrays(1, projected.dtype, length)[0]),
     )
-    h_seq = h_array.stack()
-    return h_seq, list(final_states)
+    return h_array.stack(), tuple(final_states)
 
 
 # --------------------------------------------------------------------------
@@ -702,6 +796,7 @@ def fused_inner_loop(
     return_sequences,
     zero_output_for_mask,
     truncate_every,
+    jit_compile=False,
 ):
     """The fused equivalent of `keras.layers.RNN.inner_loop` for our cells.
 
@@ -758,7 +853,8 @@ def fused_inner_loop(
         initial_state,
         valid=valid,
         truncate_every=truncate_every,
-        hand_written_gradient=bool(training),
+        save_for_gradient=bool(training),
+        jit_compile=jit_compile,
     )
 
     # Outputs at masked steps: Keras repeats the previous output (zeros

@@ -2,10 +2,11 @@
 
 Each layer is a `keras.layers.RNN` that owns one of our cells and takes the
 same arguments as the Keras layer of the same name, plus `bptt_steps` for
-truncated back-propagation through time and `fused`. On the TensorFlow
-backend a whole sequence runs on a fused path (`layers.fused`): one input
-projection for all steps, the recurrence in one `tf.while_loop`, and, in
-training, back-propagation through time written by hand. Anything that path
+truncated back-propagation through time, `fused` and `jit_compile`. On the
+TensorFlow backend a whole sequence runs on a fused path (`layers.fused`):
+one input projection for all steps, the recurrence in one `tf.while_loop`
+(compiled with XLA unless `jit_compile=False`), and, in training,
+back-propagation through time written by hand. Anything that path
 does not support runs the cell inside `keras.layers.RNN` instead.
 """
 
@@ -35,6 +36,7 @@ class _SequenceLayer(keras.layers.RNN):
         unroll=False,
         bptt_steps=None,
         fused=True,
+        jit_compile="auto",
         activity_regularizer=None,
         **kwargs,
     ):
@@ -65,6 +67,12 @@ class _SequenceLayer(keras.layers.RNN):
                 f"got {type(fused).__name__} {fused!r}."
             )
         self.fused = fused
+        if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
+            raise TypeError(
+                "Received an invalid value for argument `jit_compile`, expected True, False or 'auto', "
+                f"got {type(jit_compile).__name__} {jit_compile!r}."
+            )
+        self.jit_compile = jit_compile
         # Which path the last call (or trace, inside `tf.function`) took,
         # "fused" or "cell", and why the cell path was taken.
         self.last_path = None
@@ -94,6 +102,18 @@ class _SequenceLayer(keras.layers.RNN):
         )
         return fused.fallback_reason(self.cell, sequences, math_class)
 
+    def _compiles_loops(self, sequences):
+        """Whether this call's fused loops are compiled with XLA (see `jit_compile`)."""
+        if self.jit_compile != "auto":
+            return self.jit_compile
+        import tensorflow as tf
+
+        # Compiled code is specialised to its shapes and cached with the
+        # traced function. An eager call would compile anew every time, and
+        # an unknown batch or time dimension suggests shapes that change
+        # from call to call.
+        return not tf.executing_eagerly() and None not in tuple(sequences.shape[:2])
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
             mask = mask[0]
@@ -119,6 +139,7 @@ class _SequenceLayer(keras.layers.RNN):
                 return_sequences=self.return_sequences,
                 zero_output_for_mask=self.zero_output_for_mask,
                 truncate_every=self.bptt_steps,
+                jit_compile=self._compiles_loops(sequences),
             )
         self.last_path = "cell"
         if self.bptt_steps is None:
@@ -184,7 +205,8 @@ class _SequenceLayer(keras.layers.RNN):
         config = super().get_config()
         config.pop("cell", None)
         config.pop("zero_output_for_mask", None)
-        return {**config, **cell_config, "bptt_steps": self.bptt_steps, "fused": self.fused}
+        return {**config, **cell_config, "bptt_steps": self.bptt_steps, "fused": self.fused,
+                "jit_compile": self.jit_compile}
 
     @classmethod
     def from_config(cls, config):
@@ -201,7 +223,10 @@ _SHARED_DOC = """
     carries only the state gradients, and the weight gradients are single
     matrix products over all steps after it. With `training=False` nothing
     is saved for back-propagation (fast inference); a gradient taken anyway
-    comes from TensorFlow's differentiation of that loop and is the same.
+    runs the saving forward loop again, then the same backward loop. Inside
+    a `tf.function` with known batch and time dimensions (as in Keras's
+    `fit`, `evaluate` and `predict` on fixed-size batches), the loops are
+    compiled with XLA (see `jit_compile`); the model itself needs no XLA.
     The fused path supports `return_sequences`, `return_state`,
     `go_backwards`, `initial_state` (with its gradient), `stateful`, masks
     (left- or right-padded or with holes: at a masked step the states and
@@ -236,6 +261,15 @@ _SHARED_DOC = """
             integer k, the chunk length of truncated back-propagation.
         fused: `True` (default) to use the fused path where it applies,
             `False` to always run the cell path.
+        jit_compile: Whether the fused path's loops are compiled with XLA,
+            which makes them faster on a CPU (see the README's benchmark)
+            but costs a compilation (a second or two) for every new input
+            shape. `"auto"` (default): compiled when the layer is called
+            inside a `tf.function` and the batch and time dimensions are
+            known there; an eager call, or a traced one with a dimension
+            unknown (say, texts padded to the longest in each batch), runs
+            graph loops. `True`: always compiled (an eager call compiles
+            every time). `False`: never.
         **kwargs: Cell arguments ({cell}: activation, dropout, ...) and base
             layer arguments.
 
@@ -253,7 +287,8 @@ class SimpleRNN(_SequenceLayer):
     """Fully connected recurrent layer over whole sequences (our `SimpleRNNCell`).
 
     Takes the arguments of `keras.layers.SimpleRNN` with the same meaning, plus
-    `bptt_steps` and `fused`. Weights are interchangeable with Keras's layer.
+    `bptt_steps`, `fused` and `jit_compile`. Weights are interchangeable with
+    Keras's layer.
     {shared}
     Example:
 
@@ -271,7 +306,8 @@ class LSTM(_SequenceLayer):
     """Long short-term memory layer over whole sequences (our `LSTMCell`).
 
     Takes the arguments of `keras.layers.LSTM` with the same meaning, plus
-    `bptt_steps` and `fused`. Weights are interchangeable with Keras's layer.
+    `bptt_steps`, `fused` and `jit_compile`. Weights are interchangeable with
+    Keras's layer.
     {shared}
     Example:
 
@@ -293,8 +329,8 @@ class GRU(_SequenceLayer):
     """Gated recurrent unit layer over whole sequences (our `GRUCell`).
 
     Takes the arguments of `keras.layers.GRU` with the same meaning (including
-    `reset_after`, both values fused), plus `bptt_steps` and `fused`. Weights
-    are interchangeable with Keras's layer.
+    `reset_after`, both values fused), plus `bptt_steps`, `fused` and
+    `jit_compile`. Weights are interchangeable with Keras's layer.
     {shared}
     Example:
 

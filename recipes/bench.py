@@ -1,11 +1,14 @@
 """Benchmark the fused sequence layers against Keras's built-in layers.
 
 For SimpleRNN, LSTM and GRU and a grid of sizes (batch, steps, inputs,
-units), three contenders with the same weights:
+units), four contenders with the same weights:
 
 - `fused`: our layer (`layers.LSTM`, ...), which takes the fused TensorFlow
   path (one input projection, a `tf.while_loop` recurrence and hand-written
-  back-propagation through time);
+  back-propagation through time), as it runs by default inside a
+  `tf.function` with known shapes: its loops compiled by XLA;
+- `fused-graph`: the same layer with `jit_compile=False`, its loops run by
+  TensorFlow's graph executor;
 - `cell`: our cell inside `keras.layers.RNN` (the generic cell path);
 - `keras`: Keras's built-in layer (`keras.layers.LSTM`, ...). Without a GPU
   it runs Keras's own cell inside `keras.layers.RNN`, so it is also the
@@ -81,7 +84,7 @@ import sys
 import time
 
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
-CONTENDERS = ("fused", "cell", "keras")
+CONTENDERS = ("fused", "fused-graph", "cell", "keras")
 FLOOR = "floor"
 # The floor is timed with the states as rows and as columns (see
 # `floor_functions`); the faster of the two is the floor.
@@ -128,6 +131,8 @@ def build_contender(name, kind, units):
     ours, builtin, cell = _layer_classes(kind)
     if name == "fused":
         return ours(units, return_sequences=True)
+    if name == "fused-graph":
+        return ours(units, return_sequences=True, jit_compile=False)
     if name == "cell":
         return keras.layers.RNN(cell(units), return_sequences=True)
     if name == "keras":
@@ -353,7 +358,7 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
                 weights = [rng.uniform(-0.1, 0.1, size=w.shape).astype("float32") for w in layer.get_weights()]
             layer.set_weights(weights)
             functions[contender_label(name, jit_compile)] = step_functions(layer, inputs, targets, jit_compile)
-            if name == "fused" and layer.last_path != "fused":
+            if name.startswith("fused") and layer.last_path != "fused":
                 raise RuntimeError(f"the fused contender ran the cell path: {layer.fallback_reason}")
         for layout in FLOOR_LAYOUTS:
             label = contender_label(f"{FLOOR}-{layout}", jit_compile)

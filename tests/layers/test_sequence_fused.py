@@ -2,8 +2,12 @@
 
 Every comparison runs the same weights and inputs through
 
-- our layer (fused path: hand-written BPTT when `training=True`, the lean
-  inference loop differentiated by TensorFlow when `training=False`),
+- our layer (fused path: the forward loop saves what the hand-written BPTT
+  needs when `training=True`; with `training=False` the lean inference
+  loop runs, and a gradient taken anyway repeats the saving forward loop
+  before the hand-written BPTT), with its loops run as TensorFlow graph
+  loops (what an eager call does by default) and compiled by XLA
+  (`jit_compile=True`),
 - Keras's built-in layer (`keras.layers.LSTM`, ...), and
 - our cell inside `keras.layers.RNN` (the generic cell path),
 
@@ -86,11 +90,12 @@ def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=
     ours.set_weights(weights)
     cell_options = {k: v for k, v in options.items() if k in CELL_ARGUMENTS or k == "dtype"}
     rnn_options = {
-        k: v for k, v in options.items() if k not in CELL_ARGUMENTS and k not in ("bptt_steps", "fused")
+        k: v for k, v in options.items() if k not in CELL_ARGUMENTS and k not in ("bptt_steps", "fused", "jit_compile")
     }
     references = []
     if with_keras:
-        builtin = keras_class(units, **options) if "bptt_steps" not in options else None
+        keras_options = {k: v for k, v in options.items() if k not in ("fused", "jit_compile")}
+        builtin = keras_class(units, **keras_options) if "bptt_steps" not in options else None
         if builtin is not None:
             builtin.build((batch, None, features))
             builtin.set_weights(weights)
@@ -182,6 +187,30 @@ SETTINGS = [
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fused_equals_keras_and_cell_path(kind, setting, training):
     compare_setting(kind, training, **setting)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_compiled_loops_equal_keras_and_cell_path(kind, setting, training):
+    # The same comparisons with the loops compiled by XLA (records stacked
+    # into one tensor) instead of run as graph loops (records in a TensorList).
+    compare_setting(kind, training, jit_compile=True, **setting)
+
+
+def test_loops_are_compiled_when_traced_with_known_shapes():
+    def compiled_functions(layer, training, spec=tf.TensorSpec((2, 4, 3))):
+        concrete = tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec)
+        library = concrete.graph.as_graph_def().library.function
+        return {f.signature.name for f in library if f.attr["_XlaMustCompile"].b}
+
+    for training in (True, False):
+        assert compiled_functions(layers.LSTM(5), training), training
+        assert compiled_functions(layers.LSTM(5, jit_compile=True), training), training
+        assert not compiled_functions(layers.LSTM(5, jit_compile=False), training), training
+        for unknown in (tf.TensorSpec((None, 4, 3)), tf.TensorSpec((2, None, 3))):
+            assert not compiled_functions(layers.LSTM(5), training, unknown), (training, unknown)
+            assert compiled_functions(layers.LSTM(5, jit_compile=True), training, unknown), (training, unknown)
 
 
 FULL_GRID = [
@@ -458,11 +487,14 @@ def test_truncated_bptt_equals_stop_gradient_reference(kind, bptt_steps, go_back
     mask_array = sequence_mask(mask)
     reference_layer, _ = make_layers(kind, with_keras=False, **options)
     expected = run(_TruncatedReference(reference_layer), inputs, mask_array, initial)
-    for fused, training in ((True, True), (True, False), (False, True)):
-        layer, _ = make_layers(kind, with_keras=False, fused=fused, **options)
+    for fused, training, jit_compile in (
+        (True, True, "auto"), (True, False, "auto"), (True, True, True), (True, False, True), (False, True, "auto")
+    ):
+        layer, _ = make_layers(kind, with_keras=False, fused=fused, jit_compile=jit_compile, **options)
         result = run(layer, inputs, mask_array, initial, training=training)
         assert layer.last_path == ("fused" if fused else "cell")
-        assert_same(result, expected, f"{kind} bptt_steps={bptt_steps} fused={fused} training={training}")
+        label = f"{kind} bptt_steps={bptt_steps} fused={fused} training={training} jit_compile={jit_compile}"
+        assert_same(result, expected, label)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -492,3 +524,9 @@ def test_invalid_bptt_steps_is_rejected(value):
 def test_invalid_fused_is_rejected():
     with pytest.raises(TypeError, match="`fused`.*bool"):
         layers.GRU(3, fused="yes")
+
+
+def test_invalid_jit_compile_is_rejected():
+    for value in ("yes", 1, None):
+        with pytest.raises(TypeError, match="`jit_compile`.*True, False or 'auto'"):
+            layers.LSTM(3, jit_compile=value)

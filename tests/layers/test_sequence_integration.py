@@ -146,16 +146,20 @@ def test_keras_file_round_trip_in_safe_mode(tmp_path):
     assert loaded.layers[2].go_backwards and not loaded.layers[2].reset_after
 
 
-def test_export_serves_in_a_fresh_process_without_this_project(tmp_path):
+@pytest.mark.parametrize("jit_compile", ["auto", True])
+def test_export_serves_in_a_fresh_process_without_this_project(tmp_path, jit_compile):
+    # The export signature has unknown batch and time dimensions, so "auto"
+    # saves graph loops and True saves loops compiled by XLA when served.
     inputs = keras.Input((None, FEATURES))
-    hidden = layers.LSTM(6, return_sequences=True, bptt_steps=2)(inputs)
-    hidden = layers.SimpleRNN(3, return_sequences=True, go_backwards=True)(hidden)
-    model = keras.Model(inputs, keras.layers.Dense(1)(layers.GRU(5)(hidden)))
+    hidden = layers.LSTM(6, return_sequences=True, bptt_steps=2, jit_compile=jit_compile)(inputs)
+    hidden = layers.SimpleRNN(3, return_sequences=True, go_backwards=True, jit_compile=jit_compile)(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(1)(layers.GRU(5, jit_compile=jit_compile)(hidden)))
     inputs = np.random.default_rng(5).normal(size=(3, 5, FEATURES)).astype("float32")
     expected = model.predict(inputs, verbose=0)
     assert model.layers[1].last_path == "fused"
     export_dir = tmp_path / "export"
     model.export(str(export_dir), verbose=False)
+    assert (b"_XlaMustCompile" in (export_dir / "saved_model.pb").read_bytes()) == (jit_compile is True)
     loaded = tf.saved_model.load(str(export_dir))
     served_here = loaded.serve(tf.constant(inputs)).numpy()
     np.save(tmp_path / "inputs.npy", inputs)

@@ -23,7 +23,7 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
     (case,) = report["timing"]
     assert (case["cell"], case["batch"], case["steps"], case["inputs"], case["units"]) == ("GRU", 4, 6, 3, 5)
     for mode in ("train", "forward"):
-        assert set(case[mode]) == {"fused", "cell", "keras", "floor"}
+        assert set(case[mode]) == {"fused", "fused-graph", "cell", "keras", "floor"}
         assert case[mode]["keras"]["speedup"] == pytest.approx(1.0)
         floor = case[mode]["floor"]
         assert floor["layout"] in bench.FLOOR_LAYOUTS and floor["floor_multiple"] == pytest.approx(1.0)
@@ -40,7 +40,7 @@ def test_xla_both_times_every_contender_under_both_settings(tmp_path):
     assert bench.main(arguments) == 0
     (case,) = json.loads(path.read_text())["timing"]
     for mode in ("train", "forward"):
-        labels = {"fused", "cell", "keras", "floor"}
+        labels = {"fused", "fused-graph", "cell", "keras", "floor"}
         assert set(case[mode]) == labels | {f"{label}+xla" for label in labels}
         for label, entry in case[mode].items():
             assert entry["xla"] is label.endswith("+xla")
