@@ -102,17 +102,21 @@ class _SequenceLayer(keras.layers.RNN):
         )
         return fused.fallback_reason(self.cell, sequences, math_class)
 
-    def _compiles_loops(self, sequences):
+    def _compiles_loops(self, sequences, training):
         """Whether this call's fused loops are compiled with XLA (see `jit_compile`)."""
         if self.jit_compile != "auto":
             return self.jit_compile
         import tensorflow as tf
 
+        from layers import fused
+
         # Compiled code is specialised to its shapes and cached with the
         # traced function. An eager call would compile anew every time, and
         # an unknown batch or time dimension suggests shapes that change
         # from call to call.
-        return not tf.executing_eagerly() and None not in tuple(sequences.shape[:2])
+        if tf.executing_eagerly() or None in tuple(sequences.shape[:2]):
+            return False
+        return fused.compiles_by_default(self.cell.units, self.cell.recurrent_kernel.shape[-1], bool(training))
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
@@ -139,7 +143,7 @@ class _SequenceLayer(keras.layers.RNN):
                 return_sequences=self.return_sequences,
                 zero_output_for_mask=self.zero_output_for_mask,
                 truncate_every=self.bptt_steps,
-                jit_compile=self._compiles_loops(sequences),
+                jit_compile=self._compiles_loops(sequences, training),
             )
         self.last_path = "cell"
         if self.bptt_steps is None:
@@ -265,11 +269,14 @@ _SHARED_DOC = """
             which makes them faster on a CPU (see the README's benchmark)
             but costs a compilation (a second or two) for every new input
             shape. `"auto"` (default): compiled when the layer is called
-            inside a `tf.function` and the batch and time dimensions are
-            known there; an eager call, or a traced one with a dimension
-            unknown (say, texts padded to the longest in each batch), runs
-            graph loops. `True`: always compiled (an eager call compiles
-            every time). `False`: never.
+            inside a `tf.function`, the batch and time dimensions are known
+            there, and the size is one where compiling was measured to pay
+            (training: up to 512 units; inference: `recurrent_kernel` up to
+            1024 columns; see `layers.fused.compiles_by_default`). An eager
+            call, or a traced one with a dimension unknown (say, texts
+            padded to the longest in each batch), runs graph loops. `True`:
+            always compiled (an eager call compiles every time). `False`:
+            never.
         **kwargs: Cell arguments ({cell}: activation, dropout, ...) and base
             layer arguments.
 

@@ -59,10 +59,12 @@ layer (`keras median / contender median`, same compile setting) and the
 time as a multiple of the floor (`contender median / floor median`).
 
 With `--memory`, the peak memory of one training step is measured for the
-fused layer and Keras's layer as the sequence length doubles: each point runs
-in a fresh Python process that traces the step, records its resident set
-size, runs the step twice and reports the peak resident set size
-(`VmHWM`) minus the size before the first step.
+fused layer (compiled loops and graph loops) and Keras's layer as the
+sequence length doubles: each point runs in a fresh Python process that
+traces the step, records its resident set size, runs the step twice and
+reports the peak resident set size (`VmHWM`) minus the size before the first
+step. For the compiled loops that includes XLA's compiler, which runs during
+the first step (its memory is used once, not per step).
 
 Usage:
 
@@ -110,6 +112,7 @@ GRIDS = {
 QUICK_SIZES = [(4, 6, 3, 5)]
 MEMORY_LENGTHS = (50, 100, 200, 400)
 MEMORY_SIZE = (64, 64, 256)  # batch, inputs, units; the length varies
+MEMORY_CONTENDERS = ("fused", "fused-graph", "keras")
 
 
 def _layer_classes(kind):
@@ -456,7 +459,7 @@ def benchmark_memory(kinds, seed):
     for kind in kinds:
         for steps in MEMORY_LENGTHS:
             row = {"cell": kind, "steps": steps}
-            for name in ("fused", "keras"):
+            for name in MEMORY_CONTENDERS:
                 row[name] = memory_point(name, kind, steps, seed)
             results.append(row)
     return results
@@ -519,11 +522,18 @@ def format_memory_table(rows):
     batch, features, units = MEMORY_SIZE
     lines = [
         f"peak RSS growth of one training step (MiB), batch {batch}, inputs {features}, units {units}",
-        f"{'cell':9s} {'steps':>5s} {'fused':>8s} {'keras':>8s} {'keras/fused':>11s}",
+        f"{'cell':9s} {'steps':>5s} {'fused':>8s} {'fused-graph':>11s} {'keras':>8s} {'fused/keras':>11s} "
+        f"{'graph/keras':>11s}",
     ]
+
+    def ratio(a, b):
+        return a / b if b > 0 else float("nan")
+
     for row in rows:
-        ratio = row["keras"] / row["fused"] if row["fused"] > 0 else float("nan")
-        lines.append(f"{row['cell']:9s} {row['steps']:5d} {row['fused']:8.1f} {row['keras']:8.1f} {ratio:11.2f}")
+        lines.append(
+            f"{row['cell']:9s} {row['steps']:5d} {row['fused']:8.1f} {row['fused-graph']:11.1f} {row['keras']:8.1f} "
+            f"{ratio(row['fused'], row['keras']):11.2f} {ratio(row['fused-graph'], row['keras']):11.2f}"
+        )
     return "\n".join(lines)
 
 
