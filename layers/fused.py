@@ -142,24 +142,14 @@ def _state_product(h, kernel, kernel_t):
     return tf.transpose(tf.matmul(kernel_t, tf.transpose(h)))
 
 
-# Column blocks of a weight-gradient product `A^T @ B` (see `_matmul_t`).
-GRADIENT_BLOCK = 256
-GRADIENT_BLOCKED_WIDTHS = (1024, 2048)
-
-
 def _matmul_t(a, b):
     """`a^T @ b` for `[rows, m]` and `[rows, n]` operands summed over many rows.
 
-    At the widths in `GRADIENT_BLOCKED_WIDTHS`, `b` is split into column
-    blocks of `GRADIENT_BLOCK` and the block products are joined: measured
-    with TensorFlow 2.21's CPU kernels, `[6400, 256]^T @ [6400, 1024]` took
-    about two thirds of the time that way, split included.
+    One product: splitting `b` into column blocks, which once measured faster
+    for 1024 and 2048 columns, was 2 to 11% slower with TensorFlow 2.21 on
+    the benchmark machine, compiled loops or not.
     """
-    width = b.shape[-1]
-    if width not in GRADIENT_BLOCKED_WIDTHS or width % GRADIENT_BLOCK:
-        return tf.matmul(a, b, transpose_a=True)
-    blocks = tf.split(b, width // GRADIENT_BLOCK, axis=-1)
-    return tf.concat([tf.matmul(a, block, transpose_a=True) for block in blocks], axis=-1)
+    return tf.matmul(a, b, transpose_a=True)
 
 
 def _flat_matmul_t(a, b):

@@ -263,31 +263,6 @@ def test_transposed_step_product_is_taken_for_wide_kernels():
         np.testing.assert_allclose(graph(h, kernel), h.numpy() @ kernel.numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("setting", SETTINGS[:3], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_blocked_weight_gradients_give_the_same_numbers(kind, setting, monkeypatch):
-    # Every weight-gradient width of these tiny layers (6, 12, 18, 24 columns)
-    # is split into blocks of 6 columns.
-    from layers import fused
-
-    monkeypatch.setattr(fused, "GRADIENT_BLOCK", UNITS)
-    monkeypatch.setattr(fused, "GRADIENT_BLOCKED_WIDTHS", tuple(UNITS * k for k in range(1, 5)))
-    compare_setting(kind, True, **setting)
-
-
-def test_blocked_weight_gradient_product_equals_the_plain_one():
-    from layers import fused
-
-    rng = np.random.default_rng(1)
-    width = fused.GRADIENT_BLOCKED_WIDTHS[0]
-    a = rng.normal(size=(40, 7)).astype("float32")
-    b = rng.normal(size=(40, width)).astype("float32")
-    graph = tf.function(fused._matmul_t).get_concrete_function(tf.constant(a), tf.constant(b))
-    products = sum(op.type == "MatMul" for op in graph.graph.get_operations())
-    assert products == width // fused.GRADIENT_BLOCK
-    np.testing.assert_allclose(graph(tf.constant(a), tf.constant(b)), a.T @ b, rtol=1e-5, atol=1e-4)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
 @pytest.mark.parametrize("kind", list(KINDS))
