@@ -136,14 +136,35 @@ class BestSoFar:
             atomic_write_json(self.record_path, {"monitor": self.monitor, "value": float(value), "epoch": epoch + 1})
 
 
-class AtomicCheckpoint(keras.callbacks.Callback):
-    """Save `last.keras` every epoch and `best.keras` on a new best `monitor`."""
+MONITOR_MODES = ("auto", "min", "max")
 
-    def __init__(self, directory, monitor="val_loss"):
+
+def lower_is_better(monitor, mode="auto"):
+    """Whether smaller values of `monitor` are better: `mode` "min" or "max", or "auto".
+
+    "auto" follows Keras's `ModelCheckpoint`: accuracies and AUCs are
+    maximised, everything else (losses, errors) minimised.
+    """
+    if mode not in MONITOR_MODES:
+        raise ValueError(f"Received an invalid value for argument `mode`, expected one of {MONITOR_MODES}, got {mode!r}.")
+    if mode != "auto":
+        return mode == "min"
+    name = monitor.lower()
+    return not ("acc" in name or "auc" in name or name.startswith("fmeasure"))
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save `last.keras` every epoch and `best.keras` on a new best `monitor`.
+
+    `mode` says which direction is better ("min", "max" or "auto", see
+    `lower_is_better`).
+    """
+
+    def __init__(self, directory, monitor="val_loss", mode="auto"):
         super().__init__()
         self.directory = directory
         self.monitor = monitor
-        self.best = BestSoFar(os.path.join(directory, "best.keras"), monitor)
+        self.best = BestSoFar(os.path.join(directory, "best.keras"), monitor, lower_is_better(monitor, mode))
         self.diverged = False
 
     def _save(self, name):
@@ -336,8 +357,14 @@ def fit(
     steps_per_epoch=None,
     tensorboard=True,
     distribute_data=None,
+    monitor="val_loss",
+    mode="auto",
 ):
     """Train `model` with checkpoints, backups, logs, a time budget and NaN guard.
+
+    `checkpoints/best.keras` is the epoch with the best `monitor` (a key of
+    the epoch logs, by default the validation loss; `mode` "min", "max" or
+    "auto" says which direction is better, as in Keras's `ModelCheckpoint`).
 
     `distribute_data`, if given, maps a `tf.data.Dataset` to what
     `Model.fit` should take instead (for example
@@ -355,7 +382,7 @@ def fit(
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"Received an invalid value for argument `max_minutes`, expected a positive number or None, got {max_minutes!r}.")
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
-    checkpoint = AtomicCheckpoint(checkpoint_dir)
+    checkpoint = AtomicCheckpoint(checkpoint_dir, monitor, mode)
     nan_guard = StopOnNonFiniteLoss(checkpoint)
     budget = TimeBudget(max_minutes)
     backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, nan_guard, budget)

@@ -25,8 +25,10 @@ def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_
     assert len(ensemble["member_accuracies"]) == 2
     assert ensemble["member_accuracies"][0] == metrics["models"]["lstm+ngrams"]["accuracy"]
     assert ensemble["monitor"] == "val_accuracy"
-    for name in ("model.keras", "member-1/model.keras", "member-2/checkpoints/best-val_accuracy.keras"):
+    for name in ("model.keras", "member-1/model.keras", "member-2/checkpoints/best.keras"):
         assert os.path.exists(os.path.join(workdir, name)), name
+    record = json.loads(open(os.path.join(workdir, "member-2", "checkpoints", "best.json")).read())
+    assert record["monitor"] == "val_accuracy"
     out = capsys.readouterr().out
     assert "lstm+ngrams-ensemble2" in out
 

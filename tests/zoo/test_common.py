@@ -172,6 +172,53 @@ def test_a_later_session_never_replaces_a_better_best_checkpoint(tmp_path):
     assert last.evaluate(_dataset(x, y), verbose=0) == pytest.approx(second["history"]["val_loss"][0], rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    "monitor, mode, values, best_epoch",
+    [
+        ("val_accuracy", "auto", [0.5, 0.7, 0.6, 0.7], 2),
+        ("val_loss", "auto", [0.9, 0.4, 0.6, 0.3], 4),
+        ("val_margin", "max", [0.1, 0.3, 0.2, 0.0], 2),
+        ("val_auc", "min", [0.9, 0.8, 0.85, 0.95], 2),
+    ],
+)
+def test_best_checkpoint_follows_the_monitor_and_its_direction(tmp_path, monitor, mode, values, best_epoch):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    checkpoint = training.AtomicCheckpoint(str(tmp_path), monitor, mode)
+    checkpoint.set_model(model)
+    for epoch, value in enumerate(values):
+        model.layers[0].kernel.assign([[float(epoch + 1)]])  # the weights name the epoch
+        checkpoint.on_epoch_end(epoch, {"loss": 1.0, monitor: value})
+    kept = keras.saving.load_model(str(tmp_path / "best.keras"), safe_mode=True)
+    assert float(kept.layers[0].kernel.numpy()[0, 0]) == best_epoch
+    record = json.loads((tmp_path / "best.json").read_text())
+    assert record == {"monitor": monitor, "value": pytest.approx(values[best_epoch - 1]), "epoch": best_epoch}
+
+
+def test_fit_keeps_the_best_epoch_by_a_chosen_monitor(tmp_path):
+    training.set_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = _toy_model(0.05)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
+    result = training.fit(
+        model, _dataset(x, y), workdir=str(tmp_path), epochs=3, validation_data=_dataset(x, y),
+        verbose=0, tensorboard=False, monitor="val_mae",
+    )
+    maes = result["history"]["val_mae"]
+    record = json.loads(open(os.path.join(str(tmp_path), "checkpoints", "best.json")).read())
+    assert record["monitor"] == "val_mae" and record["value"] == pytest.approx(min(maes))
+    kept = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
+    assert kept.evaluate(_dataset(x, y), verbose=0)[1] == pytest.approx(min(maes), rel=1e-5)
+
+
+def test_lower_is_better_reads_the_monitor_name_or_the_mode():
+    assert training.lower_is_better("val_loss") and training.lower_is_better("val_mae")
+    assert not training.lower_is_better("val_accuracy") and not training.lower_is_better("val_auc")
+    assert training.lower_is_better("val_accuracy", "min") and not training.lower_is_better("val_loss", "max")
+    with pytest.raises(ValueError, match="`mode`.*'auto', 'min', 'max'.*'up'"):
+        training.lower_is_better("val_loss", "up")
+
+
 def test_time_budget_stops_after_current_batch(tmp_path):
     x = np.zeros((64, 3), "float32")
     result = training.fit(

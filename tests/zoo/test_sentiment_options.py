@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from zoo.sentiment import SentimentConfig, build_model, make_dataset
 from zoo.sentiment.data import TextDataset
-from zoo.sentiment.experiment import KeepBestModel, predict_probabilities, train_recurrent
+from zoo.sentiment.experiment import predict_probabilities, train_recurrent
 from zoo.sentiment.model import WordDropout, build_ensemble, compile_model
 
 TINY = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=50, max_length=12, dropout=0.0, epochs=1,
@@ -189,19 +189,6 @@ def test_trained_ensemble_saves_the_average_and_member_one_is_the_single_model(t
     np.testing.assert_allclose(predict_probabilities(single, validation), predict_probabilities(members[0], validation),
                                atol=1e-5)
     assert np.abs(predict_probabilities(members[0], validation) - predict_probabilities(members[1], validation)).max() > 1e-4
-
-
-# ------------------------------------------------------------------ monitor
-def test_keep_best_model_keeps_highest_accuracy_or_lowest_loss(tmp_path):
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
-    for monitor, values, best in (("val_accuracy", [0.5, 0.7, 0.6, 0.7], 2.0), ("val_loss", [0.9, 0.4, 0.6, 0.3], 4.0)):
-        path = str(tmp_path / f"{monitor}.keras")
-        callback = KeepBestModel(path, monitor)
-        callback.set_model(model)
-        for epoch, value in enumerate(values):
-            model.layers[0].kernel.assign([[float(epoch + 1)]])  # the weights name the epoch
-            callback.on_epoch_end(epoch, {monitor: value})
-        assert float(keras.saving.load_model(path).layers[0].kernel.numpy()[0, 0]) == best
 
 
 # ---------------------------------------------------------------- bucketing

@@ -45,24 +45,6 @@ def predict_probabilities(model, dataset, batch_size=256):
     return np.asarray(model.predict(make_dataset(dataset, batch_size, with_labels=False), verbose=0))
 
 
-class KeepBestModel(keras.callbacks.Callback):
-    """Save the model (atomically) whenever `monitor` reaches a new best: lowest loss, highest accuracy."""
-
-    def __init__(self, path, monitor):
-        super().__init__()
-        self.path = path
-        self.monitor = monitor
-        # The best of an earlier session counts too when a run is resumed.
-        self.best = training.BestSoFar(path, monitor, lower_is_better="loss" in monitor)
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and self.best.improves(value):
-            with training.chief_writes(self.path) as temporary:
-                self.model.save(temporary)
-            self.best.record(value, epoch)
-
-
 def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
                         monitor="val_loss", bucket_by_length=False):
     """Train `build()` with early stopping on `validation`; return (best model, fit result).
@@ -79,10 +61,6 @@ def fit_text_classifier(build, config, train, validation, workdir, *, epochs, le
     os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
     history_log = keras.callbacks.CSVLogger(os.path.join(workdir, "logs", "history.csv"), append=True)
     callbacks = [stopper, history_log]
-    # zoo.training keeps checkpoints/best.keras by validation loss; other monitors keep their own.
-    best_path = os.path.join(workdir, "checkpoints", f"best-{monitor}.keras")
-    if monitor != "val_loss":
-        callbacks.append(KeepBestModel(best_path, monitor))
     result = training.fit(
         model,
         make_dataset(train, config.batch_size, shuffle=True, seed=config.seed, bucket_by_length=bucket_by_length),
@@ -93,9 +71,8 @@ def fit_text_classifier(build, config, train, validation, workdir, *, epochs, le
         callbacks=callbacks,
         verbose=verbose,
         tensorboard=TENSORBOARD_INSTALLED,
+        monitor=monitor,
     )
-    if monitor != "val_loss":
-        result["best_checkpoint"] = best_path
     result["monitor"] = monitor
     if os.path.exists(result["best_checkpoint"]):
         model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
