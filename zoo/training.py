@@ -20,7 +20,6 @@ resumable:
 """
 
 import contextlib
-import json
 import math
 import os
 import shutil
