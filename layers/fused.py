@@ -3,8 +3,8 @@
 The sequence layers in `layers.sequence` use this module on the TensorFlow
 backend. For a whole sequence it
 
-1. projects the inputs of every time step with one matrix product
-   (`[time * batch, features] @ kernel + bias`);
+1. in training, projects the inputs of every time step with one matrix
+   product (`[time * batch, features] @ kernel + bias`);
 2. runs the recurrence in one `tf.while_loop` that does only the recurrent
    product `h @ recurrent_kernel` and the gate arithmetic; in training it
    also saves, per step, the derivative factors of the gates (computed while

@@ -220,8 +220,9 @@ class _SequenceLayer(keras.layers.RNN):
 _SHARED_DOC = """
     Fused path. On the TensorFlow backend, with a float32 or float64 compute
     dtype and activations among tanh, sigmoid, relu, hard_sigmoid and linear,
-    a call runs fused: the inputs of all steps are projected with one matrix
-    product, the recurrence runs in one `tf.while_loop` that only multiplies
+    a call runs fused: in training the inputs of all steps are projected with
+    one matrix product (inference projects each step's inputs in the loop),
+    the recurrence runs in one `tf.while_loop` that only multiplies
     by `recurrent_kernel` and applies the gates, and with `training=True`
     back-propagation through time is written by hand: the backward loop
     carries only the state gradients, and the weight gradients are single
