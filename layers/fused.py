@@ -560,11 +560,12 @@ def _project(inputs, kernel, bias):
 
 # When `jit_compile="auto"` compiles the loops (see `compiles_by_default`).
 # Measured with TensorFlow 2.21 on a 2-core AMD EPYC (`python -m
-# recipes.bench`): compiled training steps were faster up to 512 units
-# (1.1 to 1.4 times as fast as graph loops) and slower at 1024 (0.9 times);
-# compiled forward passes were faster for step products up to 1024 wide
-# (1.2 to 2.7 times) and as fast or slower from 1536 wide (0.7 to 1.0 times).
-COMPILED_TRAINING_MAX_UNITS = 512
+# recipes.bench`), compiled against graph loops: training steps were faster
+# up to 512 units (1.1 to 1.4 times as fast) and not at 1024 (0.9 to 1.1);
+# forward passes were faster up to 512 units with step products up to 1024
+# wide (1.1 to 2.7 times), and as fast or slower beyond either limit (0.7
+# to 1.0 times: LSTM and GRU at 512 units, SimpleRNN at 1024).
+COMPILED_MAX_UNITS = 512
 COMPILED_INFERENCE_MAX_WIDTH = 1024
 
 
@@ -573,9 +574,9 @@ def compiles_by_default(units, width, training):
 
     `width` is that of the step product, `recurrent_kernel.shape[-1]`.
     """
-    if training:
-        return units <= COMPILED_TRAINING_MAX_UNITS
-    return width <= COMPILED_INFERENCE_MAX_WIDTH
+    if units > COMPILED_MAX_UNITS:
+        return False
+    return training or width <= COMPILED_INFERENCE_MAX_WIDTH
 
 
 def _compiled(function, jit_compile):

@@ -272,8 +272,8 @@ _SHARED_DOC = """
             shape. `"auto"` (default): compiled when the layer is called
             inside a `tf.function`, the batch and time dimensions are known
             there, and the size is one where compiling was measured to pay
-            (training: up to 512 units; inference: `recurrent_kernel` up to
-            1024 columns; see `layers.fused.compiles_by_default`). An eager
+            (up to 512 units, and for inference a `recurrent_kernel` of up
+            to 1024 columns; see `layers.fused.compiles_by_default`). An eager
             call, or a traced one with a dimension unknown (say, texts
             padded to the longest in each batch), runs graph loops. `True`:
             always compiled (an eager call compiles every time). `False`:

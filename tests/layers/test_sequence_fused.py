@@ -211,13 +211,14 @@ def test_loops_are_compiled_when_traced_with_known_shapes():
         for unknown in (tf.TensorSpec((None, 4, 3)), tf.TensorSpec((2, None, 3))):
             assert not compiled_functions(layers.LSTM(5), training, unknown), (training, unknown)
             assert compiled_functions(layers.LSTM(5, jit_compile=True), training, unknown), (training, unknown)
-    # "auto" compiles only the sizes where compiling was measured to pay:
-    # training up to 512 units, inference up to a 1024-wide step product.
+    # "auto" compiles only the sizes where compiling was measured to pay: up
+    # to 512 units, and for inference up to a 1024-wide step product.
     assert compiled_functions(layers.LSTM(512), True)
     assert not compiled_functions(layers.LSTM(513), True)
     assert compiled_functions(layers.LSTM(256), False)
     assert not compiled_functions(layers.LSTM(257), False)
-    assert compiled_functions(layers.SimpleRNN(1024), False)
+    assert compiled_functions(layers.SimpleRNN(512), False)
+    assert not compiled_functions(layers.SimpleRNN(513), False)
     assert compiled_functions(layers.LSTM(513, jit_compile=True), True)
 
 
