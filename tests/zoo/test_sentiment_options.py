@@ -191,6 +191,29 @@ def test_trained_ensemble_saves_the_average_and_member_one_is_the_single_model(t
     assert np.abs(predict_probabilities(members[0], validation) - predict_probabilities(members[1], validation)).max() > 1e-4
 
 
+def test_a_resumed_ensemble_reuses_finished_members_and_trains_the_rest(tmp_path):
+    train, validation = _toy_dataset(48, seed=0), _toy_dataset(16, seed=1)
+    config = dataclasses.replace(TINY, ensemble=2, seed=5)
+    model_dir = tmp_path / "ensemble"
+    _, first_summary, first_members = train_recurrent(config, 2, train, validation, str(model_dir))
+    kept = model_dir / "member-1" / "model.keras"
+    kept_time = os.path.getmtime(kept)
+    # As if the run had stopped while member 2 trained: its model and summary are missing.
+    (model_dir / "member-2" / "member.json").unlink()
+    (model_dir / "member-2" / "model.keras").unlink()
+    messages = []
+    ensemble, summary, members = train_recurrent(config, 2, train, validation, str(model_dir), log=messages.append)
+    assert os.path.getmtime(kept) == kept_time
+    assert any("member 1/2: finished earlier" in message for message in messages)
+    assert any("member 2/2 (seed 1005)" in message for message in messages)
+    assert (model_dir / "member-2" / "member.json").exists() and (model_dir / "member-2" / "model.keras").exists()
+    assert summary["epochs_run"] == first_summary["epochs_run"]
+    np.testing.assert_allclose(predict_probabilities(members[0], validation),
+                               predict_probabilities(first_members[0], validation), atol=1e-6)
+    mean = np.mean([predict_probabilities(member, validation) for member in members], axis=0)
+    np.testing.assert_allclose(predict_probabilities(ensemble, validation), mean, atol=1e-6)
+
+
 # ---------------------------------------------------------------- bucketing
 def test_length_buckets_cover_every_text_once_with_less_padding():
     data = _toy_dataset(1000, seed=0)

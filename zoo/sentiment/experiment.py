@@ -33,6 +33,7 @@ from zoo.sentiment.model import build_ensemble, build_model, compile_model
 TENSORBOARD_INSTALLED = importlib.util.find_spec("tensorboard") is not None
 BASELINE_NAME = "baseline"
 MODEL_FILE = "model.keras"
+MEMBER_SUMMARY_FILE = "member.json"  # written when an ensemble member has finished training
 SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc")
 
 
@@ -108,6 +109,9 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     models (just `[model]` without an ensemble). Member k is trained in
     `model_dir/member-k` with seed `config.seed + 1000 * (k - 1)`, so member 1
     is exactly the single model the same config without `ensemble` trains.
+    A finished member leaves `member.json` (its training summary) beside its
+    `model.keras`; a resumed run reuses such members instead of training
+    them again.
     """
     train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
                          monitor=config.monitor, bucket_by_length=config.bucket_by_length)
@@ -119,11 +123,19 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     for index in range(config.ensemble):
         member_config = dataclasses.replace(config, ensemble=1, seed=config.seed + 1000 * index)
         member_dir = os.path.join(model_dir, f"member-{index + 1}")
+        model_path, summary_path = os.path.join(member_dir, MODEL_FILE), os.path.join(member_dir, MEMBER_SUMMARY_FILE)
+        if os.path.exists(summary_path) and os.path.exists(model_path):
+            log(f"  ensemble member {index + 1}/{config.ensemble}: finished earlier, reusing {model_path}")
+            members.append(keras.saving.load_model(model_path, safe_mode=True))
+            summaries.append(read_json(summary_path))
+            continue
         log(f"  ensemble member {index + 1}/{config.ensemble} (seed {member_config.seed}) in {member_dir}")
         model, result = fit_text_classifier(lambda: build_model(member_config, num_classes, inner.texts), member_config,
                                             inner, validation, member_dir, **train_options)
         members.append(model)
         summaries.append(_training_summary(result))
+        if is_chief():
+            atomic_write_json(summary_path, summaries[-1])
     ensemble = build_ensemble(members, name=f"sentiment_{config.model_name.replace('+', '_').replace('-', '_')}")
     with training.chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
         ensemble.save(temporary)
