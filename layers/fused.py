@@ -144,21 +144,16 @@ def _state_product(h, kernel, kernel_t):
     return tf.transpose(tf.matmul(kernel_t, tf.transpose(h)))
 
 
-def _matmul_t(a, b):
-    """`a^T @ b` for `[rows, m]` and `[rows, n]` operands summed over many rows.
-
-    One product: splitting `b` into column blocks, which once measured faster
-    for 1024 and 2048 columns, was 2 to 11% slower with TensorFlow 2.21 on
-    the benchmark machine, compiled loops or not.
-    """
-    return tf.matmul(a, b, transpose_a=True)
-
-
 def _flat_matmul_t(a, b):
-    """`sum_t a[t]^T @ b[t]` for time-major `a` (T, B, m), `b` (T, B, n)."""
+    """`sum_t a[t]^T @ b[t]` for time-major `a` (T, B, m), `b` (T, B, n), as one product.
+
+    (Splitting `b` into column blocks, which once measured faster for 1024
+    and 2048 columns, was 2 to 11% slower with TensorFlow 2.21 on the
+    benchmark machine, compiled loops or not.)
+    """
     a2 = tf.reshape(a, [-1, a.shape[-1] if a.shape[-1] is not None else tf.shape(a)[-1]])
     b2 = tf.reshape(b, [-1, b.shape[-1] if b.shape[-1] is not None else tf.shape(b)[-1]])
-    return _matmul_t(a2, b2)
+    return tf.matmul(a2, b2, transpose_a=True)
 
 
 def _shifted_matmul_t(first, rest, b):
@@ -459,7 +454,7 @@ def _input_gradients(d_projected, inputs, kernel, with_bias):
     else:
         d_flat = flat(d_projected)
         d_flat_inputs = tf.matmul(d_flat, kernel, transpose_b=True)
-        d_kernel = _matmul_t(flat_inputs, d_flat)
+        d_kernel = tf.matmul(flat_inputs, d_flat, transpose_a=True)
         d_bias = tf.raw_ops.BiasAddGrad(out_backprop=d_flat) if with_bias else None
     return tf.reshape(d_flat_inputs, tf.shape(inputs)), d_kernel, d_bias
 
@@ -690,6 +685,8 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         initial = [_cut(s) for s in rest[:state_count]]
         biases = list(rest[state_count:])
         input_bias = biases.pop(0) if input_bias_given else None
+        # The loops see only values that no tape follows (see `detached`).
+        x, w, b = _cut(inputs), _cut(kernel), _cut(input_bias)
         inner = math.detached()
         record_store = (_DenseRecords if jit_compile else _ListRecords)(inputs.dtype)
         forward_saving = _compiled(
@@ -700,8 +697,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         def saving_pass():
             # The projection is made here, not passed in, so that it is freed
             # after the forward loop: the backward pass needs only `inputs`.
-            projected = _project(_cut(inputs), _cut(kernel), _cut(input_bias))
-            return forward_saving(projected, tuple(initial), valid)
+            return forward_saving(_project(x, w, b), tuple(initial), valid)
 
         if save_for_gradient:
             h_seq, final_states, records = saving_pass()
@@ -712,7 +708,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                 ),
                 jit_compile,
             )
-            h_seq, final_states = forward(_cut(inputs), _cut(kernel), _cut(input_bias), tuple(initial), valid)
+            h_seq, final_states = forward(x, w, b, tuple(initial), valid)
             records = None
         final_states = list(final_states)
 
@@ -736,7 +732,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                 list(writes_seq), inner.dropped(initial[0]), inner.dropped(h_seq)
             )
             d_inputs, d_kernel, d_input_bias = _input_gradients(
-                d_projected, _cut(inputs), _cut(kernel), input_bias is not None
+                d_projected, x, w, input_bias is not None
             )
             grads = [d_inputs, d_kernel, d_recurrent_kernel, *d_initial]
             if input_bias is not None:

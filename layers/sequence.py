@@ -5,7 +5,7 @@ same arguments as the Keras layer of the same name, plus `bptt_steps` for
 truncated back-propagation through time, `fused` and `jit_compile`. On the
 TensorFlow backend a whole sequence runs on a fused path (`layers.fused`):
 one input projection for all steps, the recurrence in one `tf.while_loop`
-(compiled with XLA unless `jit_compile=False`), and, in training,
+(compiled with XLA where `jit_compile` says so), and, in training,
 back-propagation through time written by hand. Anything that path
 does not support runs the cell inside `keras.layers.RNN` instead.
 """
