@@ -157,13 +157,31 @@ def _flat_matmul_t(a, b):
     return tf.matmul(a2, b2, transpose_a=True)
 
 
-def _shifted_matmul_t(first, rest, b):
-    """`sum_t prev[t]^T @ b[t]` where `prev` = `first` followed by `rest[:-1]`.
+class _ShiftedStates:
+    """The states entering each step of a time-major loop: `first`, then `rest[:-1]`.
 
-    The previous states are the initial state followed by all states but the
-    last; slicing along time shares memory, concatenating would copy.
+    `first` is the initial state and `rest` the loop's output states (both
+    after recurrent dropout); slicing along time shares memory,
+    concatenating would copy.
     """
-    return tf.matmul(first, b[0], transpose_a=True) + _flat_matmul_t(rest[:-1], b[1:])
+
+    def __init__(self, first, rest):
+        self.first, self.rest = first, rest
+
+    def matmul_t(self, b):
+        """`sum_t prev[t]^T @ b[t]` for time-major `b`."""
+        return tf.matmul(self.first, b[0], transpose_a=True) + _flat_matmul_t(self.rest[:-1], b[1:])
+
+
+class _PreviousStates:
+    """The states entering each step, written by the loop in the layout of `b`."""
+
+    def __init__(self, sequence):
+        self.sequence = sequence
+
+    def matmul_t(self, b):
+        """`sum_t prev[t]^T @ b[t]`."""
+        return _flat_matmul_t(self.sequence, b)
 
 
 # --------------------------------------------------------------------------
@@ -181,9 +199,12 @@ def _shifted_matmul_t(first, rest, b):
 #       gradients w.r.t. the step's input states, given the gradients
 #       w.r.t. its (unmasked) new states; `writes` are the gate
 #       pre-activation gradients of the step, saved for after the loop.
-#   finish(writes_seq, h0_dropped, h_seq_dropped)
+#   finish(writes_seq, previous)
 #       -> (d_projected, d_recurrent_kernel, d_recurrent_bias or None)
-#       after the loop, as large matrix products over all steps.
+#       after the loop, as large matrix products over all steps;
+#       `previous` (`_ShiftedStates` or `_PreviousStates`) holds the states
+#       entering each step.
+#   write_widths() -> the width of each of the writes.
 # --------------------------------------------------------------------------
 class _RecurrenceMath:
     state_count = 1
@@ -262,9 +283,13 @@ class _RecurrenceMath:
     def dropped(self, h):
         return h if self.recurrent_mask is None else h * self.recurrent_mask
 
-    def finish(self, writes_seq, h0_dropped, h_seq_dropped):
+    def write_widths(self):
+        """The width of each of `backward_step`'s writes."""
+        return [self.recurrent_kernel.shape[-1]]
+
+    def finish(self, writes_seq, previous):
         dz = writes_seq[0]
-        return dz, _shifted_matmul_t(h0_dropped, h_seq_dropped, dz), None
+        return dz, previous.matmul_t(dz), None
 
 
 class _GRUJoin:
@@ -415,14 +440,17 @@ class _GRUMath(_GRUJoin, _RecurrenceMath):
         dh_tm1 = self.dropped(self.product(d_inner, self.recurrent_kernel_t, self.recurrent_kernel)) + dh * z
         return [dh_tm1], [d_inner, dh * to_candidate]
 
-    def finish(self, writes_seq, h0_dropped, h_seq_dropped):
+    def write_widths(self):
+        return [3 * self.units, self.units]
+
+    def finish(self, writes_seq, previous):
         d_inner, d_candidate_input = writes_seq
         d_recurrent_bias = None
         if self.recurrent_bias is not None:
             d_recurrent_bias = tf.raw_ops.BiasAddGrad(
                 out_backprop=tf.reshape(d_inner, [-1, d_inner.shape[-1]])
             )
-        d_kernel = _shifted_matmul_t(h0_dropped, h_seq_dropped, d_inner)
+        d_kernel = previous.matmul_t(d_inner)
         # The projected inputs' gradient is d_inner with its candidate part
         # replaced by `d_candidate_input`; `input_gradients` forms the input
         # weights' gradients from the two parts without joining them.
@@ -483,11 +511,12 @@ class _GRUResetBeforeMath(_GRUJoin, _RecurrenceMath):
         # The reset-gated state passes through to the weight gradient.
         return [dh_tm1], [dzr, dn, reset_h]
 
-    def finish(self, writes_seq, h0_dropped, h_seq_dropped):
+    def write_widths(self):
+        return [2 * self.units, self.units, self.units]
+
+    def finish(self, writes_seq, previous):
         dzr, dn, reset_h = writes_seq
-        d_kernel = tf.concat(
-            [_shifted_matmul_t(h0_dropped, h_seq_dropped, dzr), _flat_matmul_t(reset_h, dn)], axis=-1
-        )
+        d_kernel = tf.concat([previous.matmul_t(dzr), _flat_matmul_t(reset_h, dn)], axis=-1)
         return tf.concat([dzr, dn], axis=-1), d_kernel, None
 
 
@@ -578,7 +607,7 @@ class _Steps:
         return self.sequence[:, self.length - 1 - t if self.backwards else t]
 
     def outputs(self, width):
-        """A writer of `(batch, width)` steps into a sequence laid out like this one."""
+        """A writer of `(batch, width)` steps, in processing order, laid out like this sequence."""
         if self.time_axis == 0:
             return _TimeMajorOutputs(self.sequence.dtype, self.length)
         return _BatchMajorOutputs(self.sequence, width)
@@ -589,7 +618,7 @@ class _TimeMajorOutputs:
         self.dtype, self.length = dtype, length
 
     def empty(self):
-        return _empty_arrays(1, self.dtype, self.length)[0]
+        return tf.TensorArray(self.dtype, size=self.length, clear_after_read=False)
 
     def write(self, out, t, value):
         return out.write(t, value)
@@ -599,24 +628,33 @@ class _TimeMajorOutputs:
 
 
 class _BatchMajorOutputs:
-    def __init__(self, like, width):
-        self.shape = tf.concat([tf.shape(like)[:2], [width]], axis=0)
+    """Writes `(batch, width)` steps in place into a `(batch, time, width)` tensor (compiled loops).
+
+    Step `t` goes to time index `t`, or `time - 1 - t` with `backwards` (so
+    that a sequence read backwards is written back in its own order).
+    """
+
+    def __init__(self, like, width, backwards=False):
+        # Static dimensions where known (as they are in a compiled loop), so
+        # that the graph around the loop knows the output's shape.
+        batch, length = like.shape[0], like.shape[1]
+        dynamic = tf.shape(like)
+        batch = dynamic[0] if batch is None else batch
+        length = dynamic[1] if length is None else length
+        self.shape = [batch, length, width]
+        self.length = length
         self.dtype = like.dtype
+        self.backwards = backwards
 
     def empty(self):
         return tf.zeros(self.shape, self.dtype)
 
     def write(self, out, t, value):
-        return _xla.dynamic_update_slice(out, value[:, None, :], tf.stack([0, t, 0]))
+        index = self.length - 1 - t if self.backwards else t
+        return _xla.dynamic_update_slice(out, value[:, None, :], tf.stack([0, index, 0]))
 
     def done(self, out):
         return out
-
-
-def _empty_arrays(count, dtype, length):
-    return tuple(
-        tf.TensorArray(dtype, size=length, clear_after_read=False) for _ in range(count)
-    )
 
 
 # The per-step records of the graph loops live in a TensorList: pushed by the
@@ -711,47 +749,59 @@ def compiles_by_default(units, width, training):
     return training or width <= COMPILED_INFERENCE_MAX_WIDTH
 
 
-def _compiled(function, jit_compile):
-    """`function` itself, or compiled with XLA as one cluster."""
-    return tf.function(function, jit_compile=True, autograph=False) if jit_compile else function
+def _compiled(function):
+    """`function` compiled with XLA as one cluster."""
+    return tf.function(function, jit_compile=True, autograph=False)
 
 
-def _forward_saving_loop(math, record_store, steps, initial, valid):
-    """The forward loop of training: `(h_seq, final_states, records)`.
+def _forward_saving_loop(math, record_store, input_steps, valid_steps, initial, h_out, prev_out=None):
+    """The forward loop of training: `(h_seq, final_states, records, prev_seq)`.
 
-    `steps` are the projected inputs of all steps, or with `math.joined` the
-    raw inputs.
+    `input_steps` reads the projected inputs of each step, or with
+    `math.joined` the raw inputs; `valid_steps` (optional) the mask. `h_out`
+    writes the new state `h` of each step; `prev_out` (optional) the state
+    entering each step, as the recurrent product sees it (after recurrent
+    dropout), for the recurrent kernel's gradient (`prev_seq`, else `None`).
     """
-    length = tf.shape(steps)[0]
-    input_steps = _Steps(steps)
-    valid_steps = _Steps(valid) if valid is not None else None
+    length = input_steps.length
 
-    def body(t, states, h_array, records_so_far):
+    def body(t, states, out, prev, records_so_far):
         states = list(states)
         new_states, records = math.step_saving(input_steps.read(t), states)
         # One stack along a new first axis (a plain copy) per step: every
         # extra list would add loop variables, whose bookkeeping costs more
         # per step than the copy.
         records = records[0] if len(records) == 1 else tf.stack(records, axis=0)
+        if prev_out is not None:
+            prev = prev_out.write(prev, t, math.dropped(states[0]))
         if valid_steps is not None:
             valid_t = valid_steps.read(t)
             new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
-        h_array = h_array.write(t, new_states[0])
-        return t + 1, tuple(new_states), h_array, record_store.save(records_so_far, t, records)
+        out = h_out.write(out, t, new_states[0])
+        return t + 1, tuple(new_states), out, prev, record_store.save(records_so_far, t, records)
 
-    _, final_states, h_array, records = tf.while_loop(
+    _, final_states, out, prev, records = tf.while_loop(
         lambda t, *_: t < length,
         body,
-        (tf.constant(0), tuple(initial), _empty_arrays(1, steps.dtype, length)[0], record_store.empty(length)),
+        (
+            tf.constant(0),
+            tuple(initial),
+            h_out.empty(),
+            tf.zeros([0]) if prev_out is None else prev_out.empty(),
+            record_store.empty(length),
+        ),
     )
-    return h_array.stack(), tuple(final_states), record_store.done(records)
+    prev_seq = None if prev_out is None else prev_out.done(prev)
+    return h_out.done(out), tuple(final_states), record_store.done(records), prev_seq
 
 
-def _backward_loop(math, record_store, d_h_seq, d_final, records, valid, truncate_every):
-    """The backward loop: `(d_initial_states, writes_seq)`."""
-    length = tf.shape(d_h_seq)[0]
-    d_h_steps = _Steps(d_h_seq)
-    valid_steps = _Steps(valid) if valid is not None else None
+def _backward_loop(math, record_store, d_h_steps, valid_steps, d_final, records, write_outs, truncate_every):
+    """The backward loop: `(d_initial_states, writes_seq)`.
+
+    `d_h_steps` reads the gradient of each step's output `h`, `valid_steps`
+    (optional) the mask; `write_outs` write each of the step's `writes`.
+    """
+    length = d_h_steps.length
 
     def body(t, state_grads, records, write_arrays):
         state_grads = list(state_grads)
@@ -777,15 +827,15 @@ def _backward_loop(math, record_store, d_h_seq, d_final, records, valid, truncat
             # so no gradient reaches the previous chunk.
             cut = _chunk_start(t, truncate_every)
             prev_grads = [tf.where(cut, tf.zeros_like(g), g) for g in prev_grads]
-        write_arrays = tuple(a.write(t, w) for a, w in zip(write_arrays, writes))
+        write_arrays = tuple(o.write(a, t, w) for o, a, w in zip(write_outs, write_arrays, writes))
         return t - 1, tuple(prev_grads), records, write_arrays
 
     _, d_initial, _, write_arrays = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (length - 1, tuple(d_final), records, _empty_arrays(math.write_count, d_h_seq.dtype, length)),
+        (length - 1, tuple(d_final), records, tuple(o.empty() for o in write_outs)),
     )
-    return tuple(d_initial), tuple(a.stack() for a in write_arrays)
+    return tuple(d_initial), tuple(o.done(a) for o, a in zip(write_outs, write_arrays))
 
 
 def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
@@ -816,29 +866,21 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         step, `(batch, time, units)` in processing order, and the list of
         final states.
 
-    The loops of training, and graph loops, run time-major (each step's
-    slice contiguous): `inputs` are transposed (and reversed, `backwards`)
-    first and the outputs transposed back. A compiled inference loop reads
-    and writes the batch-major tensors in place, which saves both copies
-    (7% of an LSTM forward pass at 256 units, 30% at 32).
+    Graph loops run time-major (each step's slice contiguous): `inputs`
+    are transposed (and reversed, `backwards`) first and the outputs
+    transposed back (`_TimeMajorLoops`). Compiled loops read and write the
+    batch-major tensors in place (`_BatchMajorLoops`), which saves those
+    copies: 7% of an LSTM forward pass at 256 units, 30% at 32 units.
     """
     recurrent_kernel = math.recurrent_kernel
     recurrent_bias = math.recurrent_bias
     state_count = math.state_count
     input_bias_given = input_bias is not None
 
-    def time_major(sequence):
-        """`(batch, time, ...)` -> `(time, batch, ...)` in processing order."""
-        sequence = _swap_time_batch(sequence)
-        return tf.reverse(sequence, [0]) if backwards else sequence
-
-
-    valid_tm = None if valid is None else time_major(valid)
-
     @tf.custom_gradient
     def recurrence(inputs, kernel, recurrent_kernel, *rest):
         # `rest` = initial states, then the input and recurrent biases that exist.
-        initial = [_cut(s) for s in rest[:state_count]]
+        initial = tuple(_cut(s) for s in rest[:state_count])
         biases = list(rest[state_count:])
         input_bias = biases.pop(0) if input_bias_given else None
         # The loops see only values that no tape follows (see `detached`).
@@ -846,67 +888,34 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         # Compiled loops project each step's inputs themselves, joined with
         # the recurrent product (see `_RecurrenceMath.preactivation`).
         inner = math.detached(w, b, joined=bool(jit_compile))
-        record_store = (_DenseRecords if jit_compile else _ListRecords)(inputs.dtype)
-        forward_saving = _compiled(
-            lambda steps, initial, valid: _forward_saving_loop(inner, record_store, steps, initial, valid),
-            jit_compile,
-        )
-
-        def saving_pass(x_tm):
-            # The projection is made here, not passed in, so that it is freed
-            # after the forward loop: the backward pass needs only `inputs`.
-            return forward_saving(x_tm if inner.joined else _project(x_tm, w, b), tuple(initial), valid_tm)
-
-        x_tm = None
-        if save_for_gradient:
-            x_tm = time_major(x)
-            h_seq_tm, final_states, records = saving_pass(x_tm)
-            h_seq = _swap_time_batch(h_seq_tm)
-        elif jit_compile:
-            forward = _compiled(
-                lambda inputs, initial, valid: _forward_only(
-                    inner, _Steps(inputs, 1, backwards), None, None, initial,
-                    None if valid is None else _Steps(valid, 1, backwards),
-                ),
-                True,
-            )
-            h_seq, final_states = forward(x, tuple(initial), valid)
-            records = None
+        if jit_compile:
+            loops = _BatchMajorLoops(inner, x, valid, backwards)
         else:
-            forward = lambda inputs, initial, valid: _forward_only(  # noqa: E731
-                inner, _Steps(inputs), w, b, initial, None if valid is None else _Steps(valid)
-            )
-            h_seq_tm, final_states = forward(time_major(x), tuple(initial), valid_tm)
-            h_seq = _swap_time_batch(h_seq_tm)
-            records = None
-        final_states = list(final_states)
+            loops = _TimeMajorLoops(inner, x, w, b, valid, backwards)
+
+        if save_for_gradient:
+            h_seq, final_states, saved = loops.forward_saving(initial)
+        else:
+            h_seq, final_states = loops.forward(initial)
+            saved = None
 
         def gradient(d_h_seq, *d_final_extra):
-            inputs_tm = time_major(x) if x_tm is None else x_tm
-            saved = records
+            nonlocal saved
             if saved is None:
-                saved = saving_pass(inputs_tm)[2]
+                saved = loops.forward_saving(initial)[2]
             if d_h_seq is None:
                 d_h_seq = tf.zeros_like(h_seq)
             d_final = [tf.zeros_like(final_states[0])]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
-            backward = _compiled(
-                lambda d_h_seq, d_final, saved, valid: _backward_loop(
-                    inner, record_store, d_h_seq, d_final, saved, valid, truncate_every
-                ),
-                jit_compile,
-            )
-            d_initial, writes_seq = backward(_swap_time_batch(d_h_seq), tuple(d_final), saved, valid_tm)
+            d_initial, writes_seq = loops.backward(d_h_seq, tuple(d_final), saved, truncate_every)
             d_projected, d_recurrent_kernel, d_recurrent_bias = inner.finish(
-                list(writes_seq), inner.dropped(initial[0]), inner.dropped(_swap_time_batch(h_seq))
+                list(writes_seq), loops.previous_states(initial, saved)
             )
             d_inputs, d_kernel, d_input_bias = _input_gradients(
-                d_projected, inputs_tm, w, input_bias is not None
+                d_projected, loops.inputs, w, input_bias is not None
             )
-            # Back to the layout and order of `inputs`.
-            d_inputs = _swap_time_batch(tf.reverse(d_inputs, [0]) if backwards else d_inputs)
-            grads = [d_inputs, d_kernel, d_recurrent_kernel, *d_initial]
+            grads = [loops.input_gradient(d_inputs), d_kernel, d_recurrent_kernel, *d_initial]
             if input_bias is not None:
                 grads.append(d_input_bias)
             if recurrent_bias is not None:
@@ -921,8 +930,131 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     if recurrent_bias is not None:
         args.append(recurrent_bias)
     outputs = recurrence(*args)
-    h_seq = outputs[0]
+    # The static shape, for graph optimisations after the layer: TensorFlow's
+    # graph optimiser cannot see through the compiled loops' outputs.
+    h_seq = tf.ensure_shape(outputs[0], [inputs.shape[0], inputs.shape[1], math.units])
     return h_seq, [h_seq[:, -1], *outputs[1:]]
+
+
+class _TimeMajorLoops:
+    """The loops of one call as graph loops over time-major sequences.
+
+    The inputs (and mask) are transposed to time-major, and reversed when
+    going backwards, once; training projects all steps' inputs with one
+    product before the loop.
+    """
+
+    def __init__(self, math, x, kernel, input_bias, valid, backwards):
+        self.math = math
+        self.kernel, self.input_bias = kernel, input_bias
+        self.backwards = backwards
+        self.record_store = _ListRecords(x.dtype)
+        self.x = x
+        self.valid = None if valid is None else self._time_major(valid)
+        self._x_tm = None
+
+    def _time_major(self, sequence):
+        """`(batch, time, ...)` -> `(time, batch, ...)` in processing order."""
+        sequence = _swap_time_batch(sequence)
+        return tf.reverse(sequence, [0]) if self.backwards else sequence
+
+    @property
+    def inputs(self):
+        """The inputs in the loops' layout and order (as the weight gradients pair them with the writes)."""
+        if self._x_tm is None:
+            self._x_tm = self._time_major(self.x)
+        return self._x_tm
+
+    def _valid_steps(self):
+        return None if self.valid is None else _Steps(self.valid)
+
+    def forward(self, initial):
+        h_seq, final_states = _forward_only(
+            self.math, _Steps(self.inputs), self.kernel, self.input_bias, initial, self._valid_steps()
+        )
+        return _swap_time_batch(h_seq), final_states
+
+    def forward_saving(self, initial):
+        """`(h_seq, final_states, saved)`; `saved` is what `backward` needs."""
+        # The projection is made here, so that it is freed after the
+        # forward loop: the backward pass needs only the inputs.
+        steps = _Steps(_project(self.inputs, self.kernel, self.input_bias))
+        h_seq, final_states, records, _ = _forward_saving_loop(
+            self.math, self.record_store, steps, self._valid_steps(), initial, steps.outputs(self.math.units)
+        )
+        return _swap_time_batch(h_seq), final_states, (records, h_seq)
+
+    def backward(self, d_h_seq, d_final, saved, truncate_every):
+        d_h_steps = _Steps(_swap_time_batch(d_h_seq))
+        outs = [d_h_steps.outputs(width) for width in self.math.write_widths()]
+        return _backward_loop(
+            self.math, self.record_store, d_h_steps, self._valid_steps(), d_final, saved[0], outs, truncate_every
+        )
+
+    def previous_states(self, initial, saved):
+        return _ShiftedStates(self.math.dropped(initial[0]), self.math.dropped(saved[1]))
+
+    def input_gradient(self, d_inputs):
+        """`d_inputs` (time-major, processing order) in the layout and order of the inputs."""
+        return _swap_time_batch(tf.reverse(d_inputs, [0]) if self.backwards else d_inputs)
+
+
+class _BatchMajorLoops:
+    """The loops of one call compiled with XLA, over the batch-major sequences in place.
+
+    A backwards recurrence reads its inputs from the end. The outputs `h`
+    are written in processing order; the states entering each step and the
+    backward loop's writes in the inputs' order, so that the weight
+    gradients pair them with the inputs as they are.
+    """
+
+    def __init__(self, math, x, valid, backwards):
+        self.math = math
+        self.x, self.valid = x, valid
+        self.inputs = x
+        self.backwards = backwards
+        self.record_store = _DenseRecords(x.dtype)
+
+    def _valid_steps(self, valid):
+        return None if valid is None else _Steps(valid, 1, self.backwards)
+
+    def forward(self, initial):
+        def loop(x, initial, valid):
+            return _forward_only(self.math, _Steps(x, 1, self.backwards), None, None, initial, self._valid_steps(valid))
+
+        return _compiled(loop)(self.x, initial, self.valid)
+
+    def forward_saving(self, initial):
+        def loop(x, initial, valid):
+            units = self.math.units
+            h_seq, final_states, records, prev_seq = _forward_saving_loop(
+                self.math,
+                self.record_store,
+                _Steps(x, 1, self.backwards),
+                self._valid_steps(valid),
+                initial,
+                _BatchMajorOutputs(x, units),
+                _BatchMajorOutputs(x, units, self.backwards),
+            )
+            return h_seq, final_states, (records, prev_seq)
+
+        return _compiled(loop)(self.x, initial, self.valid)
+
+    def backward(self, d_h_seq, d_final, saved, truncate_every):
+        def loop(d_h_seq, d_final, records, valid):
+            outs = [_BatchMajorOutputs(d_h_seq, width, self.backwards) for width in self.math.write_widths()]
+            return _backward_loop(
+                self.math, self.record_store, _Steps(d_h_seq, 1), self._valid_steps(valid), d_final, records, outs,
+                truncate_every,
+            )
+
+        return _compiled(loop)(d_h_seq, d_final, saved[0], self.valid)
+
+    def previous_states(self, initial, saved):
+        return _PreviousStates(saved[1])
+
+    def input_gradient(self, d_inputs):
+        return d_inputs
 
 
 def _forward_only(math, input_steps, kernel, input_bias, initial_states, valid_steps):

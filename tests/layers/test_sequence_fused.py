@@ -393,12 +393,13 @@ def test_path_is_recorded_inside_tf_function():
 
 # ------------------------------------------------------------- dropout
 @pytest.mark.parametrize("kind", list(KINDS))
-@pytest.mark.parametrize("bptt_steps", [None, 2])
-def test_dropout_masks_equal_the_cell_paths_for_the_same_seed(kind, bptt_steps):
+@pytest.mark.parametrize("bptt_steps, jit_compile", [(None, "auto"), (2, "auto"), (None, True), (2, True)])
+def test_dropout_masks_equal_the_cell_paths_for_the_same_seed(kind, bptt_steps, jit_compile):
+    # Eager calls run graph loops under "auto"; True compiles them.
     options = dict(return_sequences=True, return_state=True, dropout=0.3, recurrent_dropout=0.4, seed=5)
     if bptt_steps:
         options["bptt_steps"] = bptt_steps
-    fused, _ = make_layers(kind, with_keras=False, **options)
+    fused, _ = make_layers(kind, with_keras=False, jit_compile=jit_compile, **options)
     cell_path, _ = make_layers(kind, with_keras=False, fused=False, **options)
     inputs, initial = example_inputs(kind, initial_state=True)
     mask = sequence_mask("holes")
