@@ -729,24 +729,21 @@ def _project(inputs, kernel, bias):
 
 
 # When `jit_compile="auto"` compiles the loops (see `compiles_by_default`).
-# Measured with TensorFlow 2.21 on a 2-core AMD EPYC (`python -m
-# recipes.bench`), compiled against graph loops: training steps were faster
-# up to 512 units (1.1 to 1.4 times as fast) and not at 1024 (0.9 to 1.1);
-# forward passes were faster up to 512 units with step products up to 1024
-# wide (1.1 to 2.7 times), and as fast or slower beyond either limit (0.7
-# to 1.0 times: LSTM and GRU at 512 units, SimpleRNN at 1024).
+# Measured with TensorFlow 2.21 on a 2-core AMD EPYC, compiled against graph
+# loops (training step; forward pass): up to 512 units compiling was faster
+# at every size tried (batch 8 to 64; e.g. LSTM at 512 units, batch 64:
+# 459 against 499 ms; 126 against 177 ms). At 1024 units it was faster or
+# as fast with batch 64 (LSTM 999 against 993 ms; 234 against 370 ms) but
+# much slower with batch 16 or 32 (LSTM, batch 32: 781 against 511 ms; 310
+# against 176 ms): XLA's product of a short, wide `[batch, k] @ [k, n]` is
+# slow, where the graph loops take it transposed (`_state_product`).
 COMPILED_MAX_UNITS = 512
-COMPILED_INFERENCE_MAX_WIDTH = 1024
+COMPILED_WIDE_MIN_BATCH = 64
 
 
-def compiles_by_default(units, width, training):
-    """Whether `jit_compile="auto"` compiles a traced call with known shapes.
-
-    `width` is that of the step product, `recurrent_kernel.shape[-1]`.
-    """
-    if units > COMPILED_MAX_UNITS:
-        return False
-    return training or width <= COMPILED_INFERENCE_MAX_WIDTH
+def compiles_by_default(units, batch):
+    """Whether `jit_compile="auto"` compiles a traced call with known shapes."""
+    return units <= COMPILED_MAX_UNITS or batch >= COMPILED_WIDE_MIN_BATCH
 
 
 def _compiled(function):

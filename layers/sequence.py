@@ -102,7 +102,7 @@ class _SequenceLayer(keras.layers.RNN):
         )
         return fused.fallback_reason(self.cell, sequences, math_class)
 
-    def _compiles_loops(self, sequences, training):
+    def _compiles_loops(self, sequences):
         """Whether this call's fused loops are compiled with XLA (see `jit_compile`)."""
         if self.jit_compile != "auto":
             return self.jit_compile
@@ -116,7 +116,7 @@ class _SequenceLayer(keras.layers.RNN):
         # from call to call.
         if tf.executing_eagerly() or None in tuple(sequences.shape[:2]):
             return False
-        return fused.compiles_by_default(self.cell.units, self.cell.recurrent_kernel.shape[-1], bool(training))
+        return fused.compiles_by_default(self.cell.units, sequences.shape[0])
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
@@ -143,7 +143,7 @@ class _SequenceLayer(keras.layers.RNN):
                 return_sequences=self.return_sequences,
                 zero_output_for_mask=self.zero_output_for_mask,
                 truncate_every=self.bptt_steps,
-                jit_compile=self._compiles_loops(sequences, training),
+                jit_compile=self._compiles_loops(sequences),
             )
         self.last_path = "cell"
         if self.bptt_steps is None:
@@ -272,8 +272,8 @@ _SHARED_DOC = """
             shape. `"auto"` (default): compiled when the layer is called
             inside a `tf.function`, the batch and time dimensions are known
             there, and the size is one where compiling was measured to pay
-            (up to 512 units, and for inference a `recurrent_kernel` of up
-            to 1024 columns; see `layers.fused.compiles_by_default`). An eager
+            (up to 512 units, or more with a batch of 64 or more; see
+            `layers.fused.compiles_by_default`). An eager
             call, or a traced one with a dimension unknown (say, texts
             padded to the longest in each batch), runs graph loops. `True`:
             always compiled (an eager call compiles every time). `False`:

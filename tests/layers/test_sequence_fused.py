@@ -212,14 +212,17 @@ def test_loops_are_compiled_when_traced_with_known_shapes():
             assert not compiled_functions(layers.LSTM(5), training, unknown), (training, unknown)
             assert compiled_functions(layers.LSTM(5, jit_compile=True), training, unknown), (training, unknown)
     # "auto" compiles only the sizes where compiling was measured to pay: up
-    # to 512 units, and for inference up to a 1024-wide step product.
-    assert compiled_functions(layers.LSTM(512), True)
-    assert not compiled_functions(layers.LSTM(513), True)
-    assert compiled_functions(layers.LSTM(256), False)
-    assert not compiled_functions(layers.LSTM(257), False)
-    assert compiled_functions(layers.SimpleRNN(512), False)
-    assert not compiled_functions(layers.SimpleRNN(513), False)
-    assert compiled_functions(layers.LSTM(513, jit_compile=True), True)
+    # to 512 units, and more units only with a batch of 64 or more.
+    from layers import fused
+
+    wide_batch = tf.TensorSpec((fused.COMPILED_WIDE_MIN_BATCH, 2, 3))
+    narrow_batch = tf.TensorSpec((fused.COMPILED_WIDE_MIN_BATCH - 1, 2, 3))
+    for training in (True, False):
+        assert compiled_functions(layers.LSTM(512), training, narrow_batch), training
+        assert not compiled_functions(layers.LSTM(513), training, narrow_batch), training
+        assert compiled_functions(layers.GRU(513), training, wide_batch), training
+        assert not compiled_functions(layers.SimpleRNN(513), training, narrow_batch), training
+        assert compiled_functions(layers.LSTM(513, jit_compile=True), training, narrow_batch), training
 
 
 FULL_GRID = [
