@@ -86,7 +86,12 @@ def test_floor_rejects_an_unknown_layout():
 def test_memory_probe_reports_growth_that_increases_with_length():
     short = bench.memory_point("fused", "SimpleRNN", 20, 0)
     long = bench.memory_point("fused", "SimpleRNN", 400, 0)
-    assert 0 < short < long
+    assert 0 < short["first_step_mib"] < long["first_step_mib"]
+    assert 0 < short["later_steps_mib"] < long["later_steps_mib"]
+    lines = bench.format_memory_table(
+        [{"cell": "SimpleRNN", "steps": 400, "fused": long, "fused-graph": long, "keras": short}]
+    ).splitlines()
+    assert lines[-1].split()[-1] == f"{long['later_steps_mib'] / short['later_steps_mib']:.2f}"
 
 
 @pytest.mark.parametrize(
