@@ -4,8 +4,17 @@ import numbers
 
 
 def positive_int(name, value):
-    """Return `value` if it is a positive integer, else raise naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+    """Return `value` if it is a positive integer, else raise naming `name`.
+
+    A value that is not an integer (a float, a string, a bool, `None`) is a
+    `TypeError`; an integer below one a `ValueError`.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"Received an invalid type for argument `{name}`, "
+            f"expected a positive integer, got {type(value).__name__} {value!r}."
+        )
+    if value <= 0:
         raise ValueError(
             f"Received an invalid value for argument `{name}`, "
             f"expected a positive integer, got {value!r}."

@@ -503,9 +503,11 @@ def test_truncation_changes_gradients_but_not_outputs(kind):
 
 
 # --------------------------------------------------------------- arguments
-@pytest.mark.parametrize("value", [0, -2, 1.5, True, "3"])
-def test_invalid_bptt_steps_is_rejected(value):
-    with pytest.raises(ValueError, match="bptt_steps"):
+@pytest.mark.parametrize(
+    "value, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError), ("3", TypeError)]
+)
+def test_invalid_bptt_steps_is_rejected(value, error):
+    with pytest.raises(error, match="`bptt_steps`.*positive integer"):
         layers.LSTM(3, bptt_steps=value)
 
 
