@@ -903,17 +903,16 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
             saved = None
 
         def gradient(d_h_seq, *d_final_extra):
-            nonlocal saved
-            if saved is None:
-                saved = loops.forward_saving(initial)[2]
+            # (No `nonlocal`: AutoGraph, converting a caller's code, breaks it.)
+            records = saved if saved is not None else loops.forward_saving(initial)[2]
             if d_h_seq is None:
                 d_h_seq = tf.zeros_like(h_seq)
             d_final = [tf.zeros_like(final_states[0])]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
-            d_initial, writes_seq = loops.backward(d_h_seq, tuple(d_final), saved, truncate_every)
+            d_initial, writes_seq = loops.backward(d_h_seq, tuple(d_final), records, truncate_every)
             d_projected, d_recurrent_kernel, d_recurrent_bias = inner.finish(
-                list(writes_seq), loops.previous_states(initial, saved)
+                list(writes_seq), loops.previous_states(initial, records)
             )
             d_inputs, d_kernel, d_input_bias = _input_gradients(
                 d_projected, loops.inputs, w, input_bias is not None
