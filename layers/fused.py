@@ -859,9 +859,8 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
             (inference), it saves nothing; a gradient taken anyway runs the
             saving forward loop again first, then the same backward loop.
         jit_compile: If `True`, each loop is compiled with XLA as one
-            cluster; the weight-gradient products (and in training with
-            graph loops, the input projection) stay outside, as TensorFlow's
-            own kernels.
+            cluster; the weight-gradient products stay outside, as
+            TensorFlow's own kernels.
         backwards: Process the steps from the last to the first.
 
     Returns:
@@ -904,15 +903,15 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
 
         def gradient(d_h_seq, *d_final_extra):
             # (No `nonlocal`: AutoGraph, converting a caller's code, breaks it.)
-            records = saved if saved is not None else loops.forward_saving(initial)[2]
+            what_was_saved = saved if saved is not None else loops.forward_saving(initial)[2]
             if d_h_seq is None:
                 d_h_seq = tf.zeros_like(h_seq)
             d_final = [tf.zeros_like(final_states[0])]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
-            d_initial, writes_seq = loops.backward(d_h_seq, tuple(d_final), records, truncate_every)
+            d_initial, writes_seq = loops.backward(d_h_seq, tuple(d_final), what_was_saved, truncate_every)
             d_projected, d_recurrent_kernel, d_recurrent_bias = inner.finish(
-                list(writes_seq), loops.previous_states(initial, records)
+                list(writes_seq), loops.previous_states(initial, what_was_saved)
             )
             d_inputs, d_kernel, d_input_bias = _input_gradients(
                 d_projected, loops.inputs, w, input_bias is not None
