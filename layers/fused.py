@@ -213,7 +213,6 @@ class _PreviousStates:
 class _RecurrenceMath:
     state_count = 1
     record_count = 1
-    write_count = 1
 
     def __init__(self, units, recurrent_kernel, recurrent_bias, recurrent_mask,
                  activation, recurrent_activation):
@@ -381,7 +380,6 @@ class _GRUMath(_GRUJoin, _RecurrenceMath):
     """GRU with `reset_after=True` (reset gate applied after the product)."""
 
     record_count = 5
-    write_count = 2
 
     def join(self, kernel, input_bias):
         super().join(kernel, input_bias)
@@ -465,7 +463,6 @@ class _GRUResetBeforeMath(_GRUJoin, _RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state)."""
 
     record_count = 6
-    write_count = 3
 
     def __init__(self, units, recurrent_kernel, *args, **kwargs):
         super().__init__(units, recurrent_kernel, *args, **kwargs)
@@ -1011,8 +1008,7 @@ class _BatchMajorLoops:
 
     def __init__(self, math, x, valid, backwards):
         self.math = math
-        self.x, self.valid = x, valid
-        self.inputs = x
+        self.inputs, self.valid = x, valid  # already in the loops' layout and order
         self.backwards = backwards
         self.record_store = _DenseRecords(x.dtype)
 
@@ -1023,7 +1019,7 @@ class _BatchMajorLoops:
         def loop(x, initial, valid):
             return _forward_only(self.math, _Steps(x, 1, self.backwards), None, None, initial, self._valid_steps(valid))
 
-        return _compiled(loop)(self.x, initial, self.valid)
+        return _compiled(loop)(self.inputs, initial, self.valid)
 
     def forward_saving(self, initial):
         def loop(x, initial, valid):
@@ -1039,7 +1035,7 @@ class _BatchMajorLoops:
             )
             return h_seq, final_states, (records, prev_seq)
 
-        return _compiled(loop)(self.x, initial, self.valid)
+        return _compiled(loop)(self.inputs, initial, self.valid)
 
     def backward(self, d_h_seq, d_final, saved, truncate_every):
         def loop(d_h_seq, d_final, records, valid):
@@ -1149,7 +1145,6 @@ def fused_inner_loop(
     input_mask, recurrent_mask = cell.dropout_masks(x[:, 0], initial_state[0], training)
     if input_mask is not None:
         x = x * input_mask[:, None, :]
-
 
     kernel = tf.convert_to_tensor(cell.kernel)
     recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
