@@ -4,10 +4,10 @@ Each layer is a `keras.layers.RNN` that owns one of our cells and takes the
 same arguments as the Keras layer of the same name, plus `bptt_steps` for
 truncated back-propagation through time, `fused` and `jit_compile`. On the
 TensorFlow backend a whole sequence runs on a fused path (`layers.fused`):
-one input projection for all steps, the recurrence in one `tf.while_loop`
-(compiled with XLA where `jit_compile` says so), and, in training,
-back-propagation through time written by hand. Anything that path
-does not support runs the cell inside `keras.layers.RNN` instead.
+the recurrence in one `tf.while_loop` (compiled with XLA where `jit_compile`
+says so), and, in training, back-propagation through time written by hand.
+Anything that path does not support runs the cell inside `keras.layers.RNN`
+instead.
 """
 
 import inspect
@@ -220,18 +220,19 @@ class _SequenceLayer(keras.layers.RNN):
 _SHARED_DOC = """
     Fused path. On the TensorFlow backend, with a float32 or float64 compute
     dtype and activations among tanh, sigmoid, relu, hard_sigmoid and linear,
-    a call runs fused: in training the inputs of all steps are projected with
-    one matrix product (inference projects each step's inputs in the loop),
-    the recurrence runs in one `tf.while_loop` that only multiplies
-    by `recurrent_kernel` and applies the gates, and with `training=True`
-    back-propagation through time is written by hand: the backward loop
-    carries only the state gradients, and the weight gradients are single
-    matrix products over all steps after it. With `training=False` nothing
+    a call runs fused: the recurrence runs in one `tf.while_loop` that only
+    forms the step products and applies the gates (graph loops in training
+    project the inputs of all steps with one matrix product first; compiled
+    loops join each step's input and recurrent products into one), and with
+    `training=True` back-propagation through time is written by hand: the
+    backward loop carries only the state gradients, and the weight gradients
+    are single matrix products over all steps after it. With `training=False` nothing
     is saved for back-propagation (fast inference); a gradient taken anyway
     runs the saving forward loop again, then the same backward loop. Inside
     a `tf.function` with known batch and time dimensions (as in Keras's
     `fit`, `evaluate` and `predict` on fixed-size batches), the loops are
-    compiled with XLA (see `jit_compile`); the model itself needs no XLA.
+    compiled with XLA at the sizes where that pays (see `jit_compile`); the
+    model itself needs no XLA.
     The fused path supports `return_sequences`, `return_state`,
     `go_backwards`, `initial_state` (with its gradient), `stateful`, masks
     (left- or right-padded or with holes: at a masked step the states and

@@ -7,7 +7,8 @@ units), four contenders with the same weights:
   path (one input projection, a `tf.while_loop` recurrence and hand-written
   back-propagation through time), as it runs by default inside a
   `tf.function` with known shapes: its loops compiled by XLA where
-  `jit_compile="auto"` compiles them (up to 512 units), graph loops beyond;
+  `jit_compile="auto"` compiles them (up to 512 units, or more with a batch
+  of 64 or more), graph loops otherwise;
 - `fused-graph`: the same layer with `jit_compile=False`, its loops run by
   TensorFlow's graph executor;
 - `cell`: our cell inside `keras.layers.RNN` (the generic cell path);
@@ -59,13 +60,13 @@ to other processes on a shared machine), the speed-up over Keras's built-in
 layer (`keras median / contender median`, same compile setting) and the
 time as a multiple of the floor (`contender median / floor median`).
 
-With `--memory`, the peak memory of one training step is measured for the
+With `--memory`, the peak memory of training steps is measured for the
 fused layer (compiled loops and graph loops) and Keras's layer as the
 sequence length doubles: each point runs in a fresh Python process that
-traces the step, records its resident set size, runs the step twice and
-reports the peak resident set size (`VmHWM`) minus the size before the first
-step. For the compiled loops that includes XLA's compiler, which runs during
-the first step (its memory is used once, not per step).
+traces the step and records its resident set size, then reports the peak
+resident set size (`VmHWM`) over that size for the first step, which
+compiles the loops where they are compiled (XLA's compiler takes memory
+once), and, with the peak reset, for four later steps (see `memory_point`).
 
 Usage:
 
