@@ -102,7 +102,7 @@ class _SequenceLayer(keras.layers.RNN):
         )
         return fused.fallback_reason(self.cell, sequences, math_class)
 
-    def _compiles_loops(self, sequences):
+    def _compiles_loops(self, sequences, training):
         """Whether this call's fused loops are compiled with XLA (see `jit_compile`)."""
         if self.jit_compile != "auto":
             return self.jit_compile
@@ -116,7 +116,7 @@ class _SequenceLayer(keras.layers.RNN):
         # from call to call.
         if tf.executing_eagerly() or None in tuple(sequences.shape[:2]):
             return False
-        return fused.compiles_by_default(self.cell.units, sequences.shape[0])
+        return fused.compiles_by_default(self.cell.units, sequences.shape[0], bool(training))
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
@@ -143,7 +143,7 @@ class _SequenceLayer(keras.layers.RNN):
                 return_sequences=self.return_sequences,
                 zero_output_for_mask=self.zero_output_for_mask,
                 truncate_every=self.bptt_steps,
-                jit_compile=self._compiles_loops(sequences),
+                jit_compile=self._compiles_loops(sequences, training),
             )
         self.last_path = "cell"
         if self.bptt_steps is None:
@@ -273,8 +273,9 @@ _SHARED_DOC = """
             shape. `"auto"` (default): compiled when the layer is called
             inside a `tf.function`, the batch and time dimensions are known
             there, and the size is one where compiling was measured to pay
-            (up to 512 units, or more with a batch of 64 or more; see
-            `layers.fused.compiles_by_default`). An eager
+            (inference at any size; training up to 512 units, or more with
+            a batch of 64 or more; see `layers.fused.compiles_by_default`).
+            An eager
             call, or a traced one with a dimension unknown (say, texts
             padded to the longest in each batch), runs graph loops. `True`:
             always compiled (an eager call compiles every time). `False`:

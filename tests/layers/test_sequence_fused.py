@@ -193,9 +193,46 @@ def test_fused_equals_keras_and_cell_path(kind, setting, training):
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_compiled_loops_equal_keras_and_cell_path(kind, setting, training):
-    # The same comparisons with the loops compiled by XLA (records stacked
-    # into one tensor) instead of run as graph loops (records in a TensorList).
+    # The same comparisons with the loops compiled by XLA (one dense tensor
+    # per record) instead of run as graph loops (records in a TensorList).
     compare_setting(kind, training, jit_compile=True, **setting)
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_compiled_inference_in_columns_equals_keras_and_cell_path(kind, setting, monkeypatch):
+    # Wide layers' compiled inference loops keep the states as columns;
+    # lowering the width at which that starts runs these tiny layers so.
+    from layers import fused
+
+    monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
+    calls = []
+    original = fused._BatchMajorLoops._forward_in_columns
+    monkeypatch.setattr(
+        fused._BatchMajorLoops, "_forward_in_columns", lambda self, initial: calls.append(1) or original(self, initial)
+    )
+    compare_setting(kind, False, jit_compile=True, **setting)
+    assert calls
+
+
+def test_compiled_inference_in_columns_with_a_gradient(monkeypatch):
+    # A gradient through an inference call reruns the (row) saving loop.
+    from layers import fused
+
+    monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
+    for kind in KINDS:
+        ours, _ = make_layers(kind, with_keras=False, jit_compile=True, return_sequences=True)
+        reference, _ = make_layers(kind, with_keras=False, fused=False, return_sequences=True)
+        inputs, _ = example_inputs(kind)
+        x = tf.constant(inputs)
+        grads = []
+        for layer in (ours, reference):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(tf.square(layer(x, training=False)))
+            grads.append(tape.gradient(loss, [x, *layer.trainable_variables]))
+        for got, want in zip(*grads):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5, err_msg=kind)
 
 
 def test_loops_are_compiled_when_traced_with_known_shapes():
@@ -211,18 +248,21 @@ def test_loops_are_compiled_when_traced_with_known_shapes():
         for unknown in (tf.TensorSpec((None, 4, 3)), tf.TensorSpec((2, None, 3))):
             assert not compiled_functions(layers.LSTM(5), training, unknown), (training, unknown)
             assert compiled_functions(layers.LSTM(5, jit_compile=True), training, unknown), (training, unknown)
-    # "auto" compiles only the sizes where compiling was measured to pay: up
-    # to 512 units, and more units only with a batch of 64 or more.
+    # "auto" compiles only the sizes where compiling was measured to pay:
+    # inference at any size; training up to 512 units, and more units only
+    # with a batch of 64 or more.
     from layers import fused
 
     wide_batch = tf.TensorSpec((fused.COMPILED_WIDE_MIN_BATCH, 2, 3))
     narrow_batch = tf.TensorSpec((fused.COMPILED_WIDE_MIN_BATCH - 1, 2, 3))
+    assert compiled_functions(layers.LSTM(512), True, narrow_batch)
+    assert not compiled_functions(layers.LSTM(513), True, narrow_batch)
+    assert compiled_functions(layers.GRU(513), True, wide_batch)
+    assert not compiled_functions(layers.SimpleRNN(513), True, narrow_batch)
     for training in (True, False):
-        assert compiled_functions(layers.LSTM(512), training, narrow_batch), training
-        assert not compiled_functions(layers.LSTM(513), training, narrow_batch), training
-        assert compiled_functions(layers.GRU(513), training, wide_batch), training
-        assert not compiled_functions(layers.SimpleRNN(513), training, narrow_batch), training
         assert compiled_functions(layers.LSTM(513, jit_compile=True), training, narrow_batch), training
+    assert compiled_functions(layers.LSTM(513), False, narrow_batch)
+    assert compiled_functions(layers.SimpleRNN(1024), False, narrow_batch)
 
 
 FULL_GRID = [
