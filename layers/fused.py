@@ -30,8 +30,10 @@ inside XLA: every step forms its input and recurrent products as one,
 `[x_t, h] @ [kernel; recurrent_kernel]` (so training, too, projects the
 inputs inside the loop rather than in step 1), and the loops read and write
 the batch-major sequences in place instead of time-major copies. The
-weight-gradient products stay outside, as TensorFlow's own matrix-product
-kernels. A compiled loop is specialised to its input shapes: each new shape
+inference loop of a layer of 512 units or more keeps its states as columns,
+`(units, batch)`, so that each step's product is `kernel^T @ [x_t; h]`
+(`COLUMN_MIN_UNITS`). The weight-gradient products stay outside, as
+TensorFlow's own matrix-product kernels. A compiled loop is specialised to its input shapes: each new shape
 compiles once (a second or two). Without it the loops run as graph loops.
 
 All three cells share one driver (`run_recurrence`); each cell contributes

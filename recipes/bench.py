@@ -7,8 +7,8 @@ units), four contenders with the same weights:
   path (one input projection, a `tf.while_loop` recurrence and hand-written
   back-propagation through time), as it runs by default inside a
   `tf.function` with known shapes: its loops compiled by XLA where
-  `jit_compile="auto"` compiles them (up to 512 units, or more with a batch
-  of 64 or more), graph loops otherwise;
+  `jit_compile="auto"` compiles them (inference always; training up to 512
+  units, or more with a batch of 64 or more), graph loops otherwise;
 - `fused-graph`: the same layer with `jit_compile=False`, its loops run by
   TensorFlow's graph executor;
 - `cell`: our cell inside `keras.layers.RNN` (the generic cell path);
