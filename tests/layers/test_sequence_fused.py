@@ -215,6 +215,25 @@ def test_compiled_inference_in_columns_equals_keras_and_cell_path(kind, setting,
     assert calls
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_compiled_inference_of_a_wide_layer_runs_in_columns(kind, monkeypatch):
+    # At the real threshold (no patching): 512 units, a short masked batch.
+    from layers import fused
+
+    calls = []
+    original = fused._BatchMajorLoops._forward_in_columns
+    monkeypatch.setattr(
+        fused._BatchMajorLoops, "_forward_in_columns", lambda self, initial: calls.append(1) or original(self, initial)
+    )
+    ours, references = make_layers(kind, units=fused.COLUMN_MIN_UNITS, jit_compile=True, return_sequences=True)
+    inputs, _ = example_inputs(kind)
+    mask = sequence_mask("left")
+    result = run(ours, inputs, mask, None, training=False)
+    assert calls and ours.last_path == "fused"
+    for name, reference in references:
+        assert_same(result, run(reference, inputs, mask, None, training=False), f"{kind} vs {name}")
+
+
 def test_compiled_inference_in_columns_with_a_gradient(monkeypatch):
     # A gradient through an inference call reruns the (row) saving loop.
     from layers import fused

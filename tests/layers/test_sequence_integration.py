@@ -146,10 +146,16 @@ def test_keras_file_round_trip_in_safe_mode(tmp_path):
     assert loaded.layers[2].go_backwards and not loaded.layers[2].reset_after
 
 
-@pytest.mark.parametrize("jit_compile", ["auto", True])
-def test_export_serves_in_a_fresh_process_without_this_project(tmp_path, jit_compile):
+@pytest.mark.parametrize("jit_compile, columns", [("auto", False), (True, False), (True, True)])
+def test_export_serves_in_a_fresh_process_without_this_project(tmp_path, jit_compile, columns, monkeypatch):
     # The export signature has unknown batch and time dimensions, so "auto"
-    # saves graph loops and True saves loops compiled by XLA when served.
+    # saves graph loops and True saves loops compiled by XLA when served;
+    # `columns` lowers the width from which compiled inference keeps its
+    # states as columns, so that these tiny layers save that form.
+    if columns:
+        from layers import fused
+
+        monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
     inputs = keras.Input((None, FEATURES))
     hidden = layers.LSTM(6, return_sequences=True, bptt_steps=2, jit_compile=jit_compile)(inputs)
     hidden = layers.SimpleRNN(3, return_sequences=True, go_backwards=True, jit_compile=jit_compile)(hidden)
