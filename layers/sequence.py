@@ -275,11 +275,10 @@ _SHARED_DOC = """
             there, and the size is one where compiling was measured to pay
             (inference at any size; training up to 512 units, or more with
             a batch of 64 or more; see `layers.fused.compiles_by_default`).
-            An eager
-            call, or a traced one with a dimension unknown (say, texts
-            padded to the longest in each batch), runs graph loops. `True`:
-            always compiled (an eager call compiles every time). `False`:
-            never.
+            An eager call, or a traced one with a dimension unknown (say,
+            texts padded to the longest in each batch), runs graph loops.
+            `True`: always compiled (an eager call compiles every time).
+            `False`: never.
         **kwargs: Cell arguments ({cell}: activation, dropout, ...) and base
             layer arguments.
 
