@@ -57,8 +57,11 @@ timed round-robin (the order rotates every repeat) in one process, so a
 change of machine load hits all of them alike; the table shows medians of
 wall-clock time, the process CPU time per call (all threads, less sensitive
 to other processes on a shared machine), the speed-up over Keras's built-in
-layer (`keras median / contender median`, same compile setting) and the
-time as a multiple of the floor (`contender median / floor median`).
+layer (`keras median / contender median`, same compile setting), the
+paired speed-up (`paired x`: the median over repeats of Keras's time over
+the contender's in the same repeat, which cancels load changes slower than
+one repeat) and the time as a multiple of the floor (`contender median /
+floor median`).
 
 With `--memory`, the peak memory of training steps is measured for the
 fused layer (compiled loops and graph loops) and Keras's layer as the
@@ -335,6 +338,11 @@ def time_round_robin(functions, repeats):
     return samples
 
 
+def paired_speedup(reference_walls, walls):
+    """The median over repeats of the reference's time over the contender's in the same repeat."""
+    return statistics.median(reference / wall for reference, wall in zip(reference_walls, walls, strict=True))
+
+
 def contender_label(name, jit_compile):
     return f"{name}+xla" if jit_compile else name
 
@@ -393,6 +401,7 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
                     "min_ms": 1e3 * min(walls),
                     "cpu_median_ms": 1e3 * statistics.median(cpus),
                     "speedup": statistics.median(keras_walls) / statistics.median(walls),
+                    "paired_speedup": paired_speedup(keras_walls, walls),
                     "cpu_speedup": statistics.median(keras_cpus) / statistics.median(cpus),
                     "floor_multiple": statistics.median(walls) / statistics.median(floor_walls),
                     "cpu_floor_multiple": statistics.median(cpus) / statistics.median(floor_cpus),
@@ -515,7 +524,8 @@ def machine_description():
 
 TIMING_HEADER = (
     f"{'cell':9s} {'batch':>5s} {'steps':>5s} {'in':>4s} {'units':>5s}  {'mode':7s} "
-    f"{'contender':18s} {'median ms':>10s} {'x keras':>8s} {'cpu ms':>9s} {'cpu x':>6s} {'/ floor':>8s}"
+    f"{'contender':18s} {'median ms':>10s} {'x keras':>8s} {'paired x':>8s} {'cpu ms':>9s} {'cpu x':>6s} "
+    f"{'/ floor':>8s}"
 )
 
 
@@ -535,7 +545,8 @@ def format_timing_rows(results):
                 lines.append(
                     f"{result['cell']:9s} {result['batch']:5d} {result['steps']:5d} {result['inputs']:4d} "
                     f"{result['units']:5d}  {mode:7s} {label:18s} {entry['median_ms']:10.1f} "
-                    f"{entry['speedup']:8.2f} {entry['cpu_median_ms']:9.1f} {entry['cpu_speedup']:6.2f} "
+                    f"{entry['speedup']:8.2f} {entry['paired_speedup']:8.2f} {entry['cpu_median_ms']:9.1f} "
+                    f"{entry['cpu_speedup']:6.2f} "
                     f"{entry['floor_multiple']:8.2f}"
                 )
     return "\n".join(lines)

@@ -25,6 +25,7 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
     for mode in ("train", "forward"):
         assert set(case[mode]) == {"fused", "fused-graph", "cell", "keras", "floor"}
         assert case[mode]["keras"]["speedup"] == pytest.approx(1.0)
+        assert case[mode]["keras"]["paired_speedup"] == pytest.approx(1.0)
         floor = case[mode]["floor"]
         assert floor["layout"] in bench.FLOOR_LAYOUTS and floor["floor_multiple"] == pytest.approx(1.0)
         # The floor's "speed-up" is Keras's time over the floor's.
@@ -32,6 +33,16 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
         for entry in case[mode].values():
             assert entry["median_ms"] > 0 and entry["min_ms"] <= entry["median_ms"]
             assert entry["xla"] is False
+            assert entry["paired_speedup"] > 0
+
+
+def test_paired_speedup_pairs_the_repeats():
+    # Per repeat 2, 1 and 0.5 times as fast: the median is 1, where the
+    # medians' ratio (1 / 2) would see a contender twice as slow.
+    assert bench.paired_speedup([10.0, 1.0, 1.0], [5.0, 1.0, 2.0]) == pytest.approx(1.0)
+    assert bench.paired_speedup([3.0, 3.0], [1.0, 3.0]) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        bench.paired_speedup([1.0, 2.0], [1.0])
 
 
 def test_xla_both_times_every_contender_under_both_settings(tmp_path):
