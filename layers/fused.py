@@ -825,7 +825,7 @@ COMPILED_WIDE_MIN_BATCH = 64
 COLUMN_MIN_UNITS = 512
 
 
-def compiles_by_default(units, batch, training=True):
+def compiles_by_default(units, batch, training):
     """Whether `jit_compile="auto"` compiles a traced call with known shapes."""
     if not training:
         return True
