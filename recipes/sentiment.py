@@ -14,7 +14,9 @@ built-in data set. The model: TextVectorization -> Embedding(mask_zero) ->
 our LSTM/GRU/SimpleRNN (bidirectional, stacked) -> masked pooling -> softmax.
 The baseline: logistic regression on unigram+bigram features.
 
-Quality options (--set): word_dropout=P (training words become unknown),
+Quality options (--set): adversarial=E (adversarial training: each step also
+fits the word embeddings moved E times their norm against the model),
+word_dropout=P (training words become unknown),
 spatial_dropout=P (whole embedding dimensions dropped), ensemble=N (N seeded
 models, probabilities averaged; the table also shows member 1 alone),
 ngram_head=true (hybrid: the baseline's linear n-gram logit added to the

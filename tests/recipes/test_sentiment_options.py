@@ -1,4 +1,4 @@
-"""`python -m recipes.sentiment` with the quality options: a hybrid ensemble trained, reported and exported."""
+"""`python -m recipes.sentiment` with the quality options: an adversarially trained hybrid ensemble, reported and exported."""
 
 import json
 import os
@@ -11,7 +11,7 @@ from tests.support import run_in_fresh_python
 
 OPTIONS = ["--set", "ensemble=2", "--set", "ngram_head=true", "--set", "word_dropout=0.2", "--set", "spatial_dropout=0.2",
            "--set", "monitor=val_accuracy", "--set", "bucket_by_length=true", "--set", "epochs=1",
-           "--set", "bidirectional=false"]
+           "--set", "bidirectional=false", "--set", "adversarial=0.2"]
 
 
 def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_path, capsys, class_files):  # noqa: F811
@@ -20,17 +20,17 @@ def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_
     assert recipe.main(argv) == 0
     metrics = json.loads(open(os.path.join(workdir, "metrics.json")).read())
     # The ensemble and its first member alone (the single-model figure), on the same test split.
-    assert set(metrics["models"]) == {"lstm+ngrams", "lstm+ngrams-ensemble2"}
-    ensemble = metrics["models"]["lstm+ngrams-ensemble2"]
+    assert set(metrics["models"]) == {"lstm+ngrams+adv", "lstm+ngrams+adv-ensemble2"}
+    ensemble = metrics["models"]["lstm+ngrams+adv-ensemble2"]
     assert len(ensemble["member_accuracies"]) == 2
-    assert ensemble["member_accuracies"][0] == metrics["models"]["lstm+ngrams"]["accuracy"]
+    assert ensemble["member_accuracies"][0] == metrics["models"]["lstm+ngrams+adv"]["accuracy"]
     assert ensemble["monitor"] == "val_accuracy"
     for name in ("model.keras", "member-1/model.keras", "member-2/checkpoints/best.keras"):
         assert os.path.exists(os.path.join(workdir, name)), name
     record = json.loads(open(os.path.join(workdir, "member-2", "checkpoints", "best.json")).read())
     assert record["monitor"] == "val_accuracy"
     out = capsys.readouterr().out
-    assert "lstm+ngrams-ensemble2" in out
+    assert "lstm+ngrams+adv-ensemble2" in out
 
     assert recipe.main(["export", "--workdir", workdir]) == 0
     import keras

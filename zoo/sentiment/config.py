@@ -21,6 +21,7 @@ class SentimentConfig:
     recurrent_dropout: float = 0.0  # dropout on the recurrent state inside each cell
     word_dropout: float = 0.0  # training only: each word the recurrent layers see becomes out-of-vocabulary with this probability
     spatial_dropout: float = 0.0  # training only: drops whole embedding dimensions for a whole text (SpatialDropout1D)
+    adversarial: float = 0.0  # training only: also fit the word embeddings moved this fraction of their norm against the model (0 disables)
     ngram_head: bool = False  # hybrid: add a linear bag-of-n-grams logit (baseline features) to the recurrent logit, trained jointly
     ngram_learning_rate: Optional[float] = None  # Adam step size of the hybrid's n-gram term (None: learning_rate)
     ensemble: int = 1  # members trained with different seeds; the model averages their probabilities
@@ -71,6 +72,9 @@ class SentimentConfig:
         for name in ("learning_rate", "baseline_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number.")
+        if isinstance(self.adversarial, bool) or not isinstance(self.adversarial, (int, float)) or not 0 <= self.adversarial < 1:
+            raise ValueError(f"Received an invalid value for `adversarial`: {self.adversarial!r}; expected a number in [0, 1) "
+                             "(a fraction of each text's embedding norm).")
         for name in ("clip_norm", "baseline_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0.")
@@ -93,7 +97,7 @@ class SentimentConfig:
         """A short name for one recurrent model: `bilstm`, `gru`, `2xbigru`, `bilstm+ngrams`, ..."""
         name = ("bi" if self.bidirectional else "") + self.cell
         name = name if self.num_layers == 1 else f"{self.num_layers}x{name}"
-        return name + ("+ngrams" if self.ngram_head else "")
+        return name + ("+ngrams" if self.ngram_head else "") + ("+adv" if self.adversarial else "")
 
     @property
     def model_name(self):

@@ -11,17 +11,21 @@ With `ngram_head`, the logits are the sum of the recurrent head's logits
 and a linear function of the baseline's bag-of-n-grams features (a
 logistic regression term), and both parts are trained jointly. With
 `ensemble > 1`, `build_ensemble` averages the probabilities of members
-trained separately.
+trained separately. With `adversarial > 0`, the model is an
+`AdversarialTextClassifier`: the same network, whose training step also
+fits the word embeddings moved against it (adversarial training).
 
 Padding never changes a prediction: the embedding's mask tells the
 recurrent layers to carry their state unchanged over padded steps, and the
 pooling ignores them.
 """
 
+import contextlib
 import dataclasses
 
 import keras
 from keras import ops
+from keras.src.losses.loss import unscale_loss_for_distribution
 
 import layers
 from zoo import registry
@@ -119,6 +123,133 @@ class WordDropout(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate, "oov_id": self.oov_id, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PerturbableEmbedding(keras.layers.Embedding):
+    """An `Embedding` whose output an adversarial training step can read and move.
+
+    It computes exactly what `keras.layers.Embedding` computes. Inside
+    `recording()`, each call keeps its output and the mask of real (non-padding)
+    tokens in `recorded`; inside `perturbed(delta)`, `delta` is added to the
+    output. Both are used by `AdversarialTextClassifier.train_step` only, while
+    one training step is traced.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._recording = False
+        self._perturbation = None
+        self.recorded = None
+
+    def call(self, inputs):
+        outputs = super().call(inputs)
+        if self._perturbation is not None:
+            outputs = outputs + self._perturbation
+        if self._recording:
+            self.recorded = (outputs, ops.not_equal(inputs, 0))
+        return outputs
+
+    @contextlib.contextmanager
+    def recording(self):
+        self._recording, self.recorded = True, None
+        try:
+            yield self
+        finally:
+            self._recording = False
+
+    @contextlib.contextmanager
+    def perturbed(self, delta):
+        self._perturbation = delta
+        try:
+            yield self
+        finally:
+            self._perturbation = None
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AdversarialTextClassifier(keras.Model):
+    """A functional text classifier trained with adversarial word embeddings.
+
+    Built like any functional model (`AdversarialTextClassifier(inputs,
+    outputs, epsilon=...)`), with a `PerturbableEmbedding` named "embedding".
+    Inference is the plain network. Each training step (Goodfellow et al.
+    2015, applied to word embeddings as in Miyato et al. 2017):
+
+    1. computes the loss and its gradient `g` with respect to the embedded
+       texts `e` (padding excluded);
+    2. moves each text's embeddings to `e + epsilon * |e| * g / |g|`, where the
+       norms are over the text's whole (tokens, dimensions) array: the step
+       that raises the loss most, a fixed fraction `epsilon` of the text's
+       own embedding norm, so the model cannot escape it by growing its
+       embeddings;
+    3. minimises the mean of the clean and the moved loss. The reported
+       `loss` is the clean one, comparable with a model trained without this.
+    """
+
+    def __init__(self, *args, epsilon=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
+            raise ValueError(f"Received an invalid value for argument `epsilon`, expected a number >= 0, got {epsilon!r}.")
+        self.epsilon = float(epsilon)
+        embedding = self.get_layer("embedding") if any(layer.name == "embedding" for layer in self.layers) else None
+        if not isinstance(embedding, PerturbableEmbedding):
+            raise ValueError(f"{type(self).__name__} needs a `PerturbableEmbedding` layer named 'embedding'; "
+                             f"received {type(embedding).__name__ if embedding is not None else 'none'}.")
+        self.embedding = embedding
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        from keras.src.models.functional import functional_from_config
+
+        config = dict(config)
+        epsilon = config.pop("epsilon", 0.0)
+        model = functional_from_config(cls, config, custom_objects=custom_objects)
+        model.epsilon = float(epsilon)
+        return model
+
+    def adversarial_step(self, x, y, sample_weight=None):
+        """`(y_pred, loss, delta)`: the clean pass, its loss, and the move of the embedded texts.
+
+        `delta` has the shape of the "embedding" layer's output, is zero at
+        padding, and each text's slice has norm `epsilon` times the norm of
+        that text's embeddings. It is a constant (no gradient flows into it).
+        """
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            with self.embedding.recording():
+                y_pred = self(x, training=True)
+            embedded, real = self.embedding.recorded
+            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        real = ops.cast(real, embedded.dtype)[:, :, None]
+        direction = tf.stop_gradient(tape.gradient(loss, embedded)) * real
+        size = tf.stop_gradient(embedded) * real
+        scale = self.epsilon * ops.sqrt(ops.sum(size * size, axis=(1, 2), keepdims=True))
+        delta = scale * direction / (ops.sqrt(ops.sum(direction * direction, axis=(1, 2), keepdims=True)) + 1e-12)
+        return y_pred, loss, delta
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred, loss, delta = self.adversarial_step(x, y, sample_weight)
+            with self.embedding.perturbed(delta):
+                y_moved = self(x, training=True)
+            moved_loss = self._compute_loss(x=x, y=y, y_pred=y_moved, sample_weight=sample_weight, training=True)
+            self._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=ops.shape(x)[0])
+            total = self.optimizer.scale_loss(0.5 * (loss + moved_loss))
+        # The embedding's gradient holds a row per token of both passes; summed
+        # per word here, so the optimizer sees the gradient of the total loss
+        # (Keras's Adam would square the two passes' rows separately).
+        gradients = [tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
+                     for gradient in tape.gradient(total, self.trainable_weights)]
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
 _STANDARDIZE = {"none": None}
 
 
@@ -176,7 +307,8 @@ def build_model(config, num_classes=2, training_texts=None):
     token_ids = TruncateTokens(config.max_length, name="truncate")(token_ids)
     if config.word_dropout:
         token_ids = WordDropout(config.word_dropout, seed=config.seed, name="word_dropout")(token_ids)
-    hidden = keras.layers.Embedding(config.vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(token_ids)
+    embedding_class = PerturbableEmbedding if config.adversarial else keras.layers.Embedding
+    hidden = embedding_class(config.vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(token_ids)
     if config.spatial_dropout:
         hidden = keras.layers.SpatialDropout1D(config.spatial_dropout, seed=config.seed, name="spatial_dropout")(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
@@ -201,7 +333,10 @@ def build_model(config, num_classes=2, training_texts=None):
     if config.ngram_head:
         logits = keras.layers.Add(name="hybrid_logits")([logits, _ngram_logits(config, num_classes, training_texts, texts)])
     probabilities = keras.layers.Softmax(name="probabilities")(logits)
-    return keras.Model(texts, probabilities, name=f"sentiment_{config.single_model_name.replace('+', '_')}")
+    name = f"sentiment_{config.single_model_name.replace('+', '_')}"
+    if config.adversarial:
+        return AdversarialTextClassifier(texts, probabilities, epsilon=config.adversarial, name=name)
+    return keras.Model(texts, probabilities, name=name)
 
 
 def _ngram_logits(config, num_classes, training_texts, texts):
