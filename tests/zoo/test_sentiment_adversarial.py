@@ -105,3 +105,18 @@ def test_adversarial_training_lowers_the_moved_loss_and_round_trips(tmp_path):
     loaded = keras.saving.load_model(path)
     assert type(loaded) is AdversarialTextClassifier and loaded.epsilon == pytest.approx(0.3)
     np.testing.assert_allclose(np.asarray(loaded(tf.constant(TEXTS))), np.asarray(model(tf.constant(TEXTS))), atol=1e-6)
+
+
+def test_the_model_checks_its_arguments():
+    texts = keras.Input(shape=(), dtype="string")
+    plain = build_model(TINY, training_texts=TEXTS)
+    with pytest.raises(ValueError, match="PerturbableEmbedding.*received Embedding"):
+        AdversarialTextClassifier(plain.inputs, plain.outputs, epsilon=0.1)
+    vectorized = keras.layers.TextVectorization(max_tokens=20)
+    vectorized.adapt(TEXTS)
+    outputs = keras.layers.GlobalMaxPooling1D()(keras.layers.Embedding(20, 3, name="words")(vectorized(texts)))
+    with pytest.raises(ValueError, match="named 'embedding'; received none"):
+        AdversarialTextClassifier(texts, outputs, epsilon=0.1)
+    moving = build_model(dataclasses.replace(TINY, adversarial=0.1), training_texts=TEXTS)
+    with pytest.raises(ValueError, match="`epsilon`.*got -1"):
+        AdversarialTextClassifier(moving.inputs, moving.outputs, epsilon=-1)
