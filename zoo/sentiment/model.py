@@ -190,7 +190,7 @@ class AdversarialTextClassifier(keras.Model):
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
             raise ValueError(f"Received an invalid value for argument `epsilon`, expected a number >= 0, got {epsilon!r}.")
         self.epsilon = float(epsilon)
-        embedding = self.get_layer("embedding") if any(layer.name == "embedding" for layer in self.layers) else None
+        embedding = next((layer for layer in self.layers if layer.name == "embedding"), None)
         if not isinstance(embedding, PerturbableEmbedding):
             raise ValueError(f"{type(self).__name__} needs a `PerturbableEmbedding` layer named 'embedding'; "
                              f"received {type(embedding).__name__ if embedding is not None else 'none'}.")
