@@ -19,6 +19,9 @@ fits the word embeddings moved E times their norm against the model),
 word_dropout=P (training words become unknown),
 spatial_dropout=P (whole embedding dimensions dropped), ensemble=N (N seeded
 models, probabilities averaged; the table also shows member 1 alone),
+member_validation=disjoint (each ensemble member stops early on its own
+held-out slice, so the members together train on every example),
+baseline_ensemble=N (the baseline averaged over N members on the same splits),
 ngram_head=true (hybrid: the baseline's linear n-gram logit added to the
 recurrent logit, trained jointly), monitor=val_accuracy (early stopping and
 the kept epoch), bucket_by_length=true (length-sorted training batches).
@@ -186,7 +189,7 @@ def command_evaluate(args):
         _, test_indices = sentiment.stratified_split(dataset.labels, config.test_fraction, config.seed)
         dataset = dataset.subset(test_indices)
     report = {"models": {}, "split": args.split, "data_source": dataset.source}
-    for name, baseline in ((config.model_name, False), ("baseline", True)):
+    for name, baseline in ((config.model_name, False), (config.baseline_name, True)):
         if baseline and not os.path.exists(os.path.join(args.workdir, "baseline", "model.keras")):
             continue
         model = sentiment.load_trained_model(args.workdir, baseline=baseline)

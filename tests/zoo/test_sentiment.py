@@ -166,6 +166,21 @@ def test_stratified_split_holds_out_each_class_proportionally():
     assert not set(kept) & set(held)
 
 
+def test_split_parts_are_disjoint_slices_of_one_shuffle():
+    labels = np.array([0] * 80 + [1] * 20)
+    parts = [stratified_split(labels, 0.25, seed=1, part=part) for part in range(3)]
+    assert [kept.tolist() for kept in parts[0]] == [kept.tolist() for kept in stratified_split(labels, 0.25, seed=1)]
+    for kept, held in parts:
+        assert np.bincount(labels[held]).tolist() == [20, 5]
+        assert sorted(kept.tolist() + held.tolist()) == list(range(100))
+    assert not set(parts[0][1]) & set(parts[1][1]) and not set(parts[1][1]) & set(parts[2][1])
+    assert not set(parts[0][1]) & set(parts[2][1])
+    with pytest.raises(ValueError, match="`part=3`.*class index 0 has 80 examples"):
+        stratified_split(labels, 0.25, seed=1, part=3)  # a fourth slice would leave no example kept
+    with pytest.raises(ValueError, match="`part`: -1"):
+        stratified_split(labels, 0.25, seed=1, part=-1)
+
+
 def test_split_errors_name_the_problem():
     with pytest.raises(ValueError, match="needs at least 10 per class"):
         stratified_folds(np.array([0] * 20 + [1] * 5), 10, seed=0)

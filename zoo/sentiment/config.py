@@ -5,6 +5,7 @@ from typing import Literal, Optional
 
 CELLS = ("rnn", "lstm", "gru")
 MONITORS = ("val_loss", "val_accuracy")
+MEMBER_VALIDATION = ("shared", "disjoint")
 STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none")
 
 
@@ -25,6 +26,7 @@ class SentimentConfig:
     ngram_head: bool = False  # hybrid: add a linear bag-of-n-grams logit (baseline features) to the recurrent logit, trained jointly
     ngram_learning_rate: Optional[float] = None  # Adam step size of the hybrid's n-gram term (None: learning_rate)
     ensemble: int = 1  # members trained with different seeds; the model averages their probabilities
+    member_validation: Literal["shared", "disjoint"] = "shared"  # ensemble members stop early on the same held-out split, or each on its own disjoint slice (so each trains on data the others held out)
     # --- text vectorisation (shared with the baseline) ---------------------
     vocabulary_size: int = 20000  # most frequent training tokens kept (plus padding and out-of-vocabulary)
     max_length: int = 64  # tokens kept per text; batches are padded only to their longest text
@@ -47,11 +49,13 @@ class SentimentConfig:
     baseline_l2: float = 0.0001  # L2 penalty on the logistic regression weights
     baseline_learning_rate: float = 0.003  # Adam step size for the baseline
     baseline_epochs: int = 30  # upper bound; early stopping as for the recurrent model
+    baseline_ensemble: int = 1  # baseline members averaged, on the splits `member_validation` gives (a control for recurrent ensembles)
     seed: int = 0  # seeds splits, initialisation, dropout and shuffling
 
     def validate(self):
         positive = ("units", "num_layers", "ensemble", "embedding_dim", "vocabulary_size", "max_length", "epochs",
-                    "patience", "batch_size", "baseline_ngrams", "baseline_vocabulary_size", "baseline_epochs")
+                    "patience", "batch_size", "baseline_ngrams", "baseline_vocabulary_size", "baseline_epochs",
+                    "baseline_ensemble")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -87,6 +91,17 @@ class SentimentConfig:
             raise ValueError(f"Received an invalid value for `cell`: {self.cell!r}; expected one of {list(CELLS)}.")
         if self.monitor not in MONITORS:
             raise ValueError(f"Received an invalid value for `monitor`: {self.monitor!r}; expected one of {list(MONITORS)}.")
+        if self.member_validation not in MEMBER_VALIDATION:
+            raise ValueError(f"Received an invalid value for `member_validation`: {self.member_validation!r}; expected one "
+                             f"of {list(MEMBER_VALIDATION)}.")
+        for name in ("ensemble", "baseline_ensemble"):
+            count = getattr(self, name)
+            if self.member_validation == "disjoint" and count * self.validation_fraction >= 1:
+                raise ValueError(
+                    f"Received `member_validation='disjoint'` with `{name}={count}` and `validation_fraction="
+                    f"{self.validation_fraction}`: {count} disjoint validation slices would hold out everything; "
+                    f"expected `{name} * validation_fraction` below 1."
+                )
         if self.standardize not in STANDARDIZE:
             raise ValueError(
                 f"Received an invalid value for `standardize`: {self.standardize!r}; expected one of {list(STANDARDIZE)}."
@@ -101,5 +116,15 @@ class SentimentConfig:
 
     @property
     def model_name(self):
-        """`single_model_name`, with `-ensembleN` for an ensemble of N members."""
-        return self.single_model_name + (f"-ensemble{self.ensemble}" if self.ensemble > 1 else "")
+        """`single_model_name`, with `-ensembleN` for an ensemble of N members (`-ensembleN-disjoint` when each
+        member holds out its own validation slice)."""
+        if self.ensemble == 1:
+            return self.single_model_name
+        return self.single_model_name + f"-ensemble{self.ensemble}" + ("-disjoint" if self.member_validation == "disjoint" else "")
+
+    @property
+    def baseline_name(self):
+        """`baseline`, or `baseline-ensembleN[-disjoint]` for a `baseline_ensemble` of N members."""
+        if self.baseline_ensemble == 1:
+            return "baseline"
+        return f"baseline-ensemble{self.baseline_ensemble}" + ("-disjoint" if self.member_validation == "disjoint" else "")

@@ -256,13 +256,18 @@ def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train",
 
 
 # ------------------------------------------------------------------- splits
-def stratified_split(labels, fraction, seed):
+def stratified_split(labels, fraction, seed, part=0):
     """Indices `(kept, held_out)`: `fraction` of each class held out, at least one, seeded.
 
-    Every class needs two examples so that both sides see it.
+    Every class needs two examples so that both sides see it. `part=k` holds
+    out the k-th of disjoint slices of that size from the same seeded
+    shuffle (`part=0` is the default split), so parts 0, 1, ... never share
+    a held-out example; every class must keep at least one example.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"Received an invalid value for `fraction`: {fraction!r}; expected a number in (0, 1).")
+    if isinstance(part, bool) or not isinstance(part, (int, np.integer)) or part < 0:
+        raise ValueError(f"Received an invalid value for `part`: {part!r}; expected an integer >= 0.")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     kept, held = [], []
@@ -274,8 +279,15 @@ def stratified_split(labels, fraction, seed):
             )
         rng.shuffle(members)
         count = min(max(1, int(round(len(members) * fraction))), len(members) - 1)
-        held.append(members[:count])
-        kept.append(members[count:])
+        start = part * count
+        if start + count > len(members) - 1:
+            raise ValueError(
+                f"Received `part={part}` with `fraction={fraction}`: class index {int(label)} has {len(members)} examples, "
+                f"too few for {part + 1} disjoint held-out slices of {count} that leave one example kept; expected "
+                f"`(part + 1) * fraction` below 1."
+            )
+        held.append(members[start:start + count])
+        kept.append(np.concatenate([members[:start], members[start + count:]]))
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 

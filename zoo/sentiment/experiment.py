@@ -100,7 +100,71 @@ def _training_summary(result):
     }
 
 
-def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent):
+def member_splits(config, train, count=None):
+    """The `(inner, validation)` subsets of `train` each of `count` members trains and stops early on.
+
+    `count` defaults to `config.ensemble`. With `member_validation="shared"`
+    every member gets the split the single model and the baseline use
+    (`stratified_split(..., config.seed)`). With "disjoint", member k holds
+    out the k-th disjoint slice of the same seeded shuffle, so member 1
+    still matches the single model and every training example is trained
+    on by all members but at most one.
+    """
+    count = config.ensemble if count is None else count
+    parts = count if config.member_validation == "disjoint" else 1
+    splits = []
+    for part in range(parts):
+        inner_indices, validation_indices = stratified_split(train.labels, config.validation_fraction, config.seed,
+                                                             part=part)
+        splits.append((train.subset(inner_indices), train.subset(validation_indices)))
+    return splits * (count if parts == 1 else 1)
+
+
+def _train_members(config, build, splits, model_dir, train_options, *, name, log):
+    """Train one seeded member per `(inner, validation)` pair of `splits` under `model_dir/member-k`; average them.
+
+    `build(member_config, texts)` makes a member's model from its config
+    and the texts its vocabulary comes from. Member k gets seed
+    `config.seed + 1000 * (k - 1)`. Finished members (`member.json` beside
+    `model.keras`) are reused, not trained again.
+    """
+    members, summaries = [], []
+    for index, (inner, validation) in enumerate(splits):
+        member_config = dataclasses.replace(config, ensemble=1, seed=config.seed + 1000 * index)
+        member_dir = os.path.join(model_dir, f"member-{index + 1}")
+        model_path, summary_path = os.path.join(member_dir, MODEL_FILE), os.path.join(member_dir, MEMBER_SUMMARY_FILE)
+        if os.path.exists(summary_path) and os.path.exists(model_path):
+            log(f"  ensemble member {index + 1}/{len(splits)}: finished earlier, reusing {model_path}")
+            members.append(keras.saving.load_model(model_path, safe_mode=True))
+            summaries.append(read_json(summary_path))
+            continue
+        log(f"  ensemble member {index + 1}/{len(splits)} (seed {member_config.seed}) in {member_dir}")
+        model, result = fit_text_classifier(lambda: build(member_config, inner.texts), member_config, inner, validation,
+                                            member_dir, **train_options)
+        members.append(model)
+        summaries.append(_training_summary(result))
+        if is_chief():
+            atomic_write_json(summary_path, summaries[-1])
+    ensemble = build_ensemble(members, name=f"sentiment_{name.replace('+', '_').replace('-', '_')}")
+    with training.chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
+        ensemble.save(temporary)
+    summary = {
+        "epochs_run": [entry["epochs_run"] for entry in summaries],
+        "best_epoch": [entry["best_epoch"] for entry in summaries],
+        "train_seconds": round(sum(entry["train_seconds"] for entry in summaries), 1),
+        "time_budget_exhausted": any(entry["time_budget_exhausted"] for entry in summaries),
+        "monitor": train_options["monitor"],
+    }
+    return ensemble, summary, members
+
+
+def _check_splits(splits, count):
+    if splits is not None and len(splits) != count:
+        raise ValueError(f"Received {len(splits)} member split(s); expected one per ensemble member ({count}).")
+
+
+def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
+                    splits=None):
     """Train the recurrent model of `config` (or its `ensemble` of seeded members) in `model_dir`.
 
     Returns `(model, summary, members)`: the model to evaluate (for an
@@ -111,42 +175,35 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     is exactly the single model the same config without `ensemble` trains.
     A finished member leaves `member.json` (its training summary) beside its
     `model.keras`; a resumed run reuses such members instead of training
-    them again.
+    them again. `splits` (from `member_splits`) gives each member its own
+    `(inner, validation)` pair; by default they all get `inner` and
+    `validation`.
     """
+    _check_splits(splits, config.ensemble)
     train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
                          monitor=config.monitor, bucket_by_length=config.bucket_by_length)
     if config.ensemble == 1:
         model, result = fit_text_classifier(lambda: build_model(config, num_classes, inner.texts), config, inner,
                                             validation, model_dir, **train_options)
         return model, _training_summary(result), [model]
-    members, summaries = [], []
-    for index in range(config.ensemble):
-        member_config = dataclasses.replace(config, ensemble=1, seed=config.seed + 1000 * index)
-        member_dir = os.path.join(model_dir, f"member-{index + 1}")
-        model_path, summary_path = os.path.join(member_dir, MODEL_FILE), os.path.join(member_dir, MEMBER_SUMMARY_FILE)
-        if os.path.exists(summary_path) and os.path.exists(model_path):
-            log(f"  ensemble member {index + 1}/{config.ensemble}: finished earlier, reusing {model_path}")
-            members.append(keras.saving.load_model(model_path, safe_mode=True))
-            summaries.append(read_json(summary_path))
-            continue
-        log(f"  ensemble member {index + 1}/{config.ensemble} (seed {member_config.seed}) in {member_dir}")
-        model, result = fit_text_classifier(lambda: build_model(member_config, num_classes, inner.texts), member_config,
-                                            inner, validation, member_dir, **train_options)
-        members.append(model)
-        summaries.append(_training_summary(result))
-        if is_chief():
-            atomic_write_json(summary_path, summaries[-1])
-    ensemble = build_ensemble(members, name=f"sentiment_{config.model_name.replace('+', '_').replace('-', '_')}")
-    with training.chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
-        ensemble.save(temporary)
-    summary = {
-        "epochs_run": [entry["epochs_run"] for entry in summaries],
-        "best_epoch": [entry["best_epoch"] for entry in summaries],
-        "train_seconds": round(sum(entry["train_seconds"] for entry in summaries), 1),
-        "time_budget_exhausted": any(entry["time_budget_exhausted"] for entry in summaries),
-        "monitor": config.monitor,
-    }
-    return ensemble, summary, members
+    return _train_members(config, lambda member_config, texts: build_model(member_config, num_classes, texts),
+                          splits or [(inner, validation)] * config.ensemble, model_dir, train_options,
+                          name=config.model_name, log=log)
+
+
+def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
+                   splits=None):
+    """Train the bag-of-n-grams baseline (or its `baseline_ensemble`) in `model_dir`, as `train_recurrent` does."""
+    _check_splits(splits, config.baseline_ensemble)
+    train_options = dict(epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
+                         strategy=strategy, monitor="val_loss", bucket_by_length=False)
+    if config.baseline_ensemble == 1:
+        model, result = fit_text_classifier(lambda: build_baseline(config, num_classes, inner.texts), config, inner,
+                                            validation, model_dir, **train_options)
+        return model, _training_summary(result), [model]
+    return _train_members(config, lambda member_config, texts: build_baseline(member_config, num_classes, texts),
+                          splits or [(inner, validation)] * config.baseline_ensemble, model_dir, train_options,
+                          name=config.baseline_name, log=log)
 
 
 def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
@@ -177,8 +234,9 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         name = model_config.model_name
         model_dir = workdir if position == 0 and not nested else os.path.join(workdir, name)
         log(f"training {name} ({len(inner)} train / {len(validation)} validation examples) in {model_dir}")
+        splits = member_splits(model_config, train) if model_config.ensemble > 1 else None
         model, summary, members = train_recurrent(model_config, num_classes, inner, validation, model_dir,
-                                                  verbose=verbose, strategy=strategy, log=log)
+                                                  verbose=verbose, strategy=strategy, log=log, splits=splits)
         if len(members) > 1:
             # Every member alone, on the same test set: the first is the single-model figure of this config.
             member_metrics = [classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
@@ -193,15 +251,20 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
     if include_baseline:
         baseline_dir = os.path.join(workdir, BASELINE_NAME)
-        log(f"training the bag-of-n-grams baseline in {baseline_dir}")
-        model, result = fit_text_classifier(
-            lambda: build_baseline(config, num_classes, inner.texts), config, inner, validation, baseline_dir,
-            epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
-            strategy=strategy,
-        )
+        name = config.baseline_name
+        log(f"training the bag-of-n-grams baseline ({name}) in {baseline_dir}")
+        splits = member_splits(config, train, config.baseline_ensemble) if config.baseline_ensemble > 1 else None
+        model, summary, members = train_baseline(config, num_classes, inner, validation, baseline_dir, verbose=verbose,
+                                                 strategy=strategy, log=log, splits=splits)
+        if len(members) > 1:
+            # Member 1 alone is exactly the single baseline (same seed, same split).
+            member_metrics = classification_metrics(test.labels, predict_probabilities(members[0], test), test.class_names)
+            report["models"][BASELINE_NAME] = {**member_metrics, "ensemble_member": 1,
+                                               "parameters": int(members[0].count_params())}
+            log(f"{BASELINE_NAME} (member 1 alone): test accuracy {member_metrics['accuracy']:.4f}")
         metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
-        report["models"][BASELINE_NAME] = {**metrics, **_training_summary(result), "parameters": int(model.count_params())}
-        log(f"{BASELINE_NAME}: test accuracy {metrics['accuracy']:.4f}")
+        report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
+        log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
     return report
 
 
