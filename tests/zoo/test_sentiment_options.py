@@ -44,6 +44,8 @@ def _toy_dataset(count, seed):
     [
         (dict(word_dropout=1.0), "`word_dropout`"),
         (dict(spatial_dropout=-0.1), "`spatial_dropout`"),
+        (dict(dropout=True), "`dropout`: True; expected a number in \\[0, 1\\)"),
+        (dict(recurrent_dropout="0.2"), "`recurrent_dropout`: '0.2'"),
         (dict(ensemble=0), "`ensemble`"),
         (dict(monitor="accuracy"), "`monitor`.*val_accuracy"),
         (dict(member_validation="own"), "`member_validation`.*disjoint"),

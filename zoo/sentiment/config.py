@@ -65,10 +65,11 @@ class SentimentConfig:
                 f"Received an invalid value for `vocabulary_size`: {self.vocabulary_size}; expected at least 3 "
                 "(padding, out-of-vocabulary and one word)."
             )
-        for name in ("dropout", "recurrent_dropout", "word_dropout", "spatial_dropout"):
+        for name in ("dropout", "recurrent_dropout", "word_dropout", "spatial_dropout", "adversarial"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1).")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                meaning = " (a fraction of each text's embedding norm)" if name == "adversarial" else ""
+                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1){meaning}.")
         for name in ("validation_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
@@ -76,9 +77,6 @@ class SentimentConfig:
         for name in ("learning_rate", "baseline_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number.")
-        if isinstance(self.adversarial, bool) or not isinstance(self.adversarial, (int, float)) or not 0 <= self.adversarial < 1:
-            raise ValueError(f"Received an invalid value for `adversarial`: {self.adversarial!r}; expected a number in [0, 1) "
-                             "(a fraction of each text's embedding norm).")
         for name in ("clip_norm", "baseline_l2"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0.")
