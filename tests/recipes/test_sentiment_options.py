@@ -53,3 +53,25 @@ def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_
     members = [keras.saving.load_model(os.path.join(workdir, f"member-{k}", "model.keras")) for k in (1, 2)]
     np.testing.assert_allclose(result, np.mean([np.asarray(m(tf.constant(sentences))) for m in members], axis=0),
                                atol=1e-5)
+
+
+def test_disjoint_ensemble_and_its_baseline_control_train_evaluate_and_export(tmp_path, capsys, class_files):  # noqa: F811
+    workdir = str(tmp_path / "run")
+    options = ["--set", "ensemble=2", "--set", "member_validation=disjoint", "--set", "baseline_ensemble=2",
+               "--set", "bidirectional=false", "--set", "epochs=1"]
+    assert recipe.main(["train", "--workdir", workdir, *class_files, *TINY_SETTINGS, *options, "--quiet"]) == 0
+    metrics = json.loads(open(os.path.join(workdir, "metrics.json")).read())
+    # Each ensemble beside its member 1 alone (the single model, the single baseline).
+    assert set(metrics["models"]) == {"lstm", "lstm-ensemble2-disjoint", "baseline", "baseline-ensemble2-disjoint"}
+    assert len(metrics["models"]["baseline-ensemble2-disjoint"]["member_accuracies"]) == 2
+    for name in ("member-2/model.keras", "baseline/member-2/model.keras", "baseline/model.keras"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    capsys.readouterr()
+    assert recipe.main(["evaluate", "--workdir", workdir, *class_files]) == 0
+    out = capsys.readouterr().out
+    assert "lstm-ensemble2-disjoint" in out and "baseline-ensemble2-disjoint" in out
+    evaluation = json.loads(open(os.path.join(workdir, "evaluation-test.json")).read())
+    for name in ("lstm-ensemble2-disjoint", "baseline-ensemble2-disjoint"):
+        assert evaluation["models"][name]["accuracy"] == metrics["models"][name]["accuracy"]
+    assert recipe.main(["export", "--workdir", workdir, "--baseline", "--output", str(tmp_path / "baseline-export")]) == 0
+    assert os.path.exists(tmp_path / "baseline-export" / "saved_model.pb")

@@ -206,6 +206,24 @@ def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose
                           name=config.baseline_name, log=log)
 
 
+def _report_model(report, name, model, summary, members, single_name, test, log):
+    """Score `model` on `test` into `report["models"][name]`; for an ensemble, also every member alone.
+
+    Member 1 of an ensemble is exactly the single model of its config (same
+    seed, same split), so its figures are also reported as `single_name`.
+    """
+    if len(members) > 1:
+        member_metrics = [classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
+                          for member in members]
+        summary["member_accuracies"] = [entry["accuracy"] for entry in member_metrics]
+        report["models"][single_name] = {**member_metrics[0], "ensemble_member": 1,
+                                         "parameters": int(members[0].count_params())}
+        log(f"{single_name} (member 1 alone): test accuracy {member_metrics[0]['accuracy']:.4f}")
+    metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
+    report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
+    log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
+
+
 def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
                        strategy=None, log=_silent, nested=False):
     """Train the recurrent model(s) and the baseline on `train`; score them on `test`.
@@ -237,18 +255,7 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         splits = member_splits(model_config, train) if model_config.ensemble > 1 else None
         model, summary, members = train_recurrent(model_config, num_classes, inner, validation, model_dir,
                                                   verbose=verbose, strategy=strategy, log=log, splits=splits)
-        if len(members) > 1:
-            # Every member alone, on the same test set: the first is the single-model figure of this config.
-            member_metrics = [classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
-                              for member in members]
-            summary["member_accuracies"] = [entry["accuracy"] for entry in member_metrics]
-            single_name = model_config.single_model_name
-            report["models"][single_name] = {**member_metrics[0], "ensemble_member": 1,
-                                             "parameters": int(members[0].count_params())}
-            log(f"{single_name} (member 1 alone): test accuracy {member_metrics[0]['accuracy']:.4f}")
-        metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
-        report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
-        log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
+        _report_model(report, name, model, summary, members, model_config.single_model_name, test, log)
     if include_baseline:
         baseline_dir = os.path.join(workdir, BASELINE_NAME)
         name = config.baseline_name
@@ -256,15 +263,7 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         splits = member_splits(config, train, config.baseline_ensemble) if config.baseline_ensemble > 1 else None
         model, summary, members = train_baseline(config, num_classes, inner, validation, baseline_dir, verbose=verbose,
                                                  strategy=strategy, log=log, splits=splits)
-        if len(members) > 1:
-            # Member 1 alone is exactly the single baseline (same seed, same split).
-            member_metrics = classification_metrics(test.labels, predict_probabilities(members[0], test), test.class_names)
-            report["models"][BASELINE_NAME] = {**member_metrics, "ensemble_member": 1,
-                                               "parameters": int(members[0].count_params())}
-            log(f"{BASELINE_NAME} (member 1 alone): test accuracy {member_metrics['accuracy']:.4f}")
-        metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
-        report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
-        log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
+        _report_model(report, name, model, summary, members, BASELINE_NAME, test, log)
     return report
 
 
