@@ -158,9 +158,16 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, log
     return ensemble, summary, members
 
 
-def _check_splits(splits, count):
+def _train_one_or_members(config, count, build, inner, validation, model_dir, train_options, *, splits, name, log):
+    """One model on `(inner, validation)` when `count` is 1, else `_train_members` (on `splits`, or all on that pair)."""
     if splits is not None and len(splits) != count:
         raise ValueError(f"Received {len(splits)} member split(s); expected one per ensemble member ({count}).")
+    if count == 1:
+        model, result = fit_text_classifier(lambda: build(config, inner.texts), config, inner, validation, model_dir,
+                                            **train_options)
+        return model, _training_summary(result), [model]
+    return _train_members(config, build, splits or [(inner, validation)] * count, model_dir, train_options, name=name,
+                          log=log)
 
 
 def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
@@ -179,31 +186,22 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     `(inner, validation)` pair; by default they all get `inner` and
     `validation`.
     """
-    _check_splits(splits, config.ensemble)
     train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
                          monitor=config.monitor, bucket_by_length=config.bucket_by_length)
-    if config.ensemble == 1:
-        model, result = fit_text_classifier(lambda: build_model(config, num_classes, inner.texts), config, inner,
-                                            validation, model_dir, **train_options)
-        return model, _training_summary(result), [model]
-    return _train_members(config, lambda member_config, texts: build_model(member_config, num_classes, texts),
-                          splits or [(inner, validation)] * config.ensemble, model_dir, train_options,
-                          name=config.model_name, log=log)
+    return _train_one_or_members(config, config.ensemble,
+                                 lambda member_config, texts: build_model(member_config, num_classes, texts),
+                                 inner, validation, model_dir, train_options, splits=splits, name=config.model_name, log=log)
 
 
 def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
                    splits=None):
     """Train the bag-of-n-grams baseline (or its `baseline_ensemble`) in `model_dir`, as `train_recurrent` does."""
-    _check_splits(splits, config.baseline_ensemble)
     train_options = dict(epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
                          strategy=strategy, monitor="val_loss", bucket_by_length=False)
-    if config.baseline_ensemble == 1:
-        model, result = fit_text_classifier(lambda: build_baseline(config, num_classes, inner.texts), config, inner,
-                                            validation, model_dir, **train_options)
-        return model, _training_summary(result), [model]
-    return _train_members(config, lambda member_config, texts: build_baseline(member_config, num_classes, texts),
-                          splits or [(inner, validation)] * config.baseline_ensemble, model_dir, train_options,
-                          name=config.baseline_name, log=log)
+    return _train_one_or_members(config, config.baseline_ensemble,
+                                 lambda member_config, texts: build_baseline(member_config, num_classes, texts),
+                                 inner, validation, model_dir, train_options, splits=splits, name=config.baseline_name,
+                                 log=log)
 
 
 def _report_model(report, name, model, summary, members, single_name, test, log):
