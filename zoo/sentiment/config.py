@@ -112,17 +112,19 @@ class SentimentConfig:
         name = name if self.num_layers == 1 else f"{self.num_layers}x{name}"
         return name + ("+ngrams" if self.ngram_head else "") + ("+adv" if self.adversarial else "")
 
+    def _ensemble_suffix(self, count):
+        """`-ensembleN` for N > 1 members (`-ensembleN-disjoint` when each holds out its own validation slice)."""
+        if count == 1:
+            return ""
+        return f"-ensemble{count}" + ("-disjoint" if self.member_validation == "disjoint" else "")
+
     @property
     def model_name(self):
         """`single_model_name`, with `-ensembleN` for an ensemble of N members (`-ensembleN-disjoint` when each
         member holds out its own validation slice)."""
-        if self.ensemble == 1:
-            return self.single_model_name
-        return self.single_model_name + f"-ensemble{self.ensemble}" + ("-disjoint" if self.member_validation == "disjoint" else "")
+        return self.single_model_name + self._ensemble_suffix(self.ensemble)
 
     @property
     def baseline_name(self):
         """`baseline`, or `baseline-ensembleN[-disjoint]` for a `baseline_ensemble` of N members."""
-        if self.baseline_ensemble == 1:
-            return "baseline"
-        return f"baseline-ensemble{self.baseline_ensemble}" + ("-disjoint" if self.member_validation == "disjoint" else "")
+        return "baseline" + self._ensemble_suffix(self.baseline_ensemble)
