@@ -107,26 +107,35 @@ def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=
     return ours, references
 
 
-def run(layer, inputs, mask=None, initial_state=None, training=False, loss_seed=7):
+def run(layer, inputs, mask=None, initial_state=None, training=False, loss_seed=7, traced=False):
     """Outputs (list) and gradients (inputs, initial states, weights) of `layer`.
 
     The loss is a fixed random projection of every output, so every output
-    element gets its own weight in the gradient.
+    element gets its own weight in the gradient. With `traced`, the call and
+    its gradient run inside one `tf.function` (as in `fit` or `predict`),
+    else eagerly.
     """
     inputs = tf.constant(inputs)
     initial = None if initial_state is None else [tf.constant(s) for s in initial_state]
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        if initial is not None:
-            tape.watch(initial)
-        result = layer(inputs, mask=mask, initial_state=initial, training=training)
-        outputs = list(result) if isinstance(result, (list, tuple)) else [result]
-        rng = np.random.default_rng(loss_seed)
-        loss = sum(
-            tf.reduce_sum(o * rng.normal(size=o.shape).astype(o.dtype.name)) for o in outputs
-        )
-    sources = [inputs] + (initial or []) + list(layer.trainable_weights)
-    gradients = tape.gradient(loss, sources)
+    mask = None if mask is None else tf.constant(mask)
+
+    def outputs_and_gradients(inputs, initial, mask):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            if initial is not None:
+                tape.watch(initial)
+            result = layer(inputs, mask=mask, initial_state=initial, training=training)
+            outputs = list(result) if isinstance(result, (list, tuple)) else [result]
+            rng = np.random.default_rng(loss_seed)
+            loss = sum(
+                tf.reduce_sum(o * rng.normal(size=o.shape).astype(o.dtype.name)) for o in outputs
+            )
+        sources = [inputs] + (initial or []) + list(layer.trainable_weights)
+        return outputs, tape.gradient(loss, sources)
+
+    if traced:
+        outputs_and_gradients = tf.function(outputs_and_gradients)
+    outputs, gradients = outputs_and_gradients(inputs, initial, mask)
     return [np.asarray(o) for o in outputs], [np.asarray(g) for g in gradients]
 
 
@@ -207,10 +216,8 @@ def test_compiled_inference_in_columns_equals_keras_and_cell_path(kind, setting,
 
     monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
     calls = []
-    original = fused._BatchMajorLoops._forward_in_columns
-    monkeypatch.setattr(
-        fused._BatchMajorLoops, "_forward_in_columns", lambda self, initial: calls.append(1) or original(self, initial)
-    )
+    original = fused._BatchMajorLoops._loop_in_columns
+    monkeypatch.setattr(fused._BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
     compare_setting(kind, False, jit_compile=True, **setting)
     assert calls
 
@@ -221,10 +228,8 @@ def test_compiled_inference_of_a_wide_layer_runs_in_columns(kind, monkeypatch):
     from layers import fused
 
     calls = []
-    original = fused._BatchMajorLoops._forward_in_columns
-    monkeypatch.setattr(
-        fused._BatchMajorLoops, "_forward_in_columns", lambda self, initial: calls.append(1) or original(self, initial)
-    )
+    original = fused._BatchMajorLoops._loop_in_columns
+    monkeypatch.setattr(fused._BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
     ours, references = make_layers(kind, units=fused.COLUMN_MIN_UNITS, jit_compile=True, return_sequences=True)
     inputs, _ = example_inputs(kind)
     mask = sequence_mask("left")
@@ -232,6 +237,75 @@ def test_compiled_inference_of_a_wide_layer_runs_in_columns(kind, monkeypatch):
     assert calls and ours.last_path == "fused"
     for name, reference in references:
         assert_same(result, run(reference, inputs, mask, None, training=False), f"{kind} vs {name}")
+
+
+def record_splits(monkeypatch):
+    """A list that gets `fused.splits_batch`'s answer for every compiled inference loop."""
+    from layers import fused
+
+    answers = []
+    original = fused.splits_batch
+    monkeypatch.setattr(fused, "splits_batch", lambda *args: answers.append(original(*args)) or answers[-1])
+    return answers
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_compiled_inference_in_halves_equals_keras_and_cell_path(kind, setting, layout, monkeypatch):
+    # Traced, a compiled inference loop runs the halves of its batch as two
+    # calls; lowering the thresholds runs this batch of 3 so (halves of 1
+    # and 2 rows). The gradient of the inference call reruns the whole
+    # batch's saving loop.
+    from layers import fused
+
+    monkeypatch.setattr(fused, "SPLIT_ROWS_MIN_BATCH", 2)
+    monkeypatch.setattr(fused, "SPLIT_COLUMNS_MIN_BATCH", 2)
+    if layout == "columns":
+        monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
+    answers = record_splits(monkeypatch)
+    setting = dict(setting)
+    mask, initial_state = sequence_mask(setting.pop("mask", None)), setting.pop("initial_state", False)
+    ours, references = make_layers(kind, jit_compile=True, **setting)
+    inputs, initial = example_inputs(kind, initial_state=initial_state)
+    result = run(ours, inputs, mask, initial, training=False, traced=True)
+    assert answers == [True] and ours.last_path == "fused"
+    for name, reference in references:
+        assert_same(result, run(reference, inputs, mask, initial, training=False), f"{kind} {setting} vs {name}")
+
+
+def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
+    # Tracing alone (nothing compiled or run) shows each decision.
+    from layers import fused
+
+    answers = record_splits(monkeypatch)
+
+    def traced(layer_class, units, batch, training=False, **options):
+        layer = layer_class(units, return_sequences=True, **options)
+        spec = tf.TensorSpec((batch, 10, 16))
+        tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec)
+        # (Keras may trace a first call twice: once to build the layer.)
+        decided = set(answers)
+        answers.clear()
+        assert len(decided) <= 1
+        return decided.pop() if decided else None
+
+    assert traced(layers.SimpleRNN, 32, 8) is True
+    assert traced(layers.GRU, 256, 64) is True  # recurrent kernel 768 wide
+    assert traced(layers.SimpleRNN, 32, 4) is False  # batch below SPLIT_ROWS_MIN_BATCH
+    assert traced(layers.LSTM, 256, 64) is False  # 1024 wide
+    assert traced(layers.LSTM, 512, 32) is True  # states as columns
+    assert traced(layers.LSTM, 512, 16) is False
+    assert traced(layers.SimpleRNN, 32, None) is None  # an unknown batch is not compiled
+    assert traced(layers.SimpleRNN, 32, 8, jit_compile=True, recurrent_dropout=0.5, training=True) is None
+    # Eager, the halves would run one after the other.
+    layer = layers.SimpleRNN(32, jit_compile=True)
+    layer(tf.zeros((8, 10, 16)))
+    assert answers == [False]
+    # Nor when the graph executor may run one op at a time.
+    answers.clear()
+    monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads", lambda: 1)
+    assert traced(layers.SimpleRNN, 32, 8) is False
 
 
 def test_compiled_inference_in_columns_with_a_gradient(monkeypatch):
