@@ -32,9 +32,9 @@ inputs inside the loop rather than in step 1), and the loops read and write
 the batch-major sequences in place instead of time-major copies. The
 inference loop of a layer of 512 units or more keeps its states as columns,
 `(units, batch)`, so that each step's product is `kernel^T @ [x_t; h]`
-(`COLUMN_MIN_UNITS`). Inside a traced function, a compiled inference loop
-runs the two halves of its batch as two calls that the graph executor runs
-at the same time, one per core, at the sizes where that measured faster
+(`COLUMN_MIN_UNITS`). Inside a traced function, compiled loops run the two
+halves of the batch as two calls that the graph executor runs at the same
+time, one per core, at the sizes where that measured faster
 (`splits_batch`). The weight-gradient products stay outside, as
 TensorFlow's own matrix-product kernels. A compiled loop is specialised to
 its input shapes: each new shape compiles once (a second or two). Without
@@ -261,6 +261,14 @@ class _RecurrenceMath:
         if joined:
             math.joined = True
             math.join(_cut(kernel), _cut(input_bias))
+        return math
+
+    def rows(self, rows):
+        """This math for a part of the batch (`rows`, a slice; `None`: all of it)."""
+        if rows is None or self.recurrent_mask is None:
+            return self
+        math = copy.copy(self)
+        math.recurrent_mask = self.recurrent_mask[rows]
         return math
 
     def join(self, kernel, input_bias):
@@ -829,37 +837,68 @@ COMPILED_WIDE_MIN_BATCH = 64
 COLUMN_MIN_UNITS = 512
 
 
-# Compiled inference loops run the two halves of a batch as two calls of one
-# compiled program, which the graph executor runs at the same time, one per
-# core: each step is too small for the matrix-product kernel to keep two
-# threads busy, and the gate arithmetic runs on one thread, where two
-# independent recurrences keep both cores busy. Measured with the layers
-# at 100 steps and 64 inputs (two cores, AMD EPYC), halves against whole:
-# - states as rows (units below `COLUMN_MIN_UNITS`): SimpleRNN 1.24 to
-#   1.42 times as fast (batch 8 to 64, 32 to 256 units), GRU 1.09 to 1.51
-#   (batch 16 to 64, 128 and 256 units), LSTM 1.33 and 1.37 at 32 and 128
-#   units, but 0.89 to 0.94 at 256 units (batch 16 and 64), where the
-#   recurrent kernel is 1024 columns wide: hence `SPLIT_ROWS_MAX_WIDTH`;
-# - states as columns (512 units and more): 1.05 to 1.42 with a batch of 32
-#   or more (every cell, 512 and 1024 units), 0.88 to 1.09 with a batch of
-#   16: hence `SPLIT_COLUMNS_MIN_BATCH`.
+# Compiled loops run the two halves of a batch as two calls of one compiled
+# program, which the graph executor runs at the same time, one per core:
+# each step is too small for the matrix-product kernel to keep two threads
+# busy, and the gate arithmetic runs on one thread, where two independent
+# recurrences keep both cores busy. Training splits its saving forward loop
+# and its backward loop, and forms the weight gradients of each half (then
+# summed). Measured with the layers at 100 steps and 64 inputs (two cores,
+# AMD EPYC), halves against whole:
+# - inference, states as rows (units below `COLUMN_MIN_UNITS`): SimpleRNN
+#   1.24 to 1.42 times as fast (batch 8 to 64, 32 to 256 units), GRU 1.09
+#   to 1.51 (batch 16 to 64, 128 and 256 units), LSTM 1.33 and 1.37 at 32
+#   and 128 units, but 0.89 to 0.94 at 256 units (batch 16 and 64), where
+#   the recurrent kernel is 1024 columns wide: hence `SPLIT_ROWS_MAX_WIDTH`;
+# - inference, states as columns (512 units and more): 1.05 to 1.42 with a
+#   batch of 32 or more (every cell, 512 and 1024 units), 0.88 to 1.09 with
+#   a batch of 16: hence `SPLIT_COLUMNS_MIN_BATCH`;
+# - training step (forward, backward, SGD update): 1.03 to 1.58 for every
+#   cell from 32 to 512 units (batch 8 to 128; GRU at batch 8 and 32 units
+#   1.00), but 0.95 (SimpleRNN) and 0.69 (GRU) at 1024 units with batch 64:
+#   hence `SPLIT_TRAINING_MAX_UNITS`.
 SPLIT_ROWS_MIN_BATCH = 8
 SPLIT_ROWS_MAX_WIDTH = 768
 SPLIT_COLUMNS_MIN_BATCH = 32
+SPLIT_TRAINING_MIN_BATCH = 8
+SPLIT_TRAINING_MAX_UNITS = 512
 
 
-def splits_batch(math, inputs):
-    """Whether a compiled inference loop runs its batch as two halves (see `SPLIT_ROWS_MIN_BATCH`).
+def _batch_parts(inputs, halves):
+    """The rows of each part of the batch: `[None]` (all) or its two halves."""
+    if not halves:
+        return [None]
+    half = inputs.shape[0] // 2
+    return [slice(None, half), slice(half, None)]
+
+
+def _rows_taker(rows):
+    """A function that takes a part's rows of a batch-major tensor (or `None`)."""
+    if rows is None:
+        return lambda tensor: tensor
+    return lambda tensor: None if tensor is None else tensor[rows]
+
+
+def _join_rows(parts):
+    """The parts' batch-major tensors joined back into the whole batch."""
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
+
+
+def splits_batch(math, inputs, training=False):
+    """Whether compiled loops run the batch as two halves (see `SPLIT_ROWS_MIN_BATCH`).
 
     Only inside a traced function (an eager call would run the halves one
-    after the other), with a known batch, no recurrent dropout mask, and a
-    graph executor allowed to run two ops at once.
+    after the other), with a known batch and a graph executor allowed to
+    run two ops at once. `training`: the loops of a training call (the
+    saving forward loop and the backward loop), else the inference loop.
     """
     batch = inputs.shape[0]
-    if tf.executing_eagerly() or batch is None or math.recurrent_mask is not None:
+    if tf.executing_eagerly() or batch is None:
         return False
     if tf.config.threading.get_inter_op_parallelism_threads() == 1 or (os.cpu_count() or 1) < 2:
         return False
+    if training:
+        return batch >= SPLIT_TRAINING_MIN_BATCH and math.units <= SPLIT_TRAINING_MAX_UNITS
     if math.units >= COLUMN_MIN_UNITS:
         return batch >= SPLIT_COLUMNS_MIN_BATCH
     return batch >= SPLIT_ROWS_MIN_BATCH and math.recurrent_kernel.shape[-1] <= SPLIT_ROWS_MAX_WIDTH
@@ -1002,33 +1041,58 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         # Compiled loops project each step's inputs themselves, joined with
         # the recurrent product (see `_RecurrenceMath.preactivation`).
         inner = math.detached(w, b, joined=bool(jit_compile))
-        if jit_compile:
-            loops = _BatchMajorLoops(inner, x, valid, backwards)
-        else:
-            loops = _TimeMajorLoops(inner, x, w, b, valid, backwards)
+        # One part (the whole batch), or its two halves (see `splits_batch`):
+        # (loops, initial states, the part's rows of a batch-major tensor).
+        parts = []
+        for rows in _batch_parts(x, bool(jit_compile) and splits_batch(inner, x, save_for_gradient)):
+            take = _rows_taker(rows)
+            if jit_compile:
+                loops = _BatchMajorLoops(inner.rows(rows), take(x), take(valid), backwards)
+            else:
+                loops = _TimeMajorLoops(inner, x, w, b, valid, backwards)
+            parts.append((loops, tuple(take(s) for s in initial), take))
 
         if save_for_gradient:
-            h_seq, final_states, saved = loops.forward_saving(initial)
+            results = [loops.forward_saving(start) for loops, start, _ in parts]
+            saved = [result[2] for result in results]
         else:
-            h_seq, final_states = loops.forward(initial)
+            results = [loops.forward(start) for loops, start, _ in parts]
             saved = None
+        h_seq = _join_rows([result[0] for result in results])
+        final_states = tuple(_join_rows(list(states)) for states in zip(*(result[1] for result in results)))
 
         def gradient(d_h_seq, *d_final_extra):
             # (No `nonlocal`: AutoGraph, converting a caller's code, breaks it.)
-            what_was_saved = saved if saved is not None else loops.forward_saving(initial)[2]
+            what_was_saved = saved
+            if what_was_saved is None:
+                what_was_saved = [loops.forward_saving(start)[2] for loops, start, _ in parts]
             if d_h_seq is None:
                 d_h_seq = tf.zeros_like(h_seq)
             d_final = [tf.zeros_like(final_states[0])]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
-            d_initial, writes_seq = loops.backward(d_h_seq, tuple(d_final), what_was_saved, truncate_every)
-            d_projected, d_recurrent_kernel, d_recurrent_bias = inner.finish(
-                list(writes_seq), loops.previous_states(initial, what_was_saved)
-            )
-            d_inputs, d_kernel, d_input_bias = _input_gradients(
-                d_projected, loops.inputs, w, input_bias is not None
-            )
-            grads = [loops.input_gradient(d_inputs), d_kernel, d_recurrent_kernel, *d_initial]
+            # Per part: (d_inputs, d_initial..., d_kernel, d_recurrent_kernel,
+            # d_input_bias, d_recurrent_bias).
+            part_grads = []
+            for (loops, start, take), part_saved in zip(parts, what_was_saved):
+                d_initial, writes_seq = loops.backward(
+                    take(d_h_seq), tuple(take(d) for d in d_final), part_saved, truncate_every
+                )
+                d_projected, d_recurrent_kernel, d_recurrent_bias = loops.math.finish(
+                    list(writes_seq), loops.previous_states(start, part_saved)
+                )
+                d_inputs, d_kernel, d_input_bias = _input_gradients(
+                    d_projected, loops.inputs, w, input_bias is not None
+                )
+                part_grads.append(
+                    (loops.input_gradient(d_inputs), *d_initial, d_kernel, d_recurrent_kernel,
+                     d_input_bias, d_recurrent_bias)
+                )
+            joined = [_join_rows(list(g)) for g in zip(*(p[: 1 + state_count] for p in part_grads))]
+            summed = [None if g[0] is None else tf.add_n(list(g)) for g in zip(*(p[1 + state_count:] for p in part_grads))]
+            d_inputs, d_initial = joined[0], joined[1:]
+            d_kernel, d_recurrent_kernel, d_input_bias, d_recurrent_bias = summed
+            grads = [d_inputs, d_kernel, d_recurrent_kernel, *d_initial]
             if input_bias is not None:
                 grads.append(d_input_bias)
             if recurrent_bias is not None:
@@ -1131,23 +1195,8 @@ class _BatchMajorLoops:
         return None if valid is None else _Steps(valid, 1, self.backwards)
 
     def forward(self, initial):
-        """`(h_seq, final_states)`; the batch in two halves where that pays (`splits_batch`)."""
         loop = self._loop_in_columns() if self.math.units >= COLUMN_MIN_UNITS else self._loop_in_rows()
-        x, valid = self.inputs, self.valid
-        if not splits_batch(self.math, x):
-            return loop(x, initial, valid)
-        # Two calls of one compiled program on independent halves: the
-        # graph executor runs them at the same time, one per core.
-        half = x.shape[0] // 2
-        parts = [
-            loop(x[rows], [state[rows] for state in initial], None if valid is None else valid[rows])
-            for rows in (slice(None, half), slice(half, None))
-        ]
-        (h_first, final_first), (h_second, final_second) = parts
-        return (
-            tf.concat([h_first, h_second], axis=0),
-            tuple(tf.concat([a, b], axis=0) for a, b in zip(final_first, final_second)),
-        )
+        return loop(self.inputs, initial, self.valid)
 
     def _loop_in_rows(self):
         def loop(x, initial, valid):

@@ -249,35 +249,34 @@ def record_splits(monkeypatch):
     return answers
 
 
-@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize("mode", ["training", "inference_in_rows", "inference_in_columns"])
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_compiled_inference_in_halves_equals_keras_and_cell_path(kind, setting, layout, monkeypatch):
-    # Traced, a compiled inference loop runs the halves of its batch as two
-    # calls; lowering the thresholds runs this batch of 3 so (halves of 1
-    # and 2 rows). The gradient of the inference call reruns the whole
-    # batch's saving loop.
+def test_compiled_loops_in_halves_equal_keras_and_cell_path(kind, setting, mode, monkeypatch):
+    # Traced, compiled loops run the halves of the batch as two calls;
+    # lowering the thresholds runs this batch of 3 so (halves of 1 and 2
+    # rows). Training splits the saving and the backward loops; the gradient
+    # of an inference call reruns the saving loop, which splits too.
     from layers import fused
 
-    monkeypatch.setattr(fused, "SPLIT_ROWS_MIN_BATCH", 2)
-    monkeypatch.setattr(fused, "SPLIT_COLUMNS_MIN_BATCH", 2)
-    if layout == "columns":
+    for name in ("SPLIT_ROWS_MIN_BATCH", "SPLIT_COLUMNS_MIN_BATCH", "SPLIT_TRAINING_MIN_BATCH"):
+        monkeypatch.setattr(fused, name, 2)
+    if mode == "inference_in_columns":
         monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
     answers = record_splits(monkeypatch)
     setting = dict(setting)
     mask, initial_state = sequence_mask(setting.pop("mask", None)), setting.pop("initial_state", False)
     ours, references = make_layers(kind, jit_compile=True, **setting)
     inputs, initial = example_inputs(kind, initial_state=initial_state)
-    result = run(ours, inputs, mask, initial, training=False, traced=True)
+    training = mode == "training"
+    result = run(ours, inputs, mask, initial, training=training, traced=True)
     assert answers == [True] and ours.last_path == "fused"
     for name, reference in references:
-        assert_same(result, run(reference, inputs, mask, initial, training=False), f"{kind} {setting} vs {name}")
+        assert_same(result, run(reference, inputs, mask, initial, training=training), f"{kind} {setting} vs {name}")
 
 
 def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     # Tracing alone (nothing compiled or run) shows each decision.
-    from layers import fused
-
     answers = record_splits(monkeypatch)
 
     def traced(layer_class, units, batch, training=False, **options):
@@ -297,7 +296,12 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     assert traced(layers.LSTM, 512, 32) is True  # states as columns
     assert traced(layers.LSTM, 512, 16) is False
     assert traced(layers.SimpleRNN, 32, None) is None  # an unknown batch is not compiled
-    assert traced(layers.SimpleRNN, 32, 8, jit_compile=True, recurrent_dropout=0.5, training=True) is None
+    # Training, with recurrent dropout (each half takes its rows of the mask).
+    assert traced(layers.LSTM, 256, 64, training=True, recurrent_dropout=0.5) is True
+    assert traced(layers.GRU, 512, 8, training=True) is True
+    assert traced(layers.GRU, 32, 4, training=True) is False
+    assert traced(layers.GRU, 1024, 64, training=True) is False
+    assert traced(layers.GRU, 1024, 16, training=True) is None  # graph loops: not compiled
     # Eager, the halves would run one after the other.
     layer = layers.SimpleRNN(32, jit_compile=True)
     layer(tf.zeros((8, 10, 16)))
@@ -547,6 +551,25 @@ def test_dropout_masks_equal_the_cell_paths_for_the_same_seed(kind, bptt_steps, 
     plain, _ = make_layers(kind, with_keras=False, **{k: v for k, v in options.items() if "dropout" not in k})
     assert np.max(np.abs(result[0][0] - run(plain, inputs, mask, initial, training=True)[0][0])) > 1e-2
     assert_same(run(fused, inputs, mask, initial), run(plain, inputs, mask, initial), "inference")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_dropout_masks_are_split_with_the_batch(kind, monkeypatch):
+    # Training in halves: each half's loops take their rows of the recurrent
+    # dropout mask, so the numbers stay those of the cell path (both traced,
+    # the first call of each, with the same seed).
+    from layers import fused
+
+    monkeypatch.setattr(fused, "SPLIT_TRAINING_MIN_BATCH", 2)
+    answers = record_splits(monkeypatch)
+    options = dict(return_sequences=True, return_state=True, dropout=0.3, recurrent_dropout=0.4, seed=5, bptt_steps=2)
+    ours, _ = make_layers(kind, with_keras=False, jit_compile=True, **options)
+    cell_path, _ = make_layers(kind, with_keras=False, fused=False, **options)
+    inputs, initial = example_inputs(kind, initial_state=True)
+    mask = sequence_mask("holes")
+    result = run(ours, inputs, mask, initial, training=True, traced=True)
+    assert answers == [True] and ours.last_path == "fused"
+    assert_same(result, run(cell_path, inputs, mask, initial, training=True, traced=True), f"{kind} dropout")
 
 
 def test_dropout_draws_new_masks_for_every_call():
