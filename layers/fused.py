@@ -30,13 +30,14 @@ inside XLA: every step forms its input and recurrent products as one,
 `[x_t, h] @ [kernel; recurrent_kernel]` (so training, too, projects the
 inputs inside the loop rather than in step 1), and the loops read and write
 the batch-major sequences in place instead of time-major copies. The
-inference loop of a layer of 512 units or more keeps its states as columns,
-`(units, batch)`, so that each step's product is `kernel^T @ [x_t; h]`
-(`COLUMN_MIN_UNITS`). Inside a traced function, compiled loops run the two
-halves of the batch as two calls that the graph executor runs at the same
-time, one per core, at the sizes where that measured faster
-(`splits_batch`). The weight-gradient products stay outside, as
-TensorFlow's own matrix-product kernels. A compiled loop is specialised to
+inference loop of a layer whose recurrent kernel is 512 columns wide or more
+(a SimpleRNN of 512 units, a GRU of 171, an LSTM of 128) keeps its states as
+columns, `(units, batch)`, so that each step's product is
+`kernel^T @ [x_t; h]` (`COLUMN_MIN_WIDTH`). Inside a traced function,
+compiled loops run the two halves of the batch as two calls that the graph
+executor runs at the same time, one per core, at the sizes where that
+measured faster (`splits_batch`). The weight-gradient products stay
+outside, as TensorFlow's own matrix-product kernels. A compiled loop is specialised to
 its input shapes: each new shape compiles once (a second or two). Without
 it the loops run as graph loops.
 
@@ -287,7 +288,7 @@ class _RecurrenceMath:
         """This joined math on states and inputs laid out as columns, `(n, batch)`.
 
         For the compiled inference loop of wide layers (see
-        `COLUMN_MIN_UNITS`): every step product becomes `kernel^T @ h`, with
+        `COLUMN_MIN_WIDTH`): every step product becomes `kernel^T @ h`, with
         the transposed kernels made here, once per call, and the gate
         blocks are rows. Only the step (`step`) is defined in this form.
         """
@@ -822,20 +823,21 @@ def _project(inputs, kernel, bias):
 COMPILED_MAX_UNITS = 512
 COMPILED_WIDE_MIN_BATCH = 64
 
-# Inference loops of layers this wide keep their states as columns (see
+# Compiled inference loops whose recurrent kernel is this wide (gate blocks
+# times units) or wider keep their states as columns (see
 # `_BatchMajorLoops._loop_in_columns`): `kernel^T @ h` with `h` of shape
-# `(units, batch)`, whose short, wide result XLA computes much faster than
-# `h @ kernel`. Measured with standalone compiled LSTM loops, rows against
-# columns: 188 against 76 ms at (16, 50, 64, 1024), 307 against 139 ms with
-# batch 32, 248 against 239 with batch 64; 63 against 47 ms at
-# (16, 100, 64, 512), 169 against 146 with batch 64; a tie at 256 units
-# (51 against 51 ms at (64, 100, 64, 256)) and slower at 32 units (0.8
-# against 0.9 ms). For a SimpleRNN (one gate block): 32 against 24 ms at
-# (16, 50, 64, 1024), a tie at 512 units. In columns, compiled inference
-# was faster than graph loops at every size tried, so `auto` compiles
-# inference at any size; training keeps the rule above.
-COLUMN_MIN_UNITS = 512
-
+# `(units, batch)`, whose short, wide result XLA computes faster than
+# `h @ kernel`. Measured with the layers at 100 steps and 64 inputs,
+# columns against rows (both with the batch split as below): LSTM 37.7
+# against 50.9 ms at batch 64 and 256 units, 15.1 against 16.9 at 128
+# units; GRU 25.2 against 28.6 at 256 units; SimpleRNN 13.4 against 15.7
+# at batch 16 and 512 units; at 1024 units, 398 against 896 ms (LSTM,
+# batch 64). Narrower kernels were faster as rows: SimpleRNN 13.7 against
+# 14.6 ms at 256 units, GRU 12.4 against 13.3 at 128 units. In columns,
+# compiled inference was faster than graph loops at every size tried, so
+# `auto` compiles inference at any size; training keeps the rule above
+# (its loops keep the states as rows).
+COLUMN_MIN_WIDTH = 512
 
 # Compiled loops run the two halves of a batch as two calls of one compiled
 # program, which the graph executor runs at the same time, one per core:
@@ -845,21 +847,17 @@ COLUMN_MIN_UNITS = 512
 # and its backward loop, and forms the weight gradients of each half (then
 # summed). Measured with the layers at 100 steps and 64 inputs (two cores,
 # AMD EPYC), halves against whole:
-# - inference, states as rows (units below `COLUMN_MIN_UNITS`): SimpleRNN
-#   1.24 to 1.42 times as fast (batch 8 to 64, 32 to 256 units), GRU 1.09
-#   to 1.51 (batch 16 to 64, 128 and 256 units), LSTM 1.33 and 1.37 at 32
-#   and 128 units, but 0.89 to 0.94 at 256 units (batch 16 and 64), where
-#   the recurrent kernel is 1024 columns wide: hence `SPLIT_ROWS_MAX_WIDTH`;
-# - inference, states as columns (512 units and more): 1.05 to 1.42 with a
-#   batch of 32 or more (every cell, 512 and 1024 units), 0.88 to 1.09 with
-#   a batch of 16: hence `SPLIT_COLUMNS_MIN_BATCH`;
+# - inference: 1.04 to 1.51 times as fast with a batch of 16 to 128 (every
+#   cell, 128 to 1024 units, rows or columns as above), except at 1024
+#   units with a batch of 16 (LSTM 0.88, GRU 0.99): hence
+#   `SPLIT_WIDE_MIN_BATCH`. With a batch of 8 and 32 units, 0.8 to 1.3.
 # - training step (forward, backward, SGD update): 1.03 to 1.58 for every
 #   cell from 32 to 512 units (batch 8 to 128; GRU at batch 8 and 32 units
-#   1.00), but 0.95 (SimpleRNN) and 0.69 (GRU) at 1024 units with batch 64:
-#   hence `SPLIT_TRAINING_MAX_UNITS`.
-SPLIT_ROWS_MIN_BATCH = 8
-SPLIT_ROWS_MAX_WIDTH = 768
-SPLIT_COLUMNS_MIN_BATCH = 32
+#   1.00), but 0.95 (SimpleRNN), 0.69 (GRU) and 0.74 (LSTM) at 1024 units
+#   with a batch of 64: hence `SPLIT_TRAINING_MAX_UNITS`.
+SPLIT_MIN_BATCH = 16
+SPLIT_WIDE_UNITS = 1024
+SPLIT_WIDE_MIN_BATCH = 32
 SPLIT_TRAINING_MIN_BATCH = 8
 SPLIT_TRAINING_MAX_UNITS = 512
 
@@ -885,7 +883,7 @@ def _join_rows(parts):
 
 
 def splits_batch(math, inputs, training=False):
-    """Whether compiled loops run the batch as two halves (see `SPLIT_ROWS_MIN_BATCH`).
+    """Whether compiled loops run the batch as two halves (see `SPLIT_MIN_BATCH`).
 
     Only inside a traced function (an eager call would run the halves one
     after the other), with a known batch and a graph executor allowed to
@@ -899,9 +897,12 @@ def splits_batch(math, inputs, training=False):
         return False
     if training:
         return batch >= SPLIT_TRAINING_MIN_BATCH and math.units <= SPLIT_TRAINING_MAX_UNITS
-    if math.units >= COLUMN_MIN_UNITS:
-        return batch >= SPLIT_COLUMNS_MIN_BATCH
-    return batch >= SPLIT_ROWS_MIN_BATCH and math.recurrent_kernel.shape[-1] <= SPLIT_ROWS_MAX_WIDTH
+    return batch >= (SPLIT_WIDE_MIN_BATCH if math.units >= SPLIT_WIDE_UNITS else SPLIT_MIN_BATCH)
+
+
+def keeps_columns(math):
+    """Whether a compiled inference loop keeps its states as columns (`COLUMN_MIN_WIDTH`)."""
+    return math.recurrent_kernel.shape[-1] >= COLUMN_MIN_WIDTH
 
 
 def compiles_by_default(units, batch, training):
@@ -1195,7 +1196,7 @@ class _BatchMajorLoops:
         return None if valid is None else _Steps(valid, 1, self.backwards)
 
     def forward(self, initial):
-        loop = self._loop_in_columns() if self.math.units >= COLUMN_MIN_UNITS else self._loop_in_rows()
+        loop = self._loop_in_columns() if keeps_columns(self.math) else self._loop_in_rows()
         return loop(self.inputs, initial, self.valid)
 
     def _loop_in_rows(self):
@@ -1205,7 +1206,7 @@ class _BatchMajorLoops:
         return _compiled(loop)
 
     def _loop_in_columns(self):
-        """The compiled inference loop with states as columns, `(units, batch)` (see `COLUMN_MIN_UNITS`).
+        """The compiled inference loop with states as columns, `(units, batch)` (see `COLUMN_MIN_WIDTH`).
 
         The inputs (and mask) are transposed to `(time, n, batch)` in
         processing order inside the compiled program, and the outputs back.

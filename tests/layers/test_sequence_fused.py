@@ -214,7 +214,7 @@ def test_compiled_inference_in_columns_equals_keras_and_cell_path(kind, setting,
     # lowering the width at which that starts runs these tiny layers so.
     from layers import fused
 
-    monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
+    monkeypatch.setattr(fused, "COLUMN_MIN_WIDTH", 1)
     calls = []
     original = fused._BatchMajorLoops._loop_in_columns
     monkeypatch.setattr(fused._BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
@@ -224,19 +224,44 @@ def test_compiled_inference_in_columns_equals_keras_and_cell_path(kind, setting,
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_compiled_inference_of_a_wide_layer_runs_in_columns(kind, monkeypatch):
-    # At the real threshold (no patching): 512 units, a short masked batch.
+    # At the real threshold (no patching): a recurrent kernel 512 wide, a
+    # short masked batch.
     from layers import fused
 
     calls = []
     original = fused._BatchMajorLoops._loop_in_columns
     monkeypatch.setattr(fused._BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
-    ours, references = make_layers(kind, units=fused.COLUMN_MIN_UNITS, jit_compile=True, return_sequences=True)
+    units = -(-fused.COLUMN_MIN_WIDTH // (4 if kind == "lstm" else 3))
+    ours, references = make_layers(kind, units=units, jit_compile=True, return_sequences=True)
     inputs, _ = example_inputs(kind)
     mask = sequence_mask("left")
     result = run(ours, inputs, mask, None, training=False)
     assert calls and ours.last_path == "fused"
     for name, reference in references:
         assert_same(result, run(reference, inputs, mask, None, training=False), f"{kind} vs {name}")
+
+
+@pytest.mark.parametrize(
+    "layer_class, units, columns",
+    [
+        (layers.SimpleRNN, 511, False),
+        (layers.SimpleRNN, 512, True),
+        (layers.GRU, 170, False),
+        (layers.GRU, 171, True),
+        (layers.LSTM, 127, False),
+        (layers.LSTM, 128, True),
+    ],
+)
+def test_inference_keeps_columns_from_a_recurrent_kernel_512_wide(layer_class, units, columns, monkeypatch):
+    # Tracing alone (nothing compiled or run) shows the layout chosen.
+    from layers import fused
+
+    answers = []
+    original = fused.keeps_columns
+    monkeypatch.setattr(fused, "keeps_columns", lambda math: answers.append(original(math)) or answers[-1])
+    layer = layer_class(units, return_sequences=True)
+    tf.function(lambda x: layer(x, training=False)).get_concrete_function(tf.TensorSpec((4, 3, 8)))
+    assert answers and set(answers) == {columns}
 
 
 def record_splits(monkeypatch):
@@ -259,10 +284,10 @@ def test_compiled_loops_in_halves_equal_keras_and_cell_path(kind, setting, mode,
     # of an inference call reruns the saving loop, which splits too.
     from layers import fused
 
-    for name in ("SPLIT_ROWS_MIN_BATCH", "SPLIT_COLUMNS_MIN_BATCH", "SPLIT_TRAINING_MIN_BATCH"):
+    for name in ("SPLIT_MIN_BATCH", "SPLIT_TRAINING_MIN_BATCH"):
         monkeypatch.setattr(fused, name, 2)
     if mode == "inference_in_columns":
-        monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
+        monkeypatch.setattr(fused, "COLUMN_MIN_WIDTH", 1)
     answers = record_splits(monkeypatch)
     setting = dict(setting)
     mask, initial_state = sequence_mask(setting.pop("mask", None)), setting.pop("initial_state", False)
@@ -289,12 +314,12 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
         assert len(decided) <= 1
         return decided.pop() if decided else None
 
-    assert traced(layers.SimpleRNN, 32, 8) is True
-    assert traced(layers.GRU, 256, 64) is True  # recurrent kernel 768 wide
-    assert traced(layers.SimpleRNN, 32, 4) is False  # batch below SPLIT_ROWS_MIN_BATCH
-    assert traced(layers.LSTM, 256, 64) is False  # 1024 wide
-    assert traced(layers.LSTM, 512, 32) is True  # states as columns
-    assert traced(layers.LSTM, 512, 16) is False
+    assert traced(layers.SimpleRNN, 32, 16) is True
+    assert traced(layers.GRU, 256, 64) is True
+    assert traced(layers.LSTM, 256, 64) is True
+    assert traced(layers.SimpleRNN, 32, 8) is False  # batch below SPLIT_MIN_BATCH
+    assert traced(layers.LSTM, 1024, 32) is True
+    assert traced(layers.LSTM, 1024, 16) is False  # SPLIT_WIDE_MIN_BATCH
     assert traced(layers.SimpleRNN, 32, None) is None  # an unknown batch is not compiled
     # Training, with recurrent dropout (each half takes its rows of the mask).
     assert traced(layers.LSTM, 256, 64, training=True, recurrent_dropout=0.5) is True
@@ -304,19 +329,19 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     assert traced(layers.GRU, 1024, 16, training=True) is None  # graph loops: not compiled
     # Eager, the halves would run one after the other.
     layer = layers.SimpleRNN(32, jit_compile=True)
-    layer(tf.zeros((8, 10, 16)))
+    layer(tf.zeros((16, 10, 16)))
     assert answers == [False]
     # Nor when the graph executor may run one op at a time.
     answers.clear()
     monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads", lambda: 1)
-    assert traced(layers.SimpleRNN, 32, 8) is False
+    assert traced(layers.SimpleRNN, 32, 16) is False
 
 
 def test_compiled_inference_in_columns_with_a_gradient(monkeypatch):
     # A gradient through an inference call reruns the (row) saving loop.
     from layers import fused
 
-    monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
+    monkeypatch.setattr(fused, "COLUMN_MIN_WIDTH", 1)
     for kind in KINDS:
         ours, _ = make_layers(kind, with_keras=False, jit_compile=True, return_sequences=True)
         reference, _ = make_layers(kind, with_keras=False, fused=False, return_sequences=True)

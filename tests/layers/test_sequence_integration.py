@@ -155,7 +155,7 @@ def test_export_serves_in_a_fresh_process_without_this_project(tmp_path, jit_com
     if columns:
         from layers import fused
 
-        monkeypatch.setattr(fused, "COLUMN_MIN_UNITS", 1)
+        monkeypatch.setattr(fused, "COLUMN_MIN_WIDTH", 1)
     inputs = keras.Input((None, FEATURES))
     hidden = layers.LSTM(6, return_sequences=True, bptt_steps=2, jit_compile=jit_compile)(inputs)
     hidden = layers.SimpleRNN(3, return_sequences=True, go_backwards=True, jit_compile=jit_compile)(hidden)
