@@ -38,13 +38,19 @@ shapes (G = number of gate blocks: 1 SimpleRNN, 3 GRU, 4 LSTM):
   products over all steps, `H^T @ dZ` and `X^T @ dZ`.
 
 Each product is timed in the forms TensorFlow's CPU kernels run at different
-speeds, and the faster is kept: the states as rows (`h @ U`) or as columns
-(`U^T @ h^T`), the weight-gradient products as one product or one per gate
-block; the table names the layout (`floor(rows)`, `floor(columns)`).
-No gate arithmetic, no bias, no optimizer update: the floor is a lower bound
-of any implementation's time, so `keras / floor` bounds the speed-up any
-implementation can reach over Keras's layer, and `fused / floor` says how
-much of our time is spent outside the unavoidable products.
+speeds, and the fastest is kept: the states as rows (`h @ U`) or as columns
+(`U^T @ h^T`), the whole batch at once or its two halves as two independent
+calls that the graph executor runs at the same time (as the fused layer's
+compiled loops do), the weight-gradient products as one product or one per
+gate block; the table names the layout (`floor(rows)`, `floor(columns)`,
+`floor(rows-halves)`, `floor(columns-halves)`). No gate arithmetic, no
+bias, no optimizer update, so `keras / floor` approximates the largest
+speed-up over Keras's layer that an implementation built on these kernels
+can reach, and `fused / floor` says how much of our time is spent outside
+the unavoidable products. It is not a strict bound: the floor runs the
+products as TensorFlow's kernels under the compile setting asked for, and
+the fused layer compiles its loops with XLA even with `--xla off`, whose
+products can run faster, so `fused / floor` can fall below 1.
 
 With `--xla on` (or `both`), each step function (and the floor) is compiled
 with `tf.function(jit_compile=True)`, for every contender alike: Keras 3 does
@@ -93,9 +99,10 @@ import time
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
 CONTENDERS = ("fused", "fused-graph", "cell", "keras")
 FLOOR = "floor"
-# The floor is timed with the states as rows and as columns (see
-# `floor_functions`); the faster of the two is the floor.
-FLOOR_LAYOUTS = ("rows", "columns")
+# The floor is timed with the states as rows and as columns, each with the
+# whole batch at once and with its two halves at the same time (see
+# `floor_functions`); the fastest is the floor.
+FLOOR_LAYOUTS = ("rows", "columns", "rows-halves", "columns-halves")
 XLA_SETTINGS = {"off": (False,), "on": (True,), "both": (False, True)}
 # Gate blocks per cell: the recurrent kernel is [units, GATES * units].
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
@@ -188,18 +195,22 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
     `G * units` by a tile (backward), the cheapest ops that keep the shapes;
     with G = 1 there is neither.
 
-    `layout` "rows" keeps the states as `[batch, units]` rows (`h @ U`, as
-    Keras and the fused path do); "columns" keeps them transposed,
-    `[units, batch]` (`U^T @ h^T`), the same products with the other
-    operand order, which TensorFlow's kernels run at a different speed.
-    The weight-gradient products are timed as one product and as one per
-    gate block, and the faster is kept (`details["weight_gradients"]`).
+    `layout` "rows" keeps the states as `[batch, units]` rows (`h @ U`);
+    "columns" keeps them transposed, `[units, batch]` (`U^T @ h^T`), the
+    same products with the other operand order, which TensorFlow's kernels
+    run at a different speed. With "-halves" (`rows-halves`,
+    `columns-halves`), the products of the two halves of the batch run as
+    two independent calls in one traced function, which the graph executor
+    runs at the same time, as the fused layer's compiled loops do. The
+    weight-gradient products are timed as one product and as one per gate
+    block, and the faster is kept (`details["weight_gradients"]`).
     """
     import numpy as np
     import tensorflow as tf
 
     if layout not in FLOOR_LAYOUTS:
         raise ValueError(f"Received an invalid layout {layout!r}, expected one of {FLOOR_LAYOUTS}.")
+    layout, _, halves = layout.partition("-")
     batch, steps, features, units = size
     gates = GATES[kind]
     width = gates * units
@@ -208,11 +219,6 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
     def uniform(*shape, limit=0.1):
         return tf.constant(rng.uniform(-limit, limit, size=shape).astype("float32"))
 
-    # Time-major inputs and stand-ins for the states and gate gradients of
-    # all steps (the weight-gradient products read them as a real step
-    # would); passed as arguments so nothing is constant-folded.
-    inputs = uniform(steps * batch, features)
-    kernel = uniform(features, width)
     # The values do not change the time, as long as the carried states stay
     # normal floats: a variance of 1 / (summed terms) keeps their size about
     # constant over the steps, where a decay would reach subnormal numbers,
@@ -221,83 +227,97 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
     # second is not the transpose of the first), each scaled for the loop
     # that sums over its rows (rows layout) or columns (columns layout).
     forward_limit, backward_limit = (3.0 / units) ** 0.5, (3.0 / width) ** 0.5
+    kernel = uniform(features, width)
     if layout == "rows":
         recurrent_kernel = uniform(units, width, limit=forward_limit)
         recurrent_kernel_t = uniform(width, units, limit=backward_limit)
     else:
         recurrent_kernel = uniform(units, width, limit=backward_limit)
         recurrent_kernel_t = uniform(width, units, limit=forward_limit)
-    states = uniform(steps * batch, units)
-    gate_gradients = uniform(steps * batch, width)
-    initial = uniform(batch, units) if layout == "rows" else uniform(units, batch)
+
+    def part_arguments(rows):
+        # Time-major inputs, the initial state and stand-ins for the states
+        # and gate gradients of all steps (the weight-gradient products read
+        # them as a real step would); passed as arguments so nothing is
+        # constant-folded, and drawn apart for each half, so no two calls
+        # have the same arguments.
+        initial = uniform(rows, units) if layout == "rows" else uniform(units, rows)
+        return {"inputs": uniform(steps * rows, features), "initial": initial,
+                "states": uniform(steps * rows, units), "gate_gradients": uniform(steps * rows, width)}
+
+    parts = [part_arguments(batch)] if not halves else [part_arguments(batch // 2), part_arguments(batch - batch // 2)]
 
     if layout == "rows":
-        def forward_product(h, recurrent_kernel, recurrent_kernel_t):
+        def forward_product(h):
             z = tf.matmul(h, recurrent_kernel)
             return z if gates == 1 else z[:, :units]
 
-        def backward_product(dh, recurrent_kernel, recurrent_kernel_t):
+        def backward_product(dh):
             dz = dh if gates == 1 else tf.tile(dh, [1, gates])
             return tf.matmul(dz, recurrent_kernel_t)
     else:
-        def forward_product(h, recurrent_kernel, recurrent_kernel_t):
+        def forward_product(h):
             z = tf.matmul(recurrent_kernel_t, h)
             return z if gates == 1 else z[:units]
 
-        def backward_product(dh, recurrent_kernel, recurrent_kernel_t):
+        def backward_product(dh):
             dz = dh if gates == 1 else tf.tile(dh, [gates, 1])
             return tf.matmul(recurrent_kernel, dz)
 
-    def recurrence(product, start, recurrent_kernel, recurrent_kernel_t):
+    def recurrence(product, start):
         def body(t, h):
-            return t + 1, product(h, recurrent_kernel, recurrent_kernel_t)
+            return t + 1, product(h)
 
         return tf.while_loop(lambda t, h: t < steps, body, (tf.constant(0), start))[1]
 
-    def forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t):
+    def forward_products(inputs, initial):
         projected = tf.matmul(inputs, kernel)
         with tf.control_dependencies([projected]):
             start = tf.identity(initial)
-        return projected, recurrence(forward_product, start, recurrent_kernel, recurrent_kernel_t)
+        return projected, recurrence(forward_product, start)
 
     @tf.function(jit_compile=jit_compile)
-    def forward_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t):
-        projected, h = forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t)
+    def forward_floor(inputs, initial):
+        projected, h = forward_products(inputs, initial)
         return h[0, 0], projected[0, 0]
 
-    def weight_gradients(states, gate_gradients, blocked):
+    def weight_gradients(inputs, states, gate_gradients, blocked):
         if not blocked:
             return (tf.matmul(states, gate_gradients, transpose_a=True),
                     tf.matmul(inputs, gate_gradients, transpose_a=True))
         # One product per gate block, as if each block's gradients were kept
         # apart (no split counted).
-        return (tf.concat([tf.matmul(states, block, transpose_a=True) for block in gate_gradients], axis=-1),
-                tf.concat([tf.matmul(inputs, block, transpose_a=True) for block in gate_gradients], axis=-1))
+        blocks = tf.split(gate_gradients, gates, axis=-1)
+        return (tf.concat([tf.matmul(states, block, transpose_a=True) for block in blocks], axis=-1),
+                tf.concat([tf.matmul(inputs, block, transpose_a=True) for block in blocks], axis=-1))
 
     def make_train_floor(blocked):
         @tf.function(jit_compile=jit_compile)
-        def train_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients):
-            projected, h = forward_products(inputs, kernel, recurrent_kernel, recurrent_kernel_t)
-            dh = recurrence(backward_product, h, recurrent_kernel, recurrent_kernel_t)
+        def train_floor(inputs, initial, states, gate_gradients):
+            projected, h = forward_products(inputs, initial)
+            dh = recurrence(backward_product, h)
             with tf.control_dependencies([dh]):
-                d_recurrent_kernel, d_kernel = weight_gradients(states, gate_gradients, blocked)
+                d_recurrent_kernel, d_kernel = weight_gradients(inputs, states, gate_gradients, blocked)
             return dh[0, 0], projected[0, 0], d_recurrent_kernel[0, 0], d_kernel[0, 0]
 
         return train_floor
 
-    def fetch(values):
-        return [value.numpy() for value in values]
+    def over_parts(function, names):
+        """A callable that runs `function` on every part (at once, in one traced function) and fetches."""
+        arguments = [[part[name] for name in names] for part in parts]
 
-    gate_blocks = tf.split(gate_gradients, gates, axis=-1)
-    whole_floor = make_train_floor(False)
-    candidates = {
-        "whole": lambda: fetch(whole_floor(
-            inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_gradients)),
-    }
+        @tf.function
+        def all_parts():
+            results = [function(*part) for part in arguments]
+            # The first part's values, each with the other parts' summed in.
+            return [tf.add_n(list(values)) for values in zip(*results)]
+
+        return lambda: [value.numpy() for value in all_parts()]
+
+    train_names = ("inputs", "initial", "states", "gate_gradients")
+    candidates = {"whole": over_parts(make_train_floor(False), train_names)}
     if gates > 1:
-        blocked_floor = make_train_floor(True)
-        candidates["blocks"] = lambda: fetch(blocked_floor(
-            inputs, kernel, recurrent_kernel, recurrent_kernel_t, states, gate_blocks))
+        candidates["blocks"] = over_parts(make_train_floor(True), train_names)
     # The weight-gradient products as one product or one per gate block,
     # whichever is faster here (TensorFlow's CPU kernels favour one or the
     # other depending on the widths): the floor takes the faster.
@@ -308,7 +328,7 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
         if seconds < best:
             fastest, best = name, seconds
     train = candidates[fastest]
-    infer = lambda: fetch(forward_floor(inputs, kernel, recurrent_kernel, recurrent_kernel_t))  # noqa: E731
+    infer = over_parts(forward_floor, ("inputs", "initial"))
     for _ in range(2):
         train()
         infer()
@@ -383,7 +403,7 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
         samples = time_round_robin({label: fns[index] for label, fns in functions.items()}, repeats)
         result[mode] = {}
         for jit_compile in xla_settings:
-            # The floor is the faster layout (by median wall time).
+            # The floor is the fastest layout (by median wall time).
             layout = min(
                 FLOOR_LAYOUTS,
                 key=lambda name: statistics.median(samples[contender_label(f"{FLOOR}-{name}", jit_compile)][0]),
@@ -532,9 +552,9 @@ TIMING_HEADER = (
 def format_timing_rows(results):
     """One line per (case, mode, contender), matching `TIMING_HEADER`.
 
-    For the floor, `x keras` is Keras's time over the floor's: the largest
-    speed-up over Keras's layer that any implementation could reach; its
-    label names the faster layout (`floor(rows)`, `floor(columns)`).
+    For the floor, `x keras` is Keras's time over the floor's (see the
+    module docstring); its label names the fastest layout (`floor(rows)`,
+    `floor(columns-halves)`, ...).
     """
     lines = []
     for result in results:

@@ -331,6 +331,11 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     layer = layers.SimpleRNN(32, jit_compile=True)
     layer(tf.zeros((16, 10, 16)))
     assert answers == [False]
+    # Nor inside a function compiled as a whole (one program).
+    layer = layers.SimpleRNN(32, return_sequences=True)
+    tf.function(lambda x: layer(x), jit_compile=True).get_concrete_function(tf.TensorSpec((16, 10, 16)))
+    assert set(answers) == {False}
+    answers.clear()
     # Nor when the graph executor may run one op at a time.
     answers.clear()
     monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads", lambda: 1)
