@@ -274,10 +274,29 @@ def record_splits(monkeypatch):
     return answers
 
 
-@pytest.mark.parametrize("mode", ["training", "inference_in_rows", "inference_in_columns"])
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+# Two settings with masks, going backwards, initial states and without
+# biases for the default run; every setting is `slow`.
+HALVES_SETTINGS = [SETTINGS[1], SETTINGS[3]]
+HALVES_MODES = ["training", "inference_in_rows", "inference_in_columns"]
+
+
+@pytest.mark.parametrize("mode", HALVES_MODES)
+@pytest.mark.parametrize("setting", HALVES_SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_compiled_loops_in_halves_equal_keras_and_cell_path(kind, setting, mode, monkeypatch):
+    compare_in_halves(kind, setting, mode, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", HALVES_MODES)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_compiled_loops_in_halves_equal_keras_and_cell_path_every_setting(kind, mode, monkeypatch):
+    for setting in SETTINGS:
+        with monkeypatch.context() as patch:
+            compare_in_halves(kind, setting, mode, patch)
+
+
+def compare_in_halves(kind, setting, mode, monkeypatch):
     # Traced, compiled loops run the halves of the batch as two calls;
     # lowering the thresholds runs this batch of 3 so (halves of 1 and 2
     # rows). Training splits the saving and the backward loops; the gradient
