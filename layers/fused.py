@@ -37,9 +37,9 @@ columns, `(units, batch)`, so that each step's product is
 compiled loops run the two halves of the batch as two calls that the graph
 executor runs at the same time, one per core, at the sizes where that
 measured faster (`splits_batch`). The weight-gradient products stay
-outside, as TensorFlow's own matrix-product kernels. A compiled loop is specialised to
-its input shapes: each new shape compiles once (a second or two). Without
-it the loops run as graph loops.
+outside, as TensorFlow's own matrix-product kernels. A compiled loop is
+specialised to its input shapes: each new shape compiles once (a second or
+two). Without it the loops run as graph loops.
 
 All three cells share one driver (`run_recurrence`); each cell contributes
 only its step arithmetic (`_SimpleRNNMath`, `_LSTMMath`, `_GRUMath`).
@@ -238,6 +238,8 @@ class _RecurrenceMath:
         self.joined = False
         # Set by `in_columns()`: states and inputs are `(n, batch)`.
         self.columns = False
+        # The compiled loops made for this math (see `_BatchMajorLoops._program`).
+        self.programs = {}
 
     def detached(self, kernel=None, input_bias=None, joined=False):
         """The same math on weights that no gradient tape follows.
@@ -270,6 +272,7 @@ class _RecurrenceMath:
             return self
         math = copy.copy(self)
         math.recurrent_mask = self.recurrent_mask[rows]
+        math.programs = {}
         return math
 
     def join(self, kernel, input_bias):
@@ -902,8 +905,9 @@ def splits_batch(math, inputs, training=False):
 
     Only inside a traced function that is not compiled as a whole (an eager
     call, or one program, would run the halves one after the other), with a
-    known batch and a graph executor allowed to run two ops at once. `training`: the loops of a training call (the
-    saving forward loop and the backward loop), else the inference loop.
+    known batch and a graph executor allowed to run two ops at once.
+    `training`: the loops of a training call (the saving forward loop and
+    the backward loop), else the inference loop.
     """
     batch = inputs.shape[0]
     if tf.executing_eagerly() or batch is None or _inside_compiled_function():
@@ -1210,6 +1214,19 @@ class _BatchMajorLoops:
     def _valid_steps(self, valid):
         return None if valid is None else _Steps(valid, 1, self.backwards)
 
+    def _program(self, key, loop):
+        """`loop` compiled, shared by the loops of every part of the batch with the same math.
+
+        The halves of a batch (`splits_batch`) then call one compiled
+        program, compiled once for both when their shapes agree; a part
+        with its own math (its rows of a recurrent dropout mask) has its own.
+        """
+        programs = self.math.programs
+        key = (key, self.backwards)
+        if key not in programs:
+            programs[key] = _compiled(loop)
+        return programs[key]
+
     def forward(self, initial):
         loop = self._loop_in_columns() if keeps_columns(self.math) else self._loop_in_rows()
         return loop(self.inputs, initial, self.valid)
@@ -1218,7 +1235,7 @@ class _BatchMajorLoops:
         def loop(x, initial, valid):
             return _forward_only(self.math, _Steps(x, 1, self.backwards), None, None, initial, self._valid_steps(valid))
 
-        return _compiled(loop)
+        return self._program("forward in rows", loop)
 
     def _loop_in_columns(self):
         """The compiled inference loop with states as columns, `(units, batch)` (see `COLUMN_MIN_WIDTH`).
@@ -1244,7 +1261,7 @@ class _BatchMajorLoops:
             )
             return tf.transpose(h_columns, [2, 0, 1]), tuple(tf.transpose(state) for state in final_states)
 
-        return _compiled(loop)
+        return self._program("forward in columns", loop)
 
     def forward_saving(self, initial):
         def loop(x, initial, valid):
@@ -1260,7 +1277,7 @@ class _BatchMajorLoops:
             )
             return h_seq, final_states, (records, prev_seq)
 
-        return _compiled(loop)(self.inputs, initial, self.valid)
+        return self._program("saving forward", loop)(self.inputs, initial, self.valid)
 
     def backward(self, d_h_seq, d_final, saved, truncate_every):
         def loop(d_h_seq, d_final, records, valid):
@@ -1270,7 +1287,7 @@ class _BatchMajorLoops:
                 truncate_every,
             )
 
-        return _compiled(loop)(d_h_seq, d_final, saved[0], self.valid)
+        return self._program(("backward", truncate_every), loop)(d_h_seq, d_final, saved[0], self.valid)
 
     def previous_states(self, initial, saved):
         return _PreviousStates(saved[1])

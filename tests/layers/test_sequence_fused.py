@@ -361,6 +361,27 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     assert traced(layers.SimpleRNN, 32, 16) is False
 
 
+def test_halves_share_one_compiled_program(monkeypatch):
+    # Both halves call one program, compiled once, where their shapes and
+    # math agree.
+    answers = record_splits(monkeypatch)
+
+    def compiled_functions(layer, training, batch):
+        spec = tf.TensorSpec((batch, 4, 3))
+        concrete = tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec)
+        library = concrete.graph.as_graph_def().library.function
+        return [f.signature.name for f in library if f.attr["_XlaMustCompile"].b]
+
+    assert len(compiled_functions(layers.LSTM(8), False, 16)) == 1
+    # Halves of 8 and 9 rows: one program, traced for each shape.
+    assert len(compiled_functions(layers.LSTM(8), False, 17)) == 2
+    # Training (the forward call traces the saving loop only); with
+    # recurrent dropout each half has its rows of the mask, so its own.
+    assert len(compiled_functions(layers.LSTM(8), True, 16)) == 1
+    assert len(compiled_functions(layers.LSTM(8, recurrent_dropout=0.5), True, 16)) == 2
+    assert answers and set(answers) == {True}
+
+
 def test_compiled_inference_in_columns_with_a_gradient(monkeypatch):
     # A gradient through an inference call reruns the (row) saving loop.
     from layers import fused
