@@ -544,7 +544,7 @@ def machine_description():
 
 TIMING_HEADER = (
     f"{'cell':9s} {'batch':>5s} {'steps':>5s} {'in':>4s} {'units':>5s}  {'mode':7s} "
-    f"{'contender':22s} {'median ms':>10s} {'x keras':>8s} {'paired x':>8s} {'cpu ms':>9s} {'cpu x':>6s} "
+    f"{'contender':25s} {'median ms':>10s} {'x keras':>8s} {'paired x':>8s} {'cpu ms':>9s} {'cpu x':>6s} "
     f"{'/ floor':>8s}"
 )
 
@@ -564,7 +564,7 @@ def format_timing_rows(results):
                     label = label.replace(FLOOR, f"{FLOOR}({entry['layout']})")
                 lines.append(
                     f"{result['cell']:9s} {result['batch']:5d} {result['steps']:5d} {result['inputs']:4d} "
-                    f"{result['units']:5d}  {mode:7s} {label:22s} {entry['median_ms']:10.1f} "
+                    f"{result['units']:5d}  {mode:7s} {label:25s} {entry['median_ms']:10.1f} "
                     f"{entry['speedup']:8.2f} {entry['paired_speedup']:8.2f} {entry['cpu_median_ms']:9.1f} "
                     f"{entry['cpu_speedup']:6.2f} "
                     f"{entry['floor_multiple']:8.2f}"
