@@ -52,6 +52,7 @@ order), so no gradient flows from a chunk into the one before it.
 This module imports TensorFlow; import it only on the TensorFlow backend.
 """
 
+import contextlib
 import copy
 import os
 
@@ -900,17 +901,36 @@ def _inside_compiled_function():
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
 
 
+_splitting = [True]
+
+
+@contextlib.contextmanager
+def whole_batches():
+    """Within this context, traced calls run their compiled loops on the whole batch at once.
+
+    For comparing the two (`python -m recipes.bench --whole-batch`), or for
+    a process that keeps the cores busy otherwise. The choice is made when a
+    call is traced; functions traced before keep theirs.
+    """
+    _splitting.append(False)
+    try:
+        yield
+    finally:
+        _splitting.pop()
+
+
 def splits_batch(math, inputs, training=False):
     """Whether compiled loops run the batch as two halves (see `SPLIT_MIN_BATCH`).
 
     Only inside a traced function that is not compiled as a whole (an eager
     call, or one program, would run the halves one after the other), with a
-    known batch and a graph executor allowed to run two ops at once.
+    known batch and a graph executor allowed to run two ops at once, and
+    not within `whole_batches()`.
     `training`: the loops of a training call (the saving forward loop and
     the backward loop), else the inference loop.
     """
     batch = inputs.shape[0]
-    if tf.executing_eagerly() or batch is None or _inside_compiled_function():
+    if not _splitting[-1] or tf.executing_eagerly() or batch is None or _inside_compiled_function():
         return False
     if tf.config.threading.get_inter_op_parallelism_threads() == 1 or (os.cpu_count() or 1) < 2:
         return False

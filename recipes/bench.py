@@ -14,7 +14,11 @@ units), four contenders with the same weights:
 - `cell`: our cell inside `keras.layers.RNN` (the generic cell path);
 - `keras`: Keras's built-in layer (`keras.layers.LSTM`, ...). Without a GPU
   it runs Keras's own cell inside `keras.layers.RNN`, so it is also the
-  "Keras cell" baseline.
+  "Keras cell" baseline;
+- with `--whole-batch`, also `fused-whole`: our layer with its compiled
+  loops on the whole batch at once (`layers.fused.whole_batches`), where
+  `fused` runs the two halves of the batch on two cores at the sizes where
+  that measured faster.
 
 Two measurements per contender, each a `tf.function` traced and run twice
 before timing:
@@ -98,6 +102,9 @@ import time
 
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
 CONTENDERS = ("fused", "fused-graph", "cell", "keras")
+# With `--whole-batch`: our layer with its compiled loops on the whole batch
+# at once (`layers.fused.whole_batches`), to show what splitting it gives.
+WHOLE_BATCH = "fused-whole"
 FLOOR = "floor"
 # The floor is timed with the states as rows and as columns, each with the
 # whole batch at once and with its two halves at the same time (see
@@ -146,13 +153,15 @@ def build_contender(name, kind, units):
     ours, builtin, cell = _layer_classes(kind)
     if name == "fused":
         return ours(units, return_sequences=True)
+    if name == WHOLE_BATCH:
+        return ours(units, return_sequences=True)
     if name == "fused-graph":
         return ours(units, return_sequences=True, jit_compile=False)
     if name == "cell":
         return keras.layers.RNN(cell(units), return_sequences=True)
     if name == "keras":
         return builtin(units, return_sequences=True)
-    raise ValueError(f"Received an invalid contender {name!r}, expected one of {CONTENDERS}.")
+    raise ValueError(f"Received an invalid contender {name!r}, expected one of {CONTENDERS + (WHOLE_BATCH,)}.")
 
 
 def step_functions(layer, inputs, targets, jit_compile=False):
@@ -358,6 +367,15 @@ def time_round_robin(functions, repeats):
     return samples
 
 
+def _batch_setting(name):
+    """The context a contender's steps are traced in: whole batches for `WHOLE_BATCH`."""
+    import contextlib
+
+    from layers import fused
+
+    return fused.whole_batches() if name == WHOLE_BATCH else contextlib.nullcontext()
+
+
 def paired_speedup(reference_walls, walls):
     """The median over repeats of the reference's time over the contender's in the same repeat."""
     return statistics.median(reference / wall for reference, wall in zip(reference_walls, walls, strict=True))
@@ -367,7 +385,7 @@ def contender_label(name, jit_compile):
     return f"{name}+xla" if jit_compile else name
 
 
-def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
+def benchmark_case(kind, size, repeats, seed, xla_settings=(False,), contenders=CONTENDERS):
     """Time every contender and the floor on one (cell kind, size); a dict of results.
 
     `result[mode][label]` for every contender label (`fused`, `keras+xla`,
@@ -384,13 +402,15 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
     functions = {}
     floor_details = {}
     for jit_compile in xla_settings:
-        for name in CONTENDERS:
+        for name in contenders:
             layer = build_contender(name, kind, units)
             layer.build((batch, steps, features))
             if weights is None:
                 weights = [rng.uniform(-0.1, 0.1, size=w.shape).astype("float32") for w in layer.get_weights()]
             layer.set_weights(weights)
-            functions[contender_label(name, jit_compile)] = step_functions(layer, inputs, targets, jit_compile)
+            # (`step_functions` traces the steps, which is when the split is chosen.)
+            with _batch_setting(name):
+                functions[contender_label(name, jit_compile)] = step_functions(layer, inputs, targets, jit_compile)
             if name.startswith("fused") and layer.last_path != "fused":
                 raise RuntimeError(f"the fused contender ran the cell path: {layer.fallback_reason}")
         for layout in FLOOR_LAYOUTS:
@@ -411,7 +431,7 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,)):
             samples[contender_label(FLOOR, jit_compile)] = samples[contender_label(f"{FLOOR}-{layout}", jit_compile)]
             keras_walls, keras_cpus = samples[contender_label("keras", jit_compile)]
             floor_walls, floor_cpus = samples[contender_label(FLOOR, jit_compile)]
-            for name in CONTENDERS + (FLOOR,):
+            for name in contenders + (FLOOR,):
                 walls, cpus = samples[contender_label(name, jit_compile)]
                 result[mode][contender_label(name, jit_compile)] = {
                     "xla": jit_compile,
@@ -639,6 +659,10 @@ def parse_arguments(argv):
                         help="TensorFlow intra- and inter-op threads; 0 keeps TensorFlow's default "
                         "(all cores). 1 measures the work itself, little disturbed by other processes "
                         "on a shared machine.")
+    parser.add_argument("--whole-batch", action="store_true",
+                        help=f"Also time our layer with its compiled loops on the whole batch at once "
+                        f"(`{WHOLE_BATCH}`), beside the default, which runs the batch's halves on two "
+                        "cores where that measured faster.")
     parser.add_argument("--quick", action="store_true",
                         help="Tiny sizes and 3 repeats: checks that everything runs, not speed.")
     args = parser.parse_args(argv)
@@ -689,7 +713,8 @@ def main(argv=None):
     print(TIMING_HEADER, flush=True)
     for size in sizes:
         for kind in args.cells:
-            results.append(benchmark_case(kind, size, args.repeats, args.seed, XLA_SETTINGS[args.xla]))
+            contenders = CONTENDERS + ((WHOLE_BATCH,) if args.whole_batch else ())
+            results.append(benchmark_case(kind, size, args.repeats, args.seed, XLA_SETTINGS[args.xla], contenders))
             print(format_timing_rows(results[-1:]), flush=True)
     memory = benchmark_memory(args.cells, args.seed) if args.memory and not args.quick else []
     if memory:
@@ -702,7 +727,8 @@ def main(argv=None):
             "load_average_end": finished,
             "arguments": {"seed": args.seed, "repeats": args.repeats,
                           "grid": "quick" if args.quick else "sizes" if args.sizes else args.grid,
-                          "cells": list(args.cells), "xla": args.xla, "threads": args.threads},
+                          "cells": list(args.cells), "xla": args.xla, "threads": args.threads,
+                          "whole_batch": args.whole_batch},
             "timing": results,
             "memory": {"size": dict(zip(("batch", "inputs", "units"), MEMORY_SIZE)), "rows": memory},
         }

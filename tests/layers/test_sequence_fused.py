@@ -321,6 +321,8 @@ def compare_in_halves(kind, setting, mode, monkeypatch):
 
 def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     # Tracing alone (nothing compiled or run) shows each decision.
+    from layers import fused
+
     answers = record_splits(monkeypatch)
 
     def traced(layer_class, units, batch, training=False, **options):
@@ -350,6 +352,11 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     layer = layers.SimpleRNN(32, jit_compile=True)
     layer(tf.zeros((16, 10, 16)))
     assert answers == [False]
+    # Nor within `whole_batches()`; outside it again, the batch is split.
+    with fused.whole_batches():
+        assert traced(layers.SimpleRNN, 32, 16) is False
+        assert traced(layers.GRU, 64, 16, training=True) is False
+    assert traced(layers.SimpleRNN, 32, 16) is True
     # Nor inside a function compiled as a whole (one program).
     layer = layers.SimpleRNN(32, return_sequences=True)
     tf.function(lambda x: layer(x), jit_compile=True).get_concrete_function(tf.TensorSpec((16, 10, 16)))

@@ -17,7 +17,8 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
     assert bench.main(["--quick", "--cells", "GRU", "--seed", "3", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["arguments"] == {
-        "seed": 3, "repeats": 3, "grid": "quick", "cells": ["GRU"], "xla": "off", "threads": 0
+        "seed": 3, "repeats": 3, "grid": "quick", "cells": ["GRU"], "xla": "off", "threads": 0,
+        "whole_batch": False,
     }
     assert report["machine"]["cores"] == os.cpu_count()
     (case,) = report["timing"]
@@ -34,6 +35,24 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
             assert entry["median_ms"] > 0 and entry["min_ms"] <= entry["median_ms"]
             assert entry["xla"] is False
             assert entry["paired_speedup"] > 0
+
+
+def test_whole_batch_adds_our_layer_traced_without_the_split(tmp_path, monkeypatch):
+    from layers import fused
+
+    decisions = []
+    original = fused.splits_batch
+    monkeypatch.setattr(fused, "splits_batch", lambda *args: decisions.append(original(*args)) or decisions[-1])
+    monkeypatch.setattr(bench, "QUICK_SIZES", [(16, 4, 3, 5)])  # a batch that splits by default
+    path = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--cells", "SimpleRNN", "--whole-batch", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["arguments"]["whole_batch"] is True
+    (case,) = report["timing"]
+    for mode in ("train", "forward"):
+        assert set(case[mode]) == {"fused", "fused-whole", "fused-graph", "cell", "keras", "floor"}
+    # `fused` split its batch (training and inference); `fused-whole` did not.
+    assert True in decisions and False in decisions
 
 
 def test_paired_speedup_pairs_the_repeats():
