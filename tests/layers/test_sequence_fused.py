@@ -265,7 +265,7 @@ def test_inference_keeps_columns_from_a_recurrent_kernel_512_wide(layer_class, u
 
 
 def record_splits(monkeypatch):
-    """A list that gets `fused.splits_batch`'s answer for every compiled inference loop."""
+    """A list that gets `fused.splits_batch`'s answer for every compiled recurrence traced."""
     from layers import fused
 
     answers = []
@@ -363,7 +363,6 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     assert set(answers) == {False}
     answers.clear()
     # Nor when the graph executor may run one op at a time.
-    answers.clear()
     monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads", lambda: 1)
     assert traced(layers.SimpleRNN, 32, 16) is False
 
