@@ -851,8 +851,10 @@ COLUMN_MIN_WIDTH = 512
 # and its backward loop, and forms the weight gradients of each half (then
 # summed). Measured with the layers at 100 steps and 64 inputs (two cores,
 # AMD EPYC), halves against whole:
-# - inference: 1.04 to 1.51 times as fast with a batch of 16 to 128 (every
-#   cell, 128 to 1024 units, rows or columns as above), except at 1024
+# - inference: 1.02 to 1.64 times as fast with a batch of 16 to 128 over
+#   two sweeps (every cell, 128 to 1024 units, rows or columns as above;
+#   LSTM at batch 64 and 256 units 1.20 in columns, where in rows it was
+#   0.89, one reason for `COLUMN_MIN_WIDTH`), except at 1024
 #   units with a batch of 16 (LSTM 0.88, GRU 0.99): hence
 #   `SPLIT_WIDE_MIN_BATCH`. With a batch of 8 and 32 units, 0.8 to 1.3.
 # - training step (forward, backward, SGD update): 1.03 to 1.58 for every
