@@ -1236,17 +1236,18 @@ class _BatchMajorLoops:
     def _valid_steps(self, valid):
         return None if valid is None else _Steps(valid, 1, self.backwards)
 
-    def _program(self, key, loop):
-        """`loop` compiled, shared by the loops of every part of the batch with the same math.
+    def _program(self, key, make_loop):
+        """The loop `make_loop()` returns, compiled; shared by every part of the batch with the same math.
 
         The halves of a batch (`splits_batch`) then call one compiled
         program, compiled once for both when their shapes agree; a part
         with its own math (its rows of a recurrent dropout mask) has its own.
+        `make_loop` runs only for the first part.
         """
         programs = self.math.programs
         key = (key, self.backwards)
         if key not in programs:
-            programs[key] = _compiled(loop)
+            programs[key] = _compiled(make_loop())
         return programs[key]
 
     def forward(self, initial):
@@ -1257,14 +1258,15 @@ class _BatchMajorLoops:
         def loop(x, initial, valid):
             return _forward_only(self.math, _Steps(x, 1, self.backwards), None, None, initial, self._valid_steps(valid))
 
-        return self._program("forward in rows", loop)
+        return self._program("forward in rows", lambda: loop)
 
     def _loop_in_columns(self):
-        """The compiled inference loop with states as columns, `(units, batch)` (see `COLUMN_MIN_WIDTH`).
+        """The compiled inference loop with states as columns, `(units, batch)` (see `COLUMN_MIN_WIDTH`)."""
+        return self._program("forward in columns", self._make_loop_in_columns)
 
-        The inputs (and mask) are transposed to `(time, n, batch)` in
-        processing order inside the compiled program, and the outputs back.
-        """
+    def _make_loop_in_columns(self):
+        """The inputs (and mask) are transposed to `(time, n, batch)` in processing order inside the compiled
+        program, and the outputs back; the transposed kernels are made here, once for the parts that share it."""
         math = self.math.in_columns()
         backwards = self.backwards
 
@@ -1283,7 +1285,7 @@ class _BatchMajorLoops:
             )
             return tf.transpose(h_columns, [2, 0, 1]), tuple(tf.transpose(state) for state in final_states)
 
-        return self._program("forward in columns", loop)
+        return loop
 
     def forward_saving(self, initial):
         def loop(x, initial, valid):
@@ -1299,7 +1301,7 @@ class _BatchMajorLoops:
             )
             return h_seq, final_states, (records, prev_seq)
 
-        return self._program("saving forward", loop)(self.inputs, initial, self.valid)
+        return self._program("saving forward", lambda: loop)(self.inputs, initial, self.valid)
 
     def backward(self, d_h_seq, d_final, saved, truncate_every):
         def loop(d_h_seq, d_final, records, valid):
@@ -1309,7 +1311,7 @@ class _BatchMajorLoops:
                 truncate_every,
             )
 
-        return self._program(("backward", truncate_every), loop)(d_h_seq, d_final, saved[0], self.valid)
+        return self._program(("backward", truncate_every), lambda: loop)(d_h_seq, d_final, saved[0], self.valid)
 
     def previous_states(self, initial, saved):
         return _PreviousStates(saved[1])

@@ -151,9 +151,7 @@ def build_contender(name, kind, units):
     import keras
 
     ours, builtin, cell = _layer_classes(kind)
-    if name == "fused":
-        return ours(units, return_sequences=True)
-    if name == WHOLE_BATCH:
+    if name in ("fused", WHOLE_BATCH):  # (WHOLE_BATCH differs in how its steps are traced)
         return ours(units, return_sequences=True)
     if name == "fused-graph":
         return ours(units, return_sequences=True, jit_compile=False)
