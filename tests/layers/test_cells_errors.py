@@ -116,12 +116,3 @@ def test_set_weights_with_missing_bias_names_weights_and_expected_shapes():
 def test_set_weights_before_build_names_weights():
     with pytest.raises(ValueError, match=r"argument `weights` cannot be set.*build"):
         layers.SimpleRNNCell(4).set_weights([np.zeros((3, 4)), np.zeros((4, 4)), np.zeros(4)])
-
-
-def test_crosscheck_rejects_unknown_cells_naming_the_flag(capsys):
-    from recipes import _cli, crosscheck
-
-    with pytest.raises(SystemExit) as exit_info:
-        _cli.run(crosscheck.main, ["--cells", "lstm,transformer"])
-    assert exit_info.value.code == _cli.EXIT_USAGE
-    assert "`--cells`" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Our cells against Keras's built-in cells and layers, with copied weights.
 
-The grid and the comparison live in `recipes.crosscheck` (so
+The grid and the comparison live in `layers.testing` (so
 `python -m recipes.crosscheck` prints the same numbers as a table); these
 tests run its default grid, and the exhaustive one under `-m slow`.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import layers
-from recipes import crosscheck
+from layers import testing
 
 OUR_CELLS = {
     "simple_rnn": (layers.SimpleRNNCell, {}),
@@ -36,9 +36,9 @@ def _label(setting):
     return setting.label().replace(" ", "-")
 
 
-@pytest.mark.parametrize("setting", crosscheck.quick_grid(), ids=_label)
+@pytest.mark.parametrize("setting", testing.quick_grid(), ids=_label)
 def test_outputs_states_and_gradients_match_keras(setting):
-    result = crosscheck.compare(setting, seed=0)
+    result = testing.compare(setting, seed=0)
     # sequences, every weight, and the initial states when given
     assert result.gradient_count >= 3
     assert result.output_difference <= 1e-5, setting.label()
@@ -46,17 +46,17 @@ def test_outputs_states_and_gradients_match_keras(setting):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setting", crosscheck.default_grid(), ids=_label)
+@pytest.mark.parametrize("setting", testing.default_grid(), ids=_label)
 def test_outputs_states_and_gradients_match_keras_default_grid(setting):
-    result = crosscheck.compare(setting, seed=0)
+    result = testing.compare(setting, seed=0)
     assert result.output_difference <= 1e-5, setting.label()
     assert result.gradient_difference <= 1e-4, setting.label()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setting", crosscheck.full_grid(), ids=_label)
+@pytest.mark.parametrize("setting", testing.full_grid(), ids=_label)
 def test_outputs_states_and_gradients_match_keras_full_grid(setting):
-    result = crosscheck.compare(setting, seed=1)
+    result = testing.compare(setting, seed=1)
     assert result.output_difference <= 1e-5, setting.label()
     assert result.gradient_difference <= 1e-4, setting.label()
 
@@ -64,18 +64,18 @@ def test_outputs_states_and_gradients_match_keras_full_grid(setting):
 @pytest.mark.parametrize("cell", ["lstm", "gru_reset_before"])
 def test_comparison_detects_a_small_weight_change(cell):
     """The cross-check is not vacuous: a 0.01 change in one weight shows up."""
-    setting = crosscheck.Setting(cell, return_sequences=True, return_state=True)
-    ours, theirs = crosscheck.make_layers(setting)
-    crosscheck.share_weights(setting, ours, theirs, seed=0)
+    setting = testing.Setting(cell, return_sequences=True, return_state=True)
+    ours, theirs = testing.make_layers(setting)
+    testing.share_weights(setting, ours, theirs, seed=0)
     recurrent_kernel = ours.get_weights()[1]
     recurrent_kernel[0, 0] += 1e-2
     ours.set_weights([*ours.get_weights()[:1], recurrent_kernel, *ours.get_weights()[2:]])
-    inputs = crosscheck.make_inputs(setting, seed=0)
-    our_outputs, our_gradients = crosscheck.run_network(setting, ours, *inputs, seed=0)
-    keras_outputs, keras_gradients = crosscheck.run_network(setting, theirs, *inputs, seed=0)
+    inputs = testing.make_inputs(setting, seed=0)
+    our_outputs, our_gradients = testing.run_network(setting, ours, *inputs, seed=0)
+    keras_outputs, keras_gradients = testing.run_network(setting, theirs, *inputs, seed=0)
     output_difference = max(np.max(np.abs(a - b)) for a, b in zip(our_outputs, keras_outputs))
     gradient_difference = max(
-        crosscheck.relative_difference(a, b) for a, b in zip(our_gradients, keras_gradients)
+        testing.relative_difference(a, b) for a, b in zip(our_gradients, keras_gradients)
     )
     assert output_difference > 1e-5
     assert gradient_difference > 1e-4
@@ -153,22 +153,12 @@ def test_gru_layer_weights_of_the_other_layout_are_refused_by_rnn_of_our_cell():
 
 
 def test_quick_grid_covers_every_variant_and_run_mode_of_the_default_grid():
-    quick, default = crosscheck.quick_grid(), crosscheck.default_grid()
+    quick, default = testing.quick_grid(), testing.default_grid()
     assert set(quick) <= set(default)
     assert len(quick) < len(default)
-    for cell in crosscheck.CELL_KINDS:
-        for variant in crosscheck._variants(cell):
-            assert crosscheck.Setting(cell, **variant) in quick
-    for mode in crosscheck._RUN_MODES:
-        assert sum(s == crosscheck.Setting(s.cell, **mode) for s in quick) == 2
+    for cell in testing.CELL_KINDS:
+        for variant in testing._variants(cell):
+            assert testing.Setting(cell, **variant) in quick
+    for mode in testing._RUN_MODES:
+        assert sum(s == testing.Setting(s.cell, **mode) for s in quick) == 2
 
-
-def test_table_reports_each_setting_and_the_worst():
-    settings = [crosscheck.Setting("lstm", return_state=True), crosscheck.Setting("gru", unroll=True)]
-    comparisons = [crosscheck.compare(setting, seed=3) for setting in settings]
-    worse = crosscheck.Comparison(settings[1], 2e-5, 1e-6, 4)
-    table = crosscheck.format_table([comparisons[0], worse])
-    assert "lstm b2t3 state" in table and "gru b2t3 unroll" in table
-    assert "failures: 1" in table
-    assert "worst output/state difference: 2.000e-05" in table and "at: gru b2t3 unroll" in table
-    assert all(c.passed for c in comparisons) and not worse.passed

@@ -1,7 +1,7 @@
 """Cells under the mixed_float16 and mixed_bfloat16 policies.
 
 Both sides compute in half precision, so our cell and Keras's are compared
-with half-precision tolerances (`recipes.crosscheck.TOLERANCES`: outputs
+with half-precision tolerances (`layers.testing.TOLERANCES`: outputs
 within two units in the last place at 1.0, i.e. 2e-3 for float16 and 1.6e-2
 for bfloat16; gradients within ten times that, relative). The half-precision
 result is also checked against the float32 computation with the same weights.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import layers
-from recipes import crosscheck
+from layers import testing
 
 POLICIES = ["mixed_float16", "mixed_bfloat16"]
 HALF_DTYPES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
@@ -20,19 +20,19 @@ HALF_DTYPES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 AGAINST_FLOAT32 = {"mixed_float16": 1e-2, "mixed_bfloat16": 6e-2}
 
 SETTINGS = [
-    crosscheck.Setting("simple_rnn", return_sequences=True, return_state=True, graph=True),
-    crosscheck.Setting("lstm", return_sequences=True, return_state=True, initial_state=True),
-    crosscheck.Setting("gru", return_sequences=True, return_state=True, mask="left", batch=3, timesteps=4),
-    crosscheck.Setting("gru_reset_before", wrapper="bidirectional", return_sequences=True),
-    crosscheck.Setting("lstm", wrapper="stacked", return_state=True),
+    testing.Setting("simple_rnn", return_sequences=True, return_state=True, graph=True),
+    testing.Setting("lstm", return_sequences=True, return_state=True, initial_state=True),
+    testing.Setting("gru", return_sequences=True, return_state=True, mask="left", batch=3, timesteps=4),
+    testing.Setting("gru_reset_before", wrapper="bidirectional", return_sequences=True),
+    testing.Setting("lstm", wrapper="stacked", return_state=True),
 ]
 
 
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.label().replace(" ", "-"))
 def test_agrees_with_keras_cell_under_the_same_policy(policy, setting):
-    result = crosscheck.compare(setting, seed=0, dtype_policy=policy)
-    output_tolerance, gradient_tolerance = crosscheck.TOLERANCES[policy]
+    result = testing.compare(setting, seed=0, dtype_policy=policy)
+    output_tolerance, gradient_tolerance = testing.TOLERANCES[policy]
     assert result.output_difference <= output_tolerance
     assert result.gradient_difference <= gradient_tolerance
     assert keras.config.dtype_policy().name == "float32"  # compare() put the policy back
