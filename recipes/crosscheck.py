@@ -26,6 +26,11 @@ import sys
 
 # `layers.testing` is imported where it is used: importing it loads
 # TensorFlow, which reads TF_CPP_MIN_LOG_LEVEL (set under __main__ below) as it loads.
+# The flags' choices are spelled here, so that `--help` and a bad flag answer
+# at once without loading TensorFlow; a test keeps them equal to
+# `layers.testing.CELL_KINDS` and `layers.testing.TOLERANCES`.
+CELL_KINDS = ("simple_rnn", "lstm", "gru", "gru_reset_before")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def format_table(comparisons):
@@ -57,8 +62,6 @@ def format_table(comparisons):
 
 
 def _parse_cells(text):
-    from layers.testing import CELL_KINDS
-
     cells = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in cells if name not in CELL_KINDS]
     if unknown or not cells:
@@ -71,8 +74,6 @@ def _parse_cells(text):
 
 def parse_arguments(argv):
     """The parsed command line; bad values raise ValueError naming the flag."""
-    from layers.testing import CELL_KINDS, TOLERANCES
-
     parser = argparse.ArgumentParser(
         prog="python -m recipes.crosscheck",
         description="Compare the from-scratch cells with Keras's built-in cells "
@@ -84,7 +85,7 @@ def parse_arguments(argv):
                         help="Run the exhaustive grid (1456 settings, about 15 CPU-minutes) instead of the default one.")
     parser.add_argument("--cells", default=",".join(CELL_KINDS),
                         help=f"Comma-separated cell kinds to check (default: {','.join(CELL_KINDS)}).")
-    parser.add_argument("--dtype-policy", default="float32", choices=sorted(TOLERANCES),
+    parser.add_argument("--dtype-policy", default="float32", choices=DTYPE_POLICIES,
                         help="Keras global dtype policy of both sides (default float32); the "
                         "tolerances follow the policy's precision.")
     args = parser.parse_args(argv)

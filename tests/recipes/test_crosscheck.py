@@ -1,5 +1,8 @@
 """`python -m recipes.crosscheck`: the table it prints and the flags it rejects."""
 
+import subprocess
+import sys
+
 import pytest
 
 from layers import testing
@@ -22,3 +25,21 @@ def test_crosscheck_rejects_unknown_cells_naming_the_flag(capsys):
         _cli.run(crosscheck.main, ["--cells", "lstm,transformer"])
     assert exit_info.value.code == _cli.EXIT_USAGE
     assert "`--cells`" in capsys.readouterr().err
+
+
+def test_flag_choices_are_the_grid_s():
+    assert crosscheck.CELL_KINDS == testing.CELL_KINDS
+    assert crosscheck.DTYPE_POLICIES == tuple(sorted(testing.TOLERANCES))
+
+
+def test_a_bad_flag_is_reported_without_loading_tensorflow():
+    code = (
+        "import sys\n"
+        "from recipes import crosscheck\n"
+        "try:\n"
+        "    crosscheck.parse_arguments(['--cells', 'transformer'])\n"
+        "except ValueError as error:\n"
+        "    print('tensorflow' in sys.modules, error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("False Received an invalid value for argument `--cells`")
