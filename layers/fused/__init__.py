@@ -30,6 +30,8 @@ Modules, from the layer down:
   gradients    the weight and input gradients after the loop
   activations  activations with derivatives in terms of their output
 The figures behind the thresholds and the choices are in MEASUREMENTS.md.
+The code reads the thresholds and rules from `layers.fused.policy`: a test
+or an experiment that changes one patches it there, not its re-export here.
 
 This package imports TensorFlow; import it only on the TensorFlow backend.
 """

@@ -5,11 +5,14 @@ and, in training, project all steps' inputs with one matrix product before
 the loop. Compiled loops (`BatchMajorLoops`) differ in two ways that
 measured faster inside XLA: every step forms its input and recurrent
 products as one, `[x_t, h] @ [kernel; recurrent_kernel]`, and they read and
-write the batch-major sequences in place. The compiled inference loop of a
-wide layer keeps its states as columns (`policy.keeps_columns`), and inside
-a traced function the halves of a batch run as two calls at once
-(`policy.splits_batch`). The weight-gradient products stay outside the
-compiled loops, as TensorFlow's own matrix-product kernels.
+write the batch-major sequences in place (see
+MEASUREMENTS.md#joined-input-and-recurrent-products and
+MEASUREMENTS.md#batch-major-sequences-in-compiled-loops). The compiled
+inference loop of a wide layer keeps its states as columns
+(`policy.keeps_columns`), and inside a traced function the halves of a
+batch run as two calls at once (`policy.splits_batch`). The weight-gradient
+products stay outside the compiled loops, as TensorFlow's own
+matrix-product kernels.
 
 `TimeMajorLoops` and `BatchMajorLoops` give `run_recurrence` one interface:
 `forward(initial)`, `forward_saving(initial)`, `backward(...)`,
@@ -156,7 +159,7 @@ class BatchMajorLoops:
     def _program(self, key, make_loop):
         """The loop `make_loop()` returns, compiled; shared by every part of the batch with the same math.
 
-        The halves of a batch (`splits_batch`) then call one compiled
+        The halves of a batch (`policy.splits_batch`) then call one compiled
         program, compiled once for both when their shapes agree; a part
         with its own math (its rows of a recurrent dropout mask) has its own.
         `make_loop` runs only for the first part.

@@ -56,6 +56,13 @@ def _state_product(h, kernel, kernel_t):
 
 
 class RecurrenceMath:
+    """The step arithmetic of one call, on its recurrent weights (see the module docstring).
+
+    Subclasses (`layers.fused.cell_maths`) add a cell's `step`,
+    `step_saving` and `backward_step`, and set how many states and records
+    a step has.
+    """
+
     state_count = 1
     record_count = 1
 

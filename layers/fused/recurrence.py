@@ -129,7 +129,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         # Compiled loops project each step's inputs themselves, joined with
         # the recurrent product (see `RecurrenceMath.preactivation`).
         inner = math.detached(w, b, joined=bool(jit_compile))
-        # One part (the whole batch), or its two halves (see `splits_batch`).
+        # One part (the whole batch), or its two halves (see `policy.splits_batch`).
         parts = []
         halves = bool(jit_compile) and policy.splits_batch(inner, x, options.save_for_gradient)
         for rows in _batch_parts(x, halves):
