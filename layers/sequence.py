@@ -97,10 +97,7 @@ class _SequenceLayer(keras.layers.RNN):
             return f"backend {keras.backend.backend()!r} is not tensorflow"
         from layers import fused
 
-        math_class = fused.math_class_for(
-            self.cell, (cells.SimpleRNNCell, cells.LSTMCell, cells.GRUCell)
-        )
-        return fused.fallback_reason(self.cell, sequences, math_class)
+        return fused.fallback_reason(self.cell, sequences)
 
     def _compiles_loops(self, sequences, training):
         """Whether this call's fused loops are compiled with XLA (see `jit_compile`)."""
@@ -129,15 +126,7 @@ class _SequenceLayer(keras.layers.RNN):
             from layers import fused
 
             self.last_path = "fused"
-            math_class = fused.math_class_for(
-                self.cell, (cells.SimpleRNNCell, cells.LSTMCell, cells.GRUCell)
-            )
-            return fused.fused_inner_loop(
-                self.cell,
-                math_class,
-                sequences,
-                list(initial_state),
-                mask,
+            options = fused.CallOptions(
                 training=training,
                 go_backwards=self.go_backwards,
                 return_sequences=self.return_sequences,
@@ -145,6 +134,7 @@ class _SequenceLayer(keras.layers.RNN):
                 truncate_every=self.bptt_steps,
                 jit_compile=self._compiles_loops(sequences, training),
             )
+            return fused.fused_inner_loop(self.cell, sequences, list(initial_state), mask, options)
         self.last_path = "cell"
         if self.bptt_steps is None:
             return super().inner_loop(sequences, initial_state, mask, training=training)

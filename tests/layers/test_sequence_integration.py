@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import layers
-from tests.layers.test_sequence_fused import KINDS, make_layers
+from tests.layers.fused.support import KINDS, make_layers
 
 FEATURES = 4
 
@@ -153,9 +153,9 @@ def test_export_serves_in_a_fresh_process_without_this_project(tmp_path, jit_com
     # `columns` lowers the width from which compiled inference keeps its
     # states as columns, so that these tiny layers save that form.
     if columns:
-        from layers import fused
+        from layers.fused import policy
 
-        monkeypatch.setattr(fused, "COLUMN_MIN_WIDTH", 1)
+        monkeypatch.setattr(policy, "COLUMN_MIN_WIDTH", 1)
     inputs = keras.Input((None, FEATURES))
     hidden = layers.LSTM(6, return_sequences=True, bptt_steps=2, jit_compile=jit_compile)(inputs)
     hidden = layers.SimpleRNN(3, return_sequences=True, go_backwards=True, jit_compile=jit_compile)(hidden)

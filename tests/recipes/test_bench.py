@@ -38,11 +38,11 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
 
 
 def test_whole_batch_adds_our_layer_traced_without_the_split(tmp_path, monkeypatch):
-    from layers import fused
+    from layers.fused import policy
 
     decisions = []
-    original = fused.splits_batch
-    monkeypatch.setattr(fused, "splits_batch", lambda *args: decisions.append(original(*args)) or decisions[-1])
+    original = policy.splits_batch
+    monkeypatch.setattr(policy, "splits_batch", lambda *args: decisions.append(original(*args)) or decisions[-1])
     monkeypatch.setattr(bench, "QUICK_SIZES", [(16, 4, 3, 5)])  # a batch that splits by default
     path = tmp_path / "bench.json"
     assert bench.main(["--quick", "--cells", "SimpleRNN", "--whole-batch", "--json", str(path)]) == 0

@@ -1,0 +1,151 @@
+"""The sequence layers' entry point: whether a call can run fused, and `fused_inner_loop` if it can."""
+
+import dataclasses
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from layers.fused.activations import resolve_activation
+from layers.fused.cell_maths import GRUMath, SimpleRNNMath, math_class_for
+from layers.fused.recurrence import RecurrenceOptions, run_recurrence
+
+# Dtypes the fused path computes in. Others (float16, bfloat16 under mixed
+# precision) run the cell path, whose rounding the fused path would not match.
+SUPPORTED_DTYPES = ("float32", "float64")
+
+
+@dataclasses.dataclass(frozen=True)
+class CallOptions:
+    """What a layer call asks of `fused_inner_loop` besides its tensors.
+
+    Attributes:
+        training: The call's `training` argument (dropout, and whether the
+            forward loop saves what the backward loop needs).
+        go_backwards, return_sequences, zero_output_for_mask: As in
+            `keras.layers.RNN`.
+        truncate_every: Truncated back-propagation through time: no gradient
+            flows into the states entering every `truncate_every`-th step
+            (processing order); `None` for full back-propagation.
+        jit_compile: Whether the loops are compiled with XLA (a bool; the
+            layer resolves `"auto"`).
+    """
+
+    training: object = False
+    go_backwards: bool = False
+    return_sequences: bool = False
+    zero_output_for_mask: bool = False
+    truncate_every: int | None = None
+    jit_compile: bool = False
+
+
+class InnerLoopResult(NamedTuple):
+    """`(last_output, outputs, final_states)`, as `keras.layers.RNN.inner_loop` returns them."""
+
+    last_output: tf.Tensor
+    outputs: tf.Tensor
+    final_states: list
+
+
+def fallback_reason(cell, sequences):
+    """Why the fused path cannot run this call (a sentence), or `None` if it can."""
+    math_class = math_class_for(cell)
+    if math_class is None:
+        return f"cell {type(cell).__name__} has no fused implementation"
+    dtype = str(getattr(cell, "compute_dtype", None))
+    if dtype not in SUPPORTED_DTYPES:
+        return f"compute dtype {dtype} is not one of {SUPPORTED_DTYPES}"
+    if keras.backend.standardize_dtype(sequences.dtype) != dtype:
+        return f"inputs of dtype {sequences.dtype} differ from the compute dtype {dtype}"
+    if len(sequences.shape) != 3:
+        return f"inputs of rank {len(sequences.shape)}, expected 3"
+    if resolve_activation(cell.activation) is None:
+        return f"activation {cell.activation!r} has no known derivative"
+    recurrent_activation = getattr(cell, "recurrent_activation", None)
+    if math_class is not SimpleRNNMath and resolve_activation(recurrent_activation) is None:
+        return f"recurrent_activation {recurrent_activation!r} has no known derivative"
+    return None
+
+
+def fused_inner_loop(cell, sequences, initial_state, mask, options):
+    """The fused equivalent of `keras.layers.RNN.inner_loop` for our cells.
+
+    `options` is a `CallOptions`. Returns an `InnerLoopResult`:
+    `outputs` is `(batch, time, units)` in processing order when
+    `return_sequences`, else `last_output` with a time axis of one. Call
+    it only where `fallback_reason` is `None`.
+    """
+    x = tf.convert_to_tensor(sequences)
+    initial_state = [tf.convert_to_tensor(s) for s in initial_state]
+    units = cell.units
+    math_class = math_class_for(cell)
+
+    # One dropout mask per sequence, drawn as the cell path draws it (input
+    # mask first, then recurrent mask, from the cell's seed generator), so
+    # both paths drop the same units for the same seed.
+    cell.reset_dropout_masks()
+    input_mask, recurrent_mask = cell.dropout_masks(x[:, 0], initial_state[0], options.training)
+    if input_mask is not None:
+        x = x * input_mask[:, None, :]
+
+    kernel = tf.convert_to_tensor(cell.kernel)
+    recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
+    input_bias = recurrent_bias = None
+    if cell.use_bias:
+        bias = tf.convert_to_tensor(cell.bias)
+        if math_class is GRUMath:
+            input_bias, recurrent_bias = bias[0], bias[1]
+        else:
+            input_bias = bias
+
+    valid = None
+    if mask is not None:
+        valid = tf.cast(mask, tf.bool)[:, :, None]
+
+    math = math_class(
+        units,
+        recurrent_kernel,
+        recurrent_bias,
+        recurrent_mask,
+        resolve_activation(cell.activation),
+        resolve_activation(getattr(cell, "recurrent_activation", None)),
+    )
+    h_seq, final_states = run_recurrence(
+        math,
+        x,
+        kernel,
+        input_bias,
+        initial_state,
+        valid=valid,
+        options=RecurrenceOptions(
+            truncate_every=options.truncate_every,
+            save_for_gradient=bool(options.training),
+            jit_compile=options.jit_compile,
+            backwards=options.go_backwards,
+        ),
+    )
+
+    # Outputs at masked steps: Keras repeats the previous output (zeros
+    # before the first valid step), which equals the carried state once a
+    # valid step has been seen; with `zero_output_for_mask` they are zeros.
+    # `h_seq` is batch-major in processing order.
+    if valid is None:
+        output_valid = None
+    else:
+        if options.go_backwards:
+            valid = tf.reverse(valid, [1])
+        if options.zero_output_for_mask:
+            output_valid = valid
+        else:
+            output_valid = tf.cumsum(tf.cast(valid, tf.int32), axis=1) > 0
+    if options.return_sequences:
+        outputs = h_seq
+        if output_valid is not None:
+            outputs = tf.where(output_valid, outputs, tf.zeros_like(outputs))
+        last_output = outputs[:, -1]
+    else:
+        last_output = h_seq[:, -1]
+        if output_valid is not None:
+            last_output = tf.where(output_valid[:, -1], last_output, tf.zeros_like(last_output))
+        outputs = last_output[:, None, :]
+    return InnerLoopResult(last_output, outputs, final_states)

@@ -1,0 +1,120 @@
+"""When the fused path compiles its loops, keeps states as columns or splits a batch.
+
+Each rule is a threshold measured with TensorFlow 2.21 on the benchmark
+machine (two CPU cores); the figures are in `MEASUREMENTS.md`, next to this
+module. The thresholds are read from this module at every call, so a test
+or an experiment can change them here (`monkeypatch.setattr(policy, ...)`).
+"""
+
+import contextlib
+import os
+
+import tensorflow as tf
+
+# Widest `[batch, n]` step product still computed directly; wider ones are
+# computed transposed (`RecurrenceMath.product`): TensorFlow's CPU kernels
+# were faster so from n = 1024 up, and no faster at 256 and 768 (see
+# MEASUREMENTS.md#transposed-step-products).
+TRANSPOSED_PRODUCT_WIDTH = 1024
+
+# When `jit_compile="auto"` compiles the loops (see `compiles_by_default`).
+# Up to 512 units compiling was faster at every size tried; at 1024 units it
+# was faster or as fast with a batch of 64, but much slower with a batch of
+# 16 or 32: XLA's product of a short, wide `[batch, k] @ [k, n]` is slow,
+# where the graph loops take it transposed (see
+# MEASUREMENTS.md#compiling-the-loops).
+COMPILED_MAX_UNITS = 512
+COMPILED_WIDE_MIN_BATCH = 64
+
+# Compiled inference loops whose recurrent kernel is this wide (gate blocks
+# times units: a SimpleRNN of 512 units, a GRU of 171, an LSTM of 128) or
+# wider keep their states as columns (see
+# `BatchMajorLoops._loop_in_columns`): `kernel^T @ h` with `h` of shape
+# `(units, batch)`, whose short, wide result XLA computes faster than
+# `h @ kernel`. Narrower kernels were faster as rows. In columns, compiled
+# inference was faster than graph loops at every size tried, so `auto`
+# compiles inference at any size; training keeps the rule above (its loops
+# keep the states as rows). See MEASUREMENTS.md#states-as-columns.
+COLUMN_MIN_WIDTH = 512
+
+# Compiled loops run the two halves of a batch as two calls of one compiled
+# program, which the graph executor runs at the same time, one per core:
+# each step is too small for the matrix-product kernel to keep two threads
+# busy, and the gate arithmetic runs on one thread, where two independent
+# recurrences keep both cores busy. Training splits its saving forward loop
+# and its backward loop, and forms the weight gradients of each half (then
+# summed). Halves were faster for inference with a batch of 16 or more
+# except at 1024 units with a batch of 16 (hence `SPLIT_WIDE_MIN_BATCH`),
+# and for training from a batch of 8 up to 512 units, but slower at 1024
+# units (hence `SPLIT_TRAINING_MAX_UNITS`). See MEASUREMENTS.md#batch-halves.
+SPLIT_MIN_BATCH = 16
+SPLIT_WIDE_UNITS = 1024
+SPLIT_WIDE_MIN_BATCH = 32
+SPLIT_TRAINING_MIN_BATCH = 8
+SPLIT_TRAINING_MAX_UNITS = 512
+
+
+def inside_compiled_function():
+    """Whether the function being traced is compiled with XLA as a whole.
+
+    There the two halves would be one program's two loops, run one after
+    the other, which measured slower (see MEASUREMENTS.md#batch-halves).
+    TensorFlow marks such a trace with an XLA context, which only its
+    internal module reports.
+    """
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow without them
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
+
+
+_splitting = [True]
+
+
+@contextlib.contextmanager
+def whole_batches():
+    """Within this context, traced calls run their compiled loops on the whole batch at once.
+
+    For comparing the two (`python -m recipes.bench --whole-batch`), or for
+    a process that keeps the cores busy otherwise. The choice is made when a
+    call is traced; functions traced before keep theirs.
+    """
+    _splitting.append(False)
+    try:
+        yield
+    finally:
+        _splitting.pop()
+
+
+def splits_batch(math, inputs, training=False):
+    """Whether compiled loops run the batch as two halves (see `SPLIT_MIN_BATCH`).
+
+    Only inside a traced function that is not compiled as a whole (an eager
+    call, or one program, would run the halves one after the other), with a
+    known batch and a graph executor allowed to run two ops at once, and
+    not within `whole_batches()`.
+    `training`: the loops of a training call (the saving forward loop and
+    the backward loop), else the inference loop.
+    """
+    batch = inputs.shape[0]
+    if not _splitting[-1] or tf.executing_eagerly() or batch is None or inside_compiled_function():
+        return False
+    if tf.config.threading.get_inter_op_parallelism_threads() == 1 or (os.cpu_count() or 1) < 2:
+        return False
+    if training:
+        return batch >= SPLIT_TRAINING_MIN_BATCH and math.units <= SPLIT_TRAINING_MAX_UNITS
+    return batch >= (SPLIT_WIDE_MIN_BATCH if math.units >= SPLIT_WIDE_UNITS else SPLIT_MIN_BATCH)
+
+
+def keeps_columns(math):
+    """Whether a compiled inference loop keeps its states as columns (`COLUMN_MIN_WIDTH`)."""
+    return math.recurrent_kernel.shape[-1] >= COLUMN_MIN_WIDTH
+
+
+def compiles_by_default(units, batch, training):
+    """Whether `jit_compile="auto"` compiles a traced call with known shapes."""
+    if not training:
+        return True
+    return units <= COMPILED_MAX_UNITS or batch >= COMPILED_WIDE_MIN_BATCH

@@ -1,0 +1,116 @@
+"""Where the measured thresholds of `layers.fused.policy` switch: columns, batch halves, compiling, transposed products."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import layers
+from layers.fused import maths, policy
+from tests.layers.fused.support import record_splits
+
+
+@pytest.mark.parametrize(
+    "layer_class, units, columns",
+    [
+        (layers.SimpleRNN, 511, False),
+        (layers.SimpleRNN, 512, True),
+        (layers.GRU, 170, False),
+        (layers.GRU, 171, True),
+        (layers.LSTM, 127, False),
+        (layers.LSTM, 128, True),
+    ],
+)
+def test_inference_keeps_columns_from_a_recurrent_kernel_512_wide(layer_class, units, columns, monkeypatch):
+    # Tracing alone (nothing compiled or run) shows the layout chosen.
+    answers = []
+    original = policy.keeps_columns
+    monkeypatch.setattr(policy, "keeps_columns", lambda math: answers.append(original(math)) or answers[-1])
+    layer = layer_class(units, return_sequences=True)
+    tf.function(lambda x: layer(x, training=False)).get_concrete_function(tf.TensorSpec((4, 3, 8)))
+    assert answers and set(answers) == {columns}
+
+
+def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
+    # Tracing alone (nothing compiled or run) shows each decision.
+    answers = record_splits(monkeypatch)
+
+    def traced(layer_class, units, batch, training=False, **options):
+        layer = layer_class(units, return_sequences=True, **options)
+        spec = tf.TensorSpec((batch, 10, 16))
+        tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec)
+        # (Keras may trace a first call twice: once to build the layer.)
+        decided = set(answers)
+        answers.clear()
+        assert len(decided) <= 1
+        return decided.pop() if decided else None
+
+    assert traced(layers.SimpleRNN, 32, 16) is True
+    assert traced(layers.GRU, 256, 64) is True
+    assert traced(layers.LSTM, 256, 64) is True
+    assert traced(layers.SimpleRNN, 32, 8) is False  # batch below SPLIT_MIN_BATCH
+    assert traced(layers.LSTM, 1024, 32) is True
+    assert traced(layers.LSTM, 1024, 16) is False  # SPLIT_WIDE_MIN_BATCH
+    assert traced(layers.SimpleRNN, 32, None) is None  # an unknown batch is not compiled
+    # Training, with recurrent dropout (each half takes its rows of the mask).
+    assert traced(layers.LSTM, 256, 64, training=True, recurrent_dropout=0.5) is True
+    assert traced(layers.GRU, 512, 8, training=True) is True
+    assert traced(layers.GRU, 32, 4, training=True) is False
+    assert traced(layers.GRU, 1024, 64, training=True) is False
+    assert traced(layers.GRU, 1024, 16, training=True) is None  # graph loops: not compiled
+    # Eager, the halves would run one after the other.
+    layer = layers.SimpleRNN(32, jit_compile=True)
+    layer(tf.zeros((16, 10, 16)))
+    assert answers == [False]
+    # Nor within `whole_batches()`; outside it again, the batch is split.
+    with policy.whole_batches():
+        assert traced(layers.SimpleRNN, 32, 16) is False
+        assert traced(layers.GRU, 64, 16, training=True) is False
+    assert traced(layers.SimpleRNN, 32, 16) is True
+    # Nor inside a function compiled as a whole (one program).
+    layer = layers.SimpleRNN(32, return_sequences=True)
+    tf.function(lambda x: layer(x), jit_compile=True).get_concrete_function(tf.TensorSpec((16, 10, 16)))
+    assert set(answers) == {False}
+    answers.clear()
+    # Nor when the graph executor may run one op at a time.
+    monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads", lambda: 1)
+    assert traced(layers.SimpleRNN, 32, 16) is False
+
+
+def test_loops_are_compiled_when_traced_with_known_shapes():
+    def compiled_functions(layer, training, spec=tf.TensorSpec((2, 4, 3))):
+        concrete = tf.function(lambda x: layer(x, training=training)).get_concrete_function(spec)
+        library = concrete.graph.as_graph_def().library.function
+        return {f.signature.name for f in library if f.attr["_XlaMustCompile"].b}
+
+    for training in (True, False):
+        assert compiled_functions(layers.LSTM(5), training), training
+        assert compiled_functions(layers.LSTM(5, jit_compile=True), training), training
+        assert not compiled_functions(layers.LSTM(5, jit_compile=False), training), training
+        for unknown in (tf.TensorSpec((None, 4, 3)), tf.TensorSpec((2, None, 3))):
+            assert not compiled_functions(layers.LSTM(5), training, unknown), (training, unknown)
+            assert compiled_functions(layers.LSTM(5, jit_compile=True), training, unknown), (training, unknown)
+    # "auto" compiles only the sizes where compiling was measured to pay:
+    # inference at any size; training up to 512 units, and more units only
+    # with a batch of 64 or more.
+    wide_batch = tf.TensorSpec((policy.COMPILED_WIDE_MIN_BATCH, 2, 3))
+    narrow_batch = tf.TensorSpec((policy.COMPILED_WIDE_MIN_BATCH - 1, 2, 3))
+    assert compiled_functions(layers.LSTM(512), True, narrow_batch)
+    assert not compiled_functions(layers.LSTM(513), True, narrow_batch)
+    assert compiled_functions(layers.GRU(513), True, wide_batch)
+    assert not compiled_functions(layers.SimpleRNN(513), True, narrow_batch)
+    for training in (True, False):
+        assert compiled_functions(layers.LSTM(513, jit_compile=True), training, narrow_batch), training
+    assert compiled_functions(layers.LSTM(513), False, narrow_batch)
+    assert compiled_functions(layers.SimpleRNN(1024), False, narrow_batch)
+
+
+def test_transposed_step_product_is_taken_for_wide_kernels():
+    rng = np.random.default_rng(0)
+    h = tf.constant(rng.normal(size=(3, 8)).astype("float32"))
+    for width in (policy.TRANSPOSED_PRODUCT_WIDTH - 1, policy.TRANSPOSED_PRODUCT_WIDTH):
+        kernel = tf.constant(rng.normal(size=(8, width)).astype("float32"))
+        graph = tf.function(lambda h, k: maths._state_product(h, k, tf.transpose(k))).get_concrete_function(h, kernel)
+        transposes = sum(op.type == "Transpose" for op in graph.graph.get_operations())
+        # Two transposes of the operands plus the one of the kernel passed in.
+        assert transposes == (3 if width >= policy.TRANSPOSED_PRODUCT_WIDTH else 1), width
+        np.testing.assert_allclose(graph(h, kernel), h.numpy() @ kernel.numpy(), rtol=1e-5, atol=1e-5)
