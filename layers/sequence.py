@@ -258,13 +258,14 @@ _SHARED_DOC = """
         fused: `True` (default) to use the fused path where it applies,
             `False` to always run the cell path.
         jit_compile: Whether the fused path's loops are compiled with XLA,
-            which makes them faster on a CPU (see the README's benchmark)
+            which makes them faster on a CPU (see layers/README.md#speed)
             but costs a compilation (a second or two) for every new input
             shape. `"auto"` (default): compiled when the layer is called
             inside a `tf.function`, the batch and time dimensions are known
             there, and the size is one where compiling was measured to pay
             (inference at any size; training up to 512 units, or more with
-            a batch of 64 or more; see `layers.fused.compiles_by_default`).
+            a batch of 64 or more; see `layers.fused.compiles_by_default`
+            and layers/README.md#compiling-the-loops).
             An eager call, or a traced one with a dimension unknown (say,
             texts padded to the longest in each batch), runs graph loops.
             `True`: always compiled (an eager call compiles every time).

@@ -18,7 +18,7 @@ units), four contenders with the same weights:
 - with `--whole-batch`, also `fused-whole`: our layer with its compiled
   loops on the whole batch at once (`layers.fused.whole_batches`), where
   `fused` runs the two halves of the batch on two cores at the sizes where
-  that measured faster.
+  that measured faster (layers/README.md#batch-halves).
 
 Two measurements per contender, each a `tf.function` traced and run twice
 before timing:

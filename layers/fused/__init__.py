@@ -29,7 +29,8 @@ Modules, from the layer down:
   maths        the step arithmetic shared by every cell
   gradients    the weight and input gradients after the loop
   activations  activations with derivatives in terms of their output
-The figures behind the thresholds and the choices are in MEASUREMENTS.md.
+The figures behind the thresholds and the choices are in layers/README.md
+(layers/README.md#measurements-behind-the-fused-paths-rules).
 The code reads the thresholds and rules from `layers.fused.policy`: a test
 or an experiment that changes one patches it there, not its re-export here.
 

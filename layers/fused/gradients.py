@@ -36,7 +36,7 @@ def flat_matmul_t(a, b):
     """`sum_t a[t]^T @ b[t]` for time-major `a` (T, B, m), `b` (T, B, n), as one product.
 
     (Splitting `b` into column blocks was slower with TensorFlow 2.21; see
-    MEASUREMENTS.md#weight-gradient-products.)
+    layers/README.md#weight-gradient-products.)
     """
     a2 = tf.reshape(a, [-1, a.shape[-1] if a.shape[-1] is not None else tf.shape(a)[-1]])
     b2 = tf.reshape(b, [-1, b.shape[-1] if b.shape[-1] is not None else tf.shape(b)[-1]])

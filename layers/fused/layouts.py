@@ -6,8 +6,8 @@ the loop. Compiled loops (`BatchMajorLoops`) differ in two ways that
 measured faster inside XLA: every step forms its input and recurrent
 products as one, `[x_t, h] @ [kernel; recurrent_kernel]`, and they read and
 write the batch-major sequences in place (see
-MEASUREMENTS.md#joined-input-and-recurrent-products and
-MEASUREMENTS.md#batch-major-sequences-in-compiled-loops). The compiled
+layers/README.md#joined-input-and-recurrent-products and
+layers/README.md#batch-major-sequences-in-compiled-loops). The compiled
 inference loop of a wide layer keeps its states as columns
 (`policy.keeps_columns`), and inside a traced function the halves of a
 batch run as two calls at once (`policy.splits_batch`). The weight-gradient

@@ -128,7 +128,7 @@ def forward_only(math, input_steps, kernel, input_bias, initial_states, valid_st
     whole projected sequence to memory and reads it back a step at a time;
     without a backward pass to share it with, the per-step product measured
     faster, compiled loops or not (see
-    MEASUREMENTS.md#per-step-input-projection-in-inference).
+    layers/README.md#per-step-input-projection-in-inference).
     """
     length = input_steps.length
 

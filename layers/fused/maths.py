@@ -121,7 +121,7 @@ class RecurrenceMath:
         """Prepare joined steps: `z = [x_t, h] @ [kernel; recurrent_kernel] + input_bias`.
 
         Inside an XLA program one deeper product measured faster than two
-        (see MEASUREMENTS.md#joined-input-and-recurrent-products). The joined
+        (see layers/README.md#joined-input-and-recurrent-products). The joined
         kernel is made here, once per call: XLA did not hoist a
         concatenation of the weights out of the loop.
         """
@@ -157,7 +157,7 @@ class RecurrenceMath:
         """A step's `h @ kernel`: direct in compiled loops, else `_state_product`.
 
         Inside an XLA program the direct product measured as fast or faster
-        at every width tried (see MEASUREMENTS.md#transposed-step-products).
+        at every width tried (see layers/README.md#transposed-step-products).
         In columns (`in_columns`) it is `kernel^T @ h`.
         """
         if self.columns:

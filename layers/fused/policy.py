@@ -1,9 +1,10 @@
 """When the fused path compiles its loops, keeps states as columns or splits a batch.
 
 Each rule is a threshold measured with TensorFlow 2.21 on the benchmark
-machine (two CPU cores); the figures are in `MEASUREMENTS.md`, next to this
-module. The thresholds are read from this module at every call, so a test
-or an experiment can change them here (`monkeypatch.setattr(policy, ...)`).
+machine (two CPU cores); the figures are in layers/README.md
+(layers/README.md#measurements-behind-the-fused-paths-rules). The thresholds
+are read from this module at every call, so a test or an experiment changes
+them here (`monkeypatch.setattr(policy, ...)`), not on `layers.fused`.
 """
 
 import contextlib
@@ -14,7 +15,7 @@ import tensorflow as tf
 # Widest `[batch, n]` step product still computed directly; wider ones are
 # computed transposed (`RecurrenceMath.product`): TensorFlow's CPU kernels
 # were faster so from n = 1024 up, and no faster at 256 and 768 (see
-# MEASUREMENTS.md#transposed-step-products).
+# layers/README.md#transposed-step-products).
 TRANSPOSED_PRODUCT_WIDTH = 1024
 
 # When `jit_compile="auto"` compiles the loops (see `compiles_by_default`).
@@ -22,7 +23,7 @@ TRANSPOSED_PRODUCT_WIDTH = 1024
 # was faster or as fast with a batch of 64, but much slower with a batch of
 # 16 or 32: XLA's product of a short, wide `[batch, k] @ [k, n]` is slow,
 # where the graph loops take it transposed (see
-# MEASUREMENTS.md#compiling-the-loops).
+# layers/README.md#compiling-the-loops).
 COMPILED_MAX_UNITS = 512
 COMPILED_WIDE_MIN_BATCH = 64
 
@@ -34,7 +35,7 @@ COMPILED_WIDE_MIN_BATCH = 64
 # `h @ kernel`. Narrower kernels were faster as rows. In columns, compiled
 # inference was faster than graph loops at every size tried, so `auto`
 # compiles inference at any size; training keeps the rule above (its loops
-# keep the states as rows). See MEASUREMENTS.md#states-as-columns.
+# keep the states as rows). See layers/README.md#states-as-columns.
 COLUMN_MIN_WIDTH = 512
 
 # Compiled loops run the two halves of a batch as two calls of one compiled
@@ -46,7 +47,7 @@ COLUMN_MIN_WIDTH = 512
 # summed). Halves were faster for inference with a batch of 16 or more
 # except at 1024 units with a batch of 16 (hence `SPLIT_WIDE_MIN_BATCH`),
 # and for training from a batch of 8 up to 512 units, but slower at 1024
-# units (hence `SPLIT_TRAINING_MAX_UNITS`). See MEASUREMENTS.md#batch-halves.
+# units (hence `SPLIT_TRAINING_MAX_UNITS`). See layers/README.md#batch-halves.
 SPLIT_MIN_BATCH = 16
 SPLIT_WIDE_UNITS = 1024
 SPLIT_WIDE_MIN_BATCH = 32
@@ -58,7 +59,7 @@ def inside_compiled_function():
     """Whether the function being traced is compiled with XLA as a whole.
 
     There the two halves would be one program's two loops, run one after
-    the other, which measured slower (see MEASUREMENTS.md#batch-halves).
+    the other, which measured slower (see layers/README.md#batch-halves).
     TensorFlow marks such a trace with an XLA context, which only its
     internal module reports.
     """

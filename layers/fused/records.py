@@ -60,7 +60,7 @@ class DenseRecords:
     maps allocations above 32 MiB afresh each time, see `malloc(3)`,
     M_MMAP_THRESHOLD), and the first touch of every fresh page is a page
     fault. Tensors of one record each are smaller, memory the allocator can
-    reuse (see MEASUREMENTS.md#records-as-one-tensor-each).
+    reuse (see layers/README.md#records-as-one-tensor-each).
     """
 
     def __init__(self, dtype, count):

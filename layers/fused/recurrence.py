@@ -110,7 +110,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     are transposed (and reversed, `backwards`) first and the outputs
     transposed back (`TimeMajorLoops`). Compiled loops read and write the
     batch-major tensors in place (`BatchMajorLoops`), which saves those
-    copies (see MEASUREMENTS.md#batch-major-sequences-in-compiled-loops).
+    copies (see layers/README.md#batch-major-sequences-in-compiled-loops).
     """
     recurrent_kernel = math.recurrent_kernel
     recurrent_bias = math.recurrent_bias
