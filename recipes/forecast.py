@@ -21,9 +21,11 @@ import os
 from recipes import _cli
 from zoo import config as config_lib
 from zoo.files import atomic_write_text
-from zoo.forecast import pipeline
-from zoo.forecast.data import ForecastConfig
-from zoo.forecast.models import NEURAL_MODELS
+from zoo.forecast import evaluate as evaluate_lib
+from zoo.forecast import export as export_lib
+from zoo.forecast import train as train_lib
+from zoo.forecast.config import ForecastConfig
+from zoo.forecast.model import NEURAL_MODELS
 
 CONFIG_FILE = "config.json"
 
@@ -111,21 +113,21 @@ def command_train(args):
         config = config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
     else:
         config = _config_from_arguments(args)
-    pipeline.train(config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
-    metrics = pipeline.evaluate(config, args.workdir, log=print)
+    train_lib.train(config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
+    metrics = evaluate_lib.evaluate(config, args.workdir, log=print)
     print(report(metrics))
 
 
 def command_evaluate(args):
     config = _saved_config(args, "evaluate")
-    metrics = pipeline.evaluate(config, args.workdir, log=print)
+    metrics = evaluate_lib.evaluate(config, args.workdir, log=print)
     print(report(metrics))
 
 
 def command_export(args):
     config = _saved_config(args, "export")
     name = args.model or config.models[0]
-    path = pipeline.export(config, args.workdir, name, args.output)
+    path = export_lib.export(config, args.workdir, name, args.output)
     print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast)")
 
 
@@ -140,8 +142,8 @@ def command_benchmark(args):
         )
         workdir = os.path.join(args.workdir, run_name)
         print(f"== {run_name}: {workdir}")
-        pipeline.train(config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
-        metrics = pipeline.evaluate(config, workdir, log=print)
+        train_lib.train(config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
+        metrics = evaluate_lib.evaluate(config, workdir, log=print)
         text = report(metrics)
         print(text)
         sections.append(f"## {run_name}\n\n```\n{text}\n```\n")

@@ -36,7 +36,7 @@ import os
 
 from recipes import _cli
 
-# The study itself (runs, tables, plots, report) is zoo.memory_study; this
+# The study itself (runs, tables, plots, report) is zoo.memory.study; this
 # module parses the command line and prints the study's progress.
 
 
@@ -122,7 +122,8 @@ def study_config(args):
 
 # --------------------------------------------------------------------- verbs
 def run_verb(args):
-    from zoo import distribute, memory_study, training
+    from zoo import distribute, training
+    from zoo.memory import study as memory_study
     from zoo.files import atomic_write_json
 
     config = study_config(args)
@@ -153,7 +154,7 @@ def run_verb(args):
 
 
 def report_verb(args):
-    from zoo import memory_study
+    from zoo.memory import study as memory_study
     from zoo.files import read_json
 
     path = os.path.join(args.workdir, "metrics.json")

@@ -12,88 +12,14 @@ import dataclasses
 import datetime
 import math
 import os
-from typing import Literal, Optional
 
 import numpy as np
+import tensorflow as tf
 
-EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
-CLASSICAL_MODELS = ("holt_winters", "harmonic_arima")
+from zoo.forecast import baselines
+from zoo.forecast.config import EMBEDDED_SERIES
+
 _MISSING_TEXT = {"", "na", "nan", "null", "none", "n/a", "-"}
-
-
-@dataclasses.dataclass
-class ForecastConfig:
-    """Everything that defines a forecasting run; saved as config.json."""
-
-    dataset: str = "co2"  # embedded series used when csv_path is empty: co2 (weekly), elnino (monthly), sunspots (yearly)
-    csv_path: str = ""  # CSV file with a header row; when set it replaces `dataset`
-    target: str = ""  # CSV column to forecast (required with csv_path)
-    time_column: str = ""  # optional CSV column of times (numbers or ISO dates), strictly increasing
-    input_columns: tuple[str, ...] = ()  # extra CSV columns the neural models read (multivariate input)
-    missing: Literal["interpolate", "refuse"] = "interpolate"  # interpolate: linear in time, counted; refuse: error
-    window: int = 104  # past steps each model reads
-    horizon: int = 26  # future steps forecast from each window
-    validation_fraction: float = 0.15  # share of the series (after training, before test) for early stopping
-    test_fraction: float = 0.15  # final share of the series, only used for the reported metrics
-    season_period: int = 0  # seasonal period in steps; 0 infers it from the training part; 1 means none
-    models: tuple[str, ...] = ("lstm",)  # neural models to train: conv, simple_rnn, lstm, gru, NAME-autoregressive
-    units: int = 64  # recurrent units (and convolution filters)
-    epochs: int = 60  # maximum epochs per model
-    patience: int = 12  # stop a model after this many epochs without a better validation loss
-    plateau_patience: int = 0  # halve the learning rate after this many epochs without a better validation loss; 0 never
-    batch_size: int = 32  # windows per training batch
-    learning_rate: float = 1e-3  # Adam learning rate
-    max_minutes: Optional[float] = 8.0  # wall-clock budget per model (none = unlimited)
-    classical_models: tuple[str, ...] = ("holt_winters", "harmonic_arima")  # statsmodels references to fit (may be empty)
-    classical_trend: Literal["additive", "damped", "none"] = "additive"  # Holt-Winters trend component
-    seed: int = 0  # seeds data shuffling and weight initialisation
-
-    def validate(self):
-        for name in ("window", "horizon", "units", "epochs", "patience", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
-        if isinstance(self.plateau_patience, bool) or not isinstance(self.plateau_patience, int) or self.plateau_patience < 0:
-            raise ValueError(
-                f"Received an invalid value for `plateau_patience`: {self.plateau_patience!r}; expected 0 (off) or a positive integer."
-            )
-        if self.season_period < 0:
-            raise ValueError(
-                f"Received an invalid value for `season_period`: {self.season_period}; "
-                "expected 0 (infer), 1 (no seasonality) or a period in steps."
-            )
-        for name in ("validation_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 0.5:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 0.5).")
-        if not self.learning_rate > 0:
-            raise ValueError(f"Received an invalid value for `learning_rate`: {self.learning_rate!r}; expected > 0.")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected > 0 or none.")
-        if self.csv_path and not self.target:
-            raise ValueError("Received `csv_path` without `target`; name the column to forecast (--target COLUMN).")
-        if not self.csv_path:
-            if self.dataset not in EMBEDDED_SERIES:
-                raise ValueError(
-                    f"Received an invalid value for `dataset`: {self.dataset!r}; expected one of "
-                    f"{list(EMBEDDED_SERIES)}, or a CSV file via csv_path (--csv PATH --target COLUMN)."
-                )
-            if self.input_columns:
-                raise ValueError("`input_columns` needs a CSV file (--csv); the embedded series have one column.")
-        unknown = [name for name in self.classical_models if name not in CLASSICAL_MODELS]
-        if unknown:
-            raise ValueError(
-                f"Received unknown `classical_models` {unknown}; expected names from {list(CLASSICAL_MODELS)} (or none)."
-            )
-        from zoo.forecast.models import NEURAL_MODELS
-
-        unknown = [name for name in self.models if name not in NEURAL_MODELS]
-        if unknown:
-            raise ValueError(f"Received unknown `models` {unknown}; expected names from {list(NEURAL_MODELS)}.")
-
-    @property
-    def features(self):
-        return 1 + len(self.input_columns)
 
 
 @dataclasses.dataclass
@@ -351,3 +277,56 @@ class Normalizer:
 
     def denormalize_target(self, values):
         return values * self.std[0] + self.mean[0]
+
+
+# ----------------------------------------------------------------------------- prepared series and tf.data
+
+
+@dataclasses.dataclass
+class PreparedSeries:
+    """A loaded series with its split, training-part statistics and period."""
+
+    series: object
+    split: object
+    normalizer: Normalizer
+    normalized: np.ndarray  # (time, features), normalised with training-part statistics
+    season_period: int
+    season_period_inferred: bool
+    mase_scale: float
+
+
+def prepare(config, series=None):
+    """Load (unless `series` is given), split, normalise and find the period.
+
+    Every statistic (mean, std, seasonal period, MASE scale) comes from the
+    training part only.
+    """
+    series = load_series(config) if series is None else series
+    split = chronological_split(
+        len(series.values), config.validation_fraction, config.test_fraction, config.window, config.horizon
+    )
+    training_values = series.values[: split.train_end]
+    normalizer = Normalizer.fit(training_values, series.columns)
+    inferred = config.season_period == 0
+    period = baselines.infer_season_period(training_values[:, 0]) if inferred else config.season_period
+    if period >= split.train_end // 2:
+        raise ValueError(
+            f"Received `season_period={period}`, but the training part has only {split.train_end} steps; "
+            "it needs at least two seasons."
+        )
+    return PreparedSeries(
+        series=series,
+        split=split,
+        normalizer=normalizer,
+        normalized=normalizer.normalize(series.values).astype(np.float32),
+        season_period=period,
+        season_period_inferred=inferred,
+        mase_scale=baselines.seasonal_naive_scale(training_values[:, 0], period),
+    )
+
+
+def windows_dataset(inputs, targets, batch_size, shuffle_seed=None):
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(inputs), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

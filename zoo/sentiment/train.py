@@ -1,4 +1,4 @@
-"""Training and evaluating the sentiment models on a split or by cross-validation.
+"""Training the sentiment models on a split or by cross-validation (scoring them with `evaluate`).
 
 Everything a run writes goes under its work directory:
 
@@ -23,27 +23,19 @@ import tensorflow as tf
 from zoo import training
 from zoo.distribute import is_chief
 from zoo.files import atomic_write_json, read_json
-from zoo.sentiment.baseline import build_baseline
+from zoo.sentiment.baselines import build_baseline
 from zoo.sentiment.data import make_dataset, stratified_folds, stratified_split
-from zoo.sentiment.metrics import classification_metrics
+from zoo.sentiment.evaluate import BASELINE_NAME, MODEL_FILE, report_model, summarize
 from zoo.sentiment.model import build_ensemble, build_model, compile_model
 
 # TensorBoard event files need the tensorboard package; without it the
 # per-epoch history still goes to logs/history.csv.
 TENSORBOARD_INSTALLED = importlib.util.find_spec("tensorboard") is not None
-BASELINE_NAME = "baseline"
-MODEL_FILE = "model.keras"
 MEMBER_SUMMARY_FILE = "member.json"  # written when an ensemble member has finished training
-SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc")
 
 
 def _silent(message):
     pass
-
-
-def predict_probabilities(model, dataset, batch_size=256):
-    """Class probabilities of `model` for every text of `dataset`, in order."""
-    return np.asarray(model.predict(make_dataset(dataset, batch_size, with_labels=False), verbose=0))
 
 
 def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
@@ -204,24 +196,6 @@ def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose
                                  log=log)
 
 
-def _report_model(report, name, model, summary, members, single_name, test, log):
-    """Score `model` on `test` into `report["models"][name]`; for an ensemble, also every member alone.
-
-    Member 1 of an ensemble is exactly the single model of its config (same
-    seed, same split), so its figures are also reported as `single_name`.
-    """
-    if len(members) > 1:
-        member_metrics = [classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
-                          for member in members]
-        summary["member_accuracies"] = [entry["accuracy"] for entry in member_metrics]
-        report["models"][single_name] = {**member_metrics[0], "ensemble_member": 1,
-                                         "parameters": int(members[0].count_params())}
-        log(f"{single_name} (member 1 alone): test accuracy {member_metrics[0]['accuracy']:.4f}")
-    metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
-    report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
-    log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
-
-
 def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
                        strategy=None, log=_silent, nested=False):
     """Train the recurrent model(s) and the baseline on `train`; score them on `test`.
@@ -253,7 +227,7 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         splits = member_splits(model_config, train) if model_config.ensemble > 1 else None
         model, summary, members = train_recurrent(model_config, num_classes, inner, validation, model_dir,
                                                   verbose=verbose, strategy=strategy, log=log, splits=splits)
-        _report_model(report, name, model, summary, members, model_config.single_model_name, test, log)
+        report_model(report, name, model, summary, members, model_config.single_model_name, test, log)
     if include_baseline:
         baseline_dir = os.path.join(workdir, BASELINE_NAME)
         name = config.baseline_name
@@ -261,7 +235,7 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         splits = member_splits(config, train, config.baseline_ensemble) if config.baseline_ensemble > 1 else None
         model, summary, members = train_baseline(config, num_classes, inner, validation, baseline_dir, verbose=verbose,
                                                  strategy=strategy, log=log, splits=splits)
-        _report_model(report, name, model, summary, members, BASELINE_NAME, test, log)
+        report_model(report, name, model, summary, members, BASELINE_NAME, test, log)
     return report
 
 
@@ -272,33 +246,6 @@ def train_test_split_run(config, dataset, workdir, **kwargs):
     report = train_and_evaluate(config, dataset.subset(train_indices), dataset.subset(test_indices), workdir, **kwargs)
     report["protocol"] = f"stratified {1 - config.test_fraction:.0%}/{config.test_fraction:.0%} split, seed {config.seed}"
     return report
-
-
-def summarize(fold_reports):
-    """Mean and sample standard deviation of each metric over folds, per model."""
-    names = []
-    for fold_report in fold_reports:
-        names += [name for name in fold_report["models"] if name not in names]
-    summary = {}
-    for name in names:
-        entry = {"folds": sum(name in report["models"] for report in fold_reports)}
-        for metric in SUMMARY_METRICS:
-            values = [report["models"][name][metric] for report in fold_reports
-                      if name in report["models"] and report["models"][name][metric] is not None]
-            if values:
-                entry[metric] = {
-                    "mean": float(np.mean(values)),
-                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                    "values": [float(value) for value in values],
-                }
-        members = [value for report in fold_reports if name in report["models"]
-                   for value in report["models"][name].get("member_accuracies", [])]
-        if members:
-            # Every member of every fold alone: the single-model accuracy of the ensemble's config.
-            entry["member_accuracy"] = {"mean": float(np.mean(members)), "std": float(np.std(members, ddof=1))
-                                        if len(members) > 1 else 0.0, "count": len(members)}
-        summary[name] = entry
-    return summary
 
 
 def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume=False, log=_silent, **kwargs):
@@ -341,44 +288,3 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
     if count < folds:
         protocol += f" (first {count} of {folds} folds run)"
     return {"protocol": protocol, "folds": fold_reports, "summary": summarize(fold_reports)}
-
-
-def format_table(summary_or_report, reference=None):
-    """A plain-text table of the models' metrics (mean ± std over folds, or single values)."""
-    names = list(summary_or_report["summary"] if "summary" in summary_or_report else summary_or_report["models"])
-    width = max([12, *(len(name) for name in [*names, *(reference or {})])])
-    lines = [f"{'model':<{width}} {'folds':>5} {'accuracy':>17} {'macro F1':>17} {'ROC AUC':>17}"]
-
-    def cell(entry):
-        if entry is None:
-            return f"{'-':>17}"
-        if isinstance(entry, dict):
-            return f"{entry['mean'] * 100:>9.2f} ± {entry['std'] * 100:<5.2f}"
-        return f"{entry * 100:>17.2f}"
-
-    if "summary" in summary_or_report:
-        rows = [(name, entry["folds"], entry) for name, entry in summary_or_report["summary"].items()]
-    else:
-        rows = [(name, 1, entry) for name, entry in summary_or_report["models"].items()]
-    for name, fold_count, entry in rows:
-        lines.append(f"{name:<{width}} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS))
-    for name, _, entry in rows:
-        if "member_accuracy" in entry:
-            members = entry["member_accuracy"]
-            lines.append(f"{name}: its {members['count']} members alone reach {members['mean'] * 100:.2f} ± "
-                         f"{members['std'] * 100:.2f} % accuracy")
-    for label, accuracy in (reference or {}).items():
-        lines.append(f"{label:<{width}} {'':>5} {accuracy:>17.2f} {'(published)':>17}")
-    return "\n".join(lines)
-
-
-def load_trained_model(workdir, baseline=False):
-    """The evaluated model of a training run in `workdir` (recurrent, or the baseline)."""
-    path = os.path.join(workdir, BASELINE_NAME, MODEL_FILE) if baseline else os.path.join(workdir, MODEL_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"No trained model at {path!r}; run `python -m recipes.sentiment train --workdir {workdir} ...` "
-            "without --folds first (cross-validation keeps only per-fold models)."
-        )
-    return keras.saving.load_model(path, safe_mode=True)
-
