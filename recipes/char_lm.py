@@ -23,6 +23,7 @@ import os
 import sys
 
 from recipes import _cli
+from zoo.errors import UserError
 
 
 def _add_source_arguments(parser):
@@ -40,7 +41,7 @@ def _source(args):
     from zoo.char_lm.data import TextSource
 
     if not (args.text or args.tfds) and (args.data_dir or args.download):
-        raise ValueError("--data-dir and --download only apply with --tfds NAME.")
+        raise UserError("--data-dir and --download only apply with --tfds NAME.")
     return TextSource(
         text_path=os.path.abspath(args.text) if args.text else None,
         tfds_name=args.tfds,
@@ -203,7 +204,7 @@ def _evaluate(args):
     from zoo.char_lm import evaluate as evaluate_lib
 
     if args.overrides or args.seed is not None:
-        raise ValueError("evaluate uses the config saved in --workdir; --set/--seed do not apply.")
+        raise UserError("evaluate uses the config saved in --workdir; --set/--seed do not apply.")
     source = _source(args) if _has_source(args) else None
     result = evaluate_lib.evaluate(args.workdir, which=args.checkpoint, source=source)
     print(json.dumps(result, indent=2))
@@ -214,7 +215,7 @@ def _sample(args):
     from zoo.char_lm import evaluate as evaluate_lib
 
     if args.overrides:
-        raise ValueError("sample uses the config saved in --workdir; --set does not apply (use --seed).")
+        raise UserError("sample uses the config saved in --workdir; --set does not apply (use --seed).")
     text, characters_per_second = evaluate_lib.sample(
         args.workdir,
         prompt=args.prompt,
@@ -233,7 +234,7 @@ def _export(args):
     from zoo.char_lm import export as export_lib
 
     if args.overrides or args.seed is not None:
-        raise ValueError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
+        raise UserError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
     path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
     print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
     return 0

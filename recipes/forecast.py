@@ -20,12 +20,12 @@ import os
 
 from recipes import _cli
 from zoo import config as config_lib
+from zoo.errors import UserError
 from zoo.files import atomic_write_text
 from zoo.forecast import evaluate as evaluate_lib
 from zoo.forecast import export as export_lib
 from zoo.forecast import train as train_lib
-from zoo.forecast.config import ForecastConfig
-from zoo.forecast.model import NEURAL_MODELS
+from zoo.forecast.config import NEURAL_MODELS, ForecastConfig, is_neural_model
 
 CONFIG_FILE = "config.json"
 
@@ -45,13 +45,13 @@ def _config_from_arguments(args):
         if value:
             overrides.append(f"{field}={value}")
     if (args.target or args.time_column or args.inputs) and not args.csv:
-        raise ValueError("--target, --time-column and --inputs describe a CSV file; pass it with --csv PATH.")
+        raise UserError("--target, --time-column and --inputs describe a CSV file; pass it with --csv PATH.")
     return config_lib.apply_overrides(ForecastConfig(), overrides)
 
 
 def _saved_config(args, verb):
     if args.overrides or args.seed is not None:
-        raise ValueError(
+        raise UserError(
             f"`{verb}` uses the config saved by `train` in {args.workdir}/{CONFIG_FILE}; --set and --seed only apply to `train`."
         )
     return config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
@@ -74,7 +74,7 @@ def format_table(metrics, steps=None):
 def verdict(metrics):
     """Plain sentences: did the recurrent models beat the simple ones?"""
     models = metrics["models"]
-    recurrent = {name: scores for name, scores in models.items() if name in NEURAL_MODELS and name != "conv"}
+    recurrent = {name: scores for name, scores in models.items() if is_neural_model(name) and name != "conv"}
     if not recurrent:
         return "No recurrent model was evaluated."
     best_name, best = min(recurrent.items(), key=lambda item: item[1]["mase"])
@@ -194,7 +194,9 @@ def build_parser():
 
     export = verbs.add_parser("export", help="Write a SavedModel: window in original units -> forecast in original units.")
     _cli.add_run_arguments(export, training=False)
-    export.add_argument("--model", choices=NEURAL_MODELS, help="Which trained model (default: the first in `models`).")
+    export.add_argument(
+        "--model", help=f"Which trained model, from {', '.join(NEURAL_MODELS)} (default: the first in `models`)."
+    )
     export.add_argument("--output", help="Export directory (default: WORKDIR/export/MODEL).")
     export.set_defaults(handler=command_export)
 

@@ -5,9 +5,16 @@ Importing this package registers the model builders `char_lm/rnn`,
 `vocabulary_size=`).
 """
 
-from zoo.char_lm.data import OOV_ID, TextSource, Vocabulary, prepare_corpus, stream_batches, stream_target_positions
 from zoo.char_lm.baselines import KneserNeyMarkov, markov_table
 from zoo.char_lm.config import CharLMConfig
+from zoo.char_lm.data import (
+    OOV_ID,
+    TextSource,
+    Vocabulary,
+    prepare_corpus,
+    stream_batches,
+    stream_target_positions,
+)
 from zoo.char_lm.evaluate import results_table, sample
 from zoo.char_lm.model import CharacterStepper, build_model, compile_model
 from zoo.char_lm.train import train_and_evaluate

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from zoo.char_lm import data as data_lib
+from zoo.config import require_int
 
 # Ids are mapped to characters of a private-use block so n-grams are plain
 # substrings (fast dictionary keys), whatever characters the corpus holds.
@@ -67,8 +68,7 @@ class KneserNeyMarkov:
     """
 
     def __init__(self, training_ids, order, vocabulary_size):
-        if isinstance(order, bool) or not isinstance(order, int) or order < 0:
-            raise ValueError(f"Received an invalid value for `order`: {order!r}; expected a non-negative integer.")
+        require_int("order", order, minimum=0)
         if vocabulary_size < 1:
             raise ValueError(f"Received an invalid value for `vocabulary_size`: {vocabulary_size!r}; expected >= 1.")
         text = _encode(training_ids)

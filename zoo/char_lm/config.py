@@ -1,16 +1,18 @@
 """The character language model's run configuration (`--set key=value`)."""
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Optional
 
-from zoo.char_lm.model import CELL_LAYERS
+from zoo import cells
+from zoo.config import require_int
+from zoo.errors import UserError
 
 
 @dataclasses.dataclass
 class CharLMConfig:
     """Hyper-parameters of a character language model run (`--set key=value`)."""
 
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # recurrent cell of every layer
+    cell: str = "lstm"  # recurrent cell of every layer: rnn, lstm or gru (see zoo.cells)
     units: int = 512  # state size of each recurrent layer
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
@@ -26,25 +28,23 @@ class CharLMConfig:
     seed: int = 0  # seeds weights, dropout and sampling
 
     def validate(self):
+        """Raise `UserError` naming the first field with an invalid value."""
         for name in ("units", "num_layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
-        if self.cell not in CELL_LAYERS:
-            raise ValueError(f"Received an invalid value for `cell`: {self.cell!r}; expected one of {sorted(CELL_LAYERS)}.")
+            require_int(name, getattr(self, name))
+        cells.canonical(self.cell)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Received an invalid value for `dropout`: {self.dropout}; expected 0 <= dropout < 1.")
+            raise UserError(f"Received an invalid value for `dropout`: {self.dropout}; expected 0 <= dropout < 1.")
         for name in ("learning_rate", "clip_norm"):
             value = getattr(self, name)
             if not value > 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value}; expected a positive number.")
+                raise UserError(f"Received an invalid value for `{name}`: {value}; expected a positive number.")
         if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
+            raise UserError(
                 f"Received an invalid value for `validation_fraction`: {self.validation_fraction}; expected 0 < x < 1."
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes}; expected a positive number or none.")
+            raise UserError(f"Received an invalid value for `max_minutes`: {self.max_minutes}; expected a positive number or none.")
         if not self.markov_orders or any(order < 0 for order in self.markov_orders):
-            raise ValueError(
+            raise UserError(
                 f"Received an invalid value for `markov_orders`: {self.markov_orders}; expected non-negative integers."
             )

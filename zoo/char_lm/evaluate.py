@@ -8,11 +8,13 @@ import keras
 import tensorflow as tf
 
 from zoo import config as config_lib
-from zoo import training
+from zoo import registry, training
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
 from zoo.char_lm.config import CharLMConfig
 from zoo.char_lm.train import SOURCE_FILE, VOCABULARY_FILE, load_corpus, stream_data
+from zoo.config import require_choice, require_int
+from zoo.errors import UserError, UserFileNotFoundError
 
 
 def results_table(metrics):
@@ -49,11 +51,10 @@ def verdict(metrics):
 
 
 def checkpoint_path(workdir, which="best"):
-    if which not in ("best", "last"):
-        raise ValueError(f"Received an invalid value for `checkpoint`: {which!r}; expected 'best' or 'last'.")
+    require_choice("checkpoint", which, ("best", "last"))
     path = os.path.join(workdir, training.CHECKPOINT_DIR, f"{which}.keras")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No checkpoint at {path!r}; train a model in this work directory first.")
+        raise UserFileNotFoundError(f"No checkpoint at {path!r}; train a model in this work directory first.")
     return path
 
 
@@ -72,7 +73,7 @@ def evaluate(workdir, *, which="best", source=None):
         # Trained under a distribution strategy, the checkpoint's stateful
         # layers hold one replica's rows; score all streams at once.
         trained = model
-        model = model_lib.build_model(config, vocabulary_size=vocabulary.size)
+        model = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=vocabulary.size)
         model_lib.compile_model(model, config)
         model.set_weights(trained.get_weights())
     if source is None:
@@ -98,13 +99,11 @@ def evaluate(workdir, *, which="best", source=None):
 def sample(workdir, *, prompt, length, temperature=1.0, top_k=0, seed=0, which="best"):
     """Generate `length` characters after `prompt`; returns (text, characters_per_second)."""
     if not isinstance(prompt, str) or not prompt:
-        raise ValueError(f"Received an invalid value for `prompt`: {prompt!r}; expected a non-empty string.")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise ValueError(f"Received an invalid value for `length`: {length!r}; expected a non-negative integer.")
+        raise UserError(f"Received an invalid value for `prompt`: {prompt!r}; expected a non-empty string.")
+    require_int("length", length, minimum=0)
     if not temperature >= 0:
-        raise ValueError(f"Received an invalid value for `temperature`: {temperature!r}; expected >= 0 (0 is greedy).")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"Received an invalid value for `top_k`: {top_k!r}; expected a non-negative integer (0: all).")
+        raise UserError(f"Received an invalid value for `temperature`: {temperature!r}; expected >= 0 (0 is greedy).")
+    require_int("top_k", top_k, minimum=0, expected="a non-negative integer (0: all)")
     _, vocabulary, model = load_run(workdir, which)
     stepper = model_lib.CharacterStepper(model)
     generate = tf.function(stepper.generate)

@@ -1,4 +1,4 @@
-"""The character language model: config, builder, metrics, one-step generation."""
+"""The character language model: builder (registered as `char_lm/<cell>`), metrics, one-step generation."""
 
 import dataclasses
 import math
@@ -6,10 +6,9 @@ import math
 import keras
 import tensorflow as tf
 
-import layers
-from zoo import registry
+from zoo import cells, registry
+from zoo.config import require_int
 
-CELL_LAYERS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 METRICS_PACKAGE = "rnnzoo.char_lm"
 
 
@@ -88,9 +87,8 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
         An uncompiled `keras.Model` mapping `(batch, time)` int ids to
         `(batch, time, vocabulary_size)` logits.
     """
-    if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or vocabulary_size < 2:
-        raise ValueError(f"Received an invalid value for `vocabulary_size`: {vocabulary_size!r}; expected an integer >= 2.")
-    layer_class = CELL_LAYERS[config.cell]
+    require_int("vocabulary_size", vocabulary_size, minimum=2)
+    layer_class = cells.layer_class(config.cell)
     batch_size = (batch_size or config.batch_size) if stateful else None
     ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="character_ids")
     hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, name="embedding")(ids)
@@ -129,7 +127,7 @@ def _builder(cell):
     return build
 
 
-for _cell in CELL_LAYERS:
+for _cell in cells.CELLS:
     registry.register(f"char_lm/{_cell}")(_builder(_cell))
 
 

@@ -12,11 +12,11 @@ import keras
 import tensorflow as tf
 
 from zoo import config as config_lib
-from zoo import distribute
-from zoo import training
-from zoo.char_lm import data as data_lib
+from zoo import distribute, registry, training
 from zoo.char_lm import baselines
+from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
+from zoo.errors import UserError
 from zoo.files import atomic_write_json, read_json
 
 VOCABULARY_FILE = "vocabulary.json"
@@ -78,13 +78,6 @@ def stream_data(corpus, config):
     return data_lib.to_dataset(*training_batches), data_lib.to_dataset(*validation_batches)
 
 
-def tensorboard_available():
-    """Whether the `tensorboard` package (needed for TensorBoard logs) is installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
-
-
 def train_and_evaluate(
     config, workdir, *, source=None, resume=False, strategy=None, verbose="auto", is_chief=True, tensorboard=None
 ):
@@ -95,13 +88,13 @@ def train_and_evaluate(
     `workdir/metrics.json`).
     """
     if tensorboard is None:
-        tensorboard = tensorboard_available()
+        tensorboard = training.tensorboard_available()
     source = source or data_lib.TextSource()
     config.validate()
     if resume and os.path.exists(os.path.join(workdir, SOURCE_FILE)):
         saved_source = data_lib.TextSource.read(os.path.join(workdir, SOURCE_FILE))
         if saved_source != source:
-            raise ValueError(
+            raise UserError(
                 f"Cannot resume in {workdir!r} with a different corpus ({source.description}); "
                 f"the run used {saved_source.description}."
             )
@@ -120,7 +113,7 @@ def train_and_evaluate(
     with strategy.scope():
         # Each replica runs its own block of streams, so the stateful
         # layers hold that replica's rows only.
-        model = model_lib.build_model(config, vocabulary_size=corpus.vocabulary.size, batch_size=rows)
+        model = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=corpus.vocabulary.size, batch_size=rows)
         model_lib.compile_model(model, config)
     curve = EpochCurve(os.path.join(workdir, CURVE_FILE), write=is_chief)
     result = training.fit(

@@ -16,6 +16,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from zoo.errors import UserError, UserFileNotFoundError
+from zoo.files import unreadable
 from zoo.forecast import baselines
 from zoo.forecast.config import EMBEDDED_SERIES
 
@@ -54,16 +56,16 @@ def fill_missing(values, times, policy, columns):
     if policy == "refuse":
         if missing.any():
             row, column = np.argwhere(missing)[0]
-            raise ValueError(
+            raise UserError(
                 f"The series has {int(missing.sum())} missing values (first: column {columns[column]!r}, row {row}) "
                 "and `missing=refuse`; use `--set missing=interpolate` to fill them linearly in time."
             )
         return values, times, {name: 0 for name in columns}, 0
     if policy != "interpolate":
-        raise ValueError(f"Received an invalid value for `missing`: {policy!r}; expected 'interpolate' or 'refuse'.")
+        raise UserError(f"Received an invalid value for `missing`: {policy!r}; expected 'interpolate' or 'refuse'.")
     complete_rows = np.flatnonzero(~missing.any(axis=1))
     if complete_rows.size == 0:
-        raise ValueError("Every row of the series has a missing value; nothing to interpolate from.")
+        raise UserError("Every row of the series has a missing value; nothing to interpolate from.")
     first, last = complete_rows[0], complete_rows[-1]
     # Leading/trailing rows may still have some columns observed; for each column only
     # values strictly between its first and last observation are interpolated.
@@ -87,12 +89,12 @@ def _parse_number(text, column, line):
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"Column {column!r} has a non-numeric value {text!r} on line {line}; expected a number "
             "(or an empty cell / NA for a missing value)."
         ) from None
     if math.isinf(value):
-        raise ValueError(f"Column {column!r} has an infinite value on line {line}; expected a finite number.")
+        raise UserError(f"Column {column!r} has an infinite value on line {line}; expected a finite number.")
     return value
 
 
@@ -105,12 +107,34 @@ def _parse_time(text, column, line):
     try:
         moment = datetime.datetime.fromisoformat(stripped)
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"Time column {column!r} has {text!r} on line {line}; expected a number or an ISO date such as 2001-12-29."
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp() / 86400.0
+
+
+def _read_csv_columns(path, columns, time_column, input_columns):
+    """The values of `columns` and the parsed times of every row of the CSV file `path`."""
+    target = columns[0]
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for name, flag in [(name, "--inputs") for name in input_columns] + [(target, "--target")] + (
+            [(time_column, "--time-column")] if time_column else []
+        ):
+            if name not in header:
+                raise UserError(f"Column {name!r} (from {flag}) is not in {path!r}; its columns are {header}.")
+        rows, times = [], []
+        for line, record in enumerate(reader, start=2):
+            rows.append([_parse_number(record[name] or "", name, line) for name in columns])
+            if time_column:
+                cell = record[time_column] or ""
+                if not cell.strip():
+                    raise UserError(f"Time column {time_column!r} is empty on line {line}; every row needs a time.")
+                times.append(_parse_time(cell, time_column, line))
+    return rows, times
 
 
 def load_csv(path, target, time_column="", input_columns=()):
@@ -120,33 +144,21 @@ def load_csv(path, target, time_column="", input_columns=()):
     rows are taken as equally spaced in file order.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No CSV file at {path!r} (from --csv).")
+        raise UserFileNotFoundError(f"No CSV file at {path!r} (from --csv).")
     columns = (target, *input_columns)
     if len(set(columns)) != len(columns):
-        raise ValueError(f"Received repeated columns {list(columns)} in --target/--inputs; expected distinct names.")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for name, flag in [(name, "--inputs") for name in input_columns] + [(target, "--target")] + (
-            [(time_column, "--time-column")] if time_column else []
-        ):
-            if name not in header:
-                raise ValueError(f"Column {name!r} (from {flag}) is not in {path!r}; its columns are {header}.")
-        rows, times = [], []
-        for line, record in enumerate(reader, start=2):
-            rows.append([_parse_number(record[name] or "", name, line) for name in columns])
-            if time_column:
-                cell = record[time_column] or ""
-                if not cell.strip():
-                    raise ValueError(f"Time column {time_column!r} is empty on line {line}; every row needs a time.")
-                times.append(_parse_time(cell, time_column, line))
+        raise UserError(f"Received repeated columns {list(columns)} in --target/--inputs; expected distinct names.")
+    try:
+        rows, times = _read_csv_columns(path, columns, time_column, input_columns)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise unreadable(path, error, kind="CSV file", expected="a UTF-8 CSV file with a header row") from error
     if not rows:
-        raise ValueError(f"The CSV file {path!r} has a header but no rows.")
+        raise UserError(f"The CSV file {path!r} has a header but no rows.")
     values = np.asarray(rows, dtype=np.float64)
     times = np.asarray(times, dtype=np.float64) if time_column else np.arange(len(rows), dtype=np.float64)
     if time_column and np.any(np.diff(times) <= 0):
         line = int(np.flatnonzero(np.diff(times) <= 0)[0]) + 3
-        raise ValueError(
+        raise UserError(
             f"Time column {time_column!r} is not strictly increasing (line {line}); sort the file by time "
             "and remove duplicate times."
         )
@@ -158,7 +170,7 @@ def load_embedded(name):
     try:
         from statsmodels import datasets
     except ImportError:
-        raise ValueError(
+        raise UserError(
             f"The embedded series {name!r} comes from statsmodels, which is not installed; "
             "`pip install statsmodels`, or forecast your own file with --csv PATH --target COLUMN."
         ) from None
@@ -177,7 +189,7 @@ def load_embedded(name):
         frame = datasets.sunspots.load_pandas().data
         values = frame["SUNACTIVITY"].to_numpy(dtype=np.float64)[:, None]
         return "sunspots (yearly, 1700..2008)", ("sunspots",), values, frame["YEAR"].to_numpy(dtype=np.float64)
-    raise ValueError(f"Received an invalid value for `dataset`: {name!r}; expected one of {list(EMBEDDED_SERIES)}.")
+    raise UserError(f"Received an invalid value for `dataset`: {name!r}; expected one of {list(EMBEDDED_SERIES)}.")
 
 
 def load_series(config):
@@ -215,7 +227,7 @@ class Split:
         elif part == "test":
             first, end = self.validation_end - 1, self.length
         else:
-            raise ValueError(f"Received an invalid value for `part`: {part!r}; expected train, validation or test.")
+            raise UserError(f"Received an invalid value for `part`: {part!r}; expected train, validation or test.")
         first = max(first, window - 1)
         return np.arange(first, end - horizon, dtype=np.int64)
 
@@ -234,7 +246,7 @@ def chronological_split(length, validation_fraction, test_fraction, window, hori
     sizes = {"train": train, "validation": validation, "test": test}
     for part, need in needs.items():
         if sizes[part] < need:
-            raise ValueError(
+            raise UserError(
                 f"The series is too short: {length} steps give a {part} part of {sizes[part]} steps, but "
                 f"window={window} and horizon={horizon} need at least {need} there. Use a longer series, "
                 "a smaller window or horizon, or other validation_fraction/test_fraction."
@@ -266,7 +278,7 @@ class Normalizer:
         std = training_values.std(axis=0)
         constant = [columns[index] for index in np.flatnonzero(std <= 1e-12 * np.maximum(1.0, np.abs(mean)))]
         if constant:
-            raise ValueError(
+            raise UserError(
                 f"Column(s) {constant} are constant over the training part; a constant series has nothing "
                 "to forecast (and cannot be normalised). Check the column or drop it from --inputs."
             )
@@ -310,7 +322,7 @@ def prepare(config, series=None):
     inferred = config.season_period == 0
     period = baselines.infer_season_period(training_values[:, 0]) if inferred else config.season_period
     if period >= split.train_end // 2:
-        raise ValueError(
+        raise UserError(
             f"Received `season_period={period}`, but the training part has only {split.train_end} steps; "
             "it needs at least two seasons."
         )

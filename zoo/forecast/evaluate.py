@@ -9,17 +9,19 @@ import tensorflow as tf
 
 from zoo import training
 from zoo.distribute import is_chief
+from zoo.errors import UserFileNotFoundError
 from zoo.files import atomic_path, atomic_write_json
 from zoo.forecast import baselines
+from zoo.forecast.config import is_autoregressive
 from zoo.forecast.data import prepare, targets_at, windows_at
-from zoo.forecast.model import autoregressive_rollout, is_autoregressive
-from zoo.forecast.train import _silent, model_dir
+from zoo.forecast.model import autoregressive_rollout
+from zoo.forecast.train import model_dir
 
 
 def load_trained(workdir, name):
     path = os.path.join(model_dir(workdir, name), training.CHECKPOINT_DIR, "best.keras")
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"No trained {name!r} model in {workdir!r} (expected {path}); run `train` with this --workdir first."
         )
     return keras.saving.load_model(path, safe_mode=True)
@@ -67,7 +69,7 @@ def baseline_forecasts(prepared, config, origins):
     return forecasts, notes
 
 
-def evaluate(config, workdir, *, log=_silent, series=None, plot=True):
+def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
     """Every model on the same test windows; writes metrics.json and forecast.png.
 
     Returns the metrics dict written to metrics.json.

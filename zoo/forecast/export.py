@@ -5,10 +5,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from zoo import cells
+from zoo.errors import UserError
 from zoo.export import export_saved_model
+from zoo.forecast.config import is_autoregressive
 from zoo.forecast.data import prepare, windows_at
 from zoo.forecast.evaluate import load_trained, neural_forecast
-from zoo.forecast.model import autoregressive_rollout, is_autoregressive
+from zoo.forecast.model import autoregressive_rollout
 
 
 class ForecastModule(tf.Module):
@@ -41,10 +44,13 @@ def export(config, workdir, name, path=None, *, series=None):
 
     The export is checked before it replaces an earlier one: on the first
     test windows its forecasts must equal the in-process forecasts.
-    Returns the export path.
+    Returns the export path. `name` may spell a cell differently from the
+    run's `models` (`rnn` for a run that trained `simple_rnn`).
     """
-    if name not in config.models:
-        raise ValueError(f"Received an invalid value for `model`: {name!r}; this run trained {list(config.models)}.")
+    trained = [model for model in config.models if cells.canonical_name(model) == cells.canonical_name(name)]
+    if not trained:
+        raise UserError(f"Received an invalid value for `model`: {name!r}; this run trained {list(config.models)}.")
+    name = trained[0]
     prepared = prepare(config, series)
     model = load_trained(workdir, name)
     module = ForecastModule(

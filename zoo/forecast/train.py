@@ -14,7 +14,6 @@ Layout of a work directory:
 default is silent.
 """
 
-import importlib.util
 import os
 
 import keras
@@ -22,14 +21,11 @@ import keras
 from zoo import training
 from zoo.distribute import get_strategy, is_chief
 from zoo.files import atomic_write_json, read_json
+from zoo.forecast.config import is_autoregressive
 from zoo.forecast.data import prepare, targets_at, windows_at, windows_dataset
-from zoo.forecast.model import build, is_autoregressive
+from zoo.forecast.model import build_model
 
 MODELS_DIR = "models"
-
-
-def _silent(_message):
-    pass
 
 
 def supervised_arrays(prepared, config, name, part):
@@ -52,19 +48,14 @@ def model_dir(workdir, name):
     return os.path.join(workdir, MODELS_DIR, name)
 
 
-def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=_silent, series=None):
+def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=training.silent, series=None):
     """Train every model in `config.models`; returns {name: training summary}.
 
     A finished model (training.json written) is skipped on `resume`; an
     interrupted one continues from its backup.
     """
     config.validate()
-    models_root = os.path.join(workdir, MODELS_DIR)
-    if not resume and os.path.isdir(models_root) and os.listdir(models_root):
-        raise ValueError(
-            f"The work directory {workdir!r} already holds trained models. Pass --resume to continue, "
-            "or choose another --workdir."
-        )
+    training.refuse_existing_run(workdir, (MODELS_DIR,), resume=resume, holds="a run with trained models")
     config = training.prepare_workdir(workdir, config, resume=resume)
     prepared = prepare(config, series)
     log(
@@ -89,7 +80,7 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=_
         train_inputs, train_targets = supervised_arrays(prepared, config, name, "train")
         validation_inputs, validation_targets = supervised_arrays(prepared, config, name, "validation")
         with distribution.scope():
-            model = build(name, config)
+            model = build_model(config, name)
         log(f"{name}: {model.count_params()} parameters, {len(train_inputs)} training windows")
         callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
         if config.plateau_patience:
@@ -105,8 +96,7 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=_
             max_minutes=config.max_minutes,
             callbacks=callbacks,
             verbose=verbose,
-            # TensorBoard logs need the tensorboard package, which TensorFlow no longer always brings.
-            tensorboard=importlib.util.find_spec("tensorboard") is not None,
+            tensorboard=training.tensorboard_available(),
         )
         validation_losses = result["history"].get("val_loss", [])
         summary = {

@@ -30,7 +30,14 @@ its report (`study`). Importing it registers the model builders `memory/rnn`,
 
 from zoo.memory.baselines import baseline_error, empirical_baseline_error
 from zoo.memory.config import QUICK_STUDY, MemoryConfig, StudyConfig
-from zoo.memory.data import TASKS, adding_batch, copy_batch, copy_layout, make_batch, make_dataset
+from zoo.memory.data import (
+    TASKS,
+    adding_batch,
+    copy_batch,
+    copy_layout,
+    make_batch,
+    make_dataset,
+)
 from zoo.memory.evaluate import (
     copy_symbol_accuracy,
     input_gradient_reach,
@@ -39,13 +46,19 @@ from zoo.memory.evaluate import (
     state_gradient_norms,
     untruncated_copy,
 )
-from zoo.memory.model import MODELS, RECURRENT_LAYERS, build_model, parameter_count, receptive_field, width_for_budget
+from zoo.memory.model import (
+    MODELS,
+    build_model,
+    parameter_count,
+    receptive_field,
+    width_for_budget,
+)
 from zoo.memory.train import train_and_evaluate
 
 __all__ = [
     "baseline_error", "empirical_baseline_error", "QUICK_STUDY", "MemoryConfig", "StudyConfig", "TASKS",
     "adding_batch", "copy_batch", "copy_layout", "make_batch", "make_dataset", "copy_symbol_accuracy",
     "input_gradient_reach", "model_state_gradient_norms", "reachable_distance", "state_gradient_norms",
-    "untruncated_copy", "MODELS", "RECURRENT_LAYERS", "build_model", "parameter_count", "receptive_field",
+    "untruncated_copy", "MODELS", "build_model", "parameter_count", "receptive_field",
     "width_for_budget", "train_and_evaluate",
 ]

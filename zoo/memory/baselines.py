@@ -4,7 +4,8 @@ import math
 
 import numpy as np
 
-from zoo.memory.data import TASKS, _check_choice, copy_layout
+from zoo.config import require_choice
+from zoo.memory.data import TASKS, copy_layout
 
 
 def baseline_error(task, length, copy_length=10, alphabet_size=8):
@@ -14,7 +15,7 @@ def baseline_error(task, length, copy_length=10, alphabet_size=8):
     cross-entropy per step (nats) of predicting blank where the target is
     always blank and a uniform letter on the last `copy_length` steps.
     """
-    _check_choice("task", task, TASKS)
+    require_choice("task", task, TASKS)
     if task == "adding":
         return 1.0 / 6.0
     total, _, _ = copy_layout(length, copy_length, alphabet_size)
@@ -29,7 +30,7 @@ def empirical_baseline_error(task, targets):
     each class at that position over the batch (the best a model that knows
     only the position can do on that data).
     """
-    _check_choice("task", task, TASKS)
+    require_choice("task", task, TASKS)
     targets = np.asarray(targets)
     if task == "adding":
         return float(np.mean((targets - 1.0) ** 2))

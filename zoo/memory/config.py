@@ -3,8 +3,11 @@
 import dataclasses
 from typing import Literal, Optional
 
-from zoo.memory.data import TASKS, _check_choice, _check_positive_int, copy_layout
-from zoo.memory.model import MODELS, RECURRENT_LAYERS, width_for_budget
+from zoo import cells
+from zoo.config import require_choice, require_int
+from zoo.errors import UserError
+from zoo.memory.data import TASKS, copy_layout
+from zoo.memory.model import MODELS, require_model, width_for_budget
 
 
 @dataclasses.dataclass
@@ -12,7 +15,7 @@ class MemoryConfig:
     """One model on one memory task."""
 
     task: Literal["adding", "copy"] = "adding"  # which task
-    model: Literal["rnn", "lstm", "gru", "conv"] = "lstm"  # which model
+    model: str = "lstm"  # which model: rnn, lstm, gru (see zoo.cells) or conv
     length: int = 100  # T: adding sequence length, or the copy task's delay
     parameter_budget: int = 4500  # trainable weights; the width is chosen to come closest
     conv_layers: int = 4  # causal conv layers, dilations 1, 2, 4, ... (receptive field 1 + 2*(2**n - 1))
@@ -25,27 +28,28 @@ class MemoryConfig:
     seed: int = 0  # initial weights and data
 
     def validate(self):
-        _check_choice("task", self.task, TASKS)
-        _check_choice("model", self.model, MODELS)
+        """Raise `UserError` naming the first field with an invalid value."""
+        require_choice("task", self.task, TASKS)
+        require_model("model", self.model)
         for name in ("length", "parameter_budget", "conv_layers", "copy_length", "alphabet_size"):
-            _check_positive_int(name, getattr(self, name))
+            require_int(name, getattr(self, name))
         if self.bptt_steps is not None:
-            _check_positive_int("bptt_steps", self.bptt_steps)
+            require_int("bptt_steps", self.bptt_steps)
             if self.model == "conv":
-                raise ValueError("Received `bptt_steps` for model 'conv'; truncation applies to recurrent models only.")
+                raise UserError("Received `bptt_steps` for model 'conv'; truncation applies to recurrent models only.")
         if self.mark_distance is not None:
             if self.task != "adding":
-                raise ValueError("Received `mark_distance` for task 'copy'; it applies to the adding problem only.")
+                raise UserError("Received `mark_distance` for task 'copy'; it applies to the adding problem only.")
             if not 1 <= self.mark_distance <= self.length - 1:
-                raise ValueError(
+                raise UserError(
                     f"Received an invalid value for `mark_distance`: {self.mark_distance}; "
                     f"expected an integer in [1, length - 1 = {self.length - 1}]."
                 )
         if self.task == "adding" and self.length < 2:
-            raise ValueError(f"Received an invalid value for `length`: {self.length}; the adding problem needs at least 2.")
+            raise UserError(f"Received an invalid value for `length`: {self.length}; the adding problem needs at least 2.")
         for name in ("learning_rate", "clipnorm"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number.")
+                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number.")
 
     @property
     def sequence_length(self):
@@ -88,45 +92,46 @@ class StudyConfig:
     seed: int = 0  # initial weights and data of every run
 
     def validate(self):
+        """Raise `UserError` naming the first field with an invalid value."""
         for name in ("train_steps", "batch_size", "evaluations", "test_size", "parameter_budget", "conv_layers",
                      "copy_length", "alphabet_size", "probe_size", "truncation_length", "truncation_distance"):
-            _check_positive_int(name, getattr(self, name))
+            require_int(name, getattr(self, name))
         if self.train_steps % self.evaluations:
-            raise ValueError(
+            raise UserError(
                 f"Received train_steps={self.train_steps} and evaluations={self.evaluations}; "
                 "train_steps must be a multiple of evaluations."
             )
         for name in ("adding_lengths", "copy_delays", "truncation_bptt_steps"):
             for value in getattr(self, name):
-                _check_positive_int(name, value)
+                require_int(name, value)
         for length in self.adding_lengths:
             if length < 2:
-                raise ValueError(f"Received adding_lengths containing {length}; each length must be at least 2.")
+                raise UserError(f"Received adding_lengths containing {length}; each length must be at least 2.")
         if not self.models:
-            raise ValueError(f"Received an empty `models`; expected some of {list(MODELS)}.")
+            raise UserError(f"Received an empty `models`; expected some of {list(MODELS)}.")
         for model in self.models:
-            _check_choice("models", model, MODELS)
+            require_model("models", model)
         for model in self.truncation_models:
-            _check_choice("truncation_models", model, tuple(RECURRENT_LAYERS))
+            cells.canonical(model, "truncation_models")
         if self.probe_length and self.probe_length not in self.adding_lengths:
-            raise ValueError(
+            raise UserError(
                 f"Received probe_length={self.probe_length}, which is not among adding_lengths "
                 f"{list(self.adding_lengths)}; pick one of them or 0 for no gradient-flow profile."
             )
         if self.probe_length < 0:
-            raise ValueError(f"Received probe_length={self.probe_length}; expected 0 or a length in adding_lengths.")
+            raise UserError(f"Received probe_length={self.probe_length}; expected 0 or a length in adding_lengths.")
         if not 1 <= self.truncation_distance <= self.truncation_length - 1:
-            raise ValueError(
+            raise UserError(
                 f"Received truncation_distance={self.truncation_distance}; expected an integer in "
                 f"[1, truncation_length - 1 = {self.truncation_length - 1}]."
             )
         if not 0 < self.solve_fraction <= 1:
-            raise ValueError(f"Received solve_fraction={self.solve_fraction}; expected a number in (0, 1].")
+            raise UserError(f"Received solve_fraction={self.solve_fraction}; expected a number in (0, 1].")
         if self.max_minutes_per_run is not None and not self.max_minutes_per_run > 0:
-            raise ValueError(f"Received max_minutes_per_run={self.max_minutes_per_run}; expected a positive number or none.")
+            raise UserError(f"Received max_minutes_per_run={self.max_minutes_per_run}; expected a positive number or none.")
         for name in ("learning_rate", "clipnorm"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number.")
+                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number.")
 
     def run_config(self, task, model, length, bptt_steps=None, mark_distance=None):
         """The `MemoryConfig` of one run of this study."""

@@ -1,29 +1,13 @@
 """The memory tasks' data: adding-problem and copy-task batches, seeded streams into tf.data."""
 
-
 import numpy as np
 import tensorflow as tf
 
+from zoo.config import require_choice, require_int
+from zoo.errors import UserError
+
 TASKS = ("adding", "copy")
-
-
 ADDING_FEATURES = 2  # (value, marker)
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`, expected a positive integer, got {value!r}."
-        )
-    return int(value)
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`: {value!r}; expected one of {list(choices)}."
-        )
-    return value
 
 
 def adding_batch(rng, batch_size, length, mark_distance=None):
@@ -41,10 +25,10 @@ def adding_batch(rng, batch_size, length, mark_distance=None):
         `(inputs, targets)`: float32 arrays of shapes `(batch_size, length, 2)`
         (value, marker) and `(batch_size, 1)`.
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    length = _check_positive_int("length", length)
+    batch_size = require_int("batch_size", batch_size)
+    length = require_int("length", length)
     if length < 2:
-        raise ValueError(f"Received an invalid value for argument `length`, expected at least 2, got {length}.")
+        raise UserError(f"Received an invalid value for argument `length`, expected at least 2, got {length}.")
     values = rng.uniform(0.0, 1.0, size=(batch_size, length))
     rows = np.arange(batch_size)
     if mark_distance is None:
@@ -52,9 +36,9 @@ def adding_batch(rng, batch_size, length, mark_distance=None):
         first = rng.integers(0, half, size=batch_size)
         second = rng.integers(half, length, size=batch_size)
     else:
-        mark_distance = _check_positive_int("mark_distance", mark_distance)
+        mark_distance = require_int("mark_distance", mark_distance)
         if mark_distance > length - 1:
-            raise ValueError(
+            raise UserError(
                 f"Received an invalid value for argument `mark_distance`, expected at most length - 1 = "
                 f"{length - 1}, got {mark_distance}."
             )
@@ -74,9 +58,9 @@ def copy_layout(delay, copy_length=10, alphabet_size=8):
     Input symbols are one-hot over blank (0), letters 1..alphabet_size and
     the delimiter (alphabet_size + 1); targets are blank or a letter.
     """
-    delay = _check_positive_int("delay", delay)
-    copy_length = _check_positive_int("copy_length", copy_length)
-    alphabet_size = _check_positive_int("alphabet_size", alphabet_size)
+    delay = require_int("delay", delay)
+    copy_length = require_int("copy_length", copy_length)
+    alphabet_size = require_int("alphabet_size", alphabet_size)
     return delay + 2 * copy_length, alphabet_size + 2, alphabet_size + 1
 
 
@@ -93,7 +77,7 @@ def copy_batch(rng, batch_size, delay, copy_length=10, alphabet_size=8):
         `(batch_size, delay + 2 * copy_length, alphabet_size + 2)` and int32
         class targets of shape `(batch_size, delay + 2 * copy_length)`.
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = require_int("batch_size", batch_size)
     total, features, _ = copy_layout(delay, copy_length, alphabet_size)
     letters = rng.integers(1, alphabet_size + 1, size=(batch_size, copy_length))
     symbols = np.zeros((batch_size, total), dtype="int32")
@@ -107,7 +91,7 @@ def copy_batch(rng, batch_size, delay, copy_length=10, alphabet_size=8):
 
 def make_batch(rng, task, batch_size, length, mark_distance=None, copy_length=10, alphabet_size=8):
     """A batch of `task` ("adding" or "copy"); `length` is T (the delay for copy)."""
-    _check_choice("task", task, TASKS)
+    require_choice("task", task, TASKS)
     if task == "adding":
         return adding_batch(rng, batch_size, length, mark_distance)
     return copy_batch(rng, batch_size, length, copy_length, alphabet_size)

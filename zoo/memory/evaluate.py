@@ -9,7 +9,7 @@ which shows the truncation `bptt_steps` actually applies.
 import numpy as np
 import tensorflow as tf
 
-from zoo.memory.model import RECURRENT_LAYERS
+from zoo import cells
 
 
 def copy_symbol_accuracy(model, inputs, targets, copy_length):
@@ -73,8 +73,8 @@ def model_state_gradient_norms(model, config, inputs, targets):
     The loss at the last step is the task's loss there: squared error of the
     sum (adding) or cross-entropy of the last copied letter (copy).
     """
-    if config.model not in RECURRENT_LAYERS:
-        raise ValueError(f"Received model {config.model!r}; the state gradient applies to {sorted(RECURRENT_LAYERS)}.")
+    if not cells.is_cell(config.model):
+        raise ValueError(f"Received model {config.model!r}; the state gradient applies to {list(cells.CELLS)}.")
     cell = model.get_layer("recurrent").cell
     head = model.get_layer("head")
     targets = tf.convert_to_tensor(targets)

@@ -9,18 +9,25 @@ import dataclasses
 
 import keras
 
-import layers
-from zoo import registry
-from zoo.memory.data import ADDING_FEATURES, _check_choice, _check_positive_int, copy_layout
+from zoo import cells, registry
+from zoo.config import require_int
+from zoo.errors import UserError
+from zoo.memory.data import ADDING_FEATURES, copy_layout
 
-MODELS = ("rnn", "lstm", "gru", "conv")
-RECURRENT_LAYERS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+MODELS = (*cells.CELLS, "conv")
 CONV_KERNEL_SIZE = 3  # kernel width of every causal convolution layer
+
+
+def require_model(field, name):
+    """Return `name` if it is one of `MODELS` (a cell alias such as `simple_rnn` allowed), else `UserError`."""
+    if name == "conv" or cells.is_cell(name):
+        return name
+    raise UserError(f"Received an invalid value for `{field}`: {name!r}; expected one of {list(MODELS)}.")
 
 
 def receptive_field(conv_layers, kernel_size=CONV_KERNEL_SIZE):
     """Steps the causal dilated convolution sees (dilations 1, 2, 4, ...)."""
-    conv_layers = _check_positive_int("conv_layers", conv_layers)
+    conv_layers = require_int("conv_layers", conv_layers)
     return 1 + (kernel_size - 1) * (2**conv_layers - 1)
 
 
@@ -34,7 +41,7 @@ def _task_sizes(task, copy_length, alphabet_size):
 
 def parameter_count(model, width, task, conv_layers=4, copy_length=10, alphabet_size=8):
     """Trainable weights of `build_model(...)` with this `width`, in closed form."""
-    _check_choice("model", model, MODELS)
+    model = cells.canonical_name(require_model("model", model))
     features, outputs = _task_sizes(task, copy_length, alphabet_size)
     head = (width + 1) * outputs
     if model == "rnn":
@@ -50,7 +57,7 @@ def parameter_count(model, width, task, conv_layers=4, copy_length=10, alphabet_
 
 def width_for_budget(model, parameter_budget, task, conv_layers=4, copy_length=10, alphabet_size=8):
     """The width (units or filters) whose parameter count is closest to the budget."""
-    parameter_budget = _check_positive_int("parameter_budget", parameter_budget)
+    parameter_budget = require_int("parameter_budget", parameter_budget)
     return min(
         range(1, 1025),
         key=lambda width: abs(
@@ -73,8 +80,8 @@ def build_model(config):
     every_step = config.task == "copy"
     width = config.width
     inputs = keras.Input((config.sequence_length, features), name="sequence")
-    if config.model in RECURRENT_LAYERS:
-        hidden = RECURRENT_LAYERS[config.model](
+    if cells.is_cell(config.model):
+        hidden = cells.layer_class(config.model)(
             width, return_sequences=every_step, bptt_steps=config.bptt_steps, name="recurrent"
         )(inputs)
     else:

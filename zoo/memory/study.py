@@ -14,11 +14,14 @@ import time
 
 import numpy as np
 
-from zoo import distribute
-from zoo.memory.evaluate import input_gradient_reach, reachable_distance, untruncated_copy
-from zoo.memory.model import RECURRENT_LAYERS
-from zoo.memory.train import train_and_evaluate
+from zoo import cells, distribute, training
 from zoo.files import atomic_path, atomic_write_json, atomic_write_text, read_json
+from zoo.memory.evaluate import (
+    input_gradient_reach,
+    reachable_distance,
+    untruncated_copy,
+)
+from zoo.memory.train import train_and_evaluate
 
 PLOT_FILES = {
     "ladder": "ladder.png",
@@ -26,10 +29,6 @@ PLOT_FILES = {
     "truncation": "truncation.png",
 }
 """File names of the plots in the work directory, by plot."""
-
-
-def _silent(_message):
-    pass
 
 
 # ---------------------------------------------------------------- the study
@@ -85,7 +84,7 @@ def _truncation_inspector(distance):
     return inspect
 
 
-def run_study(config, workdir, *, resume=False, strategy="default", log=_silent, on_progress=None):
+def run_study(config, workdir, *, resume=False, strategy="default", log=training.silent, on_progress=None):
     """Every training run of the study.
 
     Args:
@@ -157,7 +156,7 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=_silent,
     jobs = []
     for length in config.adding_lengths:
         for model in config.models:
-            probe = config.probe_size if model in RECURRENT_LAYERS else 0
+            probe = config.probe_size if cells.is_cell(model) else 0
             jobs.append(("ladder", f"adding-T{length}-{model}", config.run_config("adding", model, length), probe, None))
     for model in config.truncation_models:
         for bptt_steps in (*sorted(set(config.truncation_bptt_steps)), None):

@@ -1,10 +1,12 @@
 """Training one model on one memory task and measuring its test error."""
 
-from zoo import training
+from zoo import cells, registry, training
+from zoo.config import require_int
+from zoo.errors import UserError
 from zoo.memory.baselines import baseline_error, empirical_baseline_error
-from zoo.memory.data import _check_positive_int, evaluation_batch, training_dataset
+from zoo.memory.data import evaluation_batch, training_dataset
 from zoo.memory.evaluate import copy_symbol_accuracy, model_state_gradient_norms
-from zoo.memory.model import RECURRENT_LAYERS, build_model, receptive_field
+from zoo.memory.model import receptive_field
 
 
 def train_and_evaluate(
@@ -46,15 +48,15 @@ def train_and_evaluate(
         count, width, seconds, and the gradient profiles if probed.
     """
     config.validate()
-    train_steps = _check_positive_int("train_steps", train_steps)
-    evaluations = _check_positive_int("evaluations", evaluations)
+    train_steps = require_int("train_steps", train_steps)
+    evaluations = require_int("evaluations", evaluations)
     if train_steps % evaluations:
-        raise ValueError(
+        raise UserError(
             f"Received train_steps={train_steps} and evaluations={evaluations}; "
             "train_steps must be a multiple of evaluations."
         )
     training.set_seed(config.seed)
-    model = build_model(config)
+    model = registry.build(f"memory/{config.model}", config)
     test_inputs, test_targets = evaluation_batch(config, test_size)
     baseline = baseline_error(config.task, config.length, config.copy_length, config.alphabet_size)
     result = {
@@ -74,7 +76,7 @@ def train_and_evaluate(
     if config.model == "conv":
         result["receptive_field"] = receptive_field(config.conv_layers)
 
-    probing = probe_size > 0 and config.model in RECURRENT_LAYERS
+    probing = probe_size > 0 and cells.is_cell(config.model)
     if probing:
         result["state_gradient_at_init"] = model_state_gradient_norms(
             model, config, test_inputs[:probe_size], test_targets[:probe_size]
@@ -98,7 +100,7 @@ def train_and_evaluate(
         seconds=fitted["seconds"],
         time_budget_exhausted=fitted["time_budget_exhausted"],
     )
-    if config.model in RECURRENT_LAYERS:
+    if cells.is_cell(config.model):
         # Which implementation trained (the fused TensorFlow loop or the cell path).
         result["recurrent_path"] = getattr(model.get_layer("recurrent"), "last_path", None)
     if config.task == "copy":

@@ -26,8 +26,13 @@ from zoo.sentiment.evaluate import (
     roc_auc,
 )
 from zoo.sentiment.export import export_text_classifier
+from zoo.sentiment.model import (
+    AdversarialTextClassifier,
+    MaskedGlobalMaxPooling1D,
+    TruncateTokens,
+    build_model,
+)
 from zoo.sentiment.train import cross_validate, train_and_evaluate, train_test_split_run
-from zoo.sentiment.model import AdversarialTextClassifier, MaskedGlobalMaxPooling1D, TruncateTokens, build_model
 
 __all__ = [
     "SentimentConfig", "TextDataset", "load_class_files", "load_table", "load_tfds", "make_dataset",

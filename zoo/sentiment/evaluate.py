@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 
+from zoo.errors import UserFileNotFoundError
 from zoo.sentiment.data import make_dataset
 
 BASELINE_NAME = "baseline"
@@ -202,7 +203,7 @@ def load_trained_model(workdir, baseline=False):
     """The evaluated model of a training run in `workdir` (recurrent, or the baseline)."""
     path = os.path.join(workdir, BASELINE_NAME, MODEL_FILE) if baseline else os.path.join(workdir, MODEL_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"No trained model at {path!r}; run `python -m recipes.sentiment train --workdir {workdir} ...` "
             "without --folds first (cross-validation keeps only per-fold models)."
         )

@@ -13,29 +13,21 @@ Functions report progress only through an optional `log` callable.
 """
 
 import dataclasses
-import importlib.util
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import training
+from zoo import registry, training
+from zoo.config import require_int
 from zoo.distribute import is_chief
 from zoo.files import atomic_write_json, read_json
-from zoo.sentiment.baselines import build_baseline
 from zoo.sentiment.data import make_dataset, stratified_folds, stratified_split
 from zoo.sentiment.evaluate import BASELINE_NAME, MODEL_FILE, report_model, summarize
-from zoo.sentiment.model import build_ensemble, build_model, compile_model
+from zoo.sentiment.model import build_ensemble, compile_model
 
-# TensorBoard event files need the tensorboard package; without it the
-# per-epoch history still goes to logs/history.csv.
-TENSORBOARD_INSTALLED = importlib.util.find_spec("tensorboard") is not None
 MEMBER_SUMMARY_FILE = "member.json"  # written when an ensemble member has finished training
-
-
-def _silent(message):
-    pass
 
 
 def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
@@ -63,7 +55,8 @@ def fit_text_classifier(build, config, train, validation, workdir, *, epochs, le
         max_minutes=config.max_minutes,
         callbacks=callbacks,
         verbose=verbose,
-        tensorboard=TENSORBOARD_INSTALLED,
+        # Without the tensorboard package the per-epoch history still goes to logs/history.csv.
+        tensorboard=training.tensorboard_available(),
         monitor=monitor,
     )
     result["monitor"] = monitor
@@ -162,7 +155,7 @@ def _train_one_or_members(config, count, build, inner, validation, model_dir, tr
                           log=log)
 
 
-def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
+def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
                     splits=None):
     """Train the recurrent model of `config` (or its `ensemble` of seeded members) in `model_dir`.
 
@@ -180,24 +173,29 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     """
     train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
                          monitor=config.monitor, bucket_by_length=config.bucket_by_length)
-    return _train_one_or_members(config, config.ensemble,
-                                 lambda member_config, texts: build_model(member_config, num_classes, texts),
-                                 inner, validation, model_dir, train_options, splits=splits, name=config.model_name, log=log)
+
+    def build(member_config, texts):
+        return registry.build(f"sentiment/{member_config.cell}", member_config, num_classes, texts)
+
+    return _train_one_or_members(config, config.ensemble, build, inner, validation, model_dir, train_options,
+                                 splits=splits, name=config.model_name, log=log)
 
 
-def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
+def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
                    splits=None):
     """Train the bag-of-n-grams baseline (or its `baseline_ensemble`) in `model_dir`, as `train_recurrent` does."""
     train_options = dict(epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
                          strategy=strategy, monitor="val_loss", bucket_by_length=False)
-    return _train_one_or_members(config, config.baseline_ensemble,
-                                 lambda member_config, texts: build_baseline(member_config, num_classes, texts),
-                                 inner, validation, model_dir, train_options, splits=splits, name=config.baseline_name,
-                                 log=log)
+
+    def build(member_config, texts):
+        return registry.build("sentiment/baseline", member_config, num_classes, texts)
+
+    return _train_one_or_members(config, config.baseline_ensemble, build, inner, validation, model_dir, train_options,
+                                 splits=splits, name=config.baseline_name, log=log)
 
 
 def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
-                       strategy=None, log=_silent, nested=False):
+                       strategy=None, log=training.silent, nested=False):
     """Train the recurrent model(s) and the baseline on `train`; score them on `test`.
 
     An inner stratified split of `train` (`config.validation_fraction`)
@@ -248,7 +246,7 @@ def train_test_split_run(config, dataset, workdir, **kwargs):
     return report
 
 
-def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume=False, log=_silent, **kwargs):
+def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume=False, log=training.silent, **kwargs):
     """Stratified k-fold cross-validation; each fold trains every model from scratch.
 
     The partition is seeded by `config.seed`; fold k trains with seed
@@ -261,9 +259,7 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
     """
     dataset.require_classes(2)
     partition = stratified_folds(dataset.labels, folds, config.seed)
-    count = folds if max_folds is None else min(folds, max_folds)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"Received an invalid value for `max_folds`: {max_folds!r}; expected a positive integer.")
+    count = folds if max_folds is None else min(folds, require_int("max_folds", max_folds))
     fold_reports = []
     for fold in range(count):
         fold_dir = os.path.join(workdir, "folds", f"fold-{fold + 1:02d}")
