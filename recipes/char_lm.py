@@ -23,6 +23,7 @@ import os
 import sys
 
 from recipes import _cli
+from zoo.errors import UserError
 
 
 def _add_source_arguments(parser):
@@ -40,7 +41,7 @@ def _source(args):
     from zoo.char_lm.data import TextSource
 
     if not (args.text or args.tfds) and (args.data_dir or args.download):
-        raise ValueError("--data-dir and --download only apply with --tfds NAME.")
+        raise UserError("--data-dir and --download only apply with --tfds NAME.")
     return TextSource(
         text_path=os.path.abspath(args.text) if args.text else None,
         tfds_name=args.tfds,
@@ -161,6 +162,7 @@ def main(argv):
 
 def _train(args):
     from zoo import distribute
+    from zoo.char_lm import evaluate as evaluate_lib
     from zoo.char_lm import train as train_lib
 
     config = _config(args)
@@ -187,8 +189,8 @@ def _train(args):
     print(f"training time: {metrics['wall_seconds']:.0f} s this session"
           + (" (time budget reached)" if metrics["time_budget_exhausted"] else ""))
     print(f"validation characters scored: {metrics['validation_characters_scored']}")
-    print(train_lib.results_table(metrics))
-    print(train_lib.verdict(metrics))
+    print(evaluate_lib.results_table(metrics))
+    print(evaluate_lib.verdict(metrics))
     if distribute.is_chief():
         print(f"metrics: {os.path.join(args.workdir, train_lib.METRICS_FILE)}")
     else:
@@ -199,22 +201,22 @@ def _train(args):
 
 
 def _evaluate(args):
-    from zoo.char_lm import train as train_lib
+    from zoo.char_lm import evaluate as evaluate_lib
 
     if args.overrides or args.seed is not None:
-        raise ValueError("evaluate uses the config saved in --workdir; --set/--seed do not apply.")
+        raise UserError("evaluate uses the config saved in --workdir; --set/--seed do not apply.")
     source = _source(args) if _has_source(args) else None
-    result = train_lib.evaluate(args.workdir, which=args.checkpoint, source=source)
+    result = evaluate_lib.evaluate(args.workdir, which=args.checkpoint, source=source)
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _sample(args):
-    from zoo.char_lm import train as train_lib
+    from zoo.char_lm import evaluate as evaluate_lib
 
     if args.overrides:
-        raise ValueError("sample uses the config saved in --workdir; --set does not apply (use --seed).")
-    text, characters_per_second = train_lib.sample(
+        raise UserError("sample uses the config saved in --workdir; --set does not apply (use --seed).")
+    text, characters_per_second = evaluate_lib.sample(
         args.workdir,
         prompt=args.prompt,
         length=args.length,
@@ -229,25 +231,28 @@ def _sample(args):
 
 
 def _export(args):
-    from zoo.char_lm import train as train_lib
+    from zoo.char_lm import export as export_lib
 
     if args.overrides or args.seed is not None:
-        raise ValueError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
-    path = train_lib.export(args.workdir, path=args.path, which=args.checkpoint)
+        raise UserError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
+    path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
     print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
     return 0
 
 
 def _baselines(args):
+    from zoo.char_lm import baselines as baselines_lib
+    from zoo.char_lm import data as data_lib
+    from zoo.char_lm import evaluate as evaluate_lib
     from zoo.char_lm import train as train_lib
 
     config = _config(args)
     corpus = train_lib.load_corpus(_source(args), config)
-    rows = train_lib.baseline_table(corpus, config)
+    rows = baselines_lib.baseline_table(corpus, config)
     metrics = {"markov": rows, "config": dataclasses.asdict(config)}
     print(f"corpus: {_source(args).description}; validation characters scored: "
-          f"{len(train_lib.data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len))}")
-    print(train_lib.results_table(metrics))
+          f"{len(data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len))}")
+    print(evaluate_lib.results_table(metrics))
     if args.workdir:
         from zoo.files import atomic_write_json
 

@@ -20,10 +20,12 @@ import os
 
 from recipes import _cli
 from zoo import config as config_lib
+from zoo.errors import UserError
 from zoo.files import atomic_write_text
-from zoo.forecast import pipeline
-from zoo.forecast.data import ForecastConfig
-from zoo.forecast.models import NEURAL_MODELS
+from zoo.forecast import evaluate as evaluate_lib
+from zoo.forecast import export as export_lib
+from zoo.forecast import train as train_lib
+from zoo.forecast.config import NEURAL_MODELS, ForecastConfig, is_neural_model
 
 CONFIG_FILE = "config.json"
 
@@ -43,13 +45,13 @@ def _config_from_arguments(args):
         if value:
             overrides.append(f"{field}={value}")
     if (args.target or args.time_column or args.inputs) and not args.csv:
-        raise ValueError("--target, --time-column and --inputs describe a CSV file; pass it with --csv PATH.")
+        raise UserError("--target, --time-column and --inputs describe a CSV file; pass it with --csv PATH.")
     return config_lib.apply_overrides(ForecastConfig(), overrides)
 
 
 def _saved_config(args, verb):
     if args.overrides or args.seed is not None:
-        raise ValueError(
+        raise UserError(
             f"`{verb}` uses the config saved by `train` in {args.workdir}/{CONFIG_FILE}; --set and --seed only apply to `train`."
         )
     return config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
@@ -72,7 +74,7 @@ def format_table(metrics, steps=None):
 def verdict(metrics):
     """Plain sentences: did the recurrent models beat the simple ones?"""
     models = metrics["models"]
-    recurrent = {name: scores for name, scores in models.items() if name in NEURAL_MODELS and name != "conv"}
+    recurrent = {name: scores for name, scores in models.items() if is_neural_model(name) and name != "conv"}
     if not recurrent:
         return "No recurrent model was evaluated."
     best_name, best = min(recurrent.items(), key=lambda item: item[1]["mase"])
@@ -111,21 +113,21 @@ def command_train(args):
         config = config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
     else:
         config = _config_from_arguments(args)
-    pipeline.train(config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
-    metrics = pipeline.evaluate(config, args.workdir, log=print)
+    train_lib.train(config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
+    metrics = evaluate_lib.evaluate(config, args.workdir, log=print)
     print(report(metrics))
 
 
 def command_evaluate(args):
     config = _saved_config(args, "evaluate")
-    metrics = pipeline.evaluate(config, args.workdir, log=print)
+    metrics = evaluate_lib.evaluate(config, args.workdir, log=print)
     print(report(metrics))
 
 
 def command_export(args):
     config = _saved_config(args, "export")
     name = args.model or config.models[0]
-    path = pipeline.export(config, args.workdir, name, args.output)
+    path = export_lib.export(config, args.workdir, name, args.output)
     print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast)")
 
 
@@ -140,8 +142,8 @@ def command_benchmark(args):
         )
         workdir = os.path.join(args.workdir, run_name)
         print(f"== {run_name}: {workdir}")
-        pipeline.train(config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
-        metrics = pipeline.evaluate(config, workdir, log=print)
+        train_lib.train(config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
+        metrics = evaluate_lib.evaluate(config, workdir, log=print)
         text = report(metrics)
         print(text)
         sections.append(f"## {run_name}\n\n```\n{text}\n```\n")
@@ -192,7 +194,9 @@ def build_parser():
 
     export = verbs.add_parser("export", help="Write a SavedModel: window in original units -> forecast in original units.")
     _cli.add_run_arguments(export, training=False)
-    export.add_argument("--model", choices=NEURAL_MODELS, help="Which trained model (default: the first in `models`).")
+    export.add_argument(
+        "--model", help=f"Which trained model, from {', '.join(NEURAL_MODELS)} (default: the first in `models`)."
+    )
     export.add_argument("--output", help="Export directory (default: WORKDIR/export/MODEL).")
     export.set_defaults(handler=command_export)
 

@@ -36,7 +36,7 @@ import os
 
 from recipes import _cli
 
-# The study itself (runs, tables, plots, report) is zoo.memory_study; this
+# The study itself (runs, tables, plots, report) is zoo.memory.study; this
 # module parses the command line and prints the study's progress.
 
 
@@ -102,11 +102,11 @@ def build_parser():
 def study_config(args):
     """The `StudyConfig` from defaults, --quick, shortcut flags and --set."""
     from zoo import config as config_lib
-    from zoo import memory
+    from zoo.memory.config import QUICK_STUDY, StudyConfig
 
-    config = memory.StudyConfig()
+    config = StudyConfig()
     if args.quick:
-        config = dataclasses.replace(config, **memory.QUICK_STUDY)
+        config = dataclasses.replace(config, **QUICK_STUDY)
     shortcuts = {
         "adding_lengths": args.lengths,
         "copy_delays": args.copy_delays,
@@ -122,16 +122,12 @@ def study_config(args):
 
 # --------------------------------------------------------------------- verbs
 def run_verb(args):
-    from zoo import distribute, memory_study, training
+    from zoo import distribute, training
     from zoo.files import atomic_write_json
+    from zoo.memory import study as memory_study
 
     config = study_config(args)
-    runs_dir = os.path.join(args.workdir, "runs")
-    if not args.resume and os.path.isdir(runs_dir) and os.listdir(runs_dir):
-        raise ValueError(
-            f"The work directory {args.workdir!r} already holds a memory study. Pass --resume to continue it, "
-            "or choose another --workdir."
-        )
+    training.refuse_existing_run(args.workdir, ("runs",), resume=args.resume, holds="a memory study")
     config = training.prepare_workdir(args.workdir, config, resume=args.resume)
 
     def save(metrics):
@@ -153,12 +149,13 @@ def run_verb(args):
 
 
 def report_verb(args):
-    from zoo import memory_study
+    from zoo.errors import UserFileNotFoundError
     from zoo.files import read_json
+    from zoo.memory import study as memory_study
 
     path = os.path.join(args.workdir, "metrics.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No metrics.json in {args.workdir!r}; run `python -m recipes.memory run` first.")
+        raise UserFileNotFoundError(f"No metrics.json in {args.workdir!r}; run `python -m recipes.memory run` first.")
     plots, problem = memory_study.write_report(read_json(path), args.workdir)
     _log_written(args.workdir, plots, problem)
     return 0

@@ -32,6 +32,7 @@ import os
 import sys
 
 from recipes import _cli
+from zoo.errors import UserError, UserFileNotFoundError
 
 DESCRIPTION = __doc__
 
@@ -74,7 +75,7 @@ def _class_file_pairs(values):
     for value in values:
         name, separator, path = value.partition("=")
         if not separator or not name.strip() or not path.strip():
-            raise ValueError(f"Received `--class-file {value}`; expected NAME=PATH, e.g. --class-file pos=rt-polarity.pos.")
+            raise UserError(f"Received `--class-file {value}`; expected NAME=PATH, e.g. --class-file pos=rt-polarity.pos.")
         pairs.append((name.strip(), path.strip()))
     return pairs
 
@@ -86,13 +87,13 @@ def load_data(args, class_names=None):
     if args.labels:
         given = tuple(name.strip() for name in args.labels.split(",") if name.strip())
         if class_names is not None and tuple(class_names) != given:
-            raise ValueError(f"Received --labels {list(given)} but the model was trained on {list(class_names)}.")
+            raise UserError(f"Received --labels {list(given)} but the model was trained on {list(class_names)}.")
         class_names = given
     sources = [flag for flag, value in (("--data", args.data), ("--class-file", args.class_file), ("--tfds", args.tfds)) if value]
     if not sources:
-        raise ValueError(NO_DATA_MESSAGE)
+        raise UserError(NO_DATA_MESSAGE)
     if len(sources) > 1:
-        raise ValueError(f"Received several data sources ({', '.join(sources)}); expected exactly one.")
+        raise UserError(f"Received several data sources ({', '.join(sources)}); expected exactly one.")
     if args.data:
         return sentiment.load_table(args.data, args.text_column, args.label_column, args.format, args.encoding, class_names)
     if args.class_file:
@@ -124,22 +125,17 @@ def _print_metrics(report):
         print(f"{name} confusion matrix (rows true {metrics['class_names']}, columns predicted): {metrics['confusion_matrix']}")
 
 
-def _check_new_run(workdir, resume):
-    """Refuse to mix a new cross-validation with an earlier one in the same work directory."""
-    if not resume and os.path.exists(os.path.join(workdir, "folds")):
-        raise ValueError(f"The work directory {workdir!r} already holds a run. Pass --resume to continue it, or choose another --workdir.")
-
-
 def command_train(args, cells=None):
     from zoo import sentiment
     from zoo.distribute import get_strategy, is_chief
     from zoo.files import atomic_write_json
-    from zoo.training import prepare_workdir
+    from zoo.training import prepare_workdir, refuse_existing_run
 
     config = _config(args)
     dataset = load_data(args)
     dataset.require_classes(2)
-    _check_new_run(args.workdir, args.resume)
+    # A new cross-validation must not mix with the folds of an earlier one.
+    refuse_existing_run(args.workdir, ("folds",), resume=args.resume)
     config = prepare_workdir(args.workdir, config, resume=args.resume)
     strategy = get_strategy(args.strategy)
     common = dict(include_baseline=not args.no_baseline, verbose=_verbose(args), strategy=strategy, log=_log(args))
@@ -151,7 +147,7 @@ def command_train(args, cells=None):
                                           resume=args.resume, **common)
     else:
         if args.max_folds is not None:
-            raise ValueError("Received --max-folds without --folds; expected both (e.g. --folds 10 --max-folds 3).")
+            raise UserError("Received --max-folds without --folds; expected both (e.g. --folds 10 --max-folds 3).")
         report = sentiment.train_test_split_run(config, dataset, args.workdir, **common)
     report.update(config=dataclasses.asdict(config), data_source=dataset.source, class_names=list(dataset.class_names))
     if is_chief():
@@ -173,7 +169,7 @@ def _trained_class_names(workdir):
 
     path = os.path.join(workdir, "metrics.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No metrics.json in {workdir!r}; train a model there first.")
+        raise UserFileNotFoundError(f"No metrics.json in {workdir!r}; train a model there first.")
     return tuple(read_json(path)["class_names"])
 
 
@@ -219,14 +215,14 @@ def command_predict(args):
     import tensorflow as tf
 
     if not args.sentences:
-        raise ValueError("Received no sentences; expected one or more quoted sentences after the options.")
+        raise UserError("Received no sentences; expected one or more quoted sentences after the options.")
     if bool(args.workdir) == bool(args.export):
-        raise ValueError("Received " + ("both --workdir and --export" if args.workdir else "neither --workdir nor --export")
-                         + "; expected exactly one model source.")
+        raise UserError("Received " + ("both --workdir and --export" if args.workdir else "neither --workdir nor --export")
+                        + "; expected exactly one model source.")
     texts = tf.constant(args.sentences, dtype=tf.string)
     if args.export:
         if not os.path.isdir(args.export):
-            raise FileNotFoundError(f"No SavedModel directory at {args.export!r}.")
+            raise UserFileNotFoundError(f"No SavedModel directory at {args.export!r}.")
         outputs = tf.saved_model.load(args.export).signatures["serving_default"](texts=texts)
         probabilities = outputs["probabilities"].numpy()
         class_names = [name.decode("utf-8") for name in outputs["class_names"].numpy()]
@@ -292,16 +288,18 @@ def main(argv):
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_usage(sys.stderr)
-        raise ValueError("expected a verb (train, evaluate, export, predict, benchmark); " + NO_DATA_MESSAGE)
+        raise UserError("expected a verb (train, evaluate, export, predict, benchmark); " + NO_DATA_MESSAGE)
     if args.verb == "train":
         return command_train(args)
     if args.verb == "benchmark":
-        cells = [cell.strip() for cell in args.cells.split(",") if cell.strip()]
-        from zoo.sentiment.config import CELLS
+        from zoo import cells as cell_names
 
-        unknown = [cell for cell in cells if cell not in CELLS]
+        cells = [cell.strip() for cell in args.cells.split(",") if cell.strip()]
+        unknown = [cell for cell in cells if not cell_names.is_cell(cell)]
         if unknown or not cells:
-            raise ValueError(f"Received --cells {args.cells!r}; expected a comma-separated subset of {list(CELLS)}.")
+            raise UserError(
+                f"Received --cells {args.cells!r}; expected a comma-separated subset of {list(cell_names.CELLS)}."
+            )
         args.published = True
         return command_train(args, cells=cells)
     return {"evaluate": command_evaluate, "export": command_export, "predict": command_predict}[args.verb](args)

@@ -3,18 +3,50 @@
 Every recipe's config is a frozen-free `dataclasses.dataclass` with a comment
 per field. `apply_overrides` checks each override against the fields and their
 types, so a typo or a wrong type fails loudly instead of being ignored.
+Every problem with a config is a `zoo.errors.UserError` naming the field.
+
+`require_int` and `require_choice` are the checks the configs' `validate`
+methods (and the task functions' arguments) share.
 """
 
 import dataclasses
 import json
+import numbers
 import os
 import types
 import typing
 
-from zoo.files import atomic_write_text
+from zoo.errors import UserError, UserFileNotFoundError, UserTypeError
+from zoo.files import atomic_write_text, unreadable
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
+_INTEGER_KINDS = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}
+
+
+def require_int(name, value, *, minimum=1, expected=None):
+    """Return `value` as an `int` if it is an integer of at least `minimum`.
+
+    Otherwise raise naming `name`: `UserTypeError` (a `TypeError` and a
+    `ValueError`) when `value` is not an integer (a bool, float, string or
+    None; NumPy integers are integers), `UserError` when it is below
+    `minimum` (None: no lower bound). `expected` replaces the description
+    of a valid value in the message ("a positive integer" by default).
+    """
+    expected = expected or _INTEGER_KINDS.get(minimum, f"an integer >= {minimum}")
+    message = f"Received an invalid value for `{name}`: {value!r}; expected {expected}."
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserTypeError(message)
+    if minimum is not None and value < minimum:
+        raise UserError(message)
+    return int(value)
+
+
+def require_choice(name, value, choices):
+    """Return `value` if it is one of `choices`, else raise `UserError` listing them."""
+    if value not in choices:
+        raise UserError(f"Received an invalid value for `{name}`: {value!r}; expected one of {list(choices)}.")
+    return value
 
 
 def _parse_value(name, text, annotation):
@@ -30,14 +62,9 @@ def _parse_value(name, text, annotation):
                 return _parse_value(name, text, option)
             except ValueError as error:
                 errors.append(str(error))
-        raise ValueError("; ".join(errors))
+        raise UserError("; ".join(errors))
     if origin is typing.Literal:
-        choices = typing.get_args(annotation)
-        if text not in choices:
-            raise ValueError(
-                f"Received an invalid value for `{name}`: {text!r}; expected one of {list(choices)}."
-            )
-        return text
+        return require_choice(name, text, typing.get_args(annotation))
     if origin in (tuple, list):
         (item_type, *_) = typing.get_args(annotation) or (str,)
         items = [item.strip() for item in text.split(",") if item.strip()]
@@ -49,12 +76,12 @@ def _parse_value(name, text, annotation):
             return True
         if lowered in _FALSE:
             return False
-        raise ValueError(f"Received an invalid value for `{name}`: {text!r}; expected true or false.")
+        raise UserError(f"Received an invalid value for `{name}`: {text!r}; expected true or false.")
     if annotation in (int, float):
         try:
             return annotation(text)
         except ValueError:
-            raise ValueError(
+            raise UserError(
                 f"Received an invalid value for `{name}`: {text!r}; expected {annotation.__name__}."
             ) from None
     if annotation is str:
@@ -71,19 +98,19 @@ def field_types(config_class):
 def apply_overrides(config, overrides):
     """Return a copy of `config` with `key=value` strings applied.
 
-    Raises `ValueError` naming the key for an unknown field, a missing `=`,
+    Raises `UserError` naming the key for an unknown field, a missing `=`,
     or a value that does not parse as the field's type.
     """
     types_by_name = field_types(type(config))
     changes = {}
     for override in overrides or ():
         if "=" not in override:
-            raise ValueError(
+            raise UserError(
                 f"Received an invalid override {override!r} for `--set`; expected key=value."
             )
         key, text = (part.strip() for part in override.split("=", 1))
         if key not in types_by_name:
-            raise ValueError(
+            raise UserError(
                 f"Unknown config field {key!r} in `--set {override}`. "
                 f"Known fields: {', '.join(sorted(types_by_name))}."
             )
@@ -107,13 +134,18 @@ def save(config, path):
 def load(config_class, path):
     """Read a config written by `save`; unknown keys are an error."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No config file at {path!r}.")
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
+        raise UserFileNotFoundError(f"No config file at {path!r}.")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise unreadable(path, error, kind="config file", expected="the JSON object a run saved") from error
+    if not isinstance(data, dict):
+        raise UserError(f"The config file {path!r} holds a JSON {type(data).__name__}; expected an object of fields.")
     types_by_name = field_types(config_class)
     unknown = sorted(set(data) - set(types_by_name))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"Config file {path!r} has unknown fields {unknown}; known: {sorted(types_by_name)}."
         )
     for name, value in data.items():

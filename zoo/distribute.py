@@ -5,6 +5,8 @@ import os
 
 import tensorflow as tf
 
+from zoo.errors import UserError
+
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
@@ -22,13 +24,13 @@ def get_strategy(name="default"):
         return tf.distribute.MirroredStrategy()
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError(
+            raise UserError(
                 "Received `strategy='multi-worker'` but the TF_CONFIG environment variable is not set; "
                 'expected e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                 '"task": {"type": "worker", "index": 0}}\'.'
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"Received an invalid value for argument `strategy`: {name!r}; expected one of {list(STRATEGIES)}.")
+    raise UserError(f"Received an invalid value for argument `strategy`: {name!r}; expected one of {list(STRATEGIES)}.")
 
 
 def is_chief():
@@ -43,7 +45,7 @@ def is_chief():
     try:
         tf_config = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {error}.") from None
+        raise UserError(f"TF_CONFIG is not valid JSON: {error}.") from None
     task = tf_config.get("task", {})
     task_type, index = task.get("type"), int(task.get("index", 0))
     if task_type == "chief":
@@ -56,7 +58,7 @@ def rows_per_replica(strategy, global_batch_size):
     """`global_batch_size / replicas`; a ValueError if the replicas cannot share the batch."""
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
-        raise ValueError(
+        raise UserError(
             f"Received a global batch size of {global_batch_size}, which {replicas} replicas cannot share; "
             f"expected a multiple of {replicas} (set `batch_size` accordingly)."
         )
@@ -94,7 +96,7 @@ def distribute_row_streams(strategy, dataset, global_batch_size):
 
     def replica_rows(context):
         if context.num_input_pipelines != context.num_replicas_in_sync:
-            raise ValueError(
+            raise UserError(
                 f"Row streams under MultiWorkerMirroredStrategy need one replica per worker; found "
                 f"{context.num_replicas_in_sync} replicas on {context.num_input_pipelines} workers."
             )

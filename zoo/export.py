@@ -4,6 +4,7 @@ import os
 
 import tensorflow as tf
 
+from zoo.errors import UserError
 from zoo.files import atomic_path
 
 
@@ -23,9 +24,9 @@ def export_saved_model(module, path, signatures, verify=None):
         verify: Optional callable taking the loaded SavedModel.
     """
     if not path:
-        raise ValueError("Received an empty value for argument `path`; expected a directory path.")
+        raise UserError("Received an empty value for argument `path`; expected a directory path.")
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"Received `path={path!r}`, which is a file; expected a directory for the SavedModel.")
+        raise UserError(f"Received `path={path!r}`, which is a file; expected a directory for the SavedModel.")
     with atomic_path(path) as temporary:
         tf.saved_model.save(module, temporary, signatures=signatures)
         loaded = tf.saved_model.load(temporary)

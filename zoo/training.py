@@ -20,6 +20,7 @@ resumable:
 """
 
 import contextlib
+import importlib.util
 import math
 import os
 import shutil
@@ -29,7 +30,9 @@ import time
 import keras
 
 from zoo import config as config_lib
+from zoo.config import require_int
 from zoo.distribute import is_chief
+from zoo.errors import UserError
 from zoo.files import atomic_path, atomic_write_json, read_json
 
 CHECKPOINT_DIR = "checkpoints"
@@ -41,11 +44,39 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def silent(_message):
+    """The default `log` of the task functions: progress lines go nowhere."""
+
+
+def tensorboard_available():
+    """Whether the `tensorboard` package (needed for TensorBoard logs) is installed.
+
+    TensorFlow no longer always brings it; without it a run skips the
+    TensorBoard logs and keeps everything else.
+    """
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 def set_seed(seed):
     """Seed Python, NumPy and the backend so that a run is repeatable."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"Received an invalid value for argument `seed`, expected an integer, got {seed!r}.")
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(require_int("seed", seed, minimum=None))
+
+
+def refuse_existing_run(workdir, entries, *, resume, holds="a run"):
+    """Raise `UserError` if `workdir` already holds a run and `resume` is false.
+
+    A run is there when any of `entries` exists: names inside `workdir` of
+    what only a run writes (the checkpoints, the per-run directories of a
+    task). The message says the work directory "already holds" `holds` and
+    how to continue it or start elsewhere.
+    """
+    if resume:
+        return
+    if any(os.path.exists(os.path.join(workdir, entry)) for entry in entries):
+        raise UserError(
+            f"The work directory {workdir!r} already holds {holds}. Pass --resume to continue it, "
+            "or choose another --workdir."
+        )
 
 
 def prepare_workdir(workdir, config, resume=False):
@@ -56,15 +87,15 @@ def prepare_workdir(workdir, config, resume=False):
     Returns the config to use (the saved one when resuming).
     """
     if not workdir:
-        raise ValueError("Received an empty value for argument `workdir`; expected a directory path.")
+        raise UserError("Received an empty value for argument `workdir`; expected a directory path.")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UserError(f"Received `--workdir {workdir}`, which is a file; expected a directory.")
+    refuse_existing_run(workdir, (CHECKPOINT_DIR, BACKUP_DIR), resume=resume)
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, "config.json")
-    has_run = any(
-        os.path.exists(os.path.join(workdir, name)) for name in (CHECKPOINT_DIR, BACKUP_DIR)
-    )
     if resume:
         if not os.path.exists(config_path):
-            raise ValueError(
+            raise UserError(
                 f"Cannot resume: the work directory {workdir!r} has no config.json from an earlier run."
             )
         saved = config_lib.load(type(config), config_path)
@@ -74,16 +105,11 @@ def prepare_workdir(workdir, config, resume=False):
                 for name, value in config_lib.to_dict(config).items()
                 if config_lib.to_dict(saved).get(name) != value
             )
-            raise ValueError(
+            raise UserError(
                 f"Cannot resume in {workdir!r} with a different config (fields {differences} differ). "
                 "Resume with the same --set overrides, or start a new --workdir."
             )
         return saved
-    if has_run:
-        raise ValueError(
-            f"The work directory {workdir!r} already holds a run. Pass --resume to continue it, "
-            "or choose another --workdir."
-        )
     config_lib.save(config, config_path)
     return config
 
@@ -236,11 +262,8 @@ class ResumableBackup(keras.callbacks.Callback):
 
     def __init__(self, directory, every_batches=None, nan_guard=None, budget=None):
         super().__init__()
-        if every_batches is not None and (isinstance(every_batches, bool) or not isinstance(every_batches, int) or every_batches <= 0):
-            raise ValueError(
-                "Received an invalid value for argument `backup_every_batches`, expected a positive "
-                f"integer or None, got {every_batches!r}."
-            )
+        if every_batches is not None:
+            require_int("backup_every_batches", every_batches, expected="a positive integer or None")
         self.directory = directory
         self.every_batches = every_batches
         self.nan_guard = nan_guard
@@ -376,10 +399,9 @@ def fit(
     `TrainingDiverged` if the loss became NaN or infinite (the last good
     checkpoint stays in place).
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-        raise ValueError(f"Received an invalid value for argument `epochs`, expected a positive integer, got {epochs!r}.")
+    require_int("epochs", epochs)
     if max_minutes is not None and not max_minutes > 0:
-        raise ValueError(f"Received an invalid value for argument `max_minutes`, expected a positive number or None, got {max_minutes!r}.")
+        raise UserError(f"Received an invalid value for argument `max_minutes`, expected a positive number or None, got {max_minutes!r}.")
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     checkpoint = AtomicCheckpoint(checkpoint_dir, monitor, mode)
     nan_guard = StopOnNonFiniteLoss(checkpoint)

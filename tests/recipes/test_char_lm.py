@@ -13,6 +13,7 @@ from recipes import _cli
 from recipes import char_lm as recipe
 from tests.support import run_in_fresh_python
 from zoo.char_lm import model as model_lib
+from zoo.char_lm.config import CharLMConfig
 
 TINY = [
     "units=16",
@@ -95,7 +96,7 @@ def test_train_sample_evaluate_export(tmp_path, text_file, capsys):
 
     # The Keras model's log-probabilities for the same prompt, for comparison.
     model = keras.saving.load_model(os.path.join(workdir, "checkpoints", "best.keras"), safe_mode=True)
-    train_config = model_lib.CharLMConfig(**{**config, "markov_orders": tuple(config["markov_orders"])})
+    train_config = CharLMConfig(**{**config, "markov_orders": tuple(config["markov_orders"])})
     stateless = model_lib.build_model(train_config, vocabulary_size=metrics["vocabulary_size"], stateful=False)
     stateless.set_weights(model.get_weights())
     characters = [""] + json.load(open(os.path.join(workdir, "vocabulary.json"), encoding="utf-8"))["characters"]
@@ -225,6 +226,6 @@ def test_train_help_explains_every_config_field(capsys):
     with pytest.raises(SystemExit):
         recipe.main(["train", "--help"])
     out = capsys.readouterr().out
-    for field in model_lib.CharLMConfig.__dataclass_fields__:
+    for field in CharLMConfig.__dataclass_fields__:
         line = next(line for line in out.splitlines() if line.strip().startswith(f"{field}="))
         assert len(line.split(": ", 1)[1]) > 10  # the comment from the config's source

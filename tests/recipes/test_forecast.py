@@ -10,8 +10,8 @@ import pytest
 from recipes import forecast
 from tests.support import REPO, run_in_fresh_python
 from zoo.files import read_json
-from zoo.forecast import pipeline
-from zoo.forecast.data import ForecastConfig
+from zoo.forecast import data as data_lib, evaluate as evaluate_lib, export as export_lib, train as train_lib
+from zoo.forecast.config import ForecastConfig
 
 TINY = ["window=12", "horizon=4", "units=4", "epochs=1", "batch_size=64", "max_minutes=2"]
 
@@ -61,13 +61,13 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
         forecast.main(["train", *arguments, *overrides, "--verbose", "0"])
 
     config = ForecastConfig(**{**read_json(os.path.join(workdir, "config.json")), "input_columns": ()})
-    prepared = pipeline.prepare(config)
+    prepared = data_lib.prepare(config)
     origins = prepared.split.origins("test", 12, 4)[:3]
     raw_windows = prepared.series.values[origins[:, None] + np.arange(-11, 1)][:, :, 0]
     for name in ("simple_rnn", "gru-autoregressive"):
         assert forecast.main(["export", "--workdir", workdir, "--model", name]) == 0
         expected = prepared.normalizer.denormalize_target(
-            pipeline.neural_forecast(pipeline.load_trained(workdir, name), name,
+            evaluate_lib.neural_forecast(evaluate_lib.load_trained(workdir, name), name,
                                      prepared.normalized[origins[:, None] + np.arange(-11, 1)], 4)
         )
         result = run_in_fresh_python(
@@ -90,10 +90,10 @@ def test_multivariate_inputs_train_and_export_signature(tmp_path):
     csv_path = write_series(tmp_path / "two.csv", with_input=True, gap=False)
     config = ForecastConfig(csv_path=csv_path, target="demand", input_columns=("driver",), models=("conv",),
                             window=12, horizon=4, units=4, epochs=1, seed=1, classical_models=())
-    pipeline.train(config, str(tmp_path / "run"))
-    metrics = pipeline.evaluate(config, str(tmp_path / "run"), plot=False)
+    train_lib.train(config, str(tmp_path / "run"))
+    metrics = evaluate_lib.evaluate(config, str(tmp_path / "run"), plot=False)
     assert metrics["missing_filled"] == {"demand": 0, "driver": 0}
-    path = pipeline.export(config, str(tmp_path / "run"), "conv")
+    path = export_lib.export(config, str(tmp_path / "run"), "conv")
     import tensorflow as tf
 
     serve = tf.saved_model.load(path).signatures["serving_default"]
@@ -106,8 +106,8 @@ def test_same_seed_same_numbers(tmp_path):
     for run in ("a", "b"):
         config = ForecastConfig(csv_path=csv_path, target="demand", models=("conv",), window=12, horizon=4,
                                 units=4, epochs=1, seed=5, classical_models=())
-        pipeline.train(config, str(tmp_path / run))
-        results.append(pipeline.evaluate(config, str(tmp_path / run), plot=False)["models"]["conv"]["mae"])
+        train_lib.train(config, str(tmp_path / run))
+        results.append(evaluate_lib.evaluate(config, str(tmp_path / run), plot=False)["models"]["conv"]["mae"])
     assert results[0] == results[1]
 
 

@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from zoo import registry
 from zoo.char_lm import data as data_lib
-from zoo.char_lm import markov
+from zoo.char_lm import baselines as markov
 from zoo.char_lm import model as model_lib
+from zoo.char_lm.config import CharLMConfig
 
 # ----------------------------------------------------------------------------- corpus
 
@@ -150,7 +151,7 @@ def test_higher_orders_learn_a_periodic_text():
 def _tiny_config(**changes):
     base = dict(cell="lstm", units=8, embedding_dim=4, num_layers=2, seq_len=5, batch_size=3, dropout=0.0)
     base.update(changes)
-    return model_lib.CharLMConfig(**base)
+    return CharLMConfig(**base)
 
 
 def _sharpen(model, factor=4.0):
@@ -297,15 +298,15 @@ def test_sampling_is_repeatable_per_seed_and_respects_top_k():
 
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="`units`"):
-        model_lib.CharLMConfig(units=0).validate()
+        CharLMConfig(units=0).validate()
     with pytest.raises(ValueError, match="`dropout`"):
-        model_lib.CharLMConfig(dropout=1.0).validate()
+        CharLMConfig(dropout=1.0).validate()
     with pytest.raises(ValueError, match="`vocabulary_size`"):
-        model_lib.build_model(model_lib.CharLMConfig(), vocabulary_size=1)
+        model_lib.build_model(CharLMConfig(), vocabulary_size=1)
 
 
 def test_verdict_and_table_compare_with_the_best_markov_model():
-    from zoo.char_lm import train as train_lib
+    from zoo.char_lm import evaluate as train_lib
 
     markov_rows = [{"order": 1, "nats_per_char": 2.0}, {"order": 3, "nats_per_char": 1.5}]
     config = {"cell": "gru", "num_layers": 1, "units": 8}

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
+from zoo import cells, registry, training
 from zoo import config as config_lib
-from zoo import registry
-from zoo import training
-from zoo.files import atomic_path, atomic_write_json
+from zoo.errors import UserError, UserFileNotFoundError, UserIsADirectoryError, UserTypeError
+from zoo.files import atomic_path, atomic_write_json, read_text
 
 
 @dataclasses.dataclass
@@ -236,3 +236,93 @@ def test_fit_rejects_bad_arguments(tmp_path):
         training.fit(_toy_model(0.1), None, workdir=str(tmp_path), epochs=1, max_minutes=-1)
     with pytest.raises(TypeError, match="seed"):
         training.set_seed("1")
+
+
+# ----------------------------------------------------------------- shared helpers
+
+
+def test_require_int_accepts_integers_and_names_the_field_otherwise():
+    assert config_lib.require_int("units", 3) == 3
+    assert config_lib.require_int("units", np.int64(3)) == 3
+    assert config_lib.require_int("top_k", 0, minimum=0) == 0
+    for value in (True, 2.0, "3", None):
+        with pytest.raises(UserTypeError, match="`units`") as error:
+            config_lib.require_int("units", value)
+        assert isinstance(error.value, TypeError) and isinstance(error.value, ValueError)
+    with pytest.raises(UserError, match=r"`units`: 0; expected a positive integer"):
+        config_lib.require_int("units", 0)
+    with pytest.raises(UserError, match=r"`length`: -1; expected a non-negative integer"):
+        config_lib.require_int("length", -1, minimum=0)
+    with pytest.raises(UserError, match=r"`num_classes`: 1; expected an integer >= 2"):
+        config_lib.require_int("num_classes", 1, minimum=2)
+    with pytest.raises(UserError, match=r"expected 0 \(off\) or a positive integer"):
+        config_lib.require_int("patience", -1, minimum=0, expected="0 (off) or a positive integer")
+    with pytest.raises(UserError, match=r"`pooling`: 'sum'; expected one of \['max', 'mean'\]"):
+        config_lib.require_choice("pooling", "sum", ("max", "mean"))
+
+
+def test_refuse_existing_run_keeps_each_message(tmp_path):
+    workdir = str(tmp_path)
+    training.refuse_existing_run(workdir, ("runs",), resume=False)
+    os.makedirs(tmp_path / "runs")
+    with pytest.raises(UserError, match="already holds a memory study. Pass --resume"):
+        training.refuse_existing_run(workdir, ("folds", "runs"), resume=False, holds="a memory study")
+    with pytest.raises(UserError, match="already holds a run"):
+        training.refuse_existing_run(workdir, ("runs",), resume=False)
+    training.refuse_existing_run(workdir, ("runs",), resume=True)
+
+
+def test_cell_names_accept_the_old_spellings():
+    import layers
+
+    assert [cells.canonical(name) for name in ("rnn", "simple_rnn", "SimpleRNN", "LSTM", "gru")] == [
+        "rnn", "rnn", "rnn", "lstm", "gru"]
+    assert cells.layer_class("simple_rnn") is layers.SimpleRNN and cells.layer_class("GRU") is layers.GRU
+    assert cells.canonical_name("simple_rnn-autoregressive") == "rnn-autoregressive"
+    assert cells.canonical_name("conv") == "conv"
+    assert cells.is_cell("SimpleRNN") and not cells.is_cell("conv")
+    with pytest.raises(UserError, match=r"`cell`: 'transformer'; expected one of \['rnn', 'lstm', 'gru'\]"):
+        cells.canonical("transformer")
+
+
+def test_registry_resolves_cell_aliases_and_lists_known_names():
+    from zoo.forecast.config import ForecastConfig
+
+    config = ForecastConfig(window=5, horizon=2, units=3)
+    assert registry.get("forecast/simple_rnn") is registry.get("forecast/rnn")
+    model = registry.build("forecast/simple_rnn-autoregressive", config)
+    assert model.output_shape == (None, 1)
+    with pytest.raises(UserError) as error:
+        registry.build("forecast/transformer", config)
+    assert "forecast/transformer" in str(error.value) and "forecast/gru-autoregressive" in str(error.value)
+    assert "sentiment/baseline" in registry.names("sentiment/")
+
+
+def test_user_file_errors_name_the_file(tmp_path):
+    missing = str(tmp_path / "absent.txt")
+    with pytest.raises(UserFileNotFoundError, match="absent.txt"):
+        read_text(missing)
+    with pytest.raises(UserIsADirectoryError, match="is a directory"):
+        read_text(str(tmp_path))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin.txt.*not valid utf-8.*byte offset 3"):
+        read_text(str(latin))
+    broken = tmp_path / "config.json"
+    broken.write_text("{not json")
+    with pytest.raises(UserError, match=r"config file .*config.json.* cannot be read .*JSONDecodeError"):
+        config_lib.load(ToyConfig, str(broken))
+    with pytest.raises(UserFileNotFoundError, match="No config file"):
+        config_lib.load(ToyConfig, missing)
+
+
+def test_csv_errors_name_the_file(tmp_path):
+    from zoo.forecast.data import load_csv
+
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(UserIsADirectoryError, match=r"CSV file .*folder.csv.* is a directory"):
+        load_csv(str(tmp_path / "folder.csv"), "y")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("y,caf\xe9\n1,2\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"CSV file .*latin.csv.* is not valid utf-8"):
+        load_csv(str(latin), "y")

@@ -163,7 +163,8 @@ MIRRORED_STREAMS_PROGRAM = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
     from zoo import distribute
-    from zoo.char_lm import data as data_lib, model as model_lib, train as train_lib
+    from zoo.char_lm import data as data_lib, evaluate as evaluate_lib, train as train_lib
+    from zoo.char_lm.config import CharLMConfig
 
     strategy = distribute.get_strategy("mirrored")
     # Element k holds rows 10k .. 10k+3; replica i must see rows 10k+2i, 10k+2i+1.
@@ -181,13 +182,13 @@ MIRRORED_STREAMS_PROGRAM = textwrap.dedent(
     text = open(sys.argv[2], encoding="utf-8").read()
     curves, evaluations = {}, {}
     for name in ("default", "mirrored"):
-        config = model_lib.CharLMConfig(units=16, embedding_dim=8, seq_len=8, batch_size=4, epochs=2,
-                                        dropout=0.0, markov_orders=(1,), validation_fraction=0.25)
+        config = CharLMConfig(units=16, embedding_dim=8, seq_len=8, batch_size=4, epochs=2,
+                              dropout=0.0, markov_orders=(1,), validation_fraction=0.25)
         workdir = f"{sys.argv[1]}/{name}"
         metrics = train_lib.train_and_evaluate(config, workdir, source=data_lib.TextSource(text_path=sys.argv[2]),
                                                strategy=distribute.get_strategy(name), verbose=0, tensorboard=False)
         curves[name] = [[row["train_nats_per_char"], row["val_nats_per_char"]] for row in metrics["curve"]]
-        evaluations[name] = train_lib.evaluate(workdir, which="last")["nats_per_char"]
+        evaluations[name] = evaluate_lib.evaluate(workdir, which="last")["nats_per_char"]
     print(json.dumps({"seen": seen, "indivisible": indivisible, "curves": curves, "evaluations": evaluations}))
     """
 )

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from zoo import registry
-from zoo.forecast import baselines, pipeline
+from zoo.forecast import baselines, data as data_lib, evaluate as evaluate_lib, train as train_lib
+from zoo.forecast.config import ForecastConfig
 from zoo.forecast.data import (
-    ForecastConfig,
     Normalizer,
     Series,
     chronological_split,
@@ -19,7 +19,7 @@ from zoo.forecast.data import (
     targets_at,
     windows_at,
 )
-from zoo.forecast.models import NEURAL_MODELS, autoregressive_rollout
+from zoo.forecast.model import NEURAL_MODELS, autoregressive_rollout
 
 
 def make_series(values, name="toy"):
@@ -65,24 +65,24 @@ def test_nothing_from_validation_or_test_reaches_training_or_statistics():
     poisoned = clean.copy()
     train_end = chronological_split(length, 0.15, 0.15, 12, 4).train_end
     poisoned[train_end:] = 1e6
-    reference = pipeline.prepare(config, make_series(clean))
-    prepared = pipeline.prepare(config, make_series(poisoned))
+    reference = data_lib.prepare(config, make_series(clean))
+    prepared = data_lib.prepare(config, make_series(poisoned))
     # Normalisation, period and MASE scale come from the training part only.
     np.testing.assert_allclose(prepared.normalizer.mean, clean[:train_end].mean())
     np.testing.assert_allclose(prepared.normalizer.std, clean[:train_end].std())
     assert prepared.season_period == reference.season_period == 12
     assert prepared.mase_scale == reference.mase_scale
     for name in ("lstm", "lstm-autoregressive"):
-        inputs, targets = pipeline.supervised_arrays(prepared, config, name, "train")
-        clean_inputs, clean_targets = pipeline.supervised_arrays(reference, config, name, "train")
+        inputs, targets = train_lib.supervised_arrays(prepared, config, name, "train")
+        clean_inputs, clean_targets = train_lib.supervised_arrays(reference, config, name, "train")
         np.testing.assert_array_equal(inputs, clean_inputs)
         np.testing.assert_array_equal(targets, clean_targets)
         assert np.abs(inputs).max() < 10 and np.abs(targets).max() < 10
     # The linear AR baseline is fitted on the training part only: its forecast from the
     # last training window is identical with or without the poisoned future.
     origins = prepared.split.origins("validation", 12, 4)[:1]
-    forecasts, _ = pipeline.baseline_forecasts(prepared, config, origins)
-    reference_forecasts, _ = pipeline.baseline_forecasts(reference, config, origins)
+    forecasts, _ = evaluate_lib.baseline_forecasts(prepared, config, origins)
+    reference_forecasts, _ = evaluate_lib.baseline_forecasts(reference, config, origins)
     np.testing.assert_allclose(forecasts["linear_ar"], reference_forecasts["linear_ar"])
 
 
@@ -288,7 +288,7 @@ def test_models_forecast_relative_to_the_last_value():
         model = registry.build(f"forecast/{name}", config)
         dense = model.layers[-2]
         dense.set_weights([np.zeros_like(weight) for weight in dense.get_weights()])
-        forecast = pipeline.neural_forecast(model, name, windows, 3)
+        forecast = evaluate_lib.neural_forecast(model, name, windows, 3)
         np.testing.assert_allclose(forecast, np.repeat(windows[:, -1, :1], 3, axis=1), atol=1e-6)
 
 
@@ -330,11 +330,11 @@ def test_works_without_statsmodels_and_matplotlib(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match=r"pip install statsmodels`, or forecast your own file with --csv"):
         load_embedded("co2")
     config = ForecastConfig(window=12, horizon=4)
-    prepared = pipeline.prepare(config, make_series(seasonal_with_trend(200)))
+    prepared = data_lib.prepare(config, make_series(seasonal_with_trend(200)))
     origins = prepared.split.origins("test", 12, 4)
-    forecasts, notes = pipeline.baseline_forecasts(prepared, config, origins)
+    forecasts, notes = evaluate_lib.baseline_forecasts(prepared, config, origins)
     assert set(forecasts) == {"last_value", "seasonal_naive", "linear_ar"}
     assert "pip install statsmodels" in notes["holt_winters"] and "pip install statsmodels" in notes["harmonic_arima"]
     truth = targets_at(prepared.series.target, origins, 4)
-    message = pipeline.plot_forecasts(str(tmp_path / "plot.png"), prepared, origins, truth, forecasts, config)
+    message = evaluate_lib.plot_forecasts(str(tmp_path / "plot.png"), prepared, origins, truth, forecasts, config)
     assert "pip install matplotlib" in message and not (tmp_path / "plot.png").exists()

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from zoo import memory, memory_study
+from zoo import memory
+from zoo.memory import study as memory_study
 
 # One recurrent model, one length per ladder, one truncated run plus full BPTT.
 TINY = dataclasses.replace(

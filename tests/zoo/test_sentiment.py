@@ -26,7 +26,7 @@ from zoo.sentiment import (
     stratified_split,
 )
 from zoo.sentiment.data import TextDataset
-from zoo.sentiment.metrics import average_ranks
+from zoo.sentiment.evaluate import average_ranks
 from zoo.sentiment.model import compile_model
 
 TINY = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=50, max_length=12, dropout=0.0, epochs=2,

@@ -10,9 +10,8 @@ import tensorflow as tf
 
 from zoo.sentiment import SentimentConfig, build_model, make_dataset
 from zoo.sentiment.data import TextDataset
-from zoo.sentiment.metrics import classification_metrics
-from zoo.sentiment.experiment import (load_trained_model, member_splits, predict_probabilities, train_and_evaluate,
-                                      train_baseline, train_recurrent)
+from zoo.sentiment.evaluate import classification_metrics, format_table, load_trained_model, predict_probabilities, summarize
+from zoo.sentiment.train import member_splits, train_and_evaluate, train_baseline, train_recurrent
 from zoo.sentiment.model import WordDropout, build_ensemble, compile_model
 
 TINY = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=50, max_length=12, dropout=0.0, epochs=1,
@@ -310,8 +309,6 @@ def test_length_buckets_cover_every_text_once_with_less_padding():
 
 
 def test_summary_reports_the_members_alone_over_all_folds():
-    from zoo.sentiment.experiment import format_table, summarize
-
     folds = [{"models": {"gru-ensemble2": {"accuracy": 0.8, "macro_f1": 0.8, "roc_auc": 0.9, "member_accuracies": [0.7, 0.75]}}},
              {"models": {"gru-ensemble2": {"accuracy": 0.9, "macro_f1": 0.9, "roc_auc": 0.9, "member_accuracies": [0.8, 0.85]}}}]
     entry = summarize(folds)["gru-ensemble2"]

@@ -1,14 +1,23 @@
-"""Character-level language modelling: data, model, Markov baselines, training, export.
+"""Character-level language modelling: config, data, Markov baselines, model, training, evaluation, export.
 
 Importing this package registers the model builders `char_lm/rnn`,
 `char_lm/lstm` and `char_lm/gru` (each takes the config and
 `vocabulary_size=`).
 """
 
-from zoo.char_lm.data import OOV_ID, TextSource, Vocabulary, prepare_corpus, stream_batches, stream_target_positions
-from zoo.char_lm.markov import KneserNeyMarkov, markov_table
-from zoo.char_lm.model import CharacterStepper, CharLMConfig, build_model, compile_model
-from zoo.char_lm.train import evaluate, export, results_table, sample, train_and_evaluate
+from zoo.char_lm.baselines import KneserNeyMarkov, markov_table
+from zoo.char_lm.config import CharLMConfig
+from zoo.char_lm.data import (
+    OOV_ID,
+    TextSource,
+    Vocabulary,
+    prepare_corpus,
+    stream_batches,
+    stream_target_positions,
+)
+from zoo.char_lm.evaluate import results_table, sample
+from zoo.char_lm.model import CharacterStepper, build_model, compile_model
+from zoo.char_lm.train import train_and_evaluate
 
 __all__ = [
     "OOV_ID",
@@ -23,8 +32,6 @@ __all__ = [
     "CharLMConfig",
     "build_model",
     "compile_model",
-    "evaluate",
-    "export",
     "results_table",
     "sample",
     "train_and_evaluate",

@@ -14,7 +14,8 @@ import os
 
 import numpy as np
 
-from zoo.files import atomic_write_text, read_text
+from zoo.errors import UserError, UserFileNotFoundError
+from zoo.files import atomic_write_text, read_text, unreadable
 
 OOV_ID = 0  # every character not seen in the training text
 OOV_CHARACTER = ""  # how the out-of-vocabulary id is shown in exports and tables
@@ -53,21 +54,21 @@ def tfds_text(name, *, split="train", data_dir=None, download=False, feature="te
     try:
         dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
     except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(
+        raise UserError(
             f"Unknown TensorFlow Datasets name {name!r} ({str(error).splitlines()[0]}); "
             "see tfds.list_builders() for the known names."
         ) from None
     except (AssertionError, FileNotFoundError) as error:
         if download:
             raise
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"The TensorFlow Datasets corpus {name!r} is not prepared in data_dir={data_dir!r} "
             f"({str(error).splitlines()[0]}). Pass --download to fetch it, or --data-dir where it is."
         ) from None
     pieces = []
     for example in tfds.as_numpy(dataset):
         if feature not in example:
-            raise ValueError(
+            raise UserError(
                 f"The TensorFlow Datasets corpus {name!r} has no feature {feature!r}; "
                 f"its features are {sorted(example)}."
             )
@@ -75,7 +76,7 @@ def tfds_text(name, *, split="train", data_dir=None, download=False, feature="te
         pieces.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
     text = "".join(pieces)
     if not text:
-        raise ValueError(f"The TensorFlow Datasets corpus {name!r} (split {split!r}) has no text.")
+        raise UserError(f"The TensorFlow Datasets corpus {name!r} (split {split!r}) has no text.")
     return text
 
 
@@ -91,7 +92,7 @@ class TextSource:
 
     def __post_init__(self):
         if self.text_path and self.tfds_name:
-            raise ValueError(
+            raise UserError(
                 f"Received both --text {self.text_path!r} and --tfds {self.tfds_name!r}; expected at most one source."
             )
 
@@ -170,9 +171,14 @@ class Vocabulary:
     @classmethod
     def read(cls, path):
         if not os.path.exists(path):
-            raise FileNotFoundError(f"No vocabulary at {path!r}; train a model in this work directory first.")
-        with open(path, encoding="utf-8") as handle:
-            return cls(json.load(handle)["characters"])
+            raise UserFileNotFoundError(f"No vocabulary at {path!r}; train a model in this work directory first.")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return cls(json.load(handle)["characters"])
+        except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+            raise unreadable(
+                path, error, kind="vocabulary file", expected="the vocabulary.json a training run wrote"
+            ) from error
 
 
 # ----------------------------------------------------------------------------- split and streams
@@ -181,7 +187,7 @@ class Vocabulary:
 def split_text(text, validation_fraction):
     """(training, validation) by position: validation is the last fraction."""
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(
+        raise UserError(
             f"Received an invalid value for `validation_fraction`: {validation_fraction}; expected 0 < x < 1."
         )
     boundary = int(round(len(text) * (1.0 - validation_fraction)))
@@ -210,7 +216,7 @@ def stream_batches(ids, batch_size, seq_len, *, what="text"):
     stream_length, batches = stream_layout(len(ids), batch_size, seq_len)
     if batches < 1:
         needed = batch_size * (seq_len + 1)
-        raise ValueError(
+        raise UserError(
             f"The {what} has {len(ids)} characters, shorter than one batch of {batch_size} streams x "
             f"{seq_len + 1} characters ({needed}). Use a longer text or lower `batch_size`/`seq_len`."
         )
@@ -255,10 +261,10 @@ def prepare_corpus(text, validation_fraction, vocabulary=None):
     if not isinstance(text, str):
         raise TypeError(f"Received a corpus of type {type(text).__name__}; expected str.")
     if not text:
-        raise ValueError("The corpus is empty; expected some text to learn from.")
+        raise UserError("The corpus is empty; expected some text to learn from.")
     training_text, validation_text = split_text(text, validation_fraction)
     if not training_text or not validation_text:
-        raise ValueError(
+        raise UserError(
             f"The corpus has {len(text)} characters, too few to split with validation_fraction="
             f"{validation_fraction}."
         )

@@ -1,61 +1,15 @@
-"""The character language model: config, builder, metrics, one-step generation."""
+"""The character language model: builder (registered as `char_lm/<cell>`), metrics, one-step generation."""
 
 import dataclasses
 import math
-from typing import Literal, Optional
 
 import keras
 import tensorflow as tf
 
-import layers
-from zoo import registry
+from zoo import cells, registry
+from zoo.config import require_int
 
-CELL_LAYERS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 METRICS_PACKAGE = "rnnzoo.char_lm"
-
-
-@dataclasses.dataclass
-class CharLMConfig:
-    """Hyper-parameters of a character language model run (`--set key=value`)."""
-
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # recurrent cell of every layer
-    units: int = 512  # state size of each recurrent layer
-    num_layers: int = 1  # recurrent layers stacked
-    embedding_dim: int = 64  # size of the learned character vectors
-    dropout: float = 0.25  # dropout on the embedding and after every recurrent layer (training only)
-    seq_len: int = 50  # characters per batch row: the truncated-BPTT span (the state still carries on)
-    batch_size: int = 32  # contiguous streams the training text is cut into
-    epochs: int = 30  # passes over the training text (max_minutes may end sooner)
-    learning_rate: float = 3e-3  # Adam step size
-    clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
-    validation_fraction: float = 0.1  # last fraction of the text held out for validation
-    max_minutes: Optional[float] = None  # wall-clock training budget; ends after the current batch
-    markov_orders: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # Markov baselines reported beside the model
-    seed: int = 0  # seeds weights, dropout and sampling
-
-    def validate(self):
-        for name in ("units", "num_layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
-        if self.cell not in CELL_LAYERS:
-            raise ValueError(f"Received an invalid value for `cell`: {self.cell!r}; expected one of {sorted(CELL_LAYERS)}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Received an invalid value for `dropout`: {self.dropout}; expected 0 <= dropout < 1.")
-        for name in ("learning_rate", "clip_norm"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value}; expected a positive number.")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
-                f"Received an invalid value for `validation_fraction`: {self.validation_fraction}; expected 0 < x < 1."
-            )
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes}; expected a positive number or none.")
-        if not self.markov_orders or any(order < 0 for order in self.markov_orders):
-            raise ValueError(
-                f"Received an invalid value for `markov_orders`: {self.markov_orders}; expected non-negative integers."
-            )
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -133,9 +87,8 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
         An uncompiled `keras.Model` mapping `(batch, time)` int ids to
         `(batch, time, vocabulary_size)` logits.
     """
-    if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int) or vocabulary_size < 2:
-        raise ValueError(f"Received an invalid value for `vocabulary_size`: {vocabulary_size!r}; expected an integer >= 2.")
-    layer_class = CELL_LAYERS[config.cell]
+    require_int("vocabulary_size", vocabulary_size, minimum=2)
+    layer_class = cells.layer_class(config.cell)
     batch_size = (batch_size or config.batch_size) if stateful else None
     ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="character_ids")
     hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, name="embedding")(ids)
@@ -174,7 +127,7 @@ def _builder(cell):
     return build
 
 
-for _cell in CELL_LAYERS:
+for _cell in cells.CELLS:
     registry.register(f"char_lm/{_cell}")(_builder(_cell))
 
 

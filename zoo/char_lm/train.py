@@ -1,4 +1,4 @@
-"""Training, stream evaluation, sampling and export of a character language model.
+"""Training a character language model on a stream of text, with the Markov baselines beside it.
 
 The functions here are what `recipes.char_lm` calls and what the tests call
 directly; none of them parses a command line.
@@ -9,23 +9,20 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from zoo import config as config_lib
-from zoo import distribute
-from zoo import training
+from zoo import distribute, registry, training
+from zoo.char_lm import baselines
 from zoo.char_lm import data as data_lib
-from zoo.char_lm import markov
 from zoo.char_lm import model as model_lib
-from zoo.export import export_saved_model
+from zoo.errors import UserError
 from zoo.files import atomic_write_json, read_json
 
 VOCABULARY_FILE = "vocabulary.json"
 SOURCE_FILE = "data.json"
 METRICS_FILE = "metrics.json"
 CURVE_FILE = "curve.json"
-EXPORT_DIR = "export"
 
 
 class EpochCurve(keras.callbacks.Callback):
@@ -81,23 +78,6 @@ def stream_data(corpus, config):
     return data_lib.to_dataset(*training_batches), data_lib.to_dataset(*validation_batches)
 
 
-def baseline_table(corpus, config):
-    """Markov baselines on exactly the validation characters the model is scored on."""
-    positions = data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len)
-    # Histories reach back into the training text, as they would in the running text.
-    joined = np.concatenate([corpus.training_ids, corpus.validation_ids])
-    return markov.markov_table(
-        corpus.training_ids, joined, positions + len(corpus.training_ids), config.markov_orders, corpus.vocabulary.size
-    )
-
-
-def tensorboard_available():
-    """Whether the `tensorboard` package (needed for TensorBoard logs) is installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
-
-
 def train_and_evaluate(
     config, workdir, *, source=None, resume=False, strategy=None, verbose="auto", is_chief=True, tensorboard=None
 ):
@@ -108,13 +88,13 @@ def train_and_evaluate(
     `workdir/metrics.json`).
     """
     if tensorboard is None:
-        tensorboard = tensorboard_available()
+        tensorboard = training.tensorboard_available()
     source = source or data_lib.TextSource()
     config.validate()
     if resume and os.path.exists(os.path.join(workdir, SOURCE_FILE)):
         saved_source = data_lib.TextSource.read(os.path.join(workdir, SOURCE_FILE))
         if saved_source != source:
-            raise ValueError(
+            raise UserError(
                 f"Cannot resume in {workdir!r} with a different corpus ({source.description}); "
                 f"the run used {saved_source.description}."
             )
@@ -133,7 +113,7 @@ def train_and_evaluate(
     with strategy.scope():
         # Each replica runs its own block of streams, so the stateful
         # layers hold that replica's rows only.
-        model = model_lib.build_model(config, vocabulary_size=corpus.vocabulary.size, batch_size=rows)
+        model = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=corpus.vocabulary.size, batch_size=rows)
         model_lib.compile_model(model, config)
     curve = EpochCurve(os.path.join(workdir, CURVE_FILE), write=is_chief)
     result = training.fit(
@@ -148,7 +128,7 @@ def train_and_evaluate(
         tensorboard=tensorboard,
         distribute_data=lambda dataset: distribute.distribute_row_streams(strategy, dataset, config.batch_size),
     )
-    baselines = baseline_table(corpus, config)
+    markov_rows = baselines.baseline_table(corpus, config)
     rows = curve.rows
     best = min(rows, key=lambda row: row.get("val_nats_per_char", math.inf)) if rows else {}
     metrics = {
@@ -170,7 +150,7 @@ def train_and_evaluate(
         "epochs_completed": sum(not row["stopped_mid_epoch"] for row in rows),
         "final": rows[-1] if rows else {},
         "best": best,
-        "markov": baselines,
+        "markov": markov_rows,
         "config": config_lib.to_dict(config),
     }
     if is_chief:
@@ -178,170 +158,4 @@ def train_and_evaluate(
     return metrics
 
 
-def results_table(metrics):
-    """The recurrent model and the Markov baselines, one line each, best first."""
-    rows = [(f"markov order {row['order']} (KN)", row["nats_per_char"]) for row in metrics["markov"]]
-    best = metrics.get("best") or {}
-    if "val_nats_per_char" in best:
-        cell = metrics["config"]["cell"]
-        rows.append(
-            (
-                f"{cell} {metrics['config']['num_layers']}x{metrics['config']['units']} (epoch {best['epoch']})",
-                best["val_nats_per_char"],
-            )
-        )
-    rows.sort(key=lambda row: row[1])
-    lines = [f"{'model':<34} {'nats/char':>9} {'bits/char':>9} {'perplexity':>10}"]
-    for name, nats in rows:
-        lines.append(f"{name:<34} {nats:>9.4f} {nats / math.log(2):>9.4f} {math.exp(nats):>10.3f}")
-    return "\n".join(lines)
-
-
-def verdict(metrics):
-    """One line: does the recurrent model beat the best Markov baseline, and by how much."""
-    best_markov = min(metrics["markov"], key=lambda row: row["nats_per_char"])
-    model_nats = (metrics.get("best") or {}).get("val_nats_per_char")
-    if model_nats is None:
-        return "no validation number yet: the model has not finished an epoch"
-    margin = best_markov["nats_per_char"] - model_nats
-    relation = "beats" if margin > 0 else "does NOT beat"
-    return (
-        f"{metrics['config']['cell']} {relation} the best Markov baseline (order {best_markov['order']}, "
-        f"{best_markov['nats_per_char']:.4f}) by {margin:+.4f} nats/char"
-    )
-
-
 # ----------------------------------------------------------------------------- loading a run
-
-
-def checkpoint_path(workdir, which="best"):
-    if which not in ("best", "last"):
-        raise ValueError(f"Received an invalid value for `checkpoint`: {which!r}; expected 'best' or 'last'.")
-    path = os.path.join(workdir, training.CHECKPOINT_DIR, f"{which}.keras")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No checkpoint at {path!r}; train a model in this work directory first.")
-    return path
-
-
-def load_run(workdir, which="best"):
-    """(config, vocabulary, model) of a trained run in `workdir`."""
-    config = config_lib.load(model_lib.CharLMConfig, os.path.join(workdir, "config.json"))
-    vocabulary = data_lib.Vocabulary.read(os.path.join(workdir, VOCABULARY_FILE))
-    model = keras.saving.load_model(checkpoint_path(workdir, which), safe_mode=True)
-    return config, vocabulary, model
-
-
-def evaluate(workdir, *, which="best", source=None):
-    """Stream-evaluate a checkpoint on the validation part of its corpus."""
-    config, vocabulary, model = load_run(workdir, which)
-    if model.input_shape[0] != config.batch_size:
-        # Trained under a distribution strategy, the checkpoint's stateful
-        # layers hold one replica's rows; score all streams at once.
-        trained = model
-        model = model_lib.build_model(config, vocabulary_size=vocabulary.size)
-        model_lib.compile_model(model, config)
-        model.set_weights(trained.get_weights())
-    if source is None:
-        source_path = os.path.join(workdir, SOURCE_FILE)
-        source = data_lib.TextSource.read(source_path) if os.path.exists(source_path) else data_lib.TextSource()
-    corpus = load_corpus(source, config, vocabulary)
-    _, validation_data = stream_data(corpus, config)
-    model_lib.reset_stream_states(model)
-    results = model.evaluate(validation_data, verbose=0, return_dict=True)
-    nats = float(results["loss"])
-    return {
-        "corpus": source.description,
-        "checkpoint": which,
-        "nats_per_char": nats,
-        "bits_per_char": model_lib.bits_from_nats(nats),
-        "perplexity": math.exp(nats),
-        "characters_scored": int(
-            len(data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len))
-        ),
-    }
-
-
-def sample(workdir, *, prompt, length, temperature=1.0, top_k=0, seed=0, which="best"):
-    """Generate `length` characters after `prompt`; returns (text, characters_per_second)."""
-    if not isinstance(prompt, str) or not prompt:
-        raise ValueError(f"Received an invalid value for `prompt`: {prompt!r}; expected a non-empty string.")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise ValueError(f"Received an invalid value for `length`: {length!r}; expected a non-negative integer.")
-    if not temperature >= 0:
-        raise ValueError(f"Received an invalid value for `temperature`: {temperature!r}; expected >= 0 (0 is greedy).")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"Received an invalid value for `top_k`: {top_k!r}; expected a non-negative integer (0: all).")
-    _, vocabulary, model = load_run(workdir, which)
-    stepper = model_lib.CharacterStepper(model)
-    generate = tf.function(stepper.generate)
-    prompt_ids = vocabulary.encode(prompt)
-    generate(prompt_ids, 1, temperature, seed, top_k)  # trace once, so the timing is generation only
-    started = time.perf_counter()
-    ids = generate(prompt_ids, length, temperature, seed, top_k).numpy()
-    seconds = time.perf_counter() - started
-    return vocabulary.decode(ids), (length / seconds if seconds > 0 else math.inf)
-
-
-class CharLMExport(tf.Module):
-    """What the SavedModel holds: weights, the vocabulary table, two signatures."""
-
-    def __init__(self, model, vocabulary):
-        super().__init__()
-        self.stepper = model_lib.CharacterStepper(model)
-        self.tokens = tf.constant(vocabulary.tokens)
-        self.table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(vocabulary.characters, tf.string),
-                tf.range(1, vocabulary.size, dtype=tf.int64),
-            ),
-            default_value=data_lib.OOV_ID,
-        )
-
-    def _ids(self, prompt):
-        characters = tf.strings.unicode_split(prompt, "UTF-8")
-        return tf.cast(self.table.lookup(characters), tf.int32)
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([], tf.string, name="prompt"),
-            tf.TensorSpec([], tf.int32, name="length"),
-            tf.TensorSpec([], tf.float32, name="temperature"),
-            tf.TensorSpec([], tf.int32, name="seed"),
-        ]
-    )
-    def generate(self, prompt, length, temperature, seed):
-        ids = self.stepper.generate(self._ids(prompt), length, temperature, seed)
-        return {"text": tf.strings.reduce_join(tf.gather(self.tokens, ids))}
-
-    @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="prompt")])
-    def next_char_log_probs(self, prompt):
-        return {"characters": self.tokens, "log_probs": self.stepper.next_log_probs(self._ids(prompt))}
-
-
-def export(workdir, *, path=None, which="best"):
-    """Write a SavedModel with `generate` and `next_char_log_probs` signatures."""
-    _, vocabulary, model = load_run(workdir, which)
-    module = CharLMExport(model, vocabulary)
-    path = path or os.path.join(workdir, EXPORT_DIR)
-    probe = vocabulary.characters[0]
-
-    def verify(loaded):
-        expected = module.next_char_log_probs(tf.constant(probe))["log_probs"].numpy()
-        got = loaded.signatures["next_char_log_probs"](prompt=tf.constant(probe))["log_probs"].numpy()
-        if not np.allclose(expected, got, atol=1e-5):
-            raise RuntimeError("The exported next_char_log_probs disagrees with the trained model.")
-        text = loaded.signatures["generate"](
-            prompt=tf.constant(probe), length=tf.constant(5), temperature=tf.constant(1.0), seed=tf.constant(0)
-        )["text"].numpy().decode("utf-8")
-        if len(text) != 5:
-            raise RuntimeError(f"The exported generate returned {len(text)} characters; expected 5.")
-
-    return export_saved_model(
-        module,
-        path,
-        signatures={
-            "generate": module.generate.get_concrete_function(),
-            "next_char_log_probs": module.next_char_log_probs.get_concrete_function(),
-        },
-        verify=verify,
-    )

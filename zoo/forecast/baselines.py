@@ -10,6 +10,9 @@ exponential-smoothing reference (needs statsmodels).
 
 import numpy as np
 
+from zoo.config import require_int
+from zoo.errors import UserError
+
 
 def last_value_forecast(target, origins, horizon):
     """y_hat[t+h] = y[t] for every h."""
@@ -22,7 +25,7 @@ def seasonal_naive_forecast(target, origins, horizon, period):
     lags = period * np.ceil(steps / period).astype(np.int64)
     indices = origins[:, None] + steps[None, :] - lags[None, :]
     if indices.min() < 0:
-        raise ValueError(
+        raise UserError(
             f"Seasonal naive needs {period} steps of history before each origin; the earliest origin is "
             f"{int(origins.min())}."
         )
@@ -34,12 +37,12 @@ def seasonal_naive_scale(training_target, period):
     training part: the MASE denominator of Hyndman & Koehler (2006),
     mean_{t>m} |y_t - y_{t-m}| (m = 1 without seasonality)."""
     if len(training_target) <= period:
-        raise ValueError(
+        raise UserError(
             f"The training part has {len(training_target)} steps; the MASE scale needs more than period={period}."
         )
     scale = float(np.mean(np.abs(training_target[period:] - training_target[:-period])))
     if scale == 0.0:
-        raise ValueError("The training part repeats itself exactly every period, so MASE is undefined (scale 0).")
+        raise UserError("The training part repeats itself exactly every period, so MASE is undefined (scale 0).")
     return scale
 
 
@@ -104,9 +107,7 @@ class LinearAutoregression:
     """
 
     def __init__(self, order):
-        if isinstance(order, bool) or not isinstance(order, int) or order <= 0:
-            raise ValueError(f"Received an invalid value for argument `order`, expected a positive integer, got {order!r}.")
-        self.order = order
+        self.order = require_int("order", order)
         self.coefficients = None  # (order,) for y[t-order+1] .. y[t], oldest first
         self.intercept = None
 
@@ -151,7 +152,7 @@ def holt_winters_forecasts(target, train_end, origins, horizon, period, trend="a
     try:
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
     except ImportError:
-        raise ValueError("The Holt-Winters reference needs statsmodels: `pip install statsmodels`.") from None
+        raise UserError("The Holt-Winters reference needs statsmodels: `pip install statsmodels`.") from None
     if trend not in ("additive", "damped", "none"):
         raise ValueError(f"Received an invalid value for `trend`: {trend!r}; expected additive, damped or none.")
     seasonal = period > 1
@@ -247,7 +248,7 @@ def harmonic_arima_forecasts(target, train_end, origins, horizon, period, harmon
     try:
         from statsmodels.tsa.statespace.sarimax import SARIMAX
     except ImportError:
-        raise ValueError("The harmonic ARIMA reference needs statsmodels: `pip install statsmodels`.") from None
+        raise UserError("The harmonic ARIMA reference needs statsmodels: `pip install statsmodels`.") from None
     import warnings
 
     target = np.asarray(target, dtype=np.float64)

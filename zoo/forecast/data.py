@@ -12,88 +12,16 @@ import dataclasses
 import datetime
 import math
 import os
-from typing import Literal, Optional
 
 import numpy as np
+import tensorflow as tf
 
-EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
-CLASSICAL_MODELS = ("holt_winters", "harmonic_arima")
+from zoo.errors import UserError, UserFileNotFoundError
+from zoo.files import unreadable
+from zoo.forecast import baselines
+from zoo.forecast.config import EMBEDDED_SERIES
+
 _MISSING_TEXT = {"", "na", "nan", "null", "none", "n/a", "-"}
-
-
-@dataclasses.dataclass
-class ForecastConfig:
-    """Everything that defines a forecasting run; saved as config.json."""
-
-    dataset: str = "co2"  # embedded series used when csv_path is empty: co2 (weekly), elnino (monthly), sunspots (yearly)
-    csv_path: str = ""  # CSV file with a header row; when set it replaces `dataset`
-    target: str = ""  # CSV column to forecast (required with csv_path)
-    time_column: str = ""  # optional CSV column of times (numbers or ISO dates), strictly increasing
-    input_columns: tuple[str, ...] = ()  # extra CSV columns the neural models read (multivariate input)
-    missing: Literal["interpolate", "refuse"] = "interpolate"  # interpolate: linear in time, counted; refuse: error
-    window: int = 104  # past steps each model reads
-    horizon: int = 26  # future steps forecast from each window
-    validation_fraction: float = 0.15  # share of the series (after training, before test) for early stopping
-    test_fraction: float = 0.15  # final share of the series, only used for the reported metrics
-    season_period: int = 0  # seasonal period in steps; 0 infers it from the training part; 1 means none
-    models: tuple[str, ...] = ("lstm",)  # neural models to train: conv, simple_rnn, lstm, gru, NAME-autoregressive
-    units: int = 64  # recurrent units (and convolution filters)
-    epochs: int = 60  # maximum epochs per model
-    patience: int = 12  # stop a model after this many epochs without a better validation loss
-    plateau_patience: int = 0  # halve the learning rate after this many epochs without a better validation loss; 0 never
-    batch_size: int = 32  # windows per training batch
-    learning_rate: float = 1e-3  # Adam learning rate
-    max_minutes: Optional[float] = 8.0  # wall-clock budget per model (none = unlimited)
-    classical_models: tuple[str, ...] = ("holt_winters", "harmonic_arima")  # statsmodels references to fit (may be empty)
-    classical_trend: Literal["additive", "damped", "none"] = "additive"  # Holt-Winters trend component
-    seed: int = 0  # seeds data shuffling and weight initialisation
-
-    def validate(self):
-        for name in ("window", "horizon", "units", "epochs", "patience", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
-        if isinstance(self.plateau_patience, bool) or not isinstance(self.plateau_patience, int) or self.plateau_patience < 0:
-            raise ValueError(
-                f"Received an invalid value for `plateau_patience`: {self.plateau_patience!r}; expected 0 (off) or a positive integer."
-            )
-        if self.season_period < 0:
-            raise ValueError(
-                f"Received an invalid value for `season_period`: {self.season_period}; "
-                "expected 0 (infer), 1 (no seasonality) or a period in steps."
-            )
-        for name in ("validation_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 0.5:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 0.5).")
-        if not self.learning_rate > 0:
-            raise ValueError(f"Received an invalid value for `learning_rate`: {self.learning_rate!r}; expected > 0.")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected > 0 or none.")
-        if self.csv_path and not self.target:
-            raise ValueError("Received `csv_path` without `target`; name the column to forecast (--target COLUMN).")
-        if not self.csv_path:
-            if self.dataset not in EMBEDDED_SERIES:
-                raise ValueError(
-                    f"Received an invalid value for `dataset`: {self.dataset!r}; expected one of "
-                    f"{list(EMBEDDED_SERIES)}, or a CSV file via csv_path (--csv PATH --target COLUMN)."
-                )
-            if self.input_columns:
-                raise ValueError("`input_columns` needs a CSV file (--csv); the embedded series have one column.")
-        unknown = [name for name in self.classical_models if name not in CLASSICAL_MODELS]
-        if unknown:
-            raise ValueError(
-                f"Received unknown `classical_models` {unknown}; expected names from {list(CLASSICAL_MODELS)} (or none)."
-            )
-        from zoo.forecast.models import NEURAL_MODELS
-
-        unknown = [name for name in self.models if name not in NEURAL_MODELS]
-        if unknown:
-            raise ValueError(f"Received unknown `models` {unknown}; expected names from {list(NEURAL_MODELS)}.")
-
-    @property
-    def features(self):
-        return 1 + len(self.input_columns)
 
 
 @dataclasses.dataclass
@@ -128,16 +56,16 @@ def fill_missing(values, times, policy, columns):
     if policy == "refuse":
         if missing.any():
             row, column = np.argwhere(missing)[0]
-            raise ValueError(
+            raise UserError(
                 f"The series has {int(missing.sum())} missing values (first: column {columns[column]!r}, row {row}) "
                 "and `missing=refuse`; use `--set missing=interpolate` to fill them linearly in time."
             )
         return values, times, {name: 0 for name in columns}, 0
     if policy != "interpolate":
-        raise ValueError(f"Received an invalid value for `missing`: {policy!r}; expected 'interpolate' or 'refuse'.")
+        raise UserError(f"Received an invalid value for `missing`: {policy!r}; expected 'interpolate' or 'refuse'.")
     complete_rows = np.flatnonzero(~missing.any(axis=1))
     if complete_rows.size == 0:
-        raise ValueError("Every row of the series has a missing value; nothing to interpolate from.")
+        raise UserError("Every row of the series has a missing value; nothing to interpolate from.")
     first, last = complete_rows[0], complete_rows[-1]
     # Leading/trailing rows may still have some columns observed; for each column only
     # values strictly between its first and last observation are interpolated.
@@ -161,12 +89,12 @@ def _parse_number(text, column, line):
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"Column {column!r} has a non-numeric value {text!r} on line {line}; expected a number "
             "(or an empty cell / NA for a missing value)."
         ) from None
     if math.isinf(value):
-        raise ValueError(f"Column {column!r} has an infinite value on line {line}; expected a finite number.")
+        raise UserError(f"Column {column!r} has an infinite value on line {line}; expected a finite number.")
     return value
 
 
@@ -179,12 +107,34 @@ def _parse_time(text, column, line):
     try:
         moment = datetime.datetime.fromisoformat(stripped)
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"Time column {column!r} has {text!r} on line {line}; expected a number or an ISO date such as 2001-12-29."
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp() / 86400.0
+
+
+def _read_csv_columns(path, columns, time_column, input_columns):
+    """The values of `columns` and the parsed times of every row of the CSV file `path`."""
+    target = columns[0]
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for name, flag in [(name, "--inputs") for name in input_columns] + [(target, "--target")] + (
+            [(time_column, "--time-column")] if time_column else []
+        ):
+            if name not in header:
+                raise UserError(f"Column {name!r} (from {flag}) is not in {path!r}; its columns are {header}.")
+        rows, times = [], []
+        for line, record in enumerate(reader, start=2):
+            rows.append([_parse_number(record[name] or "", name, line) for name in columns])
+            if time_column:
+                cell = record[time_column] or ""
+                if not cell.strip():
+                    raise UserError(f"Time column {time_column!r} is empty on line {line}; every row needs a time.")
+                times.append(_parse_time(cell, time_column, line))
+    return rows, times
 
 
 def load_csv(path, target, time_column="", input_columns=()):
@@ -194,33 +144,21 @@ def load_csv(path, target, time_column="", input_columns=()):
     rows are taken as equally spaced in file order.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No CSV file at {path!r} (from --csv).")
+        raise UserFileNotFoundError(f"No CSV file at {path!r} (from --csv).")
     columns = (target, *input_columns)
     if len(set(columns)) != len(columns):
-        raise ValueError(f"Received repeated columns {list(columns)} in --target/--inputs; expected distinct names.")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for name, flag in [(name, "--inputs") for name in input_columns] + [(target, "--target")] + (
-            [(time_column, "--time-column")] if time_column else []
-        ):
-            if name not in header:
-                raise ValueError(f"Column {name!r} (from {flag}) is not in {path!r}; its columns are {header}.")
-        rows, times = [], []
-        for line, record in enumerate(reader, start=2):
-            rows.append([_parse_number(record[name] or "", name, line) for name in columns])
-            if time_column:
-                cell = record[time_column] or ""
-                if not cell.strip():
-                    raise ValueError(f"Time column {time_column!r} is empty on line {line}; every row needs a time.")
-                times.append(_parse_time(cell, time_column, line))
+        raise UserError(f"Received repeated columns {list(columns)} in --target/--inputs; expected distinct names.")
+    try:
+        rows, times = _read_csv_columns(path, columns, time_column, input_columns)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise unreadable(path, error, kind="CSV file", expected="a UTF-8 CSV file with a header row") from error
     if not rows:
-        raise ValueError(f"The CSV file {path!r} has a header but no rows.")
+        raise UserError(f"The CSV file {path!r} has a header but no rows.")
     values = np.asarray(rows, dtype=np.float64)
     times = np.asarray(times, dtype=np.float64) if time_column else np.arange(len(rows), dtype=np.float64)
     if time_column and np.any(np.diff(times) <= 0):
         line = int(np.flatnonzero(np.diff(times) <= 0)[0]) + 3
-        raise ValueError(
+        raise UserError(
             f"Time column {time_column!r} is not strictly increasing (line {line}); sort the file by time "
             "and remove duplicate times."
         )
@@ -232,7 +170,7 @@ def load_embedded(name):
     try:
         from statsmodels import datasets
     except ImportError:
-        raise ValueError(
+        raise UserError(
             f"The embedded series {name!r} comes from statsmodels, which is not installed; "
             "`pip install statsmodels`, or forecast your own file with --csv PATH --target COLUMN."
         ) from None
@@ -251,7 +189,7 @@ def load_embedded(name):
         frame = datasets.sunspots.load_pandas().data
         values = frame["SUNACTIVITY"].to_numpy(dtype=np.float64)[:, None]
         return "sunspots (yearly, 1700..2008)", ("sunspots",), values, frame["YEAR"].to_numpy(dtype=np.float64)
-    raise ValueError(f"Received an invalid value for `dataset`: {name!r}; expected one of {list(EMBEDDED_SERIES)}.")
+    raise UserError(f"Received an invalid value for `dataset`: {name!r}; expected one of {list(EMBEDDED_SERIES)}.")
 
 
 def load_series(config):
@@ -289,7 +227,7 @@ class Split:
         elif part == "test":
             first, end = self.validation_end - 1, self.length
         else:
-            raise ValueError(f"Received an invalid value for `part`: {part!r}; expected train, validation or test.")
+            raise UserError(f"Received an invalid value for `part`: {part!r}; expected train, validation or test.")
         first = max(first, window - 1)
         return np.arange(first, end - horizon, dtype=np.int64)
 
@@ -308,7 +246,7 @@ def chronological_split(length, validation_fraction, test_fraction, window, hori
     sizes = {"train": train, "validation": validation, "test": test}
     for part, need in needs.items():
         if sizes[part] < need:
-            raise ValueError(
+            raise UserError(
                 f"The series is too short: {length} steps give a {part} part of {sizes[part]} steps, but "
                 f"window={window} and horizon={horizon} need at least {need} there. Use a longer series, "
                 "a smaller window or horizon, or other validation_fraction/test_fraction."
@@ -340,7 +278,7 @@ class Normalizer:
         std = training_values.std(axis=0)
         constant = [columns[index] for index in np.flatnonzero(std <= 1e-12 * np.maximum(1.0, np.abs(mean)))]
         if constant:
-            raise ValueError(
+            raise UserError(
                 f"Column(s) {constant} are constant over the training part; a constant series has nothing "
                 "to forecast (and cannot be normalised). Check the column or drop it from --inputs."
             )
@@ -351,3 +289,56 @@ class Normalizer:
 
     def denormalize_target(self, values):
         return values * self.std[0] + self.mean[0]
+
+
+# ----------------------------------------------------------------------------- prepared series and tf.data
+
+
+@dataclasses.dataclass
+class PreparedSeries:
+    """A loaded series with its split, training-part statistics and period."""
+
+    series: object
+    split: object
+    normalizer: Normalizer
+    normalized: np.ndarray  # (time, features), normalised with training-part statistics
+    season_period: int
+    season_period_inferred: bool
+    mase_scale: float
+
+
+def prepare(config, series=None):
+    """Load (unless `series` is given), split, normalise and find the period.
+
+    Every statistic (mean, std, seasonal period, MASE scale) comes from the
+    training part only.
+    """
+    series = load_series(config) if series is None else series
+    split = chronological_split(
+        len(series.values), config.validation_fraction, config.test_fraction, config.window, config.horizon
+    )
+    training_values = series.values[: split.train_end]
+    normalizer = Normalizer.fit(training_values, series.columns)
+    inferred = config.season_period == 0
+    period = baselines.infer_season_period(training_values[:, 0]) if inferred else config.season_period
+    if period >= split.train_end // 2:
+        raise UserError(
+            f"Received `season_period={period}`, but the training part has only {split.train_end} steps; "
+            "it needs at least two seasons."
+        )
+    return PreparedSeries(
+        series=series,
+        split=split,
+        normalizer=normalizer,
+        normalized=normalizer.normalize(series.values).astype(np.float32),
+        season_period=period,
+        season_period_inferred=inferred,
+        mase_scale=baselines.seasonal_naive_scale(training_values[:, 0], period),
+    )
+
+
+def windows_dataset(inputs, targets, batch_size, shuffle_seed=None):
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(inputs), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,10 +1,10 @@
-"""Sentiment (text) classification: data, recurrent models, baseline, metrics, export.
+"""Sentiment (text) classification: config, data, baseline, recurrent models, training, evaluation, export.
 
 Importing this package registers the model builders `sentiment/rnn`,
 `sentiment/lstm` and `sentiment/gru` (see `zoo.registry`).
 """
 
-from zoo.sentiment.baseline import build_baseline
+from zoo.sentiment.baselines import build_baseline
 from zoo.sentiment.config import SentimentConfig
 from zoo.sentiment.data import (
     TextDataset,
@@ -16,17 +16,23 @@ from zoo.sentiment.data import (
     stratified_folds,
     stratified_split,
 )
-from zoo.sentiment.experiment import (
-    cross_validate,
+from zoo.sentiment.evaluate import (
+    classification_metrics,
+    confusion_matrix,
     format_table,
     load_trained_model,
+    macro_f1,
     predict_probabilities,
-    train_and_evaluate,
-    train_test_split_run,
+    roc_auc,
 )
 from zoo.sentiment.export import export_text_classifier
-from zoo.sentiment.metrics import classification_metrics, confusion_matrix, macro_f1, roc_auc
-from zoo.sentiment.model import AdversarialTextClassifier, MaskedGlobalMaxPooling1D, TruncateTokens, build_model
+from zoo.sentiment.model import (
+    AdversarialTextClassifier,
+    MaskedGlobalMaxPooling1D,
+    TruncateTokens,
+    build_model,
+)
+from zoo.sentiment.train import cross_validate, train_and_evaluate, train_test_split_run
 
 __all__ = [
     "SentimentConfig", "TextDataset", "load_class_files", "load_table", "load_tfds", "make_dataset",

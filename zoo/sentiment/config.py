@@ -3,7 +3,10 @@
 import dataclasses
 from typing import Literal, Optional
 
-CELLS = ("rnn", "lstm", "gru")
+from zoo import cells
+from zoo.config import require_choice, require_int
+from zoo.errors import UserError
+
 MONITORS = ("val_loss", "val_accuracy")
 MEMBER_VALIDATION = ("shared", "disjoint")
 STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none")
@@ -12,7 +15,7 @@ STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "non
 @dataclasses.dataclass
 class SentimentConfig:
     # --- recurrent model -------------------------------------------------
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"  # recurrent cell, from `layers`
+    cell: str = "lstm"  # recurrent cell, from `layers`: rnn, lstm or gru (see zoo.cells)
     units: int = 64  # hidden units per direction and layer
     num_layers: int = 1  # stacked recurrent layers
     bidirectional: bool = True  # wrap each recurrent layer in keras.layers.Bidirectional
@@ -53,15 +56,14 @@ class SentimentConfig:
     seed: int = 0  # seeds splits, initialisation, dropout and shuffling
 
     def validate(self):
+        """Raise `UserError` naming the first field with an invalid value."""
         positive = ("units", "num_layers", "ensemble", "embedding_dim", "vocabulary_size", "max_length", "epochs",
                     "patience", "batch_size", "baseline_ngrams", "baseline_vocabulary_size", "baseline_epochs",
                     "baseline_ensemble")
         for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a positive integer.")
+            require_int(name, getattr(self, name))
         if self.vocabulary_size < 3:
-            raise ValueError(
+            raise UserError(
                 f"Received an invalid value for `vocabulary_size`: {self.vocabulary_size}; expected at least 3 "
                 "(padding, out-of-vocabulary and one word)."
             )
@@ -69,41 +71,34 @@ class SentimentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 meaning = " (a fraction of each text's embedding norm)" if name == "adversarial" else ""
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1){meaning}.")
+                raise UserError(f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1){meaning}.")
         for name in ("validation_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
-                raise ValueError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 1).")
+                raise UserError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 1).")
         for name in ("learning_rate", "baseline_learning_rate"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number.")
+                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number.")
         for name in ("clip_norm", "baseline_l2"):
             if getattr(self, name) < 0:
-                raise ValueError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0.")
+                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0.")
         if self.ngram_learning_rate is not None and not self.ngram_learning_rate > 0:
-            raise ValueError(f"Received an invalid value for `ngram_learning_rate`: {self.ngram_learning_rate!r}; expected a "
-                             "positive number or none.")
+            raise UserError(f"Received an invalid value for `ngram_learning_rate`: {self.ngram_learning_rate!r}; expected a "
+                            "positive number or none.")
         if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none.")
-        if self.cell not in CELLS:
-            raise ValueError(f"Received an invalid value for `cell`: {self.cell!r}; expected one of {list(CELLS)}.")
-        if self.monitor not in MONITORS:
-            raise ValueError(f"Received an invalid value for `monitor`: {self.monitor!r}; expected one of {list(MONITORS)}.")
-        if self.member_validation not in MEMBER_VALIDATION:
-            raise ValueError(f"Received an invalid value for `member_validation`: {self.member_validation!r}; expected one "
-                             f"of {list(MEMBER_VALIDATION)}.")
+            raise UserError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none.")
+        cells.canonical(self.cell)
+        require_choice("monitor", self.monitor, MONITORS)
+        require_choice("member_validation", self.member_validation, MEMBER_VALIDATION)
         for name in ("ensemble", "baseline_ensemble"):
             count = getattr(self, name)
             if self.member_validation == "disjoint" and count * self.validation_fraction >= 1:
-                raise ValueError(
+                raise UserError(
                     f"Received `member_validation='disjoint'` with `{name}={count}` and `validation_fraction="
                     f"{self.validation_fraction}`: {count} disjoint validation slices would hold out everything; "
                     f"expected `{name} * validation_fraction` below 1."
                 )
-        if self.standardize not in STANDARDIZE:
-            raise ValueError(
-                f"Received an invalid value for `standardize`: {self.standardize!r}; expected one of {list(STANDARDIZE)}."
-            )
+        require_choice("standardize", self.standardize, STANDARDIZE)
 
     @property
     def single_model_name(self):

@@ -22,7 +22,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from zoo.files import read_text
+from zoo.config import require_int
+from zoo.errors import UserError, UserFileNotFoundError
+from zoo.files import read_text, unreadable
 
 TABLE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -54,7 +56,7 @@ class TextDataset:
         """Raise unless at least `minimum` classes have examples (training needs two)."""
         present = [name for name, count in self.class_counts().items() if count]
         if len(present) < minimum:
-            raise ValueError(
+            raise UserError(
                 f"The data from {self.source or 'the given source'} has examples of only {len(present)} class(es) "
                 f"({', '.join(present) or 'none'}); expected at least {minimum} to train a classifier."
             )
@@ -62,7 +64,7 @@ class TextDataset:
 
 # ----------------------------------------------------------------- decoding
 def read_text_file(path, encoding="utf-8"):
-    """The contents of `path` decoded strictly; undecodable bytes are a ValueError naming the offset."""
+    """The contents of `path` decoded strictly; undecodable bytes are a `UserError` naming the offset."""
     return read_text(
         path, encoding, expected="labelled examples",
         fix_hint="If the file uses another encoding, pass it with --encoding (for example --encoding cp1252 "
@@ -86,11 +88,11 @@ def _index_labels(raw_labels, class_names, source, positions):
     else:
         class_names = tuple(str(name) for name in class_names)
         if len(set(class_names)) != len(class_names):
-            raise ValueError(f"Received duplicate class names in `labels`: {list(class_names)}.")
+            raise UserError(f"Received duplicate class names in `labels`: {list(class_names)}.")
         known = set(class_names)
         for raw, position in zip(raw_labels, positions):
             if raw not in known:
-                raise ValueError(
+                raise UserError(
                     f"Unknown label value {raw!r} at {position} of {source}; expected one of {list(class_names)} "
                     "(the --labels given, or the classes the model was trained on)."
                 )
@@ -110,11 +112,11 @@ def _label_text(value):
 def table_format(path, file_format=None):
     if file_format:
         if file_format not in ("csv", "tsv", "jsonl"):
-            raise ValueError(f"Received an invalid `format` {file_format!r}; expected csv, tsv or jsonl.")
+            raise UserError(f"Received an invalid `format` {file_format!r}; expected csv, tsv or jsonl.")
         return file_format
     extension = os.path.splitext(path)[1].lower()
     if extension not in TABLE_FORMATS:
-        raise ValueError(
+        raise UserError(
             f"Cannot tell the format of {path!r} from its extension {extension!r}; expected one of "
             f"{sorted(TABLE_FORMATS)} or an explicit --format csv|tsv|jsonl."
         )
@@ -130,9 +132,9 @@ def _table_rows(path, text, file_format):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"Line {line_number} of {path!r} is not valid JSON: {error.msg}.") from None
+                raise UserError(f"Line {line_number} of {path!r} is not valid JSON: {error.msg}.") from None
             if not isinstance(row, dict):
-                raise ValueError(
+                raise UserError(
                     f"Line {line_number} of {path!r} holds a JSON {type(row).__name__}; expected an object "
                     "with a text field and a label field."
                 )
@@ -147,7 +149,7 @@ def _table_rows(path, text, file_format):
         surplus = row.pop(None, [])
         if surplus or any(value is None for value in row.values()):
             fields = sum(value is not None for value in row.values()) + len(surplus)
-            raise ValueError(
+            raise UserError(
                 f"Row at {position} of {path!r} has {fields} fields where the header has "
                 f"{len(columns)}; expected one value per column."
             )
@@ -168,23 +170,27 @@ def load_table(path, text_column="text", label_column="label", file_format=None,
     file_format = table_format(path, file_format)
     text = read_text_file(path, encoding)
     texts, raw_labels, positions = [], [], []
-    for position, row, columns in _table_rows(path, text, file_format):
+    try:
+        rows = list(_table_rows(path, text, file_format))
+    except csv.Error as error:
+        raise unreadable(path, error, kind=f"{file_format.upper()} file", expected="one example per row") from error
+    for position, row, columns in rows:
         for role, column in (("text", text_column), ("label", label_column)):
             if column not in row:
-                raise ValueError(
+                raise UserError(
                     f"The {role} column {column!r} is missing from {path!r} ({position}); available columns: "
                     f"{columns}. Choose one with --{role}-column."
                 )
         value, label = row[text_column], row[label_column]
         if not isinstance(value, str):
-            raise ValueError(f"The text at {position} of {path!r} is a {type(value).__name__} ({value!r}); expected a string.")
+            raise UserError(f"The text at {position} of {path!r} is a {type(value).__name__} ({value!r}); expected a string.")
         if label is None or _label_text(label) == "":
-            raise ValueError(f"The label at {position} of {path!r} is empty; expected a class label.")
+            raise UserError(f"The label at {position} of {path!r} is empty; expected a class label.")
         texts.append(value)
         raw_labels.append(_label_text(label))
         positions.append(position)
     if not texts:
-        raise ValueError(f"The file {path!r} has a header but no examples.")
+        raise UserError(f"The file {path!r} has a header but no examples.")
     labels, class_names = _index_labels(raw_labels, class_names, repr(path), positions)
     return TextDataset(tuple(texts), labels, class_names, source=path)
 
@@ -200,11 +206,11 @@ def load_class_files(files, encoding="utf-8", class_names=None):
     """
     files = list(files)
     if not files:
-        raise ValueError("Received no class files; expected --class-file NAME=PATH at least twice.")
+        raise UserError("Received no class files; expected --class-file NAME=PATH at least twice.")
     names = [name for name, _ in files]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise ValueError(f"Received more than one --class-file for the classes {duplicated}; expected one file per class.")
+        raise UserError(f"Received more than one --class-file for the classes {duplicated}; expected one file per class.")
     texts, raw_labels, positions = [], [], []
     for name, path in files:
         lines = [line.strip() for line in read_text_file(path, encoding).splitlines()]
@@ -230,7 +236,7 @@ def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train",
     except Exception as error:  # tfds raises several types for "not prepared" (AssertionError, DatasetNotFoundError)
         if download:
             raise
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"TensorFlow Datasets could not load {name!r} (split {split!r}) from data_dir={data_dir!r} without "
             f"downloading: {str(error).splitlines()[0] if str(error) else type(error).__name__}. "
             "Pass --download to fetch and prepare it (once), or --data-dir pointing at a prepared copy."
@@ -238,7 +244,7 @@ def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train",
     features = info.features
     for key in (text_key, label_key):
         if key not in features:
-            raise ValueError(f"The TFDS dataset {name!r} has no feature {key!r}; its features are {sorted(features.keys())}.")
+            raise UserError(f"The TFDS dataset {name!r} has no feature {key!r}; its features are {sorted(features.keys())}.")
     label_feature = features[label_key]
     names = getattr(label_feature, "names", None)
     texts, raw_labels = [], []
@@ -248,7 +254,7 @@ def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train",
         label = int(example[label_key])
         raw_labels.append(names[label] if names else str(label))
     if not texts:
-        raise ValueError(f"The TFDS split {name}[{split}] has no examples.")
+        raise UserError(f"The TFDS split {name}[{split}] has no examples.")
     positions = [f"example {index}" for index in range(len(texts))]
     labels, class_names = _index_labels(raw_labels, class_names or (tuple(names) if names else None),
                                         f"tfds {name}[{split}]", positions)
@@ -265,23 +271,22 @@ def stratified_split(labels, fraction, seed, part=0):
     a held-out example; every class must keep at least one example.
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"Received an invalid value for `fraction`: {fraction!r}; expected a number in (0, 1).")
-    if isinstance(part, bool) or not isinstance(part, (int, np.integer)) or part < 0:
-        raise ValueError(f"Received an invalid value for `part`: {part!r}; expected an integer >= 0.")
+        raise UserError(f"Received an invalid value for `fraction`: {fraction!r}; expected a number in (0, 1).")
+    require_int("part", part, minimum=0, expected="an integer >= 0")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     kept, held = [], []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         if len(members) < 2:
-            raise ValueError(
+            raise UserError(
                 f"Class index {int(label)} has {len(members)} example(s); a stratified split needs at least 2 per class."
             )
         rng.shuffle(members)
         count = min(max(1, int(round(len(members) * fraction))), len(members) - 1)
         start = part * count
         if start + count > len(members) - 1:
-            raise ValueError(
+            raise UserError(
                 f"Received `part={part}` with `fraction={fraction}`: class index {int(label)} has {len(members)} examples, "
                 f"too few for {part + 1} disjoint held-out slices of {count} that leave one example kept; expected "
                 f"`(part + 1) * fraction` below 1."
@@ -297,8 +302,7 @@ def stratified_folds(labels, folds, seed):
     Each class is shuffled and dealt round-robin over the folds, so every
     fold has the class ratios of the whole to within one example per class.
     """
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"Received an invalid value for `folds`: {folds!r}; expected an integer >= 2.")
+    require_int("folds", folds, minimum=2)
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     assignment = np.empty(len(labels), dtype=np.int64)
@@ -306,7 +310,7 @@ def stratified_folds(labels, folds, seed):
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         if len(members) < folds:
-            raise ValueError(
+            raise UserError(
                 f"Class index {int(label)} has {len(members)} example(s); {folds}-fold cross-validation needs at "
                 f"least {folds} per class."
             )

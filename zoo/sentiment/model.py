@@ -27,12 +27,12 @@ import keras
 from keras import ops
 from keras.src.losses.loss import unscale_loss_for_distribution
 
-import layers
-from zoo import registry
+from zoo import cells, registry
+from zoo.config import require_int
+from zoo.errors import UserError
 from zoo.sentiment.config import SentimentConfig
 
 PACKAGE = "rnnzoo_sentiment"
-RECURRENT_LAYERS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -47,9 +47,7 @@ class TruncateTokens(keras.layers.Layer):
 
     def __init__(self, max_length, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0:
-            raise ValueError(f"Received an invalid value for argument `max_length`, expected a positive integer, got {max_length!r}.")
-        self.max_length = max_length
+        self.max_length = require_int("max_length", max_length)
 
     def call(self, token_ids):
         token_ids = token_ids[:, : self.max_length]
@@ -300,8 +298,7 @@ def build_model(config, num_classes=2, training_texts=None):
             model's "vectorizer" layer must be adapted before training.
     """
     config.validate()
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"Received an invalid value for argument `num_classes`, expected an integer >= 2, got {num_classes!r}.")
+    require_int("num_classes", num_classes, minimum=2)
     texts = keras.Input(shape=(), dtype="string", name="texts")
     token_ids = make_vectorizer(config, training_texts)(texts)
     token_ids = TruncateTokens(config.max_length, name="truncate")(token_ids)
@@ -312,7 +309,7 @@ def build_model(config, num_classes=2, training_texts=None):
     if config.spatial_dropout:
         hidden = keras.layers.SpatialDropout1D(config.spatial_dropout, seed=config.seed, name="spatial_dropout")(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
-    recurrent_class = RECURRENT_LAYERS[config.cell]
+    recurrent_class = cells.layer_class(config.cell)
     for index in range(config.num_layers):
         last = index == config.num_layers - 1
         recurrent = recurrent_class(
@@ -350,8 +347,8 @@ def _ngram_logits(config, num_classes, training_texts, texts):
     in the baseline.
     """
     if config.baseline_output_mode == "tf_idf":
-        raise ValueError("Received `ngram_head=True` with `baseline_output_mode='tf_idf'`; the n-gram head needs sparse "
-                         "features, expected 'multi_hot' or 'count'.")
+        raise UserError("Received `ngram_head=True` with `baseline_output_mode='tf_idf'`; the n-gram head needs sparse "
+                        "features, expected 'multi_hot' or 'count'.")
     scale = (config.ngram_learning_rate or config.learning_rate) / config.learning_rate
     features = ngram_features(config, training_texts, texts)
     penalty = config.baseline_l2 * scale ** 2
@@ -385,7 +382,7 @@ def _builder_for(cell):
     return builder
 
 
-for _cell in RECURRENT_LAYERS:
+for _cell in cells.CELLS:
     registry.register(f"sentiment/{_cell}")(_builder_for(_cell))
 
 

@@ -23,6 +23,9 @@ import math
 
 import numpy as np
 
+from zoo.char_lm import data as data_lib
+from zoo.config import require_int
+
 # Ids are mapped to characters of a private-use block so n-grams are plain
 # substrings (fast dictionary keys), whatever characters the corpus holds.
 _ID_OFFSET = 0xF0000
@@ -65,8 +68,7 @@ class KneserNeyMarkov:
     """
 
     def __init__(self, training_ids, order, vocabulary_size):
-        if isinstance(order, bool) or not isinstance(order, int) or order < 0:
-            raise ValueError(f"Received an invalid value for `order`: {order!r}; expected a non-negative integer.")
+        require_int("order", order, minimum=0)
         if vocabulary_size < 1:
             raise ValueError(f"Received an invalid value for `vocabulary_size`: {vocabulary_size!r}; expected >= 1.")
         text = _encode(training_ids)
@@ -147,3 +149,13 @@ def markov_table(training_ids, evaluation_ids, positions, orders, vocabulary_siz
             }
         )
     return rows
+
+
+def baseline_table(corpus, config):
+    """Markov baselines on exactly the validation characters the model is scored on."""
+    positions = data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len)
+    # Histories reach back into the training text, as they would in the running text.
+    joined = np.concatenate([corpus.training_ids, corpus.validation_ids])
+    return markov_table(
+        corpus.training_ids, joined, positions + len(corpus.training_ids), config.markov_orders, corpus.vocabulary.size
+    )

@@ -1,6 +1,6 @@
 """The long-range memory study: its training runs, tables, plots and report.
 
-`run_study` trains every run of a `zoo.memory.StudyConfig` (the length
+`run_study` trains every run of a `zoo.memory.config.StudyConfig` (the length
 ladders on the adding problem and the copy task, the gradient-flow probes and
 the truncated-BPTT runs) and returns a JSON-ready metrics dict;
 `write_report` turns that dict into report.md and PNG plots. Nothing here
@@ -14,8 +14,14 @@ import time
 
 import numpy as np
 
-from zoo import distribute, memory
+from zoo import cells, distribute, training
 from zoo.files import atomic_path, atomic_write_json, atomic_write_text, read_json
+from zoo.memory.evaluate import (
+    input_gradient_reach,
+    reachable_distance,
+    untruncated_copy,
+)
+from zoo.memory.train import train_and_evaluate
 
 PLOT_FILES = {
     "ladder": "ladder.png",
@@ -23,10 +29,6 @@ PLOT_FILES = {
     "truncation": "truncation.png",
 }
 """File names of the plots in the work directory, by plot."""
-
-
-def _silent(_message):
-    pass
 
 
 # ---------------------------------------------------------------- the study
@@ -59,7 +61,7 @@ def _describe(result):
 
 
 def _truncation_inspector(distance):
-    """An `inspect` function for `memory.train_and_evaluate` in the truncated-BPTT runs.
+    """An `inspect` function for `train_and_evaluate` in the truncated-BPTT runs.
 
     It returns, for the trained layer, the input-gradient norm by distance from
     the last step, the largest distance where it is non-zero, its value at the
@@ -69,9 +71,9 @@ def _truncation_inspector(distance):
 
     def inspect(model, test_inputs, _targets):
         layer = model.get_layer("recurrent")
-        reach = memory.input_gradient_reach(layer, test_inputs[:16])
+        reach = input_gradient_reach(layer, test_inputs[:16])
         nonzero = [d for d, norm in enumerate(reach) if norm > 0.0]
-        forward = memory.input_gradient_reach(memory.untruncated_copy(layer, test_inputs.shape), test_inputs[:16])
+        forward = input_gradient_reach(untruncated_copy(layer, test_inputs.shape), test_inputs[:16])
         return {
             "input_gradient_by_distance": reach.tolist(),
             "measured_reach": max(nonzero) if nonzero else -1,
@@ -82,11 +84,11 @@ def _truncation_inspector(distance):
     return inspect
 
 
-def run_study(config, workdir, *, resume=False, strategy="default", log=_silent, on_progress=None):
+def run_study(config, workdir, *, resume=False, strategy="default", log=training.silent, on_progress=None):
     """Every training run of the study.
 
     Args:
-        config: A `zoo.memory.StudyConfig`.
+        config: A `zoo.memory.config.StudyConfig`.
         workdir: Directory whose runs/<name>/ receives each run's checkpoints
             and result.json.
         resume: Reuse the result.json of runs that finished earlier.
@@ -111,7 +113,7 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=_silent,
     def train(run_config, probe_size=0, inspect=None):
         def go(run_dir):
             with scope():
-                return memory.train_and_evaluate(
+                return train_and_evaluate(
                     run_config,
                     run_dir,
                     train_steps=config.train_steps,
@@ -154,7 +156,7 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=_silent,
     jobs = []
     for length in config.adding_lengths:
         for model in config.models:
-            probe = config.probe_size if model in memory.RECURRENT_LAYERS else 0
+            probe = config.probe_size if cells.is_cell(model) else 0
             jobs.append(("ladder", f"adding-T{length}-{model}", config.run_config("adding", model, length), probe, None))
     for model in config.truncation_models:
         for bptt_steps in (*sorted(set(config.truncation_bptt_steps)), None):
@@ -175,7 +177,7 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=_silent,
             ladder.append(result)
             log(f"{name}: {_describe(result)}")
         else:
-            result["expected_reach"] = memory.reachable_distance(run_config.length, run_config.bptt_steps)
+            result["expected_reach"] = reachable_distance(run_config.length, run_config.bptt_steps)
             truncation.append(result)
             log(f"{name}: {_describe(result)}; gradient reaches {result['measured_reach']} steps back "
                 f"(chunking predicts {result['expected_reach']})")

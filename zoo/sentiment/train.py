@@ -1,4 +1,4 @@
-"""Training and evaluating the sentiment models on a split or by cross-validation.
+"""Training the sentiment models on a split or by cross-validation (scoring them with `evaluate`).
 
 Everything a run writes goes under its work directory:
 
@@ -13,37 +13,21 @@ Functions report progress only through an optional `log` callable.
 """
 
 import dataclasses
-import importlib.util
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import training
+from zoo import registry, training
+from zoo.config import require_int
 from zoo.distribute import is_chief
 from zoo.files import atomic_write_json, read_json
-from zoo.sentiment.baseline import build_baseline
 from zoo.sentiment.data import make_dataset, stratified_folds, stratified_split
-from zoo.sentiment.metrics import classification_metrics
-from zoo.sentiment.model import build_ensemble, build_model, compile_model
+from zoo.sentiment.evaluate import BASELINE_NAME, MODEL_FILE, report_model, summarize
+from zoo.sentiment.model import build_ensemble, compile_model
 
-# TensorBoard event files need the tensorboard package; without it the
-# per-epoch history still goes to logs/history.csv.
-TENSORBOARD_INSTALLED = importlib.util.find_spec("tensorboard") is not None
-BASELINE_NAME = "baseline"
-MODEL_FILE = "model.keras"
 MEMBER_SUMMARY_FILE = "member.json"  # written when an ensemble member has finished training
-SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc")
-
-
-def _silent(message):
-    pass
-
-
-def predict_probabilities(model, dataset, batch_size=256):
-    """Class probabilities of `model` for every text of `dataset`, in order."""
-    return np.asarray(model.predict(make_dataset(dataset, batch_size, with_labels=False), verbose=0))
 
 
 def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
@@ -71,7 +55,8 @@ def fit_text_classifier(build, config, train, validation, workdir, *, epochs, le
         max_minutes=config.max_minutes,
         callbacks=callbacks,
         verbose=verbose,
-        tensorboard=TENSORBOARD_INSTALLED,
+        # Without the tensorboard package the per-epoch history still goes to logs/history.csv.
+        tensorboard=training.tensorboard_available(),
         monitor=monitor,
     )
     result["monitor"] = monitor
@@ -170,7 +155,7 @@ def _train_one_or_members(config, count, build, inner, validation, model_dir, tr
                           log=log)
 
 
-def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
+def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
                     splits=None):
     """Train the recurrent model of `config` (or its `ensemble` of seeded members) in `model_dir`.
 
@@ -188,42 +173,29 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     """
     train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
                          monitor=config.monitor, bucket_by_length=config.bucket_by_length)
-    return _train_one_or_members(config, config.ensemble,
-                                 lambda member_config, texts: build_model(member_config, num_classes, texts),
-                                 inner, validation, model_dir, train_options, splits=splits, name=config.model_name, log=log)
+
+    def build(member_config, texts):
+        return registry.build(f"sentiment/{member_config.cell}", member_config, num_classes, texts)
+
+    return _train_one_or_members(config, config.ensemble, build, inner, validation, model_dir, train_options,
+                                 splits=splits, name=config.model_name, log=log)
 
 
-def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=_silent,
+def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
                    splits=None):
     """Train the bag-of-n-grams baseline (or its `baseline_ensemble`) in `model_dir`, as `train_recurrent` does."""
     train_options = dict(epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
                          strategy=strategy, monitor="val_loss", bucket_by_length=False)
-    return _train_one_or_members(config, config.baseline_ensemble,
-                                 lambda member_config, texts: build_baseline(member_config, num_classes, texts),
-                                 inner, validation, model_dir, train_options, splits=splits, name=config.baseline_name,
-                                 log=log)
 
+    def build(member_config, texts):
+        return registry.build("sentiment/baseline", member_config, num_classes, texts)
 
-def _report_model(report, name, model, summary, members, single_name, test, log):
-    """Score `model` on `test` into `report["models"][name]`; for an ensemble, also every member alone.
-
-    Member 1 of an ensemble is exactly the single model of its config (same
-    seed, same split), so its figures are also reported as `single_name`.
-    """
-    if len(members) > 1:
-        member_metrics = [classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
-                          for member in members]
-        summary["member_accuracies"] = [entry["accuracy"] for entry in member_metrics]
-        report["models"][single_name] = {**member_metrics[0], "ensemble_member": 1,
-                                         "parameters": int(members[0].count_params())}
-        log(f"{single_name} (member 1 alone): test accuracy {member_metrics[0]['accuracy']:.4f}")
-    metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
-    report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
-    log(f"{name}: test accuracy {metrics['accuracy']:.4f}")
+    return _train_one_or_members(config, config.baseline_ensemble, build, inner, validation, model_dir, train_options,
+                                 splits=splits, name=config.baseline_name, log=log)
 
 
 def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
-                       strategy=None, log=_silent, nested=False):
+                       strategy=None, log=training.silent, nested=False):
     """Train the recurrent model(s) and the baseline on `train`; score them on `test`.
 
     An inner stratified split of `train` (`config.validation_fraction`)
@@ -253,7 +225,7 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         splits = member_splits(model_config, train) if model_config.ensemble > 1 else None
         model, summary, members = train_recurrent(model_config, num_classes, inner, validation, model_dir,
                                                   verbose=verbose, strategy=strategy, log=log, splits=splits)
-        _report_model(report, name, model, summary, members, model_config.single_model_name, test, log)
+        report_model(report, name, model, summary, members, model_config.single_model_name, test, log)
     if include_baseline:
         baseline_dir = os.path.join(workdir, BASELINE_NAME)
         name = config.baseline_name
@@ -261,7 +233,7 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         splits = member_splits(config, train, config.baseline_ensemble) if config.baseline_ensemble > 1 else None
         model, summary, members = train_baseline(config, num_classes, inner, validation, baseline_dir, verbose=verbose,
                                                  strategy=strategy, log=log, splits=splits)
-        _report_model(report, name, model, summary, members, BASELINE_NAME, test, log)
+        report_model(report, name, model, summary, members, BASELINE_NAME, test, log)
     return report
 
 
@@ -274,34 +246,7 @@ def train_test_split_run(config, dataset, workdir, **kwargs):
     return report
 
 
-def summarize(fold_reports):
-    """Mean and sample standard deviation of each metric over folds, per model."""
-    names = []
-    for fold_report in fold_reports:
-        names += [name for name in fold_report["models"] if name not in names]
-    summary = {}
-    for name in names:
-        entry = {"folds": sum(name in report["models"] for report in fold_reports)}
-        for metric in SUMMARY_METRICS:
-            values = [report["models"][name][metric] for report in fold_reports
-                      if name in report["models"] and report["models"][name][metric] is not None]
-            if values:
-                entry[metric] = {
-                    "mean": float(np.mean(values)),
-                    "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                    "values": [float(value) for value in values],
-                }
-        members = [value for report in fold_reports if name in report["models"]
-                   for value in report["models"][name].get("member_accuracies", [])]
-        if members:
-            # Every member of every fold alone: the single-model accuracy of the ensemble's config.
-            entry["member_accuracy"] = {"mean": float(np.mean(members)), "std": float(np.std(members, ddof=1))
-                                        if len(members) > 1 else 0.0, "count": len(members)}
-        summary[name] = entry
-    return summary
-
-
-def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume=False, log=_silent, **kwargs):
+def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume=False, log=training.silent, **kwargs):
     """Stratified k-fold cross-validation; each fold trains every model from scratch.
 
     The partition is seeded by `config.seed`; fold k trains with seed
@@ -314,9 +259,7 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
     """
     dataset.require_classes(2)
     partition = stratified_folds(dataset.labels, folds, config.seed)
-    count = folds if max_folds is None else min(folds, max_folds)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"Received an invalid value for `max_folds`: {max_folds!r}; expected a positive integer.")
+    count = folds if max_folds is None else min(folds, require_int("max_folds", max_folds))
     fold_reports = []
     for fold in range(count):
         fold_dir = os.path.join(workdir, "folds", f"fold-{fold + 1:02d}")
@@ -341,44 +284,3 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
     if count < folds:
         protocol += f" (first {count} of {folds} folds run)"
     return {"protocol": protocol, "folds": fold_reports, "summary": summarize(fold_reports)}
-
-
-def format_table(summary_or_report, reference=None):
-    """A plain-text table of the models' metrics (mean ± std over folds, or single values)."""
-    names = list(summary_or_report["summary"] if "summary" in summary_or_report else summary_or_report["models"])
-    width = max([12, *(len(name) for name in [*names, *(reference or {})])])
-    lines = [f"{'model':<{width}} {'folds':>5} {'accuracy':>17} {'macro F1':>17} {'ROC AUC':>17}"]
-
-    def cell(entry):
-        if entry is None:
-            return f"{'-':>17}"
-        if isinstance(entry, dict):
-            return f"{entry['mean'] * 100:>9.2f} ± {entry['std'] * 100:<5.2f}"
-        return f"{entry * 100:>17.2f}"
-
-    if "summary" in summary_or_report:
-        rows = [(name, entry["folds"], entry) for name, entry in summary_or_report["summary"].items()]
-    else:
-        rows = [(name, 1, entry) for name, entry in summary_or_report["models"].items()]
-    for name, fold_count, entry in rows:
-        lines.append(f"{name:<{width}} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS))
-    for name, _, entry in rows:
-        if "member_accuracy" in entry:
-            members = entry["member_accuracy"]
-            lines.append(f"{name}: its {members['count']} members alone reach {members['mean'] * 100:.2f} ± "
-                         f"{members['std'] * 100:.2f} % accuracy")
-    for label, accuracy in (reference or {}).items():
-        lines.append(f"{label:<{width}} {'':>5} {accuracy:>17.2f} {'(published)':>17}")
-    return "\n".join(lines)
-
-
-def load_trained_model(workdir, baseline=False):
-    """The evaluated model of a training run in `workdir` (recurrent, or the baseline)."""
-    path = os.path.join(workdir, BASELINE_NAME, MODEL_FILE) if baseline else os.path.join(workdir, MODEL_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"No trained model at {path!r}; run `python -m recipes.sentiment train --workdir {workdir} ...` "
-            "without --folds first (cross-validation keeps only per-fold models)."
-        )
-    return keras.saving.load_model(path, safe_mode=True)
-

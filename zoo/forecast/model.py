@@ -11,24 +11,16 @@ in training) then stays inside the range the network was trained on.
 - autoregressive (`"lstm-autoregressive"`, ...): trained on the next step of
   every feature; forecasts by feeding its own predictions back
   (`autoregressive_rollout`).
+
+Importing this module registers every model of `NEURAL_MODELS` as
+`forecast/<name>` (see `zoo.registry`).
 """
 
 import keras
 from keras import ops
 
-import layers
-from zoo import registry
-
-RECURRENT_LAYERS = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
-NEURAL_MODELS = (
-    "conv",
-    *RECURRENT_LAYERS,
-    *(f"{name}-autoregressive" for name in RECURRENT_LAYERS),
-)
-
-
-def is_autoregressive(name):
-    return name.endswith("-autoregressive")
+from zoo import cells, registry
+from zoo.forecast.config import NEURAL_MODELS, is_autoregressive  # noqa: F401 (NEURAL_MODELS: re-exported)
 
 
 @keras.saving.register_keras_serializable(package="rnnzoo_forecast")
@@ -75,7 +67,7 @@ def build_single_shot(config, recurrent="lstm"):
     """Recurrent encoder over the window; Dense maps the final state to `horizon` steps."""
     windows = _window_input(config)
     centered = CenterOnLastStep(name="center")(windows)
-    state = RECURRENT_LAYERS[recurrent](config.units, name=recurrent)(centered)
+    state = cells.layer_class(recurrent)(config.units, name=recurrent)(centered)
     changes = keras.layers.Dense(config.horizon, name="forecast_changes")(state)
     forecast = AddLastStep(1, name="forecast")(changes, windows)
     return _compile(keras.Model(windows, forecast, name=f"forecast_{recurrent}"), config)
@@ -85,7 +77,7 @@ def build_autoregressive(config, recurrent="lstm"):
     """Recurrent encoder that predicts the next step of every feature."""
     windows = _window_input(config)
     centered = CenterOnLastStep(name="center")(windows)
-    state = RECURRENT_LAYERS[recurrent](config.units, name=recurrent)(centered)
+    state = cells.layer_class(recurrent)(config.units, name=recurrent)(centered)
     changes = keras.layers.Dense(config.features, name="next_step_changes")(state)
     next_step = AddLastStep(config.features, name="next_step")(changes, windows)
     return _compile(keras.Model(windows, next_step, name=f"forecast_{recurrent}_autoregressive"), config)
@@ -119,13 +111,13 @@ def autoregressive_rollout(one_step, windows, horizon):
     return ops.stack(forecasts, axis=1)
 
 
-def build(name, config):
-    """Build (and compile) the neural model `name` from NEURAL_MODELS."""
+def build_model(config, name):
+    """Build (and compile) the neural model `name` (one of `NEURAL_MODELS`, or a cell alias of one)."""
     return registry.build(f"forecast/{name}", config)
 
 
 registry.register("forecast/conv")(build_convolutional)
-for _recurrent in RECURRENT_LAYERS:
+for _recurrent in cells.CELLS:
     registry.register(f"forecast/{_recurrent}")(
         lambda config, _recurrent=_recurrent: build_single_shot(config, _recurrent)
     )

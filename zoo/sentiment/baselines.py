@@ -15,9 +15,12 @@ slower.
 
 import keras
 
+from zoo import registry
+from zoo.config import require_int
 from zoo.sentiment.model import ngram_features
 
 
+@registry.register("sentiment/baseline")
 def build_baseline(config, num_classes=2, training_texts=None):
     """Logistic regression over n-gram features of raw strings.
 
@@ -29,8 +32,7 @@ def build_baseline(config, num_classes=2, training_texts=None):
             TF-IDF, the inverse document frequencies) from.
     """
     config.validate()
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"Received an invalid value for argument `num_classes`, expected an integer >= 2, got {num_classes!r}.")
+    require_int("num_classes", num_classes, minimum=2)
     texts = keras.Input(shape=(), dtype="string", name="texts")
     features = ngram_features(config, training_texts, texts)
     probabilities = keras.layers.Dense(

@@ -1,0 +1,116 @@
+"""Training the neural forecasters in a work directory (`evaluate` and `export` read it).
+
+Layout of a work directory:
+
+    config.json                    the run's ForecastConfig
+    models/<name>/checkpoints/     last.keras, best.keras (lowest validation loss)
+    models/<name>/logs/            TensorBoard logs
+    models/<name>/training.json    history and wall time of a finished model
+    metrics.json                   every model's test metrics (overall and per step)
+    forecast.png                   test forecasts against the truth
+    export/<name>/                 SavedModel: window in original units -> forecast in original units
+
+`log` arguments take a callable for progress lines (e.g. `print`); the
+default is silent.
+"""
+
+import os
+
+import keras
+
+from zoo import training
+from zoo.distribute import get_strategy, is_chief
+from zoo.files import atomic_write_json, read_json
+from zoo.forecast.config import is_autoregressive
+from zoo.forecast.data import prepare, targets_at, windows_at, windows_dataset
+from zoo.forecast.model import build_model
+
+MODELS_DIR = "models"
+
+
+def supervised_arrays(prepared, config, name, part):
+    """(inputs, targets) for training model `name` on `part`, in normalised units.
+
+    Single-shot models learn all `horizon` target steps; autoregressive ones
+    learn the next step of every feature.
+    """
+    horizon = 1 if is_autoregressive(name) else config.horizon
+    origins = prepared.split.origins(part, config.window, horizon)
+    inputs = windows_at(prepared.normalized, origins, config.window)
+    if is_autoregressive(name):
+        targets = prepared.normalized[origins + 1]
+    else:
+        targets = targets_at(prepared.normalized[:, 0], origins, config.horizon)
+    return inputs, targets
+
+
+def model_dir(workdir, name):
+    return os.path.join(workdir, MODELS_DIR, name)
+
+
+def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=training.silent, series=None):
+    """Train every model in `config.models`; returns {name: training summary}.
+
+    A finished model (training.json written) is skipped on `resume`; an
+    interrupted one continues from its backup.
+    """
+    config.validate()
+    training.refuse_existing_run(workdir, (MODELS_DIR,), resume=resume, holds="a run with trained models")
+    config = training.prepare_workdir(workdir, config, resume=resume)
+    prepared = prepare(config, series)
+    log(
+        f"series: {prepared.series.name}, {prepared.split.length} steps "
+        f"(train {prepared.split.train_end}, validation {prepared.split.validation_end - prepared.split.train_end}, "
+        f"test {prepared.split.length - prepared.split.validation_end}); missing values filled: "
+        f"{prepared.series.filled}; season period {prepared.season_period}"
+        f"{' (inferred)' if prepared.season_period_inferred else ''}"
+    )
+    summaries = {}
+    # One strategy for all models: a MultiWorkerMirroredStrategy is created once per process.
+    distribution = get_strategy(strategy)
+    for name in config.models:
+        directory = model_dir(workdir, name)
+        summary_path = os.path.join(directory, "training.json")
+        if resume and os.path.exists(summary_path):
+            log(f"{name}: already trained, skipped")
+            summaries[name] = read_json(summary_path)
+            continue
+        # The same seed for every model, so one model's numbers do not depend on which others ran first.
+        training.set_seed(config.seed)
+        train_inputs, train_targets = supervised_arrays(prepared, config, name, "train")
+        validation_inputs, validation_targets = supervised_arrays(prepared, config, name, "validation")
+        with distribution.scope():
+            model = build_model(config, name)
+        log(f"{name}: {model.count_params()} parameters, {len(train_inputs)} training windows")
+        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
+        if config.plateau_patience:
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.plateau_patience, verbose=0)
+            )
+        result = training.fit(
+            model,
+            windows_dataset(train_inputs, train_targets, config.batch_size, shuffle_seed=config.seed),
+            workdir=directory,
+            epochs=config.epochs,
+            validation_data=windows_dataset(validation_inputs, validation_targets, 256),
+            max_minutes=config.max_minutes,
+            callbacks=callbacks,
+            verbose=verbose,
+            tensorboard=training.tensorboard_available(),
+        )
+        validation_losses = result["history"].get("val_loss", [])
+        summary = {
+            "epochs": len(result["history"].get("loss", [])),
+            "seconds": result["seconds"],
+            "time_budget_exhausted": result["time_budget_exhausted"],
+            "best_validation_loss": min(validation_losses) if validation_losses else None,
+            "history": result["history"],
+        }
+        if is_chief():
+            atomic_write_json(summary_path, summary)
+        log(
+            f"{name}: {summary['epochs']} epochs in {summary['seconds']:.0f}s, best validation loss "
+            f"{summary['best_validation_loss']:.4f}{' (time budget reached)' if summary['time_budget_exhausted'] else ''}"
+        )
+        summaries[name] = summary
+    return summaries

@@ -1,0 +1,121 @@
+"""The four compared models, built at matched parameter counts.
+
+Our `SimpleRNN`, `LSTM` and `GRU`, and a causal dilated convolution with a
+fixed receptive field; `width_for_budget` picks each model's width so that
+its parameter count comes closest to a common budget.
+"""
+
+import dataclasses
+
+import keras
+
+from zoo import cells, registry
+from zoo.config import require_int
+from zoo.errors import UserError
+from zoo.memory.data import ADDING_FEATURES, copy_layout
+
+MODELS = (*cells.CELLS, "conv")
+CONV_KERNEL_SIZE = 3  # kernel width of every causal convolution layer
+
+
+def require_model(field, name):
+    """Return `name` if it is one of `MODELS` (a cell alias such as `simple_rnn` allowed), else `UserError`."""
+    if name == "conv" or cells.is_cell(name):
+        return name
+    raise UserError(f"Received an invalid value for `{field}`: {name!r}; expected one of {list(MODELS)}.")
+
+
+def receptive_field(conv_layers, kernel_size=CONV_KERNEL_SIZE):
+    """Steps the causal dilated convolution sees (dilations 1, 2, 4, ...)."""
+    conv_layers = require_int("conv_layers", conv_layers)
+    return 1 + (kernel_size - 1) * (2**conv_layers - 1)
+
+
+def _task_sizes(task, copy_length, alphabet_size):
+    """(input features, head outputs) of `task`."""
+    if task == "adding":
+        return ADDING_FEATURES, 1
+    _, features, classes = copy_layout(1, copy_length, alphabet_size)
+    return features, classes
+
+
+def parameter_count(model, width, task, conv_layers=4, copy_length=10, alphabet_size=8):
+    """Trainable weights of `build_model(...)` with this `width`, in closed form."""
+    model = cells.canonical_name(require_model("model", model))
+    features, outputs = _task_sizes(task, copy_length, alphabet_size)
+    head = (width + 1) * outputs
+    if model == "rnn":
+        return width * (features + width + 1) + head
+    if model == "lstm":
+        return 4 * width * (features + width + 1) + head
+    if model == "gru":  # reset_after=True: two bias rows
+        return 3 * width * (features + width + 2) + head
+    first = CONV_KERNEL_SIZE * features * width + width
+    rest = (conv_layers - 1) * (CONV_KERNEL_SIZE * width * width + width)
+    return first + rest + head
+
+
+def width_for_budget(model, parameter_budget, task, conv_layers=4, copy_length=10, alphabet_size=8):
+    """The width (units or filters) whose parameter count is closest to the budget."""
+    parameter_budget = require_int("parameter_budget", parameter_budget)
+    return min(
+        range(1, 1025),
+        key=lambda width: abs(
+            parameter_count(model, width, task, conv_layers, copy_length, alphabet_size) - parameter_budget
+        ),
+    )
+
+
+def build_model(config):
+    """The compiled model for `config`.
+
+    Recurrent models are `Input -> <our layer> (named "recurrent") -> Dense
+    (named "head")`; the adding problem reads the last step, the copy task
+    every step. The convolutional model stacks causal Conv1D layers with
+    dilations 1, 2, 4, ...; on the adding problem its last step sees only the
+    last `receptive_field(conv_layers)` inputs.
+    """
+    config.validate()
+    features, outputs = _task_sizes(config.task, config.copy_length, config.alphabet_size)
+    every_step = config.task == "copy"
+    width = config.width
+    inputs = keras.Input((config.sequence_length, features), name="sequence")
+    if cells.is_cell(config.model):
+        hidden = cells.layer_class(config.model)(
+            width, return_sequences=every_step, bptt_steps=config.bptt_steps, name="recurrent"
+        )(inputs)
+    else:
+        hidden = inputs
+        for index in range(config.conv_layers):
+            hidden = keras.layers.Conv1D(
+                width,
+                CONV_KERNEL_SIZE,
+                dilation_rate=2**index,
+                padding="causal",
+                activation="relu",
+                name=f"conv_{index + 1}",
+            )(hidden)
+        if not every_step:
+            hidden = keras.layers.Cropping1D((config.sequence_length - 1, 0), name="last_step")(hidden)
+            hidden = keras.layers.Reshape((width,), name="flatten_last_step")(hidden)
+    logits_or_value = keras.layers.Dense(outputs, name="head")(hidden)
+    model = keras.Model(inputs, logits_or_value, name=f"{config.task}_{config.model}")
+    if config.task == "adding":
+        loss, metrics = "mse", []
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
+        loss=loss,
+        metrics=metrics,
+    )
+    return model
+
+
+for _name in MODELS:
+    registry.register(f"memory/{_name}")(
+        (lambda model_name: lambda config: build_model(dataclasses.replace(config, model=model_name)))(_name)
+    )
+
+
