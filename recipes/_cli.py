@@ -1,14 +1,19 @@
 """The command-line frame that every recipe shares.
 
 `python -m recipes.<name> <verb> [--flags]`: each verb is a sub-command with
-`--help`. `run` turns the errors a user can cause (bad arguments, missing or
-unreadable files, a diverged run) into one line on stderr and a non-zero exit,
-never a traceback.
+`--help`. `run` turns the errors a user can cause (`zoo.errors.UserError`:
+bad arguments, config values, missing or unreadable files) into one line on
+stderr and exit status 2, and a diverged run into one line and status 1.
+Anything else is a bug, or a failure of the machine, and keeps its traceback
+(status 1), so that it can be reported and fixed rather than mistaken for
+bad input.
 """
 
 import argparse
 import os
 import sys
+
+from zoo.errors import UserError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -52,8 +57,15 @@ def overrides_with_seed(args):
     return overrides
 
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-               PermissionError, UnicodeDecodeError)
+def comma_separated(flag, text, choices):
+    """The names in `text` ("a,b"), each one of `choices`; else a UserError naming `flag`."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names or any(name not in choices for name in names):
+        raise UserError(
+            f"Received an invalid value for argument `{flag}`: {text!r}; expected a "
+            f"comma-separated subset of {', '.join(choices)}."
+        )
+    return names
 
 
 def _diverged(error):
@@ -66,8 +78,10 @@ def _diverged(error):
 def run(main, argv=None):
     """Call `main(argv)`; print user errors as one line and exit non-zero.
 
-    Bad arguments and unusable files exit with status 2, a diverged training
-    run with 1, an interrupt with 130; `main`'s own return value otherwise.
+    A `UserError` (bad arguments, config values and files) exits with status
+    2, a diverged training run with 1, an interrupt with 130; `main`'s own
+    return value otherwise. Any other exception propagates with its
+    traceback, and Python exits with status 1.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -79,7 +93,7 @@ def run(main, argv=None):
         if _diverged(error):
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
-        if not isinstance(error, USER_ERRORS):
+        if not isinstance(error, UserError):
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

@@ -100,6 +100,9 @@ import subprocess
 import sys
 import time
 
+from recipes import _cli
+from zoo.errors import UserError
+
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
 CONTENDERS = ("fused", "fused-graph", "cell", "keras")
 # With `--whole-batch`: our layer with its compiled loops on the whole batch
@@ -624,7 +627,7 @@ def _parse_size(text):
     except ValueError:
         size = ()
     if len(size) != 4 or min(size) < 1:
-        raise ValueError(
+        raise UserError(
             f"Received an invalid value for argument `--size`: {text!r}; expected four positive "
             "integers batch,steps,inputs,units such as 64,100,64,256."
         )
@@ -665,17 +668,10 @@ def parse_arguments(argv):
                         help="Tiny sizes and 3 repeats: checks that everything runs, not speed.")
     args = parser.parse_args(argv)
     if args.threads < 0:
-        raise ValueError(f"Received an invalid value for argument `--threads`: {args.threads}; expected >= 0.")
+        raise UserError(f"Received an invalid value for argument `--threads`: {args.threads}; expected >= 0.")
     if args.repeats < 1:
-        raise ValueError(f"Received an invalid value for argument `--repeats`: {args.repeats}; expected >= 1.")
-    cells = tuple(name.strip() for name in args.cells.split(",") if name.strip())
-    unknown = [name for name in cells if name not in CELL_KINDS]
-    if unknown or not cells:
-        raise ValueError(
-            f"Received an invalid value for argument `--cells`: {args.cells!r}; expected a "
-            f"comma-separated subset of {','.join(CELL_KINDS)}."
-        )
-    args.cells = cells
+        raise UserError(f"Received an invalid value for argument `--repeats`: {args.repeats}; expected >= 1.")
+    args.cells = _cli.comma_separated("--cells", args.cells, CELL_KINDS)
     if args.sizes is not None:
         args.sizes = [_parse_size(text) for text in args.sizes]
     if args.quick:
@@ -696,7 +692,7 @@ def main(argv=None):
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         except RuntimeError as error:  # TensorFlow already started in this process
-            raise ValueError(f"Cannot apply `--threads {args.threads}`: {error}") from None
+            raise UserError(f"Cannot apply `--threads {args.threads}`: {error}") from None
     keras.utils.set_random_seed(args.seed)
     sizes = QUICK_SIZES if args.quick else args.sizes or GRIDS[args.grid]
     started = machine_description()
@@ -736,6 +732,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from recipes._cli import run
-
-    run(main)
+    _cli.run(main)

@@ -24,6 +24,8 @@ import argparse
 import os
 import sys
 
+from recipes._cli import comma_separated, run
+
 # `layers.testing` is imported where it is used: importing it loads
 # TensorFlow, which reads TF_CPP_MIN_LOG_LEVEL (set under __main__ below) as it loads.
 # The flags' choices are spelled here, so that `--help` and a bad flag answer
@@ -61,19 +63,8 @@ def format_table(comparisons):
     return "\n".join(lines)
 
 
-def _parse_cells(text):
-    cells = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in cells if name not in CELL_KINDS]
-    if unknown or not cells:
-        raise ValueError(
-            f"Received an invalid value for argument `--cells`: {text!r}; expected a "
-            f"comma-separated subset of {', '.join(CELL_KINDS)}."
-        )
-    return cells
-
-
 def parse_arguments(argv):
-    """The parsed command line; bad values raise ValueError naming the flag."""
+    """The parsed command line; bad values raise UserError naming the flag."""
     parser = argparse.ArgumentParser(
         prog="python -m recipes.crosscheck",
         description="Compare the from-scratch cells with Keras's built-in cells "
@@ -89,7 +80,7 @@ def parse_arguments(argv):
                         help="Keras global dtype policy of both sides (default float32); the "
                         "tolerances follow the policy's precision.")
     args = parser.parse_args(argv)
-    args.cells = _parse_cells(args.cells)
+    args.cells = comma_separated("--cells", args.cells, CELL_KINDS)
     return args
 
 
@@ -110,6 +101,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from recipes._cli import run
-
     run(main)
