@@ -48,6 +48,14 @@ def silent(_message):
     """The default `log` of the task functions: progress lines go nowhere."""
 
 
+def prefixed(log, prefix):
+    """A `log` that passes each line to `log` after `prefix` and a colon ("lstm: ...")."""
+    return lambda message: log(f"{prefix}: {message}")
+
+
+NOTHING_TO_RESUME = "nothing to resume: starting fresh"
+
+
 def tensorboard_available():
     """Whether the `tensorboard` package (needed for TensorBoard logs) is installed.
 
@@ -84,7 +92,9 @@ def prepare_workdir(workdir, config, resume=False):
 
     A work directory that already holds a run (a checkpoint or a backup) is
     only reused with `resume=True`, and then only with the same config.
-    Returns the config to use (the saved one when resuming).
+    Returns the config to use (the saved one when resuming). With
+    `resume=True` and no config.json there is nothing to resume: the run
+    starts fresh with `config` (and `fit` says so).
     """
     if not workdir:
         raise UserError("Received an empty value for argument `workdir`; expected a directory path.")
@@ -93,11 +103,7 @@ def prepare_workdir(workdir, config, resume=False):
     refuse_existing_run(workdir, (CHECKPOINT_DIR, BACKUP_DIR), resume=resume)
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, "config.json")
-    if resume:
-        if not os.path.exists(config_path):
-            raise UserError(
-                f"Cannot resume: the work directory {workdir!r} has no config.json from an earlier run."
-            )
+    if resume and os.path.exists(config_path):
         saved = config_lib.load(type(config), config_path)
         if saved != config:
             differences = sorted(
@@ -281,6 +287,13 @@ class ResumableBackup(keras.callbacks.Callback):
         path = os.path.join(self.latest, "position.json")
         return read_json(path) if os.path.exists(path) else None
 
+    def saved_at(self):
+        """When the backup was written (local time, "%Y-%m-%d %H:%M:%S"), or None without one."""
+        path = os.path.join(self.latest, "position.json")
+        if not os.path.exists(path):
+            return None
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(path)))
+
     def restore(self):
         position = self.position()
         if position is None:
@@ -322,6 +335,13 @@ class ResumableBackup(keras.callbacks.Callback):
 
     def delete(self):
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _resuming(epoch, skip, epochs, saved_at):
+    """The line `fit` logs when it continues from a backup at 0-based `epoch` after `skip` batches."""
+    if epoch >= epochs:
+        return f"resuming at the end of the last epoch, {epochs} (backup of {saved_at}): nothing left to train"
+    return f"resuming from epoch {epoch + 1}, batch {skip} (backup of {saved_at})"
 
 
 @contextlib.contextmanager
@@ -381,6 +401,8 @@ def fit(
     distribute_data=None,
     monitor="val_loss",
     mode="auto",
+    log=silent,
+    resume=False,
 ):
     """Train `model` with checkpoints, backups, logs, a time budget and NaN guard.
 
@@ -393,6 +415,13 @@ def fit(
     `zoo.distribute.distribute_row_streams`); it is applied to the training
     data (after skipping the batches a resumed epoch already did) and to
     the validation data.
+
+    When a backup is restored, `log` gets one line saying where training
+    continues: "resuming from epoch E, batch B (backup of <time>)", E
+    counted from 1 and B the batches of epoch E already done (a backup
+    taken after an epoch's last batch continues at the next epoch, batch 0).
+    When there is no backup and `resume` is true, `log` gets
+    "nothing to resume: starting fresh".
 
     Returns a dict: `history` (per-epoch logs), `seconds` (wall time),
     `time_budget_exhausted`, and the paths of the checkpoints. Raises
@@ -411,7 +440,8 @@ def fit(
     if tensorboard:
         all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, LOG_DIR)))
     backup.set_model(model)
-    position = backup.restore() or {"epoch": 0, "batch": 0}
+    restored = backup.restore()
+    position = restored or {"epoch": 0, "batch": 0}
     epoch, skip = int(position["epoch"]), int(position["batch"])
     if skip and steps_per_epoch is None:
         import tensorflow as tf
@@ -421,6 +451,10 @@ def fit(
             epoch, skip = epoch + 1, 0
     elif skip and skip >= steps_per_epoch:
         epoch, skip = epoch + 1, 0
+    if restored is not None:
+        log(_resuming(epoch, skip, epochs, backup.saved_at()))
+    elif resume:
+        log(NOTHING_TO_RESUME)
     history = {}
     prepare = distribute_data or (lambda dataset: dataset)
     validation = None if validation_data is None else prepare(validation_data)

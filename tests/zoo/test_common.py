@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import time
 from typing import Literal, Optional
 
 import keras
@@ -236,6 +237,104 @@ def test_fit_rejects_bad_arguments(tmp_path):
         training.fit(_toy_model(0.1), None, workdir=str(tmp_path), epochs=1, max_minutes=-1)
     with pytest.raises(TypeError, match="seed"):
         training.set_seed("1")
+
+
+# ----------------------------------------------------------------- what a resumed fit says
+
+
+def _position_path(workdir):
+    return os.path.join(workdir, training.BACKUP_DIR, "latest", "position.json")
+
+
+def _saved_at(workdir):
+    saved = os.path.getmtime(_position_path(workdir))
+    assert abs(time.time() - saved) < 600  # written by this test, not some other time
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(saved))
+
+
+class _CountBatches(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def _regression_data():
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    return _dataset(x, x.sum(axis=1, keepdims=True))  # 4 batches of 16
+
+
+def test_fit_says_nothing_to_resume_only_when_asked_to_resume(tmp_path):
+    for resume, expected in ((False, []), (True, ["nothing to resume: starting fresh"])):
+        messages = []
+        result = training.fit(
+            _toy_model(0.01), _regression_data(), workdir=str(tmp_path / f"resume-{resume}"), epochs=2,
+            verbose=0, tensorboard=False, log=messages.append, resume=resume,
+        )
+        assert messages == expected
+        assert len(result["history"]["loss"]) == 2
+
+
+def test_fit_says_from_which_epoch_and_batch_it_resumes(tmp_path):
+    workdir = str(tmp_path)
+    training.set_seed(0)
+    # The budget ends the first session after its first batch of 4: the backup is mid-epoch 1.
+    first = training.fit(
+        _toy_model(0.01), _regression_data(), workdir=workdir, epochs=2, max_minutes=1e-9, verbose=0, tensorboard=False
+    )
+    assert first["time_budget_exhausted"]
+    assert json.loads(open(_position_path(workdir)).read()) == {"epoch": 0, "batch": 1}
+    saved_at = _saved_at(workdir)
+    messages, counter = [], _CountBatches()
+    second = training.fit(
+        _toy_model(0.01), _regression_data(), workdir=workdir, epochs=2, callbacks=[counter], verbose=0,
+        tensorboard=False, log=messages.append,
+    )
+    assert messages == [f"resuming from epoch 1, batch 1 (backup of {saved_at})"]
+    assert counter.batches == 3 + 4 and len(second["history"]["loss"]) == 2
+    assert not os.path.exists(os.path.join(workdir, training.BACKUP_DIR))
+
+
+@pytest.mark.parametrize(
+    "position, steps_per_epoch, message, batches",
+    [
+        # A backup after the epoch's last batch continues at the next epoch.
+        ({"epoch": 0, "batch": 4}, None, "resuming from epoch 2, batch 0", 4),
+        ({"epoch": 0, "batch": 4}, 4, "resuming from epoch 2, batch 0", 4),
+        ({"epoch": 1, "batch": 0}, None, "resuming from epoch 2, batch 0", 4),
+        ({"epoch": 0, "batch": 2}, 4, "resuming from epoch 1, batch 2", 2 + 4),
+        ({"epoch": 1, "batch": 4}, None, "resuming at the end of the last epoch, 2", 0),
+    ],
+)
+def test_fit_says_where_it_resumes_at_an_epoch_boundary(tmp_path, position, steps_per_epoch, message, batches):
+    workdir = str(tmp_path)
+    data = _regression_data() if steps_per_epoch is None else _regression_data().repeat()
+    training.fit(
+        _toy_model(0.01), data, workdir=workdir, epochs=2, max_minutes=1e-9, steps_per_epoch=steps_per_epoch,
+        verbose=0, tensorboard=False,
+    )
+    atomic_write_json(_position_path(workdir), position)  # as if the backup had been taken there
+    saved_at = _saved_at(workdir)
+    messages, counter = [], _CountBatches()
+    training.fit(
+        _toy_model(0.01), data, workdir=workdir, epochs=2, steps_per_epoch=steps_per_epoch, callbacks=[counter],
+        verbose=0, tensorboard=False, log=messages.append, resume=True,
+    )
+    ending = ": nothing left to train" if batches == 0 else ""
+    assert messages == [f"{message} (backup of {saved_at}){ending}"]
+    assert counter.batches == batches
+
+
+def test_prepare_workdir_with_resume_and_no_earlier_run_starts_fresh(tmp_path):
+    workdir = str(tmp_path / "new")
+    config = ToyConfig(units=5)
+    assert training.prepare_workdir(workdir, config, resume=True) == config
+    assert config_lib.load(ToyConfig, os.path.join(workdir, "config.json")) == config
+    # The config written then is the one a later resume must match.
+    with pytest.raises(UserError, match="units"):
+        training.prepare_workdir(workdir, ToyConfig(units=6), resume=True)
 
 
 # ----------------------------------------------------------------- shared helpers
