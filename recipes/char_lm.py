@@ -176,6 +176,7 @@ def _train(args):
         verbose=0 if args.quiet else "auto",
         is_chief=distribute.is_chief(),
         tensorboard=None if not args.no_tensorboard else False,
+        log=print,  # --quiet only hides the progress bar
     )
     print(f"corpus: {metrics['corpus']} ({metrics['characters']} characters, vocabulary {metrics['vocabulary_size']})")
     print("epoch  seconds  val nats/char  bits/char  perplexity")

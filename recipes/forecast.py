@@ -107,9 +107,11 @@ def report(metrics):
 
 
 def command_train(args):
-    resuming_as_saved = args.resume and not (args.overrides or args.csv or args.seed is not None)
+    # `--resume` alone continues with the saved config; with flags they must match it.
+    # Without a saved config there is nothing to resume: the flags make a fresh run.
+    saved = os.path.exists(os.path.join(args.workdir, CONFIG_FILE))
+    resuming_as_saved = args.resume and saved and not (args.overrides or args.csv or args.seed is not None)
     if resuming_as_saved:
-        # `--resume` alone continues with the saved config; with flags they must match it.
         config = config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
     else:
         config = _config_from_arguments(args)

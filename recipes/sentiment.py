@@ -138,13 +138,13 @@ def command_train(args, cells=None):
     refuse_existing_run(args.workdir, ("folds",), resume=args.resume)
     config = prepare_workdir(args.workdir, config, resume=args.resume)
     strategy = get_strategy(args.strategy)
-    common = dict(include_baseline=not args.no_baseline, verbose=_verbose(args), strategy=strategy, log=_log(args))
+    common = dict(include_baseline=not args.no_baseline, verbose=_verbose(args), strategy=strategy, log=_log(args),
+                  resume=args.resume)
     if cells is not None:
         common["cells"] = cells
     print(f"data: {len(dataset)} examples from {dataset.source}; classes {dataset.class_counts()}", flush=True)
     if args.folds:
-        report = sentiment.cross_validate(config, dataset, args.workdir, args.folds, max_folds=args.max_folds,
-                                          resume=args.resume, **common)
+        report = sentiment.cross_validate(config, dataset, args.workdir, args.folds, max_folds=args.max_folds, **common)
     else:
         if args.max_folds is not None:
             raise UserError("Received --max-folds without --folds; expected both (e.g. --folds 10 --max-folds 3).")

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -150,6 +151,33 @@ def test_resume_after_a_stop_finishes_every_batch_once(tmp_path, text_file, caps
     assert int(model.optimizer.iterations.numpy()) == 4
     assert [row["epoch"] for row in metrics["curve"]] == [1]
     assert not os.path.exists(os.path.join(workdir, "backup"))
+
+
+def test_resume_says_from_which_epoch_and_batch(tmp_path, text_file, capsys):
+    workdir = str(tmp_path / "run")
+    # 4 batches per epoch (as above); the budget stops each session after one batch.
+    overrides = [*TINY, "seq_len=50", "epochs=1", "max_minutes=0.00001"]
+    arguments = ["train", "--workdir", workdir, "--text", text_file, "--quiet", *_sets(overrides)]
+    assert recipe.main(arguments) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert not [line for line in first if line.startswith(("resuming", "nothing to resume"))]  # no --resume
+    position = os.path.join(workdir, "backup", "latest", "position.json")
+    assert json.load(open(position)) == {"epoch": 0, "batch": 1}
+    saved_at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(position)))
+    assert recipe.main([*arguments, "--resume"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"resuming from epoch 1, batch 1 (backup of {saved_at})" in lines
+    assert json.load(open(position)) == {"epoch": 0, "batch": 2}
+
+
+def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, text_file, capsys):
+    workdir = str(tmp_path / "new")
+    arguments = ["train", "--workdir", workdir, "--text", text_file, "--quiet", "--resume"]
+    assert recipe.main([*arguments, *_sets([*TINY, "seq_len=50", "epochs=1"])]) == 0
+    assert "nothing to resume: starting fresh" in capsys.readouterr().out.splitlines()
+    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    assert metrics["epochs_completed"] == 1 and not metrics["time_budget_exhausted"]
+    assert json.load(open(os.path.join(workdir, "config.json")))["seq_len"] == 50
 
 
 @pytest.mark.parametrize(

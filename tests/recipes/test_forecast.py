@@ -100,6 +100,17 @@ def test_multivariate_inputs_train_and_export_signature(tmp_path):
     assert serve.structured_input_signature[1]["window"].shape.as_list() == [None, 12, 2]
 
 
+def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, capsys):
+    csv_path = write_series(tmp_path / "demand.csv")
+    workdir = str(tmp_path / "new")
+    overrides = [item for setting in [*TINY, "models=simple_rnn", "classical_models="] for item in ("--set", setting)]
+    arguments = ["train", "--workdir", workdir, "--csv", csv_path, "--target", "demand", "--time-column", "day"]
+    assert forecast.main([*arguments, *overrides, "--verbose", "0", "--resume"]) == 0
+    assert "simple_rnn: nothing to resume: starting fresh" in capsys.readouterr().out.splitlines()
+    assert read_json(os.path.join(workdir, "models", "simple_rnn", "training.json"))["epochs"] == 1
+    assert "simple_rnn" in read_json(os.path.join(workdir, "metrics.json"))["models"]
+
+
 def test_same_seed_same_numbers(tmp_path):
     csv_path = write_series(tmp_path / "demand.csv")
     results = []

@@ -74,6 +74,15 @@ def test_resume_reuses_finished_runs(finished_study, capsys):
     assert [r["test_error"] for r in after["ladder"]] == [r["test_error"] for r in before["ladder"]]
 
 
+def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, capsys):
+    workdir = str(tmp_path / "new")
+    one_run = ["--set", "copy_delays=", "--set", "truncation_models="]  # the adding problem at T = 8 only
+    assert recipe.main(["run", "--workdir", workdir, *TINY, *one_run, "--resume"]) == 0
+    assert "adding-T8-rnn: nothing to resume: starting fresh" in capsys.readouterr().out.splitlines()
+    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    assert metrics["complete"] is True and [run["name"] for run in metrics["ladder"]] == ["adding-T8-rnn"]
+
+
 def test_reusing_a_workdir_without_resume_is_refused(finished_study, capsys):
     workdir, _ = finished_study
     with pytest.raises(SystemExit) as exit_info:

@@ -181,3 +181,15 @@ def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, clas
     assert "reusing" not in capsys.readouterr().out  # --quiet
     again = json.loads(open(os.path.join(workdir, "metrics.json")).read())
     assert again["summary"] == report["summary"]
+
+
+def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, capsys, class_files):
+    workdir = str(tmp_path / "new")
+    argv = ["train", "--workdir", workdir, *class_files, *TINY_SETTINGS, "--folds", "2", "--max-folds", "1",
+            "--set", "cell=gru", "--set", "bidirectional=false", "--set", "epochs=1", "--resume"]
+    assert recipe.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in ("gru", "baseline"):
+        assert f"fold 1/2 {name}: nothing to resume: starting fresh" in lines
+    report = json.loads(open(os.path.join(workdir, "metrics.json")).read())
+    assert report["protocol"] == "stratified 2-fold cross-validation, seed 0 (first 1 of 2 folds run)"

@@ -79,12 +79,22 @@ def stream_data(corpus, config):
 
 
 def train_and_evaluate(
-    config, workdir, *, source=None, resume=False, strategy=None, verbose="auto", is_chief=True, tensorboard=None
+    config,
+    workdir,
+    *,
+    source=None,
+    resume=False,
+    strategy=None,
+    verbose="auto",
+    is_chief=True,
+    tensorboard=None,
+    log=training.silent,
 ):
     """Train a model on `source` (default: the embedded text), write metrics.json.
 
     `tensorboard=None` writes TensorBoard logs when the `tensorboard` package
-    is installed. Returns the metrics dict (also written to
+    is installed. `log` (e.g. `print`) gets the line saying whether and where
+    training resumed (see `zoo.training.fit`). Returns the metrics dict (also written to
     `workdir/metrics.json`).
     """
     if tensorboard is None:
@@ -127,6 +137,8 @@ def train_and_evaluate(
         verbose=verbose,
         tensorboard=tensorboard,
         distribute_data=lambda dataset: distribute.distribute_row_streams(strategy, dataset, config.batch_size),
+        log=log,
+        resume=resume,
     )
     markov_rows = baselines.baseline_table(corpus, config)
     rows = curve.rows

@@ -52,7 +52,9 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=t
     """Train every model in `config.models`; returns {name: training summary}.
 
     A finished model (training.json written) is skipped on `resume`; an
-    interrupted one continues from its backup.
+    interrupted one continues from its backup, and `log` gets
+    "<name>: resuming from epoch E, batch B (backup of <time>)" (or, on
+    `resume` without a backup, "<name>: nothing to resume: starting fresh").
     """
     config.validate()
     training.refuse_existing_run(workdir, (MODELS_DIR,), resume=resume, holds="a run with trained models")
@@ -97,6 +99,8 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=t
             callbacks=callbacks,
             verbose=verbose,
             tensorboard=training.tensorboard_available(),
+            log=training.prefixed(log, name),
+            resume=resume,
         )
         validation_losses = result["history"].get("val_loss", [])
         summary = {

@@ -35,15 +35,16 @@ PLOT_FILES = {
 def _run_once(name, runs_dir, resume, train, log):
     """Train one run, or reuse its finished result when resuming.
 
-    `train(run_dir)` returns the result dict of a training run. Returns that
-    result with its `name`, also saved as runs_dir/name/result.json.
+    `train(run_dir, log)` returns the result dict of a training run, passing
+    `log` (which prefixes the run's name) to `fit`. Returns that result with
+    its `name`, also saved as runs_dir/name/result.json.
     """
     run_dir = os.path.join(runs_dir, name)
     result_path = os.path.join(run_dir, "result.json")
     if resume and os.path.exists(result_path):
         log(f"{name}: finished earlier, reusing {result_path}")
         return read_json(result_path)
-    result = train(run_dir)
+    result = train(run_dir, training.prefixed(log, name))
     result["name"] = name
     atomic_write_json(result_path, result)
     return result
@@ -91,10 +92,14 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=training
         config: A `zoo.memory.config.StudyConfig`.
         workdir: Directory whose runs/<name>/ receives each run's checkpoints
             and result.json.
-        resume: Reuse the result.json of runs that finished earlier.
+        resume: Reuse the result.json of runs that finished earlier; a run
+            stopped part-way continues from its backup (and says so).
         strategy: Name for `zoo.distribute.get_strategy`; models are built
             in its scope.
-        log: Called with one line of text per finished run (default: silent).
+        log: Called with one line of text per finished run, and with the line
+            `zoo.training.fit` writes when a run continues from a backup (or,
+            with `resume`, finds none), prefixed with the run's name (default:
+            silent).
         on_progress: Called after each run with the metrics so far
             (`"complete": False`), so an interrupted study still leaves a
             report.
@@ -111,7 +116,7 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=training
     scope = distribute.get_strategy(strategy).scope
 
     def train(run_config, probe_size=0, inspect=None):
-        def go(run_dir):
+        def go(run_dir, run_log):
             with scope():
                 return train_and_evaluate(
                     run_config,
@@ -123,6 +128,8 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=training
                     max_minutes=config.max_minutes_per_run,
                     probe_size=probe_size,
                     inspect=inspect,
+                    resume=resume,
+                    log=run_log,
                 )
 
         return go

@@ -21,6 +21,8 @@ def train_and_evaluate(
     probe_size=0,
     inspect=None,
     verbose=0,
+    resume=False,
+    log=training.silent,
 ):
     """Train one model on one task for a fixed number of batches and test it.
 
@@ -41,6 +43,10 @@ def train_and_evaluate(
         inspect: Optional function `(model, test_inputs, test_targets) -> dict`
             called after training; its entries are added to the result.
         verbose: Passed to `keras.Model.fit`.
+        resume: Whether this continues an earlier session (only changes what
+            is logged: a backup in `workdir` is always continued).
+        log: Gets the line saying whether and where training resumed (see
+            `zoo.training.fit`).
 
     Returns:
         A JSON-ready dict: the test error (`test_error`: MSE or cross-entropy
@@ -91,6 +97,8 @@ def train_and_evaluate(
         max_minutes=max_minutes,
         verbose=verbose,
         tensorboard=False,
+        log=log,
+        resume=resume,
     )
     evaluated = model.evaluate(test_inputs, test_targets, verbose=0, batch_size=256, return_dict=True)
     result.update(

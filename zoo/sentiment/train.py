@@ -31,12 +31,13 @@ MEMBER_SUMMARY_FILE = "member.json"  # written when an ensemble member has finis
 
 
 def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
-                        monitor="val_loss", bucket_by_length=False):
+                        monitor="val_loss", bucket_by_length=False, resume=False, log=training.silent):
     """Train `build()` with early stopping on `validation`; return (best model, fit result).
 
     The returned model is the checkpoint with the best `monitor` value
     (lowest validation loss, or highest validation accuracy), reloaded from
-    disk (so it is exactly what `model.keras` will hold).
+    disk (so it is exactly what `model.keras` will hold). `resume` and `log`
+    go to `zoo.training.fit`, which logs whether and where training resumed.
     """
     training.set_seed(config.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
@@ -58,6 +59,8 @@ def fit_text_classifier(build, config, train, validation, workdir, *, epochs, le
         # Without the tensorboard package the per-epoch history still goes to logs/history.csv.
         tensorboard=training.tensorboard_available(),
         monitor=monitor,
+        log=log,
+        resume=resume,
     )
     result["monitor"] = monitor
     if os.path.exists(result["best_checkpoint"]):
@@ -105,13 +108,14 @@ def member_splits(config, train, count=None):
     return splits * (count if parts == 1 else 1)
 
 
-def _train_members(config, build, splits, model_dir, train_options, *, name, log):
+def _train_members(config, build, splits, model_dir, train_options, *, name, label, log):
     """Train one seeded member per `(inner, validation)` pair of `splits` under `model_dir/member-k`; average them.
 
     `build(member_config, texts)` makes a member's model from its config
     and the texts its vocabulary comes from. Member k gets seed
     `config.seed + 1000 * (k - 1)`. Finished members (`member.json` beside
-    `model.keras`) are reused, not trained again.
+    `model.keras`) are reused, not trained again. Member k's resume line
+    starts with "`label` member k/N: ".
     """
     members, summaries = [], []
     for index, (inner, validation) in enumerate(splits):
@@ -123,9 +127,10 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, log
             members.append(keras.saving.load_model(model_path, safe_mode=True))
             summaries.append(read_json(summary_path))
             continue
-        log(f"  ensemble member {index + 1}/{len(splits)} (seed {member_config.seed}) in {member_dir}")
+        member = f"member {index + 1}/{len(splits)}"
+        log(f"  ensemble {member} (seed {member_config.seed}) in {member_dir}")
         model, result = fit_text_classifier(lambda: build(member_config, inner.texts), member_config, inner, validation,
-                                            member_dir, **train_options)
+                                            member_dir, log=training.prefixed(log, f"{label} {member}"), **train_options)
         members.append(model)
         summaries.append(_training_summary(result))
         if is_chief():
@@ -143,20 +148,25 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, log
     return ensemble, summary, members
 
 
-def _train_one_or_members(config, count, build, inner, validation, model_dir, train_options, *, splits, name, log):
-    """One model on `(inner, validation)` when `count` is 1, else `_train_members` (on `splits`, or all on that pair)."""
+def _train_one_or_members(config, count, build, inner, validation, model_dir, train_options, *, splits, name, label,
+                          log):
+    """One model on `(inner, validation)` when `count` is 1, else `_train_members` (on `splits`, or all on that pair).
+
+    `label` (default `name`) starts the lines that say whether and where each model's training resumed.
+    """
+    label = label or name
     if splits is not None and len(splits) != count:
         raise ValueError(f"Received {len(splits)} member split(s); expected one per ensemble member ({count}).")
     if count == 1:
         model, result = fit_text_classifier(lambda: build(config, inner.texts), config, inner, validation, model_dir,
-                                            **train_options)
+                                            log=training.prefixed(log, label), **train_options)
         return model, _training_summary(result), [model]
     return _train_members(config, build, splits or [(inner, validation)] * count, model_dir, train_options, name=name,
-                          log=log)
+                          label=label, log=log)
 
 
 def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
-                    splits=None):
+                    splits=None, resume=False, label=None):
     """Train the recurrent model of `config` (or its `ensemble` of seeded members) in `model_dir`.
 
     Returns `(model, summary, members)`: the model to evaluate (for an
@@ -169,33 +179,37 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     `model.keras`; a resumed run reuses such members instead of training
     them again. `splits` (from `member_splits`) gives each member its own
     `(inner, validation)` pair; by default they all get `inner` and
-    `validation`.
+    `validation`. A model (or member) stopped part-way continues from its
+    backup; `log` gets "<label>: resuming from epoch E, batch B (backup of
+    <time>)", or with `resume` and no backup "<label>: nothing to resume:
+    starting fresh" (`label` defaults to the model's name; a member adds
+    "member k/N").
     """
     train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
-                         monitor=config.monitor, bucket_by_length=config.bucket_by_length)
+                         monitor=config.monitor, bucket_by_length=config.bucket_by_length, resume=resume)
 
     def build(member_config, texts):
         return registry.build(f"sentiment/{member_config.cell}", member_config, num_classes, texts)
 
     return _train_one_or_members(config, config.ensemble, build, inner, validation, model_dir, train_options,
-                                 splits=splits, name=config.model_name, log=log)
+                                 splits=splits, name=config.model_name, label=label, log=log)
 
 
 def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
-                   splits=None):
+                   splits=None, resume=False, label=None):
     """Train the bag-of-n-grams baseline (or its `baseline_ensemble`) in `model_dir`, as `train_recurrent` does."""
     train_options = dict(epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
-                         strategy=strategy, monitor="val_loss", bucket_by_length=False)
+                         strategy=strategy, monitor="val_loss", bucket_by_length=False, resume=resume)
 
     def build(member_config, texts):
         return registry.build("sentiment/baseline", member_config, num_classes, texts)
 
     return _train_one_or_members(config, config.baseline_ensemble, build, inner, validation, model_dir, train_options,
-                                 splits=splits, name=config.baseline_name, log=log)
+                                 splits=splits, name=config.baseline_name, label=label, log=log)
 
 
 def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
-                       strategy=None, log=training.silent, nested=False):
+                       strategy=None, log=training.silent, nested=False, resume=False, label=None):
     """Train the recurrent model(s) and the baseline on `train`; score them on `test`.
 
     An inner stratified split of `train` (`config.validation_fraction`)
@@ -206,7 +220,15 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         cells: Recurrent cells to train (default: `config.cell`).
         nested: Put every recurrent model in `workdir/<model name>` instead
             of training the first one directly in `workdir`.
+        resume: Passed to `train_recurrent` and `train_baseline`: with it, a
+            model with no backup to continue logs "nothing to resume".
+        label: What their resume lines start with before the model's name
+            (e.g. "fold 3/10").
     """
+
+    def model_label(name):
+        return f"{label} {name}" if label else name
+
     train.require_classes(2)
     cells = list(cells or [config.cell])
     num_classes = len(train.class_names)
@@ -224,7 +246,8 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         log(f"training {name} ({len(inner)} train / {len(validation)} validation examples) in {model_dir}")
         splits = member_splits(model_config, train) if model_config.ensemble > 1 else None
         model, summary, members = train_recurrent(model_config, num_classes, inner, validation, model_dir,
-                                                  verbose=verbose, strategy=strategy, log=log, splits=splits)
+                                                  verbose=verbose, strategy=strategy, log=log, splits=splits,
+                                                  resume=resume, label=model_label(name))
         report_model(report, name, model, summary, members, model_config.single_model_name, test, log)
     if include_baseline:
         baseline_dir = os.path.join(workdir, BASELINE_NAME)
@@ -232,7 +255,8 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         log(f"training the bag-of-n-grams baseline ({name}) in {baseline_dir}")
         splits = member_splits(config, train, config.baseline_ensemble) if config.baseline_ensemble > 1 else None
         model, summary, members = train_baseline(config, num_classes, inner, validation, baseline_dir, verbose=verbose,
-                                                 strategy=strategy, log=log, splits=splits)
+                                                 strategy=strategy, log=log, splits=splits, resume=resume,
+                                                 label=model_label(name))
         report_model(report, name, model, summary, members, BASELINE_NAME, test, log)
     return report
 
@@ -253,7 +277,8 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
     `config.seed + k` (so initialisations differ between folds). With
     `max_folds`, only the first `max_folds` folds of the k-fold partition
     run (each still holds out 1/k of the data). A fold whose metrics.json
-    exists is reused when `resume` is true.
+    exists is reused when `resume` is true; the models of a fold stopped
+    part-way continue from their backups ("fold k/N <model>: resuming ...").
 
     Returns `{"folds": [per-fold reports], "summary": {model: {metric: {mean, std, values}}}}`.
     """
@@ -274,7 +299,7 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
         log(f"fold {fold + 1}/{folds}: {len(train_indices)} train+validation / {len(test_indices)} test examples")
         report = train_and_evaluate(
             fold_config, dataset.subset(train_indices), dataset.subset(test_indices), fold_dir,
-            nested=True, log=log, **kwargs,
+            nested=True, log=log, resume=resume, label=f"fold {fold + 1}/{folds}", **kwargs,
         )
         report["fold"] = fold + 1
         if is_chief():
