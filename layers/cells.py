@@ -296,13 +296,13 @@ class _RecurrentCell(keras.layers.Layer):
             if scope is not None:
                 object.__setattr__(self, "_mask_owner", weakref.ref(scope))
 
-    def _cached_mask(self, attribute, batch_size, width, dropout_rate):
+    def _cached_mask(self, attribute, batch_size, width, dropout_rate, in_step=False):
         mask = getattr(self, attribute)
         if mask is not None and _tensor_usable_here(mask):
             static_batch = batch_size if isinstance(batch_size, int) else None
             if mask.shape[0] is None or static_batch is None or mask.shape[0] == static_batch:
                 return mask
-        if _jax_draw_would_leak(self.seed_generator):
+        if in_step and _enclosing_rnn_call() is not None and _jax_draw_would_leak(self.seed_generator):
             raise ValueError(
                 f"{type(self).__name__} `{self.name}` with `dropout` or "
                 "`recurrent_dropout` cannot draw its dropout masks inside the "
@@ -353,9 +353,11 @@ class _RecurrentCell(keras.layers.Layer):
         input_mask = recurrent_mask = None
         batch_size = ops.shape(inputs)[0]
         if self.dropout > 0.0:
-            input_mask = self._cached_mask("_input_mask", batch_size, inputs.shape[-1], self.dropout)
+            input_mask = self._cached_mask("_input_mask", batch_size, inputs.shape[-1], self.dropout, in_step=True)
         if self.recurrent_dropout > 0.0:
-            recurrent_mask = self._cached_mask("_recurrent_mask", batch_size, self.units, self.recurrent_dropout)
+            recurrent_mask = self._cached_mask(
+                "_recurrent_mask", batch_size, self.units, self.recurrent_dropout, in_step=True
+            )
         return input_mask, recurrent_mask
 
     # -------------------------------------------------------------------- call
