@@ -524,7 +524,8 @@ class LSTMCell(_RecurrentCell):
     >>> keras_lstm = keras.layers.LSTM(4, return_state=True)
     >>> keras_lstm.build(sequences.shape)
     >>> keras_lstm.set_weights(rnn.get_weights())
-    >>> bool(np.allclose(rnn(sequences)[0], keras_lstm(sequences)[0], atol=1e-6))
+    >>> ours, theirs = (keras.ops.convert_to_numpy(n(sequences)[0]) for n in (rnn, keras_lstm))
+    >>> bool(np.allclose(ours, theirs, atol=1e-6))
     True
     """
 
