@@ -297,6 +297,38 @@ def test_rnn_of_a_cell_with_dropout_and_an_initial_state():
     assert np.max(np.abs(dropped - keras.ops.convert_to_numpy(layer(sequences(), initial_state=initial_state)))) > 1e-2
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_truncated_backpropagation_cuts_the_gradient_at_chunk_starts(kind):
+    # The last output depends on every step, but with `bptt_steps=2` its
+    # gradient reaches only the inputs of the last chunk, and there equals
+    # the gradient of full back-propagation. Dropout (same seed) keeps both
+    # layers' numbers equal.
+    options = dict(units=UNITS, dropout=0.2, recurrent_dropout=0.2, seed=4, **KINDS[kind][4])
+    truncated, full = KINDS[kind][0](bptt_steps=2, **options), KINDS[kind][0](**options)
+    inputs = np.random.default_rng(0).normal(size=(BATCH, 6, FEATURES)).astype("float32")
+    for layer in (truncated, full):
+        layer.build(inputs.shape)
+    share_random_weights(truncated, full)
+    results = [outputs_and_gradients(layer, lambda x, n=layer: n(x, training=True), [inputs]) for layer in (truncated, full)]
+    (truncated_outputs, truncated_gradients), (full_outputs, full_gradients) = results
+    np.testing.assert_allclose(truncated_outputs[0], full_outputs[0], atol=OUTPUT_TOLERANCE, rtol=0)
+    np.testing.assert_array_equal(truncated_gradients[0][:, :4], 0.0)
+    assert np.min(np.max(np.abs(full_gradients[0][:, :4]), axis=(0, 2))) > 1e-6
+    assert relative_difference(truncated_gradients[0][:, 4:], full_gradients[0][:, 4:]) <= GRADIENT_TOLERANCE
+
+
+# Which path the sequence layers take on each backend (`layer.last_path`).
+SEQUENCE_PATH = {"tensorflow": "fused", "jax": "cell", "torch": "cell"}
+
+
+def test_sequence_layers_take_the_path_their_backend_has():
+    layer = layers.LSTM(UNITS)
+    layer(sequences())
+    assert layer.last_path == SEQUENCE_PATH[BACKEND]
+    if layer.last_path == "cell":
+        assert BACKEND in layer.fallback_reason
+
+
 def all_kinds_model():
     """A model with a sequence layer, a Bidirectional one and a cell in keras.layers.RNN."""
     keras.utils.set_random_seed(0)
