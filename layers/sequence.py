@@ -304,7 +304,9 @@ _SHARED_DOC = """
             `True`: always compiled (an eager call compiles every time).
             `False`: never.
         **kwargs: Cell arguments ({cell}: activation, dropout, ...) and base
-            layer arguments.
+            layer arguments. Keras's `implementation` (one mode here) and
+            `use_cudnn` (kept as an attribute, as Keras keeps it; there is
+            no cuDNN path, so `True` raises at the first call) are accepted.
 
     Call arguments:
         sequences: Tensor of shape `(batch, timesteps, features)`.
