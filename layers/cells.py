@@ -67,6 +67,35 @@ def _enclosing_rnn_call():
     return None
 
 
+def _training_of_current_call():
+    """The `training` value of the Keras layer call now running, or `None` if unknown.
+
+    `keras.layers.RNN` asks its cell for the initial state inside its call,
+    where Keras has already resolved `training` for the layers it calls.
+    """
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # pragma: no cover - depends on the Keras version
+        return None
+    context = global_state.get_global_attribute("current_call_ctx")
+    return getattr(context, "training", None)
+
+
+def _jax_draw_would_leak(seed_generator):
+    """Whether drawing from `seed_generator` here would leak a JAX tracer.
+
+    A draw advances the generator's state, an assignment that must stay in
+    the trace (jit, grad or eager) holding the state's current value. Inside
+    `lax.scan`, the loop of `keras.layers.RNN` on JAX, a value computed from
+    the state belongs to the loop's own trace instead, and the assignment
+    would carry it out of the loop.
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    state = seed_generator.state.value
+    return getattr(state + 0, "_trace", None) is not getattr(state, "_trace", None)
+
+
 def _resolve(name, getter, value):
     """`getter(value)` (e.g. `activations.get`), with errors naming argument `name`."""
     try:
@@ -207,8 +236,14 @@ class _RecurrentCell(keras.layers.Layer):
         return self.units
 
     def get_initial_state(self, batch_size=None):
-        # A new sequence starts here: the next training step draws new masks.
-        self.reset_dropout_masks()
+        # A new sequence starts here. Inside `keras.layers.RNN` in training,
+        # its dropout masks are drawn now, before the loop over its steps (on
+        # JAX the loop is a `lax.scan`, where no new random numbers can be
+        # drawn); called directly, the next training step draws them.
+        if _enclosing_rnn_call() is None:
+            self.reset_dropout_masks()
+        elif _training_of_current_call() is not False:
+            self.draw_dropout_masks(batch_size)
         sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
         return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
 
@@ -261,35 +296,68 @@ class _RecurrentCell(keras.layers.Layer):
             if scope is not None:
                 object.__setattr__(self, "_mask_owner", weakref.ref(scope))
 
-    def _cached_mask(self, attribute, like, dropout_rate):
+    def _cached_mask(self, attribute, batch_size, width, dropout_rate, in_step=False):
         mask = getattr(self, attribute)
         if mask is not None and _tensor_usable_here(mask):
-            if mask.shape[0] is None or like.shape[0] is None or mask.shape[0] == like.shape[0]:
+            static_batch = batch_size if isinstance(batch_size, int) else None
+            if mask.shape[0] is None or static_batch is None or mask.shape[0] == static_batch:
                 return mask
-        mask = keras.random.dropout(
-            ops.ones_like(like), rate=dropout_rate, seed=self.seed_generator
-        )
+        if in_step and _enclosing_rnn_call() is not None and _jax_draw_would_leak(self.seed_generator):
+            raise ValueError(
+                f"{type(self).__name__} `{self.name}` with `dropout` or "
+                "`recurrent_dropout` cannot draw its dropout masks inside the "
+                "JAX loop (`lax.scan`) of `keras.layers.RNN`. It draws them "
+                "before the loop in `get_initial_state`, which `RNN` calls only "
+                "without `initial_state` and with `stateful=False`. Use the "
+                "sequence layer `layers.SimpleRNN`, `layers.LSTM` or "
+                "`layers.GRU` (which draws them before its loop in every case), "
+                "or pass `unroll=True` to `keras.layers.RNN`."
+            )
+        ones = ops.ones((batch_size, width), dtype=self.compute_dtype)
+        mask = keras.random.dropout(ones, rate=dropout_rate, seed=self.seed_generator)
         object.__setattr__(self, attribute, mask)
         return mask
+
+    def draw_dropout_masks(self, batch_size):
+        """Draw the current sequence's dropout masks now, before its steps run.
+
+        Keeps masks already drawn for the same sequence (the same
+        `keras.layers.RNN` call). The sequence layers call this before their
+        loop in training, and `get_initial_state` inside `keras.layers.RNN`;
+        on JAX the loop is a `lax.scan`, where drawing is impossible. Returns
+        `(input_mask, recurrent_mask)`, `None` where that dropout is 0 (and
+        the input mask `None` too while the cell is not built).
+        """
+        self._follow_sequence()
+        input_mask = recurrent_mask = None
+        if self.dropout > 0.0 and self.built:
+            input_mask = self._cached_mask("_input_mask", batch_size, self.kernel.shape[0], self.dropout)
+        if self.recurrent_dropout > 0.0:
+            recurrent_mask = self._cached_mask("_recurrent_mask", batch_size, self.units, self.recurrent_dropout)
+        return input_mask, recurrent_mask
 
     def dropout_masks(self, inputs, h_tm1, training=False):
         """The (input, recurrent) dropout masks of the current sequence.
 
         One mask per sequence, reused at every step: inside
         `keras.layers.RNN` (and `Bidirectional`, stacked cells) the masks are
-        drawn at the first training step of each `RNN` call; for a cell
-        called directly they are drawn at the first training step after
-        `reset_dropout_masks()` (which `get_initial_state` calls). `None`
-        where no dropout applies.
+        drawn once per `RNN` call, before the loop where `get_initial_state`
+        or our sequence layers draw them (see `draw_dropout_masks`), else at
+        the first training step; for a cell called directly they are drawn
+        at the first training step after `reset_dropout_masks()` (which
+        `get_initial_state` calls). `None` where no dropout applies.
         """
         if not training:
             return None, None
         self._follow_sequence()
         input_mask = recurrent_mask = None
+        batch_size = ops.shape(inputs)[0]
         if self.dropout > 0.0:
-            input_mask = self._cached_mask("_input_mask", inputs, self.dropout)
+            input_mask = self._cached_mask("_input_mask", batch_size, inputs.shape[-1], self.dropout, in_step=True)
         if self.recurrent_dropout > 0.0:
-            recurrent_mask = self._cached_mask("_recurrent_mask", h_tm1, self.recurrent_dropout)
+            recurrent_mask = self._cached_mask(
+                "_recurrent_mask", batch_size, self.units, self.recurrent_dropout, in_step=True
+            )
         return input_mask, recurrent_mask
 
     # -------------------------------------------------------------------- call
@@ -353,7 +421,12 @@ class SimpleRNNCell(_RecurrentCell):
             `keras.layers.RNN` each call of the RNN draws new masks (also
             with `initial_state` or `stateful=True`); a cell called directly
             keeps its masks until `reset_dropout_masks()` or
-            `get_initial_state()`. Default: `0.0`.
+            `get_initial_state()`. On JAX, `keras.layers.RNN` runs its
+            loop in `lax.scan`, where no masks can be drawn: the cell draws
+            them before, in `get_initial_state`, which `RNN` skips when
+            given `initial_state` or `stateful=True`; there, use our
+            sequence layers (`layers.LSTM`, ...) or `unroll=True` (a clear
+            error says so). Default: `0.0`.
         recurrent_dropout: Float in [0, 1): fraction of the previous state
             dropped before the recurrent product, with one mask per sequence
             as for `dropout`. Default: `0.0`.
@@ -451,7 +524,8 @@ class LSTMCell(_RecurrentCell):
     >>> keras_lstm = keras.layers.LSTM(4, return_state=True)
     >>> keras_lstm.build(sequences.shape)
     >>> keras_lstm.set_weights(rnn.get_weights())
-    >>> bool(np.allclose(rnn(sequences)[0], keras_lstm(sequences)[0], atol=1e-6))
+    >>> ours, theirs = (keras.ops.convert_to_numpy(n(sequences)[0]) for n in (rnn, keras_lstm))
+    >>> bool(np.allclose(ours, theirs, atol=1e-6))
     True
     """
 

@@ -43,11 +43,18 @@ class _SequenceLayer(keras.layers.RNN):
         cell_parameters = set(inspect.signature(self.cell_class.__init__).parameters)
         cell_parameters |= set(inspect.signature(cells._RecurrentCell.__init__).parameters)
         cell_parameters -= {"self", "kwargs", "units"}
+        # Accepted as Keras's layers accept them: one computation mode here.
+        cell_parameters.add("implementation")
         cell_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in cell_parameters}
         # The cell's dtype policy follows the layer's.
         if "dtype" in kwargs:
             cell_kwargs["dtype"] = kwargs["dtype"]
-        kwargs.pop("use_cudnn", None)  # accepted for compatibility with Keras; no GPU path here
+        use_cudnn = kwargs.pop("use_cudnn", "auto")
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(
+                "Received an invalid value for argument `use_cudnn`, expected "
+                f"'auto', True or False, got {use_cudnn!r}."
+            )
         cell = self.cell_class(units, name=f"{self.cell_class.__name__.lower()}", **cell_kwargs)
         super().__init__(
             cell,
@@ -73,21 +80,43 @@ class _SequenceLayer(keras.layers.RNN):
                 f"got {type(jit_compile).__name__} {jit_compile!r}."
             )
         self.jit_compile = jit_compile
+        # As in Keras, not saved in the config (`Bidirectional` copies it).
+        self.use_cudnn = use_cudnn
         # Which path the last call (or trace, inside `tf.function`) took,
         # "fused" or "cell", and why the cell path was taken.
         self.last_path = None
         self.fallback_reason = None
 
     def __getattr__(self, name):
+        # On PyTorch a layer is a `torch.nn.Module`, which keeps sublayers
+        # (the cell) out of `__dict__` and finds them in its own `__getattr__`.
+        parent = getattr(super(), "__getattr__", None)
+        if parent is not None:
+            try:
+                return parent(name)
+            except AttributeError:
+                pass
         # Expose the cell's hyper-parameters (`units`, `dropout`, ...) as Keras's
         # LSTM/GRU/SimpleRNN layers do.
-        if name != "cell" and "cell" in self.__dict__ and name in self.__dict__["cell"].get_config():
-            return getattr(self.__dict__["cell"], name)
+        if name != "cell":
+            try:
+                cell = self.cell
+            except AttributeError:
+                cell = None
+            if cell is not None and name in cell.get_config():
+                return getattr(cell, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         self.cell.reset_dropout_masks()
-        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        if training:
+            # As Keras's RNN does for its own cells: the masks are drawn
+            # before the loop, which on JAX is a `lax.scan` where no random
+            # numbers can be drawn.
+            self.cell.draw_dropout_masks(ops.shape(sequences)[0])
+        outputs = super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        self.cell.reset_dropout_masks()
+        return outputs
 
     def _fallback_reason(self, sequences):
         """Why this call cannot take the fused path, or `None` if it can."""
@@ -120,6 +149,11 @@ class _SequenceLayer(keras.layers.RNN):
             mask = mask[0]
         if not tree.is_nested(initial_state):
             initial_state = [initial_state]
+        if self.use_cudnn is True:
+            raise ValueError(
+                "Received `use_cudnn=True`, but this layer has no cuDNN path "
+                "(as Keras's layers where cuDNN is unavailable); expected 'auto' or False."
+            )
         reason = self._fallback_reason(sequences)
         self.fallback_reason = reason
         if reason is None:
@@ -271,7 +305,9 @@ _SHARED_DOC = """
             `True`: always compiled (an eager call compiles every time).
             `False`: never.
         **kwargs: Cell arguments ({cell}: activation, dropout, ...) and base
-            layer arguments.
+            layer arguments. Keras's `implementation` (one mode here) and
+            `use_cudnn` (kept as an attribute, as Keras keeps it; there is
+            no cuDNN path, so `True` raises at the first call) are accepted.
 
     Call arguments:
         sequences: Tensor of shape `(batch, timesteps, features)`.

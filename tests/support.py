@@ -6,7 +6,17 @@ import subprocess
 import sys
 import textwrap
 
+import keras
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def to_numpy(structure):
+    """Backend tensors (and nests of them) as NumPy arrays, on every backend.
+
+    (`np.asarray` refuses a PyTorch tensor that requires a gradient.)
+    """
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, structure)
 
 
 def run_in_fresh_python(code, cwd, timeout=300):

@@ -80,10 +80,9 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options):
     units = cell.units
     math_class = math_class_for(cell)
 
-    # One dropout mask per sequence, drawn as the cell path draws it (input
-    # mask first, then recurrent mask, from the cell's seed generator), so
-    # both paths drop the same units for the same seed.
-    cell.reset_dropout_masks()
+    # One dropout mask per sequence, the masks the layer drew for this call
+    # before its loop (input mask first, then recurrent mask, from the cell's
+    # seed generator), so both paths drop the same units for the same seed.
     input_mask, recurrent_mask = cell.dropout_masks(x[:, 0], initial_state[0], options.training)
     if input_mask is not None:
         x = x * input_mask[:, None, :]

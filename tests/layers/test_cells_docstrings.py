@@ -2,7 +2,11 @@
 
 import doctest
 
+import pytest
+
 import layers.cells
+
+pytestmark = pytest.mark.backends
 
 
 def test_docstring_examples_pass():

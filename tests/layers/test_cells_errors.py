@@ -6,6 +6,8 @@ import pytest
 
 import layers
 
+pytestmark = pytest.mark.backends
+
 CELL_CLASSES = [layers.SimpleRNNCell, layers.LSTMCell, layers.GRUCell]
 
 

@@ -10,6 +10,9 @@ import pytest
 
 import layers
 from tests.layers import numpy_reference as reference
+from tests.support import to_numpy
+
+pytestmark = pytest.mark.backends
 
 UNITS = 3
 SEQUENCES = np.arange(24, dtype="float32").reshape(2, 3, 4) / 24.0
@@ -67,7 +70,7 @@ def test_fixed_numbers_with_constant_initializers(kind):
         recurrent_initializer=constant(-0.2),
         bias_initializer=constant(0.05),
     ))
-    outputs = rnn(SEQUENCES)
+    outputs = to_numpy(rnn(SEQUENCES))
     expected = np.repeat(np.array(CONSTANT_EXPECTED[kind])[:, None], UNITS, axis=1)
     np.testing.assert_allclose(outputs[0][:, -1], expected, atol=1e-6)
     if kind == "lstm":  # unit_forget_bias: forget-gate bias 1, the rest from the initializer
@@ -84,7 +87,7 @@ def test_fixed_numbers_with_arange_weights(kind):
     rnn.build(SEQUENCES.shape)
     weights = [_wave(w.shape, index) for index, w in enumerate(rnn.get_weights())]
     rnn.set_weights(weights)
-    outputs = rnn(SEQUENCES)
+    outputs = to_numpy(rnn(SEQUENCES))
     np.testing.assert_allclose(outputs[0][:, -1], WAVE_EXPECTED[kind], atol=1e-6)
     np.testing.assert_allclose(outputs[1], WAVE_EXPECTED[kind], atol=1e-6)
     _, _, step, options = CELLS[kind]
@@ -143,7 +146,7 @@ def test_sequences_match_numpy_reference(kind, setting):
             mask = mask[:, ::-1].copy()
         arguments["mask"] = mask
     assert not setting, f"unused setting keys {setting}"
-    outputs = rnn(sequences, **arguments)
+    outputs = to_numpy(rnn(sequences, **arguments))
     _, _, step, options = CELLS[kind]
     step_options = {**options, **cell_arguments}
     step_options.pop("use_bias", None)
@@ -165,7 +168,7 @@ def test_single_step_called_directly_matches_numpy_reference(kind):
     cell.set_weights(weights)
     inputs = rng.normal(size=(2, 4)).astype("float32")
     states = [rng.normal(size=(2, UNITS)).astype("float32") for _ in range(_state_count(kind))]
-    output, new_states = cell(inputs, states)
+    output, new_states = to_numpy(cell(inputs, states))
     expected_output, expected_states = step(inputs, *states, *weights, **options)
     np.testing.assert_allclose(output, expected_output, atol=1e-6)
     assert len(new_states) == len(expected_states)
@@ -182,7 +185,7 @@ def test_unrolled_and_looped_paths_agree(kind):
     looped.build(sequences.shape)
     unrolled.build(sequences.shape)
     unrolled.set_weights(looped.get_weights())
-    for a, b in zip(looped(sequences), unrolled(sequences)):
+    for a, b in zip(to_numpy(looped(sequences)), to_numpy(unrolled(sequences))):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
