@@ -89,10 +89,14 @@ class _SequenceLayer(keras.layers.RNN):
         self.cell.reset_dropout_masks()
         return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
 
-    def _fallback_reason(self, sequences):
+    def _fallback_reason(self, sequences, training=False):
         """Why this call cannot take the fused path, or `None` if it can."""
         if not self.fused:
             return "fused=False"
+        if keras.backend.backend() == "jax":
+            from layers import fused_jax
+
+            return fused_jax.fallback_reason(self.cell, sequences, training)
         if keras.backend.backend() != "tensorflow":
             return f"backend {keras.backend.backend()!r} is not tensorflow"
         from layers import fused
@@ -120,8 +124,19 @@ class _SequenceLayer(keras.layers.RNN):
             mask = mask[0]
         if not tree.is_nested(initial_state):
             initial_state = [initial_state]
-        reason = self._fallback_reason(sequences)
+        reason = self._fallback_reason(sequences, training)
         self.fallback_reason = reason
+        if reason is None and keras.backend.backend() == "jax":
+            from layers import fused_jax
+
+            self.last_path = "fused"
+            options = fused_jax.CallOptions(
+                go_backwards=self.go_backwards,
+                return_sequences=self.return_sequences,
+                zero_output_for_mask=self.zero_output_for_mask,
+                truncate_every=self.bptt_steps,
+            )
+            return fused_jax.fused_inner_loop(self.cell, sequences, list(initial_state), mask, options)
         if reason is None:
             from layers import fused
 

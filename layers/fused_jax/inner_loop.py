@@ -1,0 +1,127 @@
+"""The sequence layers' entry point on JAX: whether a call can run fused, and `fused_inner_loop` if it can."""
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from layers.fused_jax.activations import resolve_activation
+from layers.fused_jax.cell_maths import (
+    GRUMath,
+    SimpleRNNMath,
+    Weights,
+    math_class_for,
+    math_for,
+)
+from layers.fused_jax.recurrence import Plan, run_recurrence
+
+# Dtypes the fused path computes in. Others (float16, bfloat16 under mixed
+# precision) run the cell path, whose rounding the fused path would not match.
+SUPPORTED_DTYPES = ("float32", "float64")
+
+# Steps per iteration of the scans' loops (`jax.lax.scan(unroll=...)`).
+UNROLL = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CallOptions:
+    """What a layer call asks of `fused_inner_loop` besides its arrays.
+
+    Attributes:
+        go_backwards, return_sequences, zero_output_for_mask: As in
+            `keras.layers.RNN`.
+        truncate_every: Truncated back-propagation through time: no gradient
+            flows into the states entering every `truncate_every`-th step
+            (processing order); `None` for full back-propagation.
+    """
+
+    go_backwards: bool = False
+    return_sequences: bool = False
+    zero_output_for_mask: bool = False
+    truncate_every: int | None = None
+
+
+class InnerLoopResult(NamedTuple):
+    """`(last_output, outputs, final_states)`, as `keras.layers.RNN.inner_loop` returns them."""
+
+    last_output: jax.Array
+    outputs: jax.Array
+    final_states: list
+
+
+def fallback_reason(cell, sequences, training=False):
+    """Why the fused JAX path cannot run this call (a sentence), or `None` if it can."""
+    math_class = math_class_for(cell)
+    if math_class is None:
+        return f"cell {type(cell).__name__} has no fused implementation"
+    dtype = str(getattr(cell, "compute_dtype", None))
+    if dtype not in SUPPORTED_DTYPES:
+        return f"compute dtype {dtype} is not one of {SUPPORTED_DTYPES}"
+    if keras.backend.standardize_dtype(sequences.dtype) != dtype:
+        return f"inputs of dtype {sequences.dtype} differ from the compute dtype {dtype}"
+    if len(sequences.shape) != 3:
+        return f"inputs of rank {len(sequences.shape)}, expected 3"
+    if resolve_activation(cell.activation) is None:
+        return f"activation {cell.activation!r} has no known derivative"
+    recurrent_activation = getattr(cell, "recurrent_activation", None)
+    if math_class is not SimpleRNNMath and resolve_activation(recurrent_activation) is None:
+        return f"recurrent_activation {recurrent_activation!r} has no known derivative"
+    if training and (cell.dropout > 0.0 or cell.recurrent_dropout > 0.0):
+        return "dropout in training runs the cell path on the JAX backend"
+    return None
+
+
+def _weights(cell):
+    """The cell's weights as arrays, split into input and recurrent biases."""
+
+    def value(variable):
+        return keras.ops.convert_to_tensor(variable)
+
+    input_bias = recurrent_bias = None
+    if cell.use_bias:
+        bias = value(cell.bias)
+        if math_class_for(cell) is GRUMath:
+            input_bias, recurrent_bias = bias[0], bias[1]
+        else:
+            input_bias = bias
+    return Weights(value(cell.kernel), value(cell.recurrent_kernel), input_bias, recurrent_bias)
+
+
+def fused_inner_loop(cell, sequences, initial_state, mask, options=CallOptions()):
+    """The fused equivalent of `keras.layers.RNN.inner_loop` for our cells, on JAX.
+
+    `options` is a `CallOptions`. Returns an `InnerLoopResult`: `outputs`
+    is `(batch, time, units)` in processing order when `return_sequences`,
+    else `last_output` with a time axis of one. Call it only where
+    `fallback_reason` is `None`.
+    """
+    x = jnp.swapaxes(jnp.asarray(sequences), 0, 1)  # time-major
+    valid = None
+    if mask is not None:
+        valid = jnp.swapaxes(jnp.asarray(mask).astype(bool), 0, 1)[:, :, None]
+    if options.go_backwards:
+        x = jnp.flip(x, axis=0)
+        valid = None if valid is None else jnp.flip(valid, axis=0)
+    plan = Plan(math_for(cell), options.truncate_every, UNROLL)
+    h_seq, final_states = run_recurrence(
+        plan, x, _weights(cell), [jnp.asarray(s) for s in initial_state], valid
+    )
+
+    # Outputs at masked steps: Keras repeats the previous output (zeros
+    # before the first valid step), which equals the carried state once a
+    # valid step has been seen; with `zero_output_for_mask` they are zeros.
+    output_valid = valid
+    if valid is not None and not options.zero_output_for_mask:
+        output_valid = jnp.cumsum(valid.astype(jnp.int32), axis=0) > 0
+    if options.return_sequences:
+        outputs = h_seq if output_valid is None else jnp.where(output_valid, h_seq, 0.0)
+        last_output = outputs[-1]
+        outputs = jnp.swapaxes(outputs, 0, 1)
+    else:
+        last_output = h_seq[-1]
+        if output_valid is not None:
+            last_output = jnp.where(output_valid[-1], last_output, 0.0)
+        outputs = last_output[:, None, :]
+    return InnerLoopResult(last_output, outputs, list(final_states))
