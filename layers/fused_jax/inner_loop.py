@@ -23,6 +23,8 @@ SUPPORTED_DTYPES = ("float32", "float64")
 
 # Steps per iteration of the scans' loops (`jax.lax.scan(unroll=...)`).
 UNROLL = 1
+STEP_PROJECTION = True
+STEP_PROJECTION_SAVING = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,17 +106,15 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options=CallOptions()
     if options.go_backwards:
         x = jnp.flip(x, axis=0)
         valid = None if valid is None else jnp.flip(valid, axis=0)
-    plan = Plan(math_for(cell), options.truncate_every, UNROLL)
+    plan = Plan(math_for(cell), options.truncate_every, UNROLL, STEP_PROJECTION, STEP_PROJECTION_SAVING)
     h_seq, final_states = run_recurrence(
         plan, x, _weights(cell), [jnp.asarray(s) for s in initial_state], valid
     )
 
-    # Outputs at masked steps: Keras repeats the previous output (zeros
-    # before the first valid step), which equals the carried state once a
-    # valid step has been seen; with `zero_output_for_mask` they are zeros.
-    output_valid = valid
-    if valid is not None and not options.zero_output_for_mask:
-        output_valid = jnp.cumsum(valid.astype(jnp.int32), axis=0) > 0
+    # Outputs at masked steps: Keras's loop on JAX repeats the carried state
+    # `h` there (the initial state before the first valid step), which is
+    # `h_seq`; with `zero_output_for_mask` they are zeros.
+    output_valid = valid if options.zero_output_for_mask else None
     if options.return_sequences:
         outputs = h_seq if output_valid is None else jnp.where(output_valid, h_seq, 0.0)
         last_output = outputs[-1]

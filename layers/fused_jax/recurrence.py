@@ -32,6 +32,8 @@ class Plan:
     math: RecurrenceMath
     truncate_every: int | None = None
     unroll: int = 1
+    step_projection: bool = True
+    step_projection_saving: bool = False
 
 
 class RecurrenceResult(NamedTuple):
@@ -56,30 +58,34 @@ def _masked(valid_t, new_states, states):
 
 def _forward(plan, inputs, weights, initial, valid):
     math = plan.math
+    per_step = plan.step_projection
 
     def body(states, step_inputs):
         p_t, valid_t = step_inputs
+        if per_step:
+            p_t = _project(p_t, weights)
         new_states = _masked(valid_t, math.step(weights, p_t, states), states)
         return new_states, new_states[0]
 
-    final_states, sequence = jax.lax.scan(
-        body, tuple(initial), (_project(inputs, weights), valid), unroll=plan.unroll
-    )
+    xs = inputs if per_step else _project(inputs, weights)
+    final_states, sequence = jax.lax.scan(body, tuple(initial), (xs, valid), unroll=plan.unroll)
     return RecurrenceResult(sequence, final_states)
 
 
 def _forward_saving(plan, inputs, weights, initial, valid):
     math = plan.math
+    per_step = plan.step_projection_saving
 
     def body(states, step_inputs):
         p_t, valid_t = step_inputs
+        if per_step:
+            p_t = _project(p_t, weights)
         new_states, records = math.step_saving(weights, p_t, states)
         new_states = _masked(valid_t, new_states, states)
         return new_states, (new_states[0], records)
 
-    final_states, (sequence, records) = jax.lax.scan(
-        body, tuple(initial), (_project(inputs, weights), valid), unroll=plan.unroll
-    )
+    xs = inputs if per_step else _project(inputs, weights)
+    final_states, (sequence, records) = jax.lax.scan(body, tuple(initial), (xs, valid), unroll=plan.unroll)
     result = RecurrenceResult(sequence, final_states)
     return result, (inputs, weights, tuple(initial), valid, sequence, records)
 
