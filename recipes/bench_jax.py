@@ -6,6 +6,10 @@ units), three contenders with the same weights, all on the JAX backend:
 - `fused`: our layer (`layers.LSTM`, ...), which takes the fused JAX path
   (`layers.fused_jax`: one input projection, a `jax.lax.scan` recurrence and
   a hand-written backward scan with the weight gradients after it);
+- `fused-projected`: the same path with the inputs of all steps projected
+  by one matrix product before the scans, instead of by each step inside
+  them (`layers.fused_jax.inner_loop.PROJECT_EACH_STEP`), to show that
+  choice;
 - `cell`: the same layer with `fused=False`, our cell inside
   `keras.layers.RNN`;
 - `keras`: Keras's built-in layer (`keras.layers.LSTM`, ...), which on a
@@ -41,12 +45,13 @@ Usage:
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
-CONTENDERS = ("fused", "cell", "keras")
+CONTENDERS = ("fused", "fused-projected", "cell", "keras")
 DEFAULT_SIZE = (64, 100, 64, 256)
 QUICK_SIZE = (4, 6, 3, 5)
 
@@ -71,7 +76,7 @@ def build_contender(name, kind, units):
     import layers
 
     ours = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}[kind]
-    if name == "fused":
+    if name in ("fused", "fused-projected"):  # (they differ in how their steps are traced)
         return ours(units, return_sequences=True)
     if name == "cell":
         return ours(units, return_sequences=True, fused=False)
@@ -121,6 +126,19 @@ def step_functions(layer, inputs, targets, learning_rate=1e-3):
     return train, infer
 
 
+@contextlib.contextmanager
+def _projection_setting(name):
+    """While tracing `fused-projected`, the fused path projects all steps' inputs before the scans."""
+    from layers.fused_jax import inner_loop
+
+    previous = inner_loop.PROJECT_EACH_STEP
+    inner_loop.PROJECT_EACH_STEP = name != "fused-projected" and previous
+    try:
+        yield
+    finally:
+        inner_loop.PROJECT_EACH_STEP = previous
+
+
 def benchmark_case(kind, size, repeats, seed):
     """Time every contender on one (cell kind, size); a dict of results per mode and contender."""
     import jax.numpy as jnp
@@ -140,8 +158,9 @@ def benchmark_case(kind, size, repeats, seed):
         if weights is None:
             weights = [rng.uniform(-0.1, 0.1, size=w.shape).astype("float32") for w in layer.get_weights()]
         layer.set_weights(weights)
-        functions[name] = step_functions(layer, inputs, targets)
-        if name == "fused" and layer.last_path != "fused":
+        with _projection_setting(name):
+            functions[name] = step_functions(layer, inputs, targets)
+        if name.startswith("fused") and layer.last_path != "fused":
             raise RuntimeError(f"the fused contender ran the cell path: {layer.fallback_reason}")
     result = {"cell": kind, "size": size}
     for mode, index in (("train", 0), ("forward", 1)):
@@ -164,7 +183,7 @@ def benchmark_case(kind, size, repeats, seed):
 
 
 HEADER = (
-    f"{'cell':9s} {'batch, steps, in, units':>23s}  {'mode':7s} {'contender':8s} "
+    f"{'cell':9s} {'batch, steps, in, units':>23s}  {'mode':7s} {'contender':15s} "
     f"{'median ms':>9s} {'(min-max)':>15s} {'x keras':>7s} {'paired x':>8s} {'(min-max)':>11s}"
 )
 
@@ -177,7 +196,7 @@ def format_rows(results):
         for mode in ("train", "forward"):
             for name, entry in result[mode].items():
                 lines.append(
-                    f"{result['cell']:9s} {size:>23s}  {mode:7s} {name:8s} {entry['median_ms']:9.1f} "
+                    f"{result['cell']:9s} {size:>23s}  {mode:7s} {name:15s} {entry['median_ms']:9.1f} "
                     f"{entry['min_ms']:7.1f}-{entry['max_ms']:<7.1f} {entry['speedup']:7.2f} "
                     f"{entry['paired_speedup']:8.2f} {entry['paired_min']:5.2f}-{entry['paired_max']:<5.2f}"
                 )

@@ -2,9 +2,10 @@
 
 The sequence layers in `layers.sequence` use this package on the JAX
 backend, as they use `layers.fused` on TensorFlow. For a whole sequence it
-projects the inputs of all steps with one matrix product, then runs the
-recurrence in one `jax.lax.scan` that does only the recurrent product and
-the gate arithmetic. Its gradient is written by hand (`jax.custom_vjp`):
+runs the recurrence in one `jax.lax.scan` that does only each step's input
+and recurrent products and the gate arithmetic (projecting all steps'
+inputs with one product first measured slower in XLA's loop; see
+`inner_loop.PROJECT_EACH_STEP`). Its gradient is written by hand (`jax.custom_vjp`):
 under differentiation the forward scan also saves, per step, the derivative
 factors of the gates; the backward pass is one reverse scan that carries
 only the state gradients, and the weight and input gradients are one

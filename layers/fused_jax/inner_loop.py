@@ -21,10 +21,15 @@ from layers.fused_jax.recurrence import Plan, run_recurrence
 # precision) run the cell path, whose rounding the fused path would not match.
 SUPPORTED_DTYPES = ("float32", "float64")
 
-# Steps per iteration of the scans' loops (`jax.lax.scan(unroll=...)`).
+# How the scans run (see `Plan`), as measured with `python -m
+# recipes.bench_jax` (layers/README.md#the-fast-path-on-jax): unrolling two
+# steps per loop iteration was no faster; each step projecting its own
+# inputs inside the scan was faster than projecting all steps with one
+# product before it (`fused-projected` in the benchmark), in training and
+# in inference. The code reads them at every call, so the benchmark or a
+# test can change them here.
 UNROLL = 1
-STEP_PROJECTION = True
-STEP_PROJECTION_SAVING = False
+PROJECT_EACH_STEP = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +111,7 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options=CallOptions()
     if options.go_backwards:
         x = jnp.flip(x, axis=0)
         valid = None if valid is None else jnp.flip(valid, axis=0)
-    plan = Plan(math_for(cell), options.truncate_every, UNROLL, STEP_PROJECTION, STEP_PROJECTION_SAVING)
+    plan = Plan(math_for(cell), options.truncate_every, UNROLL, PROJECT_EACH_STEP)
     h_seq, final_states = run_recurrence(
         plan, x, _weights(cell), [jnp.asarray(s) for s in initial_state], valid
     )

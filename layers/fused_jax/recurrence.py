@@ -1,7 +1,7 @@
 """`run_recurrence`: a whole recurrence over `jax.lax.scan`, with a hand-written gradient (`jax.custom_vjp`).
 
-The inputs of all steps are projected with one matrix product first. Called
-without a gradient (inference), one scan runs the steps and saves nothing.
+Called without a gradient (inference), one scan runs the steps and saves
+nothing.
 Under differentiation, the forward scan also saves each step's derivative
 factors (`step_saving`), and the backward pass is one reverse scan that
 carries only the state gradients; the gradients of the weights and inputs
@@ -27,13 +27,17 @@ class Plan:
         truncate_every: Optional positive int k: no gradient flows into the
             states entering steps k, 2k, ... (processing order).
         unroll: Steps per iteration of each scan's loop (`jax.lax.scan`).
+        project_each_step: If `True`, each step of the forward scans
+            projects its own inputs (`x_t @ kernel + input_bias`); if
+            `False`, the inputs of all steps are projected with one matrix
+            product before the scan. (The gradients of the input weights
+            and of the inputs are one product over all steps either way.)
     """
 
     math: RecurrenceMath
     truncate_every: int | None = None
     unroll: int = 1
-    step_projection: bool = True
-    step_projection_saving: bool = False
+    project_each_step: bool = True
 
 
 class RecurrenceResult(NamedTuple):
@@ -58,7 +62,7 @@ def _masked(valid_t, new_states, states):
 
 def _forward(plan, inputs, weights, initial, valid):
     math = plan.math
-    per_step = plan.step_projection
+    per_step = plan.project_each_step
 
     def body(states, step_inputs):
         p_t, valid_t = step_inputs
@@ -74,7 +78,7 @@ def _forward(plan, inputs, weights, initial, valid):
 
 def _forward_saving(plan, inputs, weights, initial, valid):
     math = plan.math
-    per_step = plan.step_projection_saving
+    per_step = plan.project_each_step
 
     def body(states, step_inputs):
         p_t, valid_t = step_inputs
