@@ -6,8 +6,9 @@ truncated back-propagation through time, `fused` and `jit_compile`. On the
 TensorFlow backend a whole sequence runs on a fused path (`layers.fused`):
 the recurrence in one `tf.while_loop` (compiled with XLA where `jit_compile`
 says so), and, in training, back-propagation through time written by hand.
-Anything that path does not support runs the cell inside `keras.layers.RNN`
-instead.
+On the JAX backend a path of the same design runs (`layers.fused_jax`: a
+`jax.lax.scan` with a hand-written `jax.custom_vjp`). Anything the fused
+paths do not support runs the cell inside `keras.layers.RNN` instead.
 """
 
 import inspect

@@ -4,8 +4,8 @@ For SimpleRNN, LSTM and GRU at one or more sizes (batch, steps, inputs,
 units), three contenders with the same weights, all on the JAX backend:
 
 - `fused`: our layer (`layers.LSTM`, ...), which takes the fused JAX path
-  (`layers.fused_jax`: one input projection, a `jax.lax.scan` recurrence and
-  a hand-written backward scan with the weight gradients after it);
+  (`layers.fused_jax`: a `jax.lax.scan` recurrence and a hand-written
+  backward scan, with the weight gradients one product each after it);
 - `fused-projected`: the same path with the inputs of all steps projected
   by one matrix product before the scans, instead of by each step inside
   them (`layers.fused_jax.inner_loop.PROJECT_EACH_STEP`), to show that

@@ -21,13 +21,12 @@ from layers.fused_jax.recurrence import Plan, run_recurrence
 # precision) run the cell path, whose rounding the fused path would not match.
 SUPPORTED_DTYPES = ("float32", "float64")
 
-# How the scans run (see `Plan`), as measured with `python -m
-# recipes.bench_jax` (layers/README.md#the-fast-path-on-jax): unrolling two
-# steps per loop iteration was no faster; each step projecting its own
-# inputs inside the scan was faster than projecting all steps with one
-# product before it (`fused-projected` in the benchmark), in training and
-# in inference. The code reads them at every call, so the benchmark or a
-# test can change them here.
+# How the scans run (see `Plan`). Each step projecting its own inputs
+# inside the scan measured faster than projecting all steps with one
+# product before it, in training and in inference (`fused` against
+# `fused-projected` in `python -m recipes.bench_jax`; see
+# layers/README.md#the-fast-path-on-jax). The code reads these at every
+# call, so the benchmark or a test can change them here.
 UNROLL = 1
 PROJECT_EACH_STEP = True
 
