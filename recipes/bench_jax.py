@@ -203,16 +203,14 @@ def format_rows(results):
     return "\n".join(lines)
 
 
-def _parse_size(text):
+def _size_argument(text):
+    """`--size`, parsed as `recipes.bench` parses it."""
+    from recipes.bench import _parse_size
+
     try:
-        size = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        size = ()
-    if len(size) != 4 or min(size) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected four positive integers batch,steps,inputs,units (e.g. 64,100,64,256), got {text!r}"
-        )
-    return size
+        return _parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _parse_cells(text):
@@ -228,7 +226,7 @@ def parse_arguments(argv):
         prog="python -m recipes.bench_jax",
         description="Time the fused JAX path of our sequence layers against Keras's layers on JAX.",
     )
-    parser.add_argument("--size", type=_parse_size, action="append",
+    parser.add_argument("--size", type=_size_argument, action="append",
                         help="batch,steps,inputs,units; repeatable (default: 64,100,64,256)")
     parser.add_argument("--cells", type=_parse_cells, default=CELL_KINDS,
                         help="comma-separated cell kinds (default: SimpleRNN,LSTM,GRU)")

@@ -24,10 +24,10 @@ Modules, from the layer down:
 This package imports JAX; import it only on the JAX backend.
 """
 
+from layers._fused_checks import SUPPORTED_DTYPES
 from layers.fused_jax.activations import resolve_activation
 from layers.fused_jax.cell_maths import Weights, math_class_for, math_for
 from layers.fused_jax.inner_loop import (
-    SUPPORTED_DTYPES,
     CallOptions,
     fallback_reason,
     fused_inner_loop,

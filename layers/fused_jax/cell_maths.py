@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from layers import cells
+from layers._fused_checks import cell_kind
 from layers.fused_jax.activations import Activation, resolve_activation, times
 
 
@@ -134,7 +134,16 @@ def _derivative(activation, y):
     return None if activation.derivative is None else activation.derivative(y)
 
 
-class GRUMath(RecurrenceMath):
+class _GRUStep:
+    """`step` for both GRUs, whose `_parts` return `(z, r, the reset gate's operand, candidate)`."""
+
+    def step(self, weights, p_t, states):
+        h_tm1 = states[0]
+        z, _, _, candidate = self._parts(weights, p_t, h_tm1)
+        return (z * h_tm1 + (1.0 - z) * candidate,)
+
+
+class GRUMath(_GRUStep, RecurrenceMath):
     """GRU with `reset_after=True` (reset gate applied after the recurrent product)."""
 
     def _parts(self, weights, p_t, h_tm1):
@@ -148,10 +157,6 @@ class GRUMath(RecurrenceMath):
         candidate = self.activation.forward(p_h + r * inner_h)
         return z, r, inner_h, candidate
 
-    def step(self, weights, p_t, states):
-        h_tm1 = states[0]
-        z, _, _, candidate = self._parts(weights, p_t, h_tm1)
-        return (z * h_tm1 + (1.0 - z) * candidate,)
 
     def step_saving(self, weights, p_t, states):
         h_tm1 = states[0]
@@ -181,7 +186,7 @@ class GRUMath(RecurrenceMath):
         return RecurrentGradients(d_projected, flat_matmul_t(previous, d_inner), d_recurrent_bias)
 
 
-class GRUResetBeforeMath(RecurrenceMath):
+class GRUResetBeforeMath(_GRUStep, RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state before its product)."""
 
     def _parts(self, weights, p_t, h_tm1):
@@ -194,10 +199,6 @@ class GRUResetBeforeMath(RecurrenceMath):
         candidate = self.activation.forward(p_h + reset_h @ kernel[:, 2 * units:])
         return z, r, reset_h, candidate
 
-    def step(self, weights, p_t, states):
-        h_tm1 = states[0]
-        z, _, _, candidate = self._parts(weights, p_t, h_tm1)
-        return (z * h_tm1 + (1.0 - z) * candidate,)
 
     def step_saving(self, weights, p_t, states):
         h_tm1 = states[0]
@@ -231,18 +232,8 @@ class GRUResetBeforeMath(RecurrenceMath):
 
 
 def math_class_for(cell):
-    """The math class of one of our cells (`layers.cells`), or `None`.
-
-    Only the exact classes qualify: a subclass may change the step.
-    """
-    kind = type(cell)
-    if kind is cells.SimpleRNNCell:
-        return SimpleRNNMath
-    if kind is cells.LSTMCell:
-        return LSTMMath
-    if kind is cells.GRUCell:
-        return GRUMath if cell.reset_after else GRUResetBeforeMath
-    return None
+    """The math class of one of our cells (`layers.cells`), or `None` (see `cell_kind`)."""
+    return _MATH_CLASSES.get(cell_kind(cell))
 
 
 def math_for(cell):
@@ -253,3 +244,11 @@ def math_for(cell):
         resolve_activation(cell.activation),
         None if recurrent_activation is None else resolve_activation(recurrent_activation),
     )
+
+
+_MATH_CLASSES = {
+    "simple_rnn": SimpleRNNMath,
+    "lstm": LSTMMath,
+    "gru": GRUMath,
+    "gru_reset_before": GRUResetBeforeMath,
+}

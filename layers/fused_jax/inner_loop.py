@@ -7,19 +7,10 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from layers._fused_checks import unsupported_reason
 from layers.fused_jax.activations import resolve_activation
-from layers.fused_jax.cell_maths import (
-    GRUMath,
-    SimpleRNNMath,
-    Weights,
-    math_class_for,
-    math_for,
-)
+from layers.fused_jax.cell_maths import GRUMath, Weights, math_class_for, math_for
 from layers.fused_jax.recurrence import Plan, run_recurrence
-
-# Dtypes the fused path computes in. Others (float16, bfloat16 under mixed
-# precision) run the cell path, whose rounding the fused path would not match.
-SUPPORTED_DTYPES = ("float32", "float64")
 
 # How the scans run (see `Plan`). Each step projecting its own inputs
 # inside the scan measured faster than projecting all steps with one
@@ -59,24 +50,10 @@ class InnerLoopResult(NamedTuple):
 
 def fallback_reason(cell, sequences, training=False):
     """Why the fused JAX path cannot run this call (a sentence), or `None` if it can."""
-    math_class = math_class_for(cell)
-    if math_class is None:
-        return f"cell {type(cell).__name__} has no fused implementation"
-    dtype = str(getattr(cell, "compute_dtype", None))
-    if dtype not in SUPPORTED_DTYPES:
-        return f"compute dtype {dtype} is not one of {SUPPORTED_DTYPES}"
-    if keras.backend.standardize_dtype(sequences.dtype) != dtype:
-        return f"inputs of dtype {sequences.dtype} differ from the compute dtype {dtype}"
-    if len(sequences.shape) != 3:
-        return f"inputs of rank {len(sequences.shape)}, expected 3"
-    if resolve_activation(cell.activation) is None:
-        return f"activation {cell.activation!r} has no known derivative"
-    recurrent_activation = getattr(cell, "recurrent_activation", None)
-    if math_class is not SimpleRNNMath and resolve_activation(recurrent_activation) is None:
-        return f"recurrent_activation {recurrent_activation!r} has no known derivative"
-    if training and (cell.dropout > 0.0 or cell.recurrent_dropout > 0.0):
-        return "dropout in training runs the cell path on the JAX backend"
-    return None
+    reason = unsupported_reason(cell, sequences, resolve_activation)
+    if reason is None and training and (cell.dropout > 0.0 or cell.recurrent_dropout > 0.0):
+        reason = "dropout in training runs the cell path on the JAX backend"
+    return reason
 
 
 def _weights(cell):

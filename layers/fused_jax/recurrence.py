@@ -60,36 +60,37 @@ def _masked(valid_t, new_states, states):
     return tuple(jnp.where(valid_t, new, old) for new, old in zip(new_states, states))
 
 
-def _forward(plan, inputs, weights, initial, valid):
-    math = plan.math
+def _scan_forward(plan, inputs, weights, initial, valid, step):
+    """The forward scan: `step(weights, p_t, states) -> (new_states, extra)` at each step.
+
+    Returns the final states and, stacked over the steps, `(h, extra)`.
+    """
     per_step = plan.project_each_step
 
     def body(states, step_inputs):
         p_t, valid_t = step_inputs
         if per_step:
             p_t = _project(p_t, weights)
-        new_states = _masked(valid_t, math.step(weights, p_t, states), states)
-        return new_states, new_states[0]
+        new_states, extra = step(weights, p_t, states)
+        new_states = _masked(valid_t, new_states, states)
+        return new_states, (new_states[0], extra)
 
     xs = inputs if per_step else _project(inputs, weights)
-    final_states, sequence = jax.lax.scan(body, tuple(initial), (xs, valid), unroll=plan.unroll)
+    return jax.lax.scan(body, tuple(initial), (xs, valid), unroll=plan.unroll)
+
+
+def _forward(plan, inputs, weights, initial, valid):
+    def step(weights, p_t, states):
+        return plan.math.step(weights, p_t, states), ()
+
+    final_states, (sequence, _) = _scan_forward(plan, inputs, weights, initial, valid, step)
     return RecurrenceResult(sequence, final_states)
 
 
 def _forward_saving(plan, inputs, weights, initial, valid):
-    math = plan.math
-    per_step = plan.project_each_step
-
-    def body(states, step_inputs):
-        p_t, valid_t = step_inputs
-        if per_step:
-            p_t = _project(p_t, weights)
-        new_states, records = math.step_saving(weights, p_t, states)
-        new_states = _masked(valid_t, new_states, states)
-        return new_states, (new_states[0], records)
-
-    xs = inputs if per_step else _project(inputs, weights)
-    final_states, (sequence, records) = jax.lax.scan(body, tuple(initial), (xs, valid), unroll=plan.unroll)
+    final_states, (sequence, records) = _scan_forward(
+        plan, inputs, weights, initial, valid, plan.math.step_saving
+    )
     result = RecurrenceResult(sequence, final_states)
     return result, (inputs, weights, tuple(initial), valid, sequence, records)
 
