@@ -6,8 +6,9 @@ truncated back-propagation through time, `fused` and `jit_compile`. On the
 TensorFlow backend a whole sequence runs on a fused path (`layers.fused`):
 the recurrence in one `tf.while_loop` (compiled with XLA where `jit_compile`
 says so), and, in training, back-propagation through time written by hand.
-Anything that path does not support runs the cell inside `keras.layers.RNN`
-instead.
+On the JAX backend a path of the same design runs (`layers.fused_jax`: a
+`jax.lax.scan` with a hand-written `jax.custom_vjp`). Anything the fused
+paths do not support runs the cell inside `keras.layers.RNN` instead.
 """
 
 import inspect
@@ -118,10 +119,14 @@ class _SequenceLayer(keras.layers.RNN):
         self.cell.reset_dropout_masks()
         return outputs
 
-    def _fallback_reason(self, sequences):
+    def _fallback_reason(self, sequences, training=False):
         """Why this call cannot take the fused path, or `None` if it can."""
         if not self.fused:
             return "fused=False"
+        if keras.backend.backend() == "jax":
+            from layers import fused_jax
+
+            return fused_jax.fallback_reason(self.cell, sequences, training)
         if keras.backend.backend() != "tensorflow":
             return f"backend {keras.backend.backend()!r} is not tensorflow"
         from layers import fused
@@ -154,8 +159,19 @@ class _SequenceLayer(keras.layers.RNN):
                 "Received `use_cudnn=True`, but this layer has no cuDNN path "
                 "(as Keras's layers where cuDNN is unavailable); expected 'auto' or False."
             )
-        reason = self._fallback_reason(sequences)
+        reason = self._fallback_reason(sequences, training)
         self.fallback_reason = reason
+        if reason is None and keras.backend.backend() == "jax":
+            from layers import fused_jax
+
+            self.last_path = "fused"
+            options = fused_jax.CallOptions(
+                go_backwards=self.go_backwards,
+                return_sequences=self.return_sequences,
+                zero_output_for_mask=self.zero_output_for_mask,
+                truncate_every=self.bptt_steps,
+            )
+            return fused_jax.fused_inner_loop(self.cell, sequences, list(initial_state), mask, options)
         if reason is None:
             from layers import fused
 

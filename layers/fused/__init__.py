@@ -37,10 +37,10 @@ or an experiment that changes one patches it there, not its re-export here.
 This package imports TensorFlow; import it only on the TensorFlow backend.
 """
 
+from layers._fused_checks import SUPPORTED_DTYPES
 from layers.fused.activations import resolve_activation
 from layers.fused.cell_maths import math_class_for
 from layers.fused.inner_loop import (
-    SUPPORTED_DTYPES,
     CallOptions,
     fallback_reason,
     fused_inner_loop,

@@ -8,7 +8,7 @@ provides); `math_class_for` picks the one for a cell of `layers.cells`.
 
 import tensorflow as tf
 
-from layers import cells
+from layers._fused_checks import cell_kind
 from layers.fused.gradients import (
     RecurrentGradients,
     SplitProjectionGradient,
@@ -259,15 +259,13 @@ class GRUResetBeforeMath(_GRUJoin, RecurrenceMath):
 
 
 def math_class_for(cell):
-    """The `RecurrenceMath` class of one of our cells (`layers.cells`), or `None`.
+    """The `RecurrenceMath` class of one of our cells (`layers.cells`), or `None` (see `cell_kind`)."""
+    return _MATH_CLASSES.get(cell_kind(cell))
 
-    Only the exact classes qualify: a subclass may change the step.
-    """
-    kind = type(cell)
-    if kind is cells.SimpleRNNCell:
-        return SimpleRNNMath
-    if kind is cells.LSTMCell:
-        return LSTMMath
-    if kind is cells.GRUCell:
-        return GRUMath if cell.reset_after else GRUResetBeforeMath
-    return None
+
+_MATH_CLASSES = {
+    "simple_rnn": SimpleRNNMath,
+    "lstm": LSTMMath,
+    "gru": GRUMath,
+    "gru_reset_before": GRUResetBeforeMath,
+}

@@ -3,16 +3,12 @@
 import dataclasses
 from typing import NamedTuple
 
-import keras
 import tensorflow as tf
 
+from layers._fused_checks import unsupported_reason
 from layers.fused.activations import resolve_activation
-from layers.fused.cell_maths import GRUMath, SimpleRNNMath, math_class_for
+from layers.fused.cell_maths import GRUMath, math_class_for
 from layers.fused.recurrence import RecurrenceOptions, run_recurrence
-
-# Dtypes the fused path computes in. Others (float16, bfloat16 under mixed
-# precision) run the cell path, whose rounding the fused path would not match.
-SUPPORTED_DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,22 +45,7 @@ class InnerLoopResult(NamedTuple):
 
 def fallback_reason(cell, sequences):
     """Why the fused path cannot run this call (a sentence), or `None` if it can."""
-    math_class = math_class_for(cell)
-    if math_class is None:
-        return f"cell {type(cell).__name__} has no fused implementation"
-    dtype = str(getattr(cell, "compute_dtype", None))
-    if dtype not in SUPPORTED_DTYPES:
-        return f"compute dtype {dtype} is not one of {SUPPORTED_DTYPES}"
-    if keras.backend.standardize_dtype(sequences.dtype) != dtype:
-        return f"inputs of dtype {sequences.dtype} differ from the compute dtype {dtype}"
-    if len(sequences.shape) != 3:
-        return f"inputs of rank {len(sequences.shape)}, expected 3"
-    if resolve_activation(cell.activation) is None:
-        return f"activation {cell.activation!r} has no known derivative"
-    recurrent_activation = getattr(cell, "recurrent_activation", None)
-    if math_class is not SimpleRNNMath and resolve_activation(recurrent_activation) is None:
-        return f"recurrent_activation {recurrent_activation!r} has no known derivative"
-    return None
+    return unsupported_reason(cell, sequences, resolve_activation)
 
 
 def fused_inner_loop(cell, sequences, initial_state, mask, options):

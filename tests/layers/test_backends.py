@@ -318,7 +318,7 @@ def test_truncated_backpropagation_cuts_the_gradient_at_chunk_starts(kind):
 
 
 # Which path the sequence layers take on each backend (`layer.last_path`).
-SEQUENCE_PATH = {"tensorflow": "fused", "jax": "cell", "torch": "cell"}
+SEQUENCE_PATH = {"tensorflow": "fused", "jax": "fused", "torch": "cell"}
 
 
 def test_sequence_layers_take_the_path_their_backend_has():
