@@ -13,6 +13,9 @@ import keras
 import numpy as np
 import pytest
 
+# Runs in the JAX run of the backend tests (`KERAS_BACKEND=jax pytest tests/layers -m backends`).
+pytestmark = pytest.mark.backends
+
 if keras.backend.backend() != "jax":
     pytest.skip("the fused JAX path runs on the JAX backend (KERAS_BACKEND=jax)", allow_module_level=True)
 jax = pytest.importorskip("jax")
