@@ -16,8 +16,7 @@ def positive_int(name, value):
         )
     if value <= 0:
         raise ValueError(
-            f"Received an invalid value for argument `{name}`, "
-            f"expected a positive integer, got {value!r}."
+            f"Received an invalid value for argument `{name}`, expected a positive integer, got {value!r}."
         )
     return int(value)
 
@@ -30,8 +29,5 @@ def rate(name, value):
             f"expected a float in [0, 1), got {type(value).__name__} {value!r}."
         )
     if not 0.0 <= float(value) < 1.0:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`, "
-            f"expected a float in [0, 1), got {value!r}."
-        )
+        raise ValueError(f"Received an invalid value for argument `{name}`, expected a float in [0, 1), got {value!r}.")
     return float(value)

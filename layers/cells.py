@@ -101,9 +101,7 @@ def _resolve(name, getter, value):
     try:
         resolved = getter(value)
     except (ValueError, TypeError) as error:
-        raise type(error)(
-            f"Received an invalid value for argument `{name}`: {value!r}. {error}"
-        ) from error
+        raise type(error)(f"Received an invalid value for argument `{name}`: {value!r}. {error}") from error
     return resolved
 
 
@@ -154,8 +152,7 @@ class _RecurrentCell(keras.layers.Layer):
         self.recurrent_dropout = rate("recurrent_dropout", recurrent_dropout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(
-                "Received an invalid value for argument `seed`, expected an "
-                f"integer or None, got {seed!r}."
+                f"Received an invalid value for argument `seed`, expected an integer or None, got {seed!r}."
             )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
@@ -179,8 +176,7 @@ class _RecurrentCell(keras.layers.Layer):
             )
         if input_shape[-1] is None:
             raise ValueError(
-                f"{type(self).__name__} needs a known last dimension of "
-                f"`inputs`, got shape {input_shape}."
+                f"{type(self).__name__} needs a known last dimension of `inputs`, got shape {input_shape}."
             )
         width = self._gate_count * self.units
         self.kernel = self.add_weight(
@@ -250,8 +246,7 @@ class _RecurrentCell(keras.layers.Layer):
     def _check_step(self, inputs, states):
         if len(inputs.shape) != 2:
             raise ValueError(
-                f"{type(self).__name__} expects `inputs` of rank 2 "
-                f"(batch, features), got shape {tuple(inputs.shape)}."
+                f"{type(self).__name__} expects `inputs` of rank 2 (batch, features), got shape {tuple(inputs.shape)}."
             )
         features = inputs.shape[-1]
         if self.built and features is not None and features != self.kernel.shape[0]:
@@ -262,15 +257,13 @@ class _RecurrentCell(keras.layers.Layer):
         sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
         if len(states) != len(sizes):
             raise ValueError(
-                f"{type(self).__name__} expects `states` to hold {len(sizes)} "
-                f"tensor(s), got {len(states)}."
+                f"{type(self).__name__} expects `states` to hold {len(sizes)} tensor(s), got {len(states)}."
             )
         for index, (state, size) in enumerate(zip(states, sizes)):
             shape = tuple(state.shape)
             if len(shape) != 2 or (shape[-1] is not None and shape[-1] != size):
                 raise ValueError(
-                    f"{type(self).__name__} expects `states[{index}]` of shape "
-                    f"(batch, {size}), got shape {shape}."
+                    f"{type(self).__name__} expects `states[{index}]` of shape (batch, {size}), got shape {shape}."
                 )
 
     # ----------------------------------------------------------------- dropout
@@ -723,9 +716,7 @@ class GRUCell(_RecurrentCell):
             inner_z, inner_r = ops.split(inner, 2, axis=-1)
             z = self.recurrent_activation(x_z + inner_z)
             r = self.recurrent_activation(x_r + inner_r)
-            candidate = self.activation(
-                x_h + ops.matmul(r * h_dropped, self.recurrent_kernel[:, 2 * units :])
-            )
+            candidate = self.activation(x_h + ops.matmul(r * h_dropped, self.recurrent_kernel[:, 2 * units :]))
         h = z * h_tm1 + (1.0 - z) * candidate
         return h, [h]
 

@@ -19,6 +19,7 @@ from keras import ops, tree
 from layers import cells
 from layers._validation import positive_int
 
+
 class _SequenceLayer(keras.layers.RNN):
     """A `keras.layers.RNN` around one of our cells.
 
@@ -249,8 +250,13 @@ class _SequenceLayer(keras.layers.RNN):
         config = super().get_config()
         config.pop("cell", None)
         config.pop("zero_output_for_mask", None)
-        return {**config, **cell_config, "bptt_steps": self.bptt_steps, "fused": self.fused,
-                "jit_compile": self.jit_compile}
+        return {
+            **config,
+            **cell_config,
+            "bptt_steps": self.bptt_steps,
+            "fused": self.fused,
+            "jit_compile": self.jit_compile,
+        }
 
     @classmethod
     def from_config(cls, config):

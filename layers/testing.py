@@ -76,8 +76,7 @@ class Setting:
     def __post_init__(self):
         if self.cell not in CELL_KINDS:
             raise ValueError(
-                f"Received an invalid value for argument `cell`, expected one of "
-                f"{CELL_KINDS}, got {self.cell!r}."
+                f"Received an invalid value for argument `cell`, expected one of {CELL_KINDS}, got {self.cell!r}."
             )
         choices = {
             "wrapper": ("rnn", "bidirectional", "stacked"),
@@ -92,11 +91,15 @@ class Setting:
                     f"of {allowed}, got {getattr(self, name)!r}."
                 )
         if self.wrapper == "bidirectional" and self.go_backwards:
-            raise ValueError("keras.layers.Bidirectional refuses a layer with go_backwards=True "
-                             "(it makes the backward copy itself); use one or the other.")
+            raise ValueError(
+                "keras.layers.Bidirectional refuses a layer with go_backwards=True "
+                "(it makes the backward copy itself); use one or the other."
+            )
         if self.stateful and self.initial_state:
-            raise ValueError("A stateful setting takes its initial state from the layer; "
-                             "`stateful` and `initial_state` cannot both be True.")
+            raise ValueError(
+                "A stateful setting takes its initial state from the layer; "
+                "`stateful` and `initial_state` cannot both be True."
+            )
 
     def label(self):
         """A short description listing what differs from the plainest case."""
@@ -112,10 +115,15 @@ class Setting:
         parts.append(f"b{self.batch}t{self.timesteps}")
         if self.wrapper != "rnn":
             parts.append(self.wrapper)
-        flags = [("seq", self.return_sequences), ("state", self.return_state),
-                 ("backwards", self.go_backwards), ("unroll", self.unroll),
-                 ("stateful", self.stateful), ("init-state", self.initial_state),
-                 ("graph", self.graph)]
+        flags = [
+            ("seq", self.return_sequences),
+            ("state", self.return_state),
+            ("backwards", self.go_backwards),
+            ("unroll", self.unroll),
+            ("stateful", self.stateful),
+            ("init-state", self.initial_state),
+            ("graph", self.graph),
+        ]
         parts += [name for name, on in flags if on]
         if self.mask != "none":
             parts.append(f"mask-{self.mask}-{'arg' if self.mask_via == 'argument' else 'Masking'}")
@@ -137,8 +145,7 @@ class Comparison:
     @property
     def passed(self):
         output_tolerance, gradient_tolerance = TOLERANCES[self.dtype_policy]
-        return (self.output_difference <= output_tolerance
-                and self.gradient_difference <= gradient_tolerance)
+        return self.output_difference <= output_tolerance and self.gradient_difference <= gradient_tolerance
 
 
 def cell_arguments(setting):
@@ -236,7 +243,7 @@ def make_inputs(setting, seed):
             if setting.mask == "left":
                 mask[row, :padding] = False
             else:
-                mask[row, setting.timesteps - padding:] = False
+                mask[row, setting.timesteps - padding :] = False
         sequences = sequences * mask[:, :, None]
     initial_state = None
     if setting.initial_state:
@@ -249,8 +256,7 @@ def make_inputs(setting, seed):
         else:
             groups = [widths]
         initial_state = [
-            [rng.normal(0.0, 0.5, size=(setting.batch, w)).astype("float32") for w in group]
-            for group in groups
+            [rng.normal(0.0, 0.5, size=(setting.batch, w)).astype("float32") for w in group] for group in groups
         ]
         if setting.wrapper != "stacked":
             initial_state = initial_state[0]
@@ -289,14 +295,12 @@ def run_network(setting, network, sequences, initial_state, mask, seed):
             if initial_state is not None:
                 arguments["initial_state"] = initial_state
             outputs = [tf.cast(o, "float32") for o in tf.nest.flatten(network(inputs, **arguments))]
-            loss = tf.add_n([
-                tf.reduce_sum(output * _projection(output.shape, index, seed))
-                for index, output in enumerate(outputs)
-            ])
+            loss = tf.add_n(
+                [tf.reduce_sum(output * _projection(output.shape, index, seed)) for index, output in enumerate(outputs)]
+            )
         sources = [sequences, *states, *weights]
         gradients = tape.gradient(loss, sources)
-        gradients = [tf.zeros_like(s) if g is None else tf.convert_to_tensor(g)
-                     for g, s in zip(gradients, sources)]
+        gradients = [tf.zeros_like(s) if g is None else tf.convert_to_tensor(g) for g, s in zip(gradients, sources)]
         return outputs, gradients
 
     if setting.graph:
@@ -411,8 +415,12 @@ def quick_grid(cells=CELL_KINDS):
 
 def full_grid(cells=CELL_KINDS):
     """Every cell variant crossed with sizes, wrappers and run modes (slow)."""
-    sizes = ({"batch": 1, "timesteps": 1}, {"batch": 1, "timesteps": 4},
-             {"batch": 3, "timesteps": 1}, {"batch": 3, "timesteps": 4})
+    sizes = (
+        {"batch": 1, "timesteps": 1},
+        {"batch": 1, "timesteps": 4},
+        {"batch": 3, "timesteps": 1},
+        {"batch": 3, "timesteps": 4},
+    )
     wrappers = ("rnn", "bidirectional", "stacked")
     modes = (
         {},
@@ -427,14 +435,15 @@ def full_grid(cells=CELL_KINDS):
     )
     grid = []
     for cell in cells:
-        for variant, size, wrapper, mode in itertools.product(
-            list(_variants(cell)), sizes, wrappers, modes
-        ):
+        for variant, size, wrapper, mode in itertools.product(list(_variants(cell)), sizes, wrappers, modes):
             # Keras's Bidirectional.compute_mask fails for stateful layers
             # returning states (a Keras bug); keep states off in that case.
             return_state = not (wrapper == "bidirectional" and mode.get("stateful"))
             if wrapper == "bidirectional" and mode.get("go_backwards"):
                 mode = {key: value for key, value in mode.items() if key != "go_backwards"}
-            grid.append(Setting(cell, wrapper=wrapper, return_sequences=True,
-                                return_state=return_state, **variant, **size, **mode))
+            grid.append(
+                Setting(
+                    cell, wrapper=wrapper, return_sequences=True, return_state=return_state, **variant, **size, **mode
+                )
+            )
     return list(dict.fromkeys(grid))

@@ -252,12 +252,17 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
         # constant-folded, and drawn apart for each half, so no two calls
         # have the same arguments.
         initial = uniform(rows, units) if layout == "rows" else uniform(units, rows)
-        return {"inputs": uniform(steps * rows, features), "initial": initial,
-                "states": uniform(steps * rows, units), "gate_gradients": uniform(steps * rows, width)}
+        return {
+            "inputs": uniform(steps * rows, features),
+            "initial": initial,
+            "states": uniform(steps * rows, units),
+            "gate_gradients": uniform(steps * rows, width),
+        }
 
     parts = [part_arguments(batch)] if not halves else [part_arguments(batch // 2), part_arguments(batch - batch // 2)]
 
     if layout == "rows":
+
         def forward_product(h):
             z = tf.matmul(h, recurrent_kernel)
             return z if gates == 1 else z[:, :units]
@@ -266,6 +271,7 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
             dz = dh if gates == 1 else tf.tile(dh, [1, gates])
             return tf.matmul(dz, recurrent_kernel_t)
     else:
+
         def forward_product(h):
             z = tf.matmul(recurrent_kernel_t, h)
             return z if gates == 1 else z[:units]
@@ -293,13 +299,17 @@ def floor_functions(kind, size, seed, jit_compile=False, layout="rows"):
 
     def weight_gradients(inputs, states, gate_gradients, blocked):
         if not blocked:
-            return (tf.matmul(states, gate_gradients, transpose_a=True),
-                    tf.matmul(inputs, gate_gradients, transpose_a=True))
+            return (
+                tf.matmul(states, gate_gradients, transpose_a=True),
+                tf.matmul(inputs, gate_gradients, transpose_a=True),
+            )
         # One product per gate block, as if each block's gradients were kept
         # apart (no split counted).
         blocks = tf.split(gate_gradients, gates, axis=-1)
-        return (tf.concat([tf.matmul(states, block, transpose_a=True) for block in blocks], axis=-1),
-                tf.concat([tf.matmul(inputs, block, transpose_a=True) for block in blocks], axis=-1))
+        return (
+            tf.concat([tf.matmul(states, block, transpose_a=True) for block in blocks], axis=-1),
+            tf.concat([tf.matmul(inputs, block, transpose_a=True) for block in blocks], axis=-1),
+        )
 
     def make_train_floor(blocked):
         @tf.function(jit_compile=jit_compile)
@@ -418,8 +428,14 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,), contenders=
             label = contender_label(f"{FLOOR}-{layout}", jit_compile)
             train, infer, floor_details[label] = floor_functions(kind, size, seed, jit_compile, layout)
             functions[label] = (train, infer)
-    result = {"cell": kind, "batch": batch, "steps": steps, "inputs": features, "units": units,
-              "xla": list(xla_settings)}
+    result = {
+        "cell": kind,
+        "batch": batch,
+        "steps": steps,
+        "inputs": features,
+        "units": units,
+        "xla": list(xla_settings),
+    }
     for mode, index in (("train", 0), ("forward", 1)):
         samples = time_round_robin({label: fns[index] for label, fns in functions.items()}, repeats)
         result[mode] = {}
@@ -436,8 +452,11 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,), contenders=
                 walls, cpus = samples[contender_label(name, jit_compile)]
                 result[mode][contender_label(name, jit_compile)] = {
                     "xla": jit_compile,
-                    **({"layout": layout, **floor_details[contender_label(f"{FLOOR}-{layout}", jit_compile)]}
-                       if name == FLOOR else {}),
+                    **(
+                        {"layout": layout, **floor_details[contender_label(f"{FLOOR}-{layout}", jit_compile)]}
+                        if name == FLOOR
+                        else {}
+                    ),
                     "median_ms": 1e3 * statistics.median(walls),
                     "min_ms": 1e3 * min(walls),
                     "cpu_median_ms": 1e3 * statistics.median(cpus),
@@ -641,31 +660,59 @@ def parse_arguments(argv):
         "Keras's built-in layers (training step and forward pass).",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights, inputs and targets (default 0).")
-    parser.add_argument("--repeats", type=int, default=15,
-                        help="Timed calls per contender and measurement (default 15).")
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="default",
-                        help="Sizes to run: small, default or full (default: default).")
-    parser.add_argument("--size", dest="sizes", action="append", default=None, metavar="B,T,I,U",
-                        help="Time this size (batch,steps,inputs,units) instead of the grid; repeatable.")
-    parser.add_argument("--cells", default=",".join(CELL_KINDS),
-                        help=f"Comma-separated subset of {','.join(CELL_KINDS)} (default: all).")
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="Timed calls per contender and measurement (default 15)."
+    )
+    parser.add_argument(
+        "--grid",
+        choices=sorted(GRIDS),
+        default="default",
+        help="Sizes to run: small, default or full (default: default).",
+    )
+    parser.add_argument(
+        "--size",
+        dest="sizes",
+        action="append",
+        default=None,
+        metavar="B,T,I,U",
+        help="Time this size (batch,steps,inputs,units) instead of the grid; repeatable.",
+    )
+    parser.add_argument(
+        "--cells",
+        default=",".join(CELL_KINDS),
+        help=f"Comma-separated subset of {','.join(CELL_KINDS)} (default: all).",
+    )
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the results to this JSON file.")
-    parser.add_argument("--memory", action="store_true",
-                        help=f"Also measure peak memory of a training step at lengths {MEMORY_LENGTHS} "
-                        "(one fresh process per point).")
-    parser.add_argument("--xla", choices=sorted(XLA_SETTINGS), default="off",
-                        help="Compile every step function (and the floor) with XLA: off, on, or both "
-                        "settings side by side (default: off).")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="TensorFlow intra- and inter-op threads; 0 keeps TensorFlow's default "
-                        "(all cores). 1 measures the work itself, little disturbed by other processes "
-                        "on a shared machine.")
-    parser.add_argument("--whole-batch", action="store_true",
-                        help=f"Also time our layer with its compiled loops on the whole batch at once "
-                        f"(`{WHOLE_BATCH}`), beside the default, which runs the batch's halves on two "
-                        "cores where that measured faster.")
-    parser.add_argument("--quick", action="store_true",
-                        help="Tiny sizes and 3 repeats: checks that everything runs, not speed.")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help=f"Also measure peak memory of a training step at lengths {MEMORY_LENGTHS} (one fresh process per point).",
+    )
+    parser.add_argument(
+        "--xla",
+        choices=sorted(XLA_SETTINGS),
+        default="off",
+        help="Compile every step function (and the floor) with XLA: off, on, or both "
+        "settings side by side (default: off).",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="TensorFlow intra- and inter-op threads; 0 keeps TensorFlow's default "
+        "(all cores). 1 measures the work itself, little disturbed by other processes "
+        "on a shared machine.",
+    )
+    parser.add_argument(
+        "--whole-batch",
+        action="store_true",
+        help=f"Also time our layer with its compiled loops on the whole batch at once "
+        f"(`{WHOLE_BATCH}`), beside the default, which runs the batch's halves on two "
+        "cores where that measured faster.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="Tiny sizes and 3 repeats: checks that everything runs, not speed."
+    )
     args = parser.parse_args(argv)
     if args.threads < 0:
         raise UserError(f"Received an invalid value for argument `--threads`: {args.threads}; expected >= 0.")
@@ -719,10 +766,15 @@ def main(argv=None):
         report = {
             "machine": started,
             "load_average_end": finished,
-            "arguments": {"seed": args.seed, "repeats": args.repeats,
-                          "grid": "quick" if args.quick else "sizes" if args.sizes else args.grid,
-                          "cells": list(args.cells), "xla": args.xla, "threads": args.threads,
-                          "whole_batch": args.whole_batch},
+            "arguments": {
+                "seed": args.seed,
+                "repeats": args.repeats,
+                "grid": "quick" if args.quick else "sizes" if args.sizes else args.grid,
+                "cells": list(args.cells),
+                "xla": args.xla,
+                "threads": args.threads,
+                "whole_batch": args.whole_batch,
+            },
             "timing": results,
             "memory": {"size": dict(zip(("batch", "inputs", "units"), MEMORY_SIZE)), "rows": memory},
         }

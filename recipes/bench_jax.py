@@ -226,10 +226,18 @@ def parse_arguments(argv):
         prog="python -m recipes.bench_jax",
         description="Time the fused JAX path of our sequence layers against Keras's layers on JAX.",
     )
-    parser.add_argument("--size", type=_size_argument, action="append",
-                        help="batch,steps,inputs,units; repeatable (default: 64,100,64,256)")
-    parser.add_argument("--cells", type=_parse_cells, default=CELL_KINDS,
-                        help="comma-separated cell kinds (default: SimpleRNN,LSTM,GRU)")
+    parser.add_argument(
+        "--size",
+        type=_size_argument,
+        action="append",
+        help="batch,steps,inputs,units; repeatable (default: 64,100,64,256)",
+    )
+    parser.add_argument(
+        "--cells",
+        type=_parse_cells,
+        default=CELL_KINDS,
+        help="comma-separated cell kinds (default: SimpleRNN,LSTM,GRU)",
+    )
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per contender and mode (default: 15)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs, targets and weights")
     parser.add_argument("--quick", action="store_true", help="a tiny size and 3 repeats, for smoke tests")
@@ -249,8 +257,10 @@ def main(argv=None):
     import jax
     import keras
 
-    print(f"jax {jax.__version__}, keras {keras.__version__}, {os.cpu_count()} cores, "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {arguments.repeats} repeats")
+    print(
+        f"jax {jax.__version__}, keras {keras.__version__}, {os.cpu_count()} cores, "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {arguments.repeats} repeats"
+    )
     print(HEADER)
     results = []
     for size in arguments.size:

@@ -187,8 +187,10 @@ def _train(args):
                 f"{row['val_bits_per_char']:>9.4f}  {row['val_perplexity']:>10.3f}"
                 + ("  (stopped mid-epoch)" if row.get("stopped_mid_epoch") else "")
             )
-    print(f"training time: {metrics['wall_seconds']:.0f} s this session"
-          + (" (time budget reached)" if metrics["time_budget_exhausted"] else ""))
+    print(
+        f"training time: {metrics['wall_seconds']:.0f} s this session"
+        + (" (time budget reached)" if metrics["time_budget_exhausted"] else "")
+    )
     print(f"validation characters scored: {metrics['validation_characters_scored']}")
     print(evaluate_lib.results_table(metrics))
     print(evaluate_lib.verdict(metrics))
@@ -251,8 +253,10 @@ def _baselines(args):
     corpus = train_lib.load_corpus(_source(args), config)
     rows = baselines_lib.baseline_table(corpus, config)
     metrics = {"markov": rows, "config": dataclasses.asdict(config)}
-    print(f"corpus: {_source(args).description}; validation characters scored: "
-          f"{len(data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len))}")
+    print(
+        f"corpus: {_source(args).description}; validation characters scored: "
+        f"{len(data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len))}"
+    )
     print(evaluate_lib.results_table(metrics))
     if args.workdir:
         from zoo.files import atomic_write_json

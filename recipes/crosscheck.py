@@ -40,8 +40,10 @@ def format_table(comparisons):
     from layers.testing import TOLERANCES
 
     width = max(len(c.setting.label()) for c in comparisons)
-    lines = [f"dtype policy: {comparisons[0].dtype_policy}",
-             f"{'setting':<{width}}  {'max abs output diff':>19}  {'max rel grad diff':>17}  ok"]
+    lines = [
+        f"dtype policy: {comparisons[0].dtype_policy}",
+        f"{'setting':<{width}}  {'max abs output diff':>19}  {'max rel grad diff':>17}  ok",
+    ]
     for comparison in comparisons:
         lines.append(
             f"{comparison.setting.label():<{width}}  {comparison.output_difference:>19.3e}  "
@@ -70,15 +72,23 @@ def parse_arguments(argv):
         description="Compare the from-scratch cells with Keras's built-in cells "
         "(outputs, states and gradients) over a grid of settings.",
     )
-    parser.add_argument("--seed", type=int, default=0,
-                        help="Seed of the weights, inputs and projections (default 0).")
-    parser.add_argument("--full", action="store_true",
-                        help="Run the exhaustive grid (1456 settings, about 15 CPU-minutes) instead of the default one.")
-    parser.add_argument("--cells", default=",".join(CELL_KINDS),
-                        help=f"Comma-separated cell kinds to check (default: {','.join(CELL_KINDS)}).")
-    parser.add_argument("--dtype-policy", default="float32", choices=DTYPE_POLICIES,
-                        help="Keras global dtype policy of both sides (default float32); the "
-                        "tolerances follow the policy's precision.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the weights, inputs and projections (default 0).")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="Run the exhaustive grid (1456 settings, about 15 CPU-minutes) instead of the default one.",
+    )
+    parser.add_argument(
+        "--cells",
+        default=",".join(CELL_KINDS),
+        help=f"Comma-separated cell kinds to check (default: {','.join(CELL_KINDS)}).",
+    )
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=DTYPE_POLICIES,
+        help="Keras global dtype policy of both sides (default float32); the tolerances follow the policy's precision.",
+    )
     args = parser.parse_args(argv)
     args.cells = comma_separated("--cells", args.cells, CELL_KINDS)
     return args

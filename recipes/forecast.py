@@ -100,7 +100,11 @@ def report(metrics):
             f"season period {metrics['season_period']}{' (inferred)' if metrics['season_period_inferred'] else ''}; "
             f"MASE scale (in-sample seasonal naive MAE) {metrics['mase_scale']:.4f}",
             format_table(metrics),
-            *(f"{name}: {metrics['notes'][name]}" for name in ("holt_winters", "harmonic_arima") if name in metrics["notes"]),
+            *(
+                f"{name}: {metrics['notes'][name]}"
+                for name in ("holt_winters", "harmonic_arima")
+                if name in metrics["notes"]
+            ),
             verdict(metrics),
         ]
     )
@@ -139,9 +143,7 @@ def command_benchmark(args):
     for run_name, overrides in BENCHMARK_RUNS.items():
         if args.only and run_name not in args.only.split(","):
             continue
-        config = config_lib.apply_overrides(
-            ForecastConfig(), [*overrides, f"models={','.join(NEURAL_MODELS)}", *base]
-        )
+        config = config_lib.apply_overrides(ForecastConfig(), [*overrides, f"models={','.join(NEURAL_MODELS)}", *base])
         workdir = os.path.join(args.workdir, run_name)
         print(f"== {run_name}: {workdir}")
         train_lib.train(config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
@@ -177,7 +179,13 @@ def build_parser():
         subparser.add_argument("--inputs", help="Extra CSV columns the neural models read, comma separated.")
 
     def progress_argument(subparser):
-        subparser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
+        subparser.add_argument(
+            "--verbose",
+            type=int,
+            default=2,
+            choices=(0, 1, 2),
+            help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.",
+        )
 
     train = verbs.add_parser(
         "train",
@@ -194,7 +202,9 @@ def build_parser():
     _cli.add_run_arguments(evaluate, training=False)
     evaluate.set_defaults(handler=command_evaluate)
 
-    export = verbs.add_parser("export", help="Write a SavedModel: window in original units -> forecast in original units.")
+    export = verbs.add_parser(
+        "export", help="Write a SavedModel: window in original units -> forecast in original units."
+    )
     _cli.add_run_arguments(export, training=False)
     export.add_argument(
         "--model", help=f"Which trained model, from {', '.join(NEURAL_MODELS)} (default: the first in `models`)."
@@ -202,7 +212,9 @@ def build_parser():
     export.add_argument("--output", help="Export directory (default: WORKDIR/export/MODEL).")
     export.set_defaults(handler=command_export)
 
-    benchmark = verbs.add_parser("benchmark", help="Train and score every model on CO2 (26-week horizon) and El Nino (12 months).")
+    benchmark = verbs.add_parser(
+        "benchmark", help="Train and score every model on CO2 (26-week horizon) and El Nino (12 months)."
+    )
     _cli.add_run_arguments(benchmark)
     benchmark.add_argument("--only", help=f"Comma-separated subset of {list(BENCHMARK_RUNS)}.")
     progress_argument(benchmark)

@@ -92,7 +92,8 @@ def build_parser():
         "--models", type=_name_list, help="Models to compare, from rnn,lstm,gru,conv (same as --set models=...)."
     )
     report_parser = verbs.add_parser(
-        "report", help="Re-render report.md and plots from an existing metrics.json.",
+        "report",
+        help="Re-render report.md and plots from an existing metrics.json.",
         description="Re-render report.md and the plots from the metrics.json in --workdir.",
     )
     report_parser.add_argument("--workdir", required=True, help="Work directory of an earlier `run`.")

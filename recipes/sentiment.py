@@ -54,20 +54,37 @@ Example: python -m recipes.sentiment train --workdir runs/rt --class-file pos=rt
 def add_data_arguments(parser):
     group = parser.add_argument_group("data (exactly one source)")
     group.add_argument("--data", help="A .csv, .tsv or .jsonl file with a text column and a label column.")
-    group.add_argument("--format", choices=("csv", "tsv", "jsonl"), help="Format of --data (default: from its extension).")
+    group.add_argument(
+        "--format", choices=("csv", "tsv", "jsonl"), help="Format of --data (default: from its extension)."
+    )
     group.add_argument("--text-column", default="text", help="Column (or JSON field) holding the text (default: text).")
-    group.add_argument("--label-column", default="label", help="Column (or JSON field) holding the label (default: label).")
-    group.add_argument("--class-file", action="append", default=[], metavar="NAME=PATH",
-                       help="One file per class, one example per line (repeat for each class).")
-    group.add_argument("--tfds", metavar="NAME", help="A TensorFlow Datasets text classification set, e.g. imdb_reviews.")
+    group.add_argument(
+        "--label-column", default="label", help="Column (or JSON field) holding the label (default: label)."
+    )
+    group.add_argument(
+        "--class-file",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="One file per class, one example per line (repeat for each class).",
+    )
+    group.add_argument(
+        "--tfds", metavar="NAME", help="A TensorFlow Datasets text classification set, e.g. imdb_reviews."
+    )
     group.add_argument("--tfds-split", default="train", help="TFDS split to read (default: train; e.g. train+test).")
     group.add_argument("--data-dir", help="TFDS data directory (default: ~/tensorflow_datasets).")
     group.add_argument("--download", action="store_true", help="Allow TFDS to download and prepare the data set.")
-    group.add_argument("--encoding", default="utf-8",
-                       help="Text encoding of --data/--class-file (default utf-8; e.g. cp1252, latin-1). "
-                            "Undecodable bytes are an error naming the file and byte offset.")
-    group.add_argument("--labels", help="Comma-separated class names in output order; any other label value is an error "
-                                        "(default: the sorted distinct labels).")
+    group.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="Text encoding of --data/--class-file (default utf-8; e.g. cp1252, latin-1). "
+        "Undecodable bytes are an error naming the file and byte offset.",
+    )
+    group.add_argument(
+        "--labels",
+        help="Comma-separated class names in output order; any other label value is an error "
+        "(default: the sorted distinct labels).",
+    )
 
 
 def _class_file_pairs(values):
@@ -75,7 +92,9 @@ def _class_file_pairs(values):
     for value in values:
         name, separator, path = value.partition("=")
         if not separator or not name.strip() or not path.strip():
-            raise UserError(f"Received `--class-file {value}`; expected NAME=PATH, e.g. --class-file pos=rt-polarity.pos.")
+            raise UserError(
+                f"Received `--class-file {value}`; expected NAME=PATH, e.g. --class-file pos=rt-polarity.pos."
+            )
         pairs.append((name.strip(), path.strip()))
     return pairs
 
@@ -89,17 +108,24 @@ def load_data(args, class_names=None):
         if class_names is not None and tuple(class_names) != given:
             raise UserError(f"Received --labels {list(given)} but the model was trained on {list(class_names)}.")
         class_names = given
-    sources = [flag for flag, value in (("--data", args.data), ("--class-file", args.class_file), ("--tfds", args.tfds)) if value]
+    sources = [
+        flag
+        for flag, value in (("--data", args.data), ("--class-file", args.class_file), ("--tfds", args.tfds))
+        if value
+    ]
     if not sources:
         raise UserError(NO_DATA_MESSAGE)
     if len(sources) > 1:
         raise UserError(f"Received several data sources ({', '.join(sources)}); expected exactly one.")
     if args.data:
-        return sentiment.load_table(args.data, args.text_column, args.label_column, args.format, args.encoding, class_names)
+        return sentiment.load_table(
+            args.data, args.text_column, args.label_column, args.format, args.encoding, class_names
+        )
     if args.class_file:
         return sentiment.load_class_files(_class_file_pairs(args.class_file), args.encoding, class_names)
-    return sentiment.load_tfds(args.tfds, data_dir=args.data_dir, download=args.download, split=args.tfds_split,
-                               class_names=class_names)
+    return sentiment.load_tfds(
+        args.tfds, data_dir=args.data_dir, download=args.download, split=args.tfds_split, class_names=class_names
+    )
 
 
 def _config(args, base=None):
@@ -122,7 +148,9 @@ def _print_metrics(report):
 
     print(format_table(report))
     for name, metrics in report["models"].items():
-        print(f"{name} confusion matrix (rows true {metrics['class_names']}, columns predicted): {metrics['confusion_matrix']}")
+        print(
+            f"{name} confusion matrix (rows true {metrics['class_names']}, columns predicted): {metrics['confusion_matrix']}"
+        )
 
 
 def command_train(args, cells=None):
@@ -138,8 +166,13 @@ def command_train(args, cells=None):
     refuse_existing_run(args.workdir, ("folds",), resume=args.resume)
     config = prepare_workdir(args.workdir, config, resume=args.resume)
     strategy = get_strategy(args.strategy)
-    common = dict(include_baseline=not args.no_baseline, verbose=_verbose(args), strategy=strategy, log=_log(args),
-                  resume=args.resume)
+    common = dict(
+        include_baseline=not args.no_baseline,
+        verbose=_verbose(args),
+        strategy=strategy,
+        log=_log(args),
+        resume=args.resume,
+    )
     if cells is not None:
         common["cells"] = cells
     print(f"data: {len(dataset)} examples from {dataset.source}; classes {dataset.class_counts()}", flush=True)
@@ -205,8 +238,10 @@ def command_export(args):
     output = args.output or os.path.join(args.workdir, "export")
     model = sentiment.load_trained_model(args.workdir, baseline=args.baseline)
     sentiment.export_text_classifier(model, _trained_class_names(args.workdir), output)
-    print(f"exported SavedModel to {output} (signature serving_default: texts string[batch] -> "
-          "probabilities, label, probability, class_names)")
+    print(
+        f"exported SavedModel to {output} (signature serving_default: texts string[batch] -> "
+        "probabilities, label, probability, class_names)"
+    )
     return 0
 
 
@@ -217,8 +252,11 @@ def command_predict(args):
     if not args.sentences:
         raise UserError("Received no sentences; expected one or more quoted sentences after the options.")
     if bool(args.workdir) == bool(args.export):
-        raise UserError("Received " + ("both --workdir and --export" if args.workdir else "neither --workdir nor --export")
-                        + "; expected exactly one model source.")
+        raise UserError(
+            "Received "
+            + ("both --workdir and --export" if args.workdir else "neither --workdir nor --export")
+            + "; expected exactly one model source."
+        )
     texts = tf.constant(args.sentences, dtype=tf.string)
     if args.export:
         if not os.path.isdir(args.export):
@@ -245,37 +283,67 @@ def build_parser():
     def add_training_flags(sub, default_folds=None):
         add_data_arguments(sub)
         _cli.add_run_arguments(sub)
-        sub.add_argument("--folds", type=int, default=default_folds,
-                         help="k-fold stratified cross-validation instead of one train/test split "
-                              f"(default: {default_folds or 'off'}).")
+        sub.add_argument(
+            "--folds",
+            type=int,
+            default=default_folds,
+            help="k-fold stratified cross-validation instead of one train/test split "
+            f"(default: {default_folds or 'off'}).",
+        )
         sub.add_argument("--max-folds", type=int, help="Run only the first N folds of the k-fold partition (time).")
         sub.add_argument("--no-baseline", action="store_true", help="Skip the bag-of-n-grams baseline.")
         sub.add_argument("--quiet", action="store_true", help="No progress output, only results.")
-        sub.add_argument("--published", action="store_true",
-                         help="Add the published rt-polarity accuracies (CNN-rand, NBSVM-bi) to the table.")
+        sub.add_argument(
+            "--published",
+            action="store_true",
+            help="Add the published rt-polarity accuracies (CNN-rand, NBSVM-bi) to the table.",
+        )
 
-    add_training_flags(verbs.add_parser("train", help="Train the recurrent model and the baseline; report test metrics.",
-                                        description="Train on a stratified split (or --folds k) and write metrics.json."))
-    bench = verbs.add_parser("benchmark", help="Cross-validate several recurrent cells and the baseline; print the table.",
-                             description="k-fold cross-validation of each --cells model and the baseline.")
+    add_training_flags(
+        verbs.add_parser(
+            "train",
+            help="Train the recurrent model and the baseline; report test metrics.",
+            description="Train on a stratified split (or --folds k) and write metrics.json.",
+        )
+    )
+    bench = verbs.add_parser(
+        "benchmark",
+        help="Cross-validate several recurrent cells and the baseline; print the table.",
+        description="k-fold cross-validation of each --cells model and the baseline.",
+    )
     add_training_flags(bench, default_folds=10)
-    bench.add_argument("--cells", default="lstm,gru", help="Comma-separated recurrent cells to compare (default lstm,gru).")
+    bench.add_argument(
+        "--cells", default="lstm,gru", help="Comma-separated recurrent cells to compare (default lstm,gru)."
+    )
 
-    evaluate = verbs.add_parser("evaluate", help="Score a trained run's models on data.",
-                                description="Metrics of the run's model and baseline on the data flags' data.")
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="Score a trained run's models on data.",
+        description="Metrics of the run's model and baseline on the data flags' data.",
+    )
     add_data_arguments(evaluate)
     evaluate.add_argument("--workdir", required=True, help="Work directory of a `train` run (without --folds).")
-    evaluate.add_argument("--split", choices=("test", "all"), default="test",
-                          help="test: the run's held-out split of the same data (default); all: every example.")
+    evaluate.add_argument(
+        "--split",
+        choices=("test", "all"),
+        default="test",
+        help="test: the run's held-out split of the same data (default); all: every example.",
+    )
 
-    export = verbs.add_parser("export", help="Write a SavedModel taking raw strings.",
-                              description="SavedModel whose serving_default takes a batch of strings.")
+    export = verbs.add_parser(
+        "export",
+        help="Write a SavedModel taking raw strings.",
+        description="SavedModel whose serving_default takes a batch of strings.",
+    )
     export.add_argument("--workdir", required=True, help="Work directory of a `train` run (without --folds).")
     export.add_argument("--output", help="Destination directory (default: WORKDIR/export).")
     export.add_argument("--baseline", action="store_true", help="Export the baseline instead of the recurrent model.")
 
-    predict = verbs.add_parser("predict", help="Classify sentences given on the command line.",
-                               description="Print label, probability and sentence, one per line.")
+    predict = verbs.add_parser(
+        "predict",
+        help="Classify sentences given on the command line.",
+        description="Print label, probability and sentence, one per line.",
+    )
     predict.add_argument("sentences", nargs="*", help="Sentences to classify (quote each).")
     predict.add_argument("--workdir", help="Use the trained model of this work directory.")
     predict.add_argument("--export", help="Use this exported SavedModel instead.")

@@ -105,14 +105,11 @@ def apply_overrides(config, overrides):
     changes = {}
     for override in overrides or ():
         if "=" not in override:
-            raise UserError(
-                f"Received an invalid override {override!r} for `--set`; expected key=value."
-            )
+            raise UserError(f"Received an invalid override {override!r} for `--set`; expected key=value.")
         key, text = (part.strip() for part in override.split("=", 1))
         if key not in types_by_name:
             raise UserError(
-                f"Unknown config field {key!r} in `--set {override}`. "
-                f"Known fields: {', '.join(sorted(types_by_name))}."
+                f"Unknown config field {key!r} in `--set {override}`. Known fields: {', '.join(sorted(types_by_name))}."
             )
         changes[key] = _parse_value(key, text, types_by_name[key])
     updated = dataclasses.replace(config, **changes)
@@ -145,9 +142,7 @@ def load(config_class, path):
     types_by_name = field_types(config_class)
     unknown = sorted(set(data) - set(types_by_name))
     if unknown:
-        raise UserError(
-            f"Config file {path!r} has unknown fields {unknown}; known: {sorted(types_by_name)}."
-        )
+        raise UserError(f"Config file {path!r} has unknown fields {unknown}; known: {sorted(types_by_name)}.")
     for name, value in data.items():
         if isinstance(value, list) and typing.get_origin(types_by_name[name]) is tuple:
             data[name] = tuple(value)

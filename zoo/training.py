@@ -177,7 +177,9 @@ def lower_is_better(monitor, mode="auto"):
     maximised, everything else (losses, errors) minimised.
     """
     if mode not in MONITOR_MODES:
-        raise ValueError(f"Received an invalid value for argument `mode`, expected one of {MONITOR_MODES}, got {mode!r}.")
+        raise ValueError(
+            f"Received an invalid value for argument `mode`, expected one of {MONITOR_MODES}, got {mode!r}."
+        )
     if mode != "auto":
         return mode == "min"
     name = monitor.lower()
@@ -430,7 +432,9 @@ def fit(
     """
     require_int("epochs", epochs)
     if max_minutes is not None and not max_minutes > 0:
-        raise UserError(f"Received an invalid value for argument `max_minutes`, expected a positive number or None, got {max_minutes!r}.")
+        raise UserError(
+            f"Received an invalid value for argument `max_minutes`, expected a positive number or None, got {max_minutes!r}."
+        )
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     checkpoint = AtomicCheckpoint(checkpoint_dir, monitor, mode)
     nan_guard = StopOnNonFiniteLoss(checkpoint)

@@ -29,9 +29,9 @@ class _GRUJoin:
         units = self.units
         self.joint_kernel = tf.concat([kernel[:, : 2 * units], self.recurrent_kernel[:, : 2 * units]], axis=0)
         self.joint_bias = None if input_bias is None else input_bias[: 2 * units]
-        self.candidate_kernel = kernel[:, 2 * units:]
+        self.candidate_kernel = kernel[:, 2 * units :]
         self.candidate_kernel_t = None  # made by `in_columns`
-        self.candidate_bias = None if input_bias is None else input_bias[2 * units:]
+        self.candidate_bias = None if input_bias is None else input_bias[2 * units :]
 
     def in_columns(self):
         math = super().in_columns()
@@ -112,13 +112,13 @@ class GRUMath(_GRUJoin, RecurrenceMath):
     def join(self, kernel, input_bias):
         super().join(kernel, input_bias)
         units = self.units
-        self.recurrent_kernel_h = self.recurrent_kernel[:, 2 * units:]
+        self.recurrent_kernel_h = self.recurrent_kernel[:, 2 * units :]
         self.recurrent_kernel_h_t = None  # made by `in_columns`
         self.recurrent_bias_h = None
         if self.recurrent_bias is not None:
             # (A recurrent bias comes with an input bias: both are `use_bias`.)
             self.joint_bias = self.joint_bias + self.recurrent_bias[: 2 * units]
-            self.recurrent_bias_h = self.recurrent_bias[2 * units:]
+            self.recurrent_bias_h = self.recurrent_bias[2 * units :]
 
     def in_columns(self):
         math = super().in_columns()
@@ -184,9 +184,7 @@ class GRUMath(_GRUJoin, RecurrenceMath):
         d_inner, d_candidate_input = writes_seq
         d_recurrent_bias = None
         if self.recurrent_bias is not None:
-            d_recurrent_bias = tf.raw_ops.BiasAddGrad(
-                out_backprop=tf.reshape(d_inner, [-1, d_inner.shape[-1]])
-            )
+            d_recurrent_bias = tf.raw_ops.BiasAddGrad(out_backprop=tf.reshape(d_inner, [-1, d_inner.shape[-1]]))
         d_kernel = previous.matmul_t(d_inner)
         # The projected inputs' gradient is d_inner with its candidate part
         # replaced by `d_candidate_input`; `input_gradients` forms the input
@@ -204,7 +202,7 @@ class GRUResetBeforeMath(_GRUJoin, RecurrenceMath):
     def __init__(self, units, recurrent_kernel, *args, **kwargs):
         super().__init__(units, recurrent_kernel, *args, **kwargs)
         self.kernel_zr = recurrent_kernel[:, : 2 * units]
-        self.kernel_h = recurrent_kernel[:, 2 * units:]
+        self.kernel_h = recurrent_kernel[:, 2 * units :]
         self.kernel_zr_t = tf.transpose(self.kernel_zr)
         self.kernel_h_t = tf.transpose(self.kernel_h)
 

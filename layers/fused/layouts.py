@@ -230,7 +230,13 @@ class BatchMajorLoops:
         def loop(d_h_seq, d_final, records, valid):
             outs = [BatchMajorOutputs(d_h_seq, width, self.backwards) for width in self.math.write_widths()]
             return backward_loop(
-                self.math, self.record_store, Steps(d_h_seq, 1), self._valid_steps(valid), d_final, records, outs,
+                self.math,
+                self.record_store,
+                Steps(d_h_seq, 1),
+                self._valid_steps(valid),
+                d_final,
+                records,
+                outs,
                 truncate_every,
             )
 

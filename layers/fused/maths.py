@@ -66,8 +66,7 @@ class RecurrenceMath:
     state_count = 1
     record_count = 1
 
-    def __init__(self, units, recurrent_kernel, recurrent_bias, recurrent_mask,
-                 activation, recurrent_activation):
+    def __init__(self, units, recurrent_kernel, recurrent_bias, recurrent_mask, activation, recurrent_activation):
         self.units = units
         self.recurrent_kernel = recurrent_kernel
         self.recurrent_kernel_t = tf.transpose(recurrent_kernel)

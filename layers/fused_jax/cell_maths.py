@@ -157,7 +157,6 @@ class GRUMath(_GRUStep, RecurrenceMath):
         candidate = self.activation.forward(p_h + r * inner_h)
         return z, r, inner_h, candidate
 
-
     def step_saving(self, weights, p_t, states):
         h_tm1 = states[0]
         z, r, inner_h, candidate = self._parts(weights, p_t, h_tm1)
@@ -192,13 +191,12 @@ class GRUResetBeforeMath(_GRUStep, RecurrenceMath):
     def _parts(self, weights, p_t, h_tm1):
         units = self.units
         kernel = weights.recurrent_kernel
-        p_zr, p_h = p_t[..., : 2 * units], p_t[..., 2 * units:]
+        p_zr, p_h = p_t[..., : 2 * units], p_t[..., 2 * units :]
         zr = self.recurrent_activation.forward(p_zr + h_tm1 @ kernel[:, : 2 * units])
         z, r = jnp.split(zr, 2, axis=-1)
         reset_h = r * h_tm1
-        candidate = self.activation.forward(p_h + reset_h @ kernel[:, 2 * units:])
+        candidate = self.activation.forward(p_h + reset_h @ kernel[:, 2 * units :])
         return z, r, reset_h, candidate
-
 
     def step_saving(self, weights, p_t, states):
         h_tm1 = states[0]
@@ -219,7 +217,7 @@ class GRUResetBeforeMath(_GRUStep, RecurrenceMath):
         dh = state_grads[0]
         d_candidate, to_z, to_r, r, z, _ = records_t
         dn = dh * d_candidate
-        d_reset_h = dn @ kernel[:, 2 * units:].T
+        d_reset_h = dn @ kernel[:, 2 * units :].T
         dzr = jnp.concatenate([dh * to_z, d_reset_h * to_r], axis=-1)
         dh_tm1 = dzr @ kernel[:, : 2 * units].T + d_reset_h * r + dh * z
         return (dh_tm1,), (dzr, dn)

@@ -88,9 +88,7 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options=CallOptions()
         x = jnp.flip(x, axis=0)
         valid = None if valid is None else jnp.flip(valid, axis=0)
     plan = Plan(math_for(cell), options.truncate_every, UNROLL, PROJECT_EACH_STEP)
-    h_seq, final_states = run_recurrence(
-        plan, x, _weights(cell), [jnp.asarray(s) for s in initial_state], valid
-    )
+    h_seq, final_states = run_recurrence(plan, x, _weights(cell), [jnp.asarray(s) for s in initial_state], valid)
 
     # Outputs at masked steps: Keras's loop on JAX repeats the carried state
     # `h` there (the initial state before the first valid step), which is

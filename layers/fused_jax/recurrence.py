@@ -88,9 +88,7 @@ def _forward(plan, inputs, weights, initial, valid):
 
 
 def _forward_saving(plan, inputs, weights, initial, valid):
-    final_states, (sequence, records) = _scan_forward(
-        plan, inputs, weights, initial, valid, plan.math.step_saving
-    )
+    final_states, (sequence, records) = _scan_forward(plan, inputs, weights, initial, valid, plan.math.step_saving)
     result = RecurrenceResult(sequence, final_states)
     return result, (inputs, weights, tuple(initial), valid, sequence, records)
 

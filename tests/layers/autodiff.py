@@ -61,7 +61,9 @@ def outputs_and_gradients(network, call, arrays, seed=0):
             return _loss(outputs, seed), outputs
 
         grad = jax.grad(loss_of, argnums=(0, 1), has_aux=True)
-        (weight_gradients, tensor_gradients), outputs = grad([w.value for w in weights], [jax.numpy.asarray(a) for a in arrays])
+        (weight_gradients, tensor_gradients), outputs = grad(
+            [w.value for w in weights], [jax.numpy.asarray(a) for a in arrays]
+        )
         sources = arrays + weights
         gradients = list(tensor_gradients) + list(weight_gradients)
     elif backend == "torch":

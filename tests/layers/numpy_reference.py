@@ -47,8 +47,7 @@ def _as64(*arrays):
     return [None if a is None else np.asarray(a, dtype=np.float64) for a in arrays]
 
 
-def simple_rnn_step(x, h, kernel, recurrent_kernel, bias=None, activation="tanh",
-                    input_mask=None, recurrent_mask=None):
+def simple_rnn_step(x, h, kernel, recurrent_kernel, bias=None, activation="tanh", input_mask=None, recurrent_mask=None):
     """One Elman step: `h_t = activation(x W + h U + b)`. Returns `(h_t, [h_t])`."""
     x, h, kernel, recurrent_kernel, bias = _as64(x, h, kernel, recurrent_kernel, bias)
     if input_mask is not None:
@@ -62,8 +61,18 @@ def simple_rnn_step(x, h, kernel, recurrent_kernel, bias=None, activation="tanh"
     return h_new, [h_new]
 
 
-def lstm_step(x, h, c, kernel, recurrent_kernel, bias=None, activation="tanh",
-              recurrent_activation="sigmoid", input_mask=None, recurrent_mask=None):
+def lstm_step(
+    x,
+    h,
+    c,
+    kernel,
+    recurrent_kernel,
+    bias=None,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    input_mask=None,
+    recurrent_mask=None,
+):
     """One LSTM step with gates i, f, c, o. Returns `(h_t, [h_t, c_t])`."""
     x, h, c, kernel, recurrent_kernel, bias = _as64(x, h, c, kernel, recurrent_kernel, bias)
     act, gate = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
@@ -83,9 +92,18 @@ def lstm_step(x, h, c, kernel, recurrent_kernel, bias=None, activation="tanh",
     return h_new, [h_new, c_new]
 
 
-def gru_step(x, h, kernel, recurrent_kernel, bias=None, activation="tanh",
-             recurrent_activation="sigmoid", reset_after=True, input_mask=None,
-             recurrent_mask=None):
+def gru_step(
+    x,
+    h,
+    kernel,
+    recurrent_kernel,
+    bias=None,
+    activation="tanh",
+    recurrent_activation="sigmoid",
+    reset_after=True,
+    input_mask=None,
+    recurrent_mask=None,
+):
     """One GRU step with gates z (update), r (reset), h (candidate).
 
     `reset_after=True`: candidate `activation(x W_h + b_h + r * (h U_h + b'_h))`
@@ -118,8 +136,9 @@ def gru_step(x, h, kernel, recurrent_kernel, bias=None, activation="tanh",
     return h_new, [h_new]
 
 
-def run_sequence(step, sequences, initial_states, weights, return_sequences=True,
-                 go_backwards=False, mask=None, **step_options):
+def run_sequence(
+    step, sequences, initial_states, weights, return_sequences=True, go_backwards=False, mask=None, **step_options
+):
     """Run `step` over `sequences` of shape `(batch, time, features)`.
 
     Follows `keras.layers.RNN`'s semantics: where `mask[b, t]` is False the

@@ -37,7 +37,11 @@ KINDS = {
     "lstm": (layers.LSTM, layers.LSTMCell, keras.layers.LSTM, keras.layers.LSTMCell, {}),
     "gru": (layers.GRU, layers.GRUCell, keras.layers.GRU, keras.layers.GRUCell, {"reset_after": True}),
     "gru_reset_before": (
-        layers.GRU, layers.GRUCell, keras.layers.GRU, keras.layers.GRUCell, {"reset_after": False},
+        layers.GRU,
+        layers.GRUCell,
+        keras.layers.GRU,
+        keras.layers.GRUCell,
+        {"reset_after": False},
     ),
 }
 CELL_ARGUMENTS = ("dropout", "recurrent_dropout", "seed")
@@ -138,7 +142,9 @@ def test_outputs_states_and_gradients_equal_keras(kind, case, form):
     elif wrapper == "stacked":  # two sequence layers, the second fed the first's sequences
         # (a `Sequential` passes on the mask of a `Masking` layer, not a `mask` argument)
         pairs = [recurrent(kind, "layer", return_sequences=True), recurrent(kind, "layer", UNITS + 1, **options)]
-        ours, theirs = (keras.Sequential([keras.layers.Masking(0.0)] + [pair[side] for pair in pairs]) for side in (0, 1))
+        ours, theirs = (
+            keras.Sequential([keras.layers.Masking(0.0)] + [pair[side] for pair in pairs]) for side in (0, 1)
+        )
     else:
         ours, theirs = recurrent(kind, form, **options)
         if wrapper == "bidirectional":
@@ -223,9 +229,7 @@ def test_dropout_with_a_seed_equals_keras(kind, form):
     # Dropout did drop something; inference ignores it.
     no_dropout = keras.ops.convert_to_numpy(plain(inputs, training=True))
     assert np.max(np.abs(dropped[0] - no_dropout)) > 1e-2
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(ours(inputs)), no_dropout, atol=OUTPUT_TOLERANCE, rtol=0
-    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(inputs)), no_dropout, atol=OUTPUT_TOLERANCE, rtol=0)
 
 
 @pytest.mark.parametrize("kind, form", EACH_KIND_ONCE)
@@ -262,15 +266,19 @@ FIT_NETWORKS = {
 )
 def test_fit_with_dropout_and_recurrent_dropout_trains(kind, network):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((TIME, FEATURES), batch_size=4),
-        FIT_NETWORKS[network](kind, dropout=0.2, recurrent_dropout=0.2, seed=1),
-        keras.layers.Dense(1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((TIME, FEATURES), batch_size=4),
+            FIT_NETWORKS[network](kind, dropout=0.2, recurrent_dropout=0.2, seed=1),
+            keras.layers.Dense(1),
+        ]
+    )
     model.compile(optimizer="sgd", loss="mse")
     rng = np.random.default_rng(0)
     before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
-    history = model.fit(rng.normal(size=(8, TIME, FEATURES)), rng.normal(size=(8, 1)), batch_size=4, epochs=2, verbose=0)
+    history = model.fit(
+        rng.normal(size=(8, TIME, FEATURES)), rng.normal(size=(8, 1)), batch_size=4, epochs=2, verbose=0
+    )
     assert np.all(np.isfinite(history.history["loss"]))
     after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     assert all(np.max(np.abs(a - b)) > 0 for a, b in zip(before, after))
@@ -309,7 +317,9 @@ def test_truncated_backpropagation_cuts_the_gradient_at_chunk_starts(kind):
     for layer in (truncated, full):
         layer.build(inputs.shape)
     share_random_weights(truncated, full)
-    results = [outputs_and_gradients(layer, lambda x, n=layer: n(x, training=True), [inputs]) for layer in (truncated, full)]
+    results = [
+        outputs_and_gradients(layer, lambda x, n=layer: n(x, training=True), [inputs]) for layer in (truncated, full)
+    ]
     (truncated_outputs, truncated_gradients), (full_outputs, full_gradients) = results
     np.testing.assert_allclose(truncated_outputs[0], full_outputs[0], atol=OUTPUT_TOLERANCE, rtol=0)
     np.testing.assert_array_equal(truncated_gradients[0][:, :4], 0.0)

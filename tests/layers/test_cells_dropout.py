@@ -30,8 +30,12 @@ CELLS = {
 def identity_cell(dropout=0.0, recurrent_dropout=0.0, seed=1, through="input"):
     """A linear cell that passes its input (`through="input"`) or its state through."""
     cell = layers.SimpleRNNCell(
-        WIDTH, activation="linear", use_bias=False, dropout=dropout,
-        recurrent_dropout=recurrent_dropout, seed=seed,
+        WIDTH,
+        activation="linear",
+        use_bias=False,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        seed=seed,
     )
     cell.build((None, WIDTH))
     eye, zero = np.eye(WIDTH, dtype="float32"), np.zeros((WIDTH, WIDTH), "float32")
@@ -63,7 +67,8 @@ def test_dropout_changes_nothing_outside_training(kind, mode):
     plain = keras.layers.RNN(cell_class(4, **cell_arguments), return_sequences=True, return_state=True)
     dropped = keras.layers.RNN(
         cell_class(4, dropout=0.5, recurrent_dropout=0.5, seed=3, **cell_arguments),
-        return_sequences=True, return_state=True,
+        return_sequences=True,
+        return_state=True,
     )
     sequences = np.random.default_rng(0).normal(size=(2, 3, 5)).astype("float32")
     plain.build(sequences.shape)
@@ -72,7 +77,7 @@ def test_dropout_changes_nothing_outside_training(kind, mode):
     expected = plain(sequences)
     for training in (False, None):
         arguments = {} if training is None else {"training": training}
-        outputs = _maybe_graph(lambda x: dropped(x, **arguments), mode)(sequences)
+        outputs = _maybe_graph(lambda x, arguments=arguments: dropped(x, **arguments), mode)(sequences)
         for a, b in zip(outputs, expected):
             np.testing.assert_array_equal(a, b)
     # and it does change something in training
@@ -108,8 +113,13 @@ def test_training_applies_one_recorded_mask_at_every_step_as_the_reference(kind)
     assert set(np.unique(input_mask)) == {0.0, np.float32(1 / 0.6)}
     assert set(np.unique(recurrent_mask)) == {0.0, np.float32(1 / 0.7)}
     expected_output, expected_states = reference.run_sequence(
-        step, sequences, initial_state, rnn.get_weights(),
-        input_mask=input_mask, recurrent_mask=recurrent_mask, **options,
+        step,
+        sequences,
+        initial_state,
+        rnn.get_weights(),
+        input_mask=input_mask,
+        recurrent_mask=recurrent_mask,
+        **options,
     )
     np.testing.assert_allclose(outputs[0], expected_output, atol=1e-5)
     for ours, expected in zip(outputs[1:], expected_states):
@@ -215,9 +225,7 @@ def test_bidirectional_and_stacked_cells_draw_one_mask_per_call(mode):
     )
     initial_state = [np.zeros((3, WIDTH), "float32")] * 2
     calls = {
-        "bidirectional": _maybe_graph(
-            lambda x: bidirectional(x, initial_state=initial_state, training=True), mode
-        ),
+        "bidirectional": _maybe_graph(lambda x: bidirectional(x, initial_state=initial_state, training=True), mode),
         "stacked": _maybe_graph(lambda x: stacked(x, initial_state=initial_state, training=True), mode),
     }
     first = [np.asarray(o) for o in calls["bidirectional"](ones())]
@@ -270,11 +278,13 @@ def test_batch_size_change_draws_a_mask_of_the_new_size():
 
 def test_fit_with_dropout_in_a_compiled_model_trains():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((5, 3)),
-        keras.layers.RNN(layers.LSTMCell(4, dropout=0.2, recurrent_dropout=0.2, seed=1)),
-        keras.layers.Dense(1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((5, 3)),
+            keras.layers.RNN(layers.LSTMCell(4, dropout=0.2, recurrent_dropout=0.2, seed=1)),
+            keras.layers.Dense(1),
+        ]
+    )
     model.compile(optimizer="sgd", loss="mse")
     rng = np.random.default_rng(0)
     before = [w.copy() for w in model.get_weights()]

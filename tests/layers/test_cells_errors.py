@@ -40,8 +40,9 @@ def test_seed_must_be_an_integer():
         layers.SimpleRNNCell(4, seed="x")
 
 
-@pytest.mark.parametrize("argument", ["activation", "recurrent_activation", "kernel_initializer",
-                                      "bias_regularizer", "recurrent_constraint"])
+@pytest.mark.parametrize(
+    "argument", ["activation", "recurrent_activation", "kernel_initializer", "bias_regularizer", "recurrent_constraint"]
+)
 def test_unknown_identifiers_name_the_argument(argument):
     with pytest.raises(ValueError, match=rf"`{argument}`.*'no_such_thing'"):
         layers.LSTMCell(4, **{argument: "no_such_thing"})

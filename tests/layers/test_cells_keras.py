@@ -74,9 +74,7 @@ def test_comparison_detects_a_small_weight_change(cell):
     our_outputs, our_gradients = testing.run_network(setting, ours, *inputs, seed=0)
     keras_outputs, keras_gradients = testing.run_network(setting, theirs, *inputs, seed=0)
     output_difference = max(np.max(np.abs(a - b)) for a, b in zip(our_outputs, keras_outputs))
-    gradient_difference = max(
-        testing.relative_difference(a, b) for a, b in zip(our_gradients, keras_gradients)
-    )
+    gradient_difference = max(testing.relative_difference(a, b) for a, b in zip(our_gradients, keras_gradients))
     assert output_difference > 1e-5
     assert gradient_difference > 1e-4
 
@@ -161,4 +159,3 @@ def test_quick_grid_covers_every_variant_and_run_mode_of_the_default_grid():
             assert testing.Setting(cell, **variant) in quick
     for mode in testing._RUN_MODES:
         assert sum(s == testing.Setting(s.cell, **mode) for s in quick) == 2
-

@@ -59,11 +59,13 @@ def test_computes_in_half_precision_close_to_float32(dtype_policy, policy, cell_
 def test_fit_step_under_mixed_float16_updates_float32_weights(dtype_policy):
     dtype_policy("mixed_float16")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((4, 3)),
-        keras.layers.RNN(layers.LSTMCell(4, dropout=0.1, seed=1)),
-        keras.layers.Dense(1, dtype="float32"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 3)),
+            keras.layers.RNN(layers.LSTMCell(4, dropout=0.1, seed=1)),
+            keras.layers.Dense(1, dtype="float32"),
+        ]
+    )
     model.compile(optimizer="adam", loss="mse")
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     before = [w.copy() for w in model.get_weights()]

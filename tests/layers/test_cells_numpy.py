@@ -65,11 +65,16 @@ WAVE_LSTM_CARRY = [[0.31348612, 0.29803013, 0.17414740], [0.24804593, 0.33626263
 @pytest.mark.parametrize("kind", list(CELLS))
 def test_fixed_numbers_with_constant_initializers(kind):
     constant = keras.initializers.Constant
-    rnn = _rnn(kind, return_sequences=True, return_state=True, cell_arguments=dict(
-        kernel_initializer=constant(0.1),
-        recurrent_initializer=constant(-0.2),
-        bias_initializer=constant(0.05),
-    ))
+    rnn = _rnn(
+        kind,
+        return_sequences=True,
+        return_state=True,
+        cell_arguments=dict(
+            kernel_initializer=constant(0.1),
+            recurrent_initializer=constant(-0.2),
+            bias_initializer=constant(0.05),
+        ),
+    )
     outputs = to_numpy(rnn(SEQUENCES))
     expected = np.repeat(np.array(CONSTANT_EXPECTED[kind])[:, None], UNITS, axis=1)
     np.testing.assert_allclose(outputs[0][:, -1], expected, atol=1e-6)
@@ -122,13 +127,13 @@ def test_sequences_match_numpy_reference(kind, setting):
     batch, timesteps = setting.pop("batch", 3), setting.pop("timesteps", 5)
     rng = np.random.default_rng(7)
     sequences = rng.normal(size=(batch, timesteps, 4)).astype("float32")
-    cell_arguments = {key: setting.pop(key) for key in ("use_bias", "activation", "recurrent_activation")
-                      if key in setting}
+    cell_arguments = {
+        key: setting.pop(key) for key in ("use_bias", "activation", "recurrent_activation") if key in setting
+    }
     if kind == "simple_rnn":
         cell_arguments.pop("recurrent_activation", None)
     go_backwards = setting.pop("go_backwards", False)
-    rnn = _rnn(kind, return_sequences=True, return_state=True, go_backwards=go_backwards,
-               cell_arguments=cell_arguments)
+    rnn = _rnn(kind, return_sequences=True, return_state=True, go_backwards=go_backwards, cell_arguments=cell_arguments)
     rnn.build(sequences.shape)
     weights = _random_weights(rnn, rng)
     rnn.set_weights(weights)

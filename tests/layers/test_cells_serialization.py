@@ -13,11 +13,19 @@ pytestmark = pytest.mark.backends
 
 CELL_CONFIGS = {
     "simple_rnn": (layers.SimpleRNNCell, dict(activation="relu", use_bias=False, dropout=0.25, seed=3)),
-    "lstm": (layers.LSTMCell, dict(
-        activation="relu", recurrent_activation="hard_sigmoid", unit_forget_bias=False,
-        kernel_regularizer="l2", recurrent_constraint="non_neg", bias_initializer="ones",
-        recurrent_dropout=0.1, seed=4,
-    )),
+    "lstm": (
+        layers.LSTMCell,
+        dict(
+            activation="relu",
+            recurrent_activation="hard_sigmoid",
+            unit_forget_bias=False,
+            kernel_regularizer="l2",
+            recurrent_constraint="non_neg",
+            bias_initializer="ones",
+            recurrent_dropout=0.1,
+            seed=4,
+        ),
+    ),
     "gru": (layers.GRUCell, dict(reset_after=True, kernel_initializer="he_normal", bias_regularizer="l1")),
     "gru_reset_before": (layers.GRUCell, dict(reset_after=False, recurrent_activation="hard_sigmoid")),
 }
@@ -62,9 +70,7 @@ def all_cells_model():
     masked = keras.layers.Masking(0.0)(inputs)
     x = keras.layers.RNN(layers.SimpleRNNCell(4, activation="relu"), return_sequences=True)(masked)
     x = keras.layers.RNN(layers.LSTMCell(4, dropout=0.1, seed=1), return_sequences=True)(x)
-    x = keras.layers.Bidirectional(
-        keras.layers.RNN(layers.GRUCell(4, reset_after=False), return_sequences=True)
-    )(x)
+    x = keras.layers.Bidirectional(keras.layers.RNN(layers.GRUCell(4, reset_after=False), return_sequences=True))(x)
     x = keras.layers.RNN([layers.GRUCell(3), layers.LSTMCell(2)], go_backwards=True)(x)
     outputs = keras.layers.Dense(1)(x)
     model = keras.Model(inputs, outputs)

@@ -21,7 +21,7 @@ if keras.backend.backend() != "jax":
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
-import layers
+import layers  # noqa: E402 (after the backend check, which skips the module elsewhere)
 
 OUTPUT_TOLERANCE = 1e-5
 GRADIENT_ABSOLUTE = 1e-5
@@ -201,10 +201,14 @@ def test_fused_equals_cell_path_with_other_activations(kind):
         assert_gradients_close(f, c, name)
 
 
-@pytest.mark.parametrize("setting", [
-    {"return_sequences": True, "mask": "holes", "go_backwards": True},
-    {"return_sequences": False, "mask": "left", "initial_state": True},
-], ids=setting_id)
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"return_sequences": True, "mask": "holes", "go_backwards": True},
+        {"return_sequences": False, "mask": "left", "initial_state": True},
+    ],
+    ids=setting_id,
+)
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fused_equals_keras_layer(kind, setting):
     inputs, initial_state, mask = example(kind, setting)
@@ -249,12 +253,14 @@ def test_what_falls_back_and_why():
 
 
 def _model(fused):
-    model = keras.Sequential([
-        keras.Input((STEPS, FEATURES)),
-        layers.LSTM(UNITS, return_sequences=True, fused=fused, bptt_steps=3),
-        layers.GRU(UNITS, fused=fused),
-        keras.layers.Dense(1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((STEPS, FEATURES)),
+            layers.LSTM(UNITS, return_sequences=True, fused=fused, bptt_steps=3),
+            layers.GRU(UNITS, fused=fused),
+            keras.layers.Dense(1),
+        ]
+    )
     rng = np.random.default_rng(3)
     model.set_weights([rng.uniform(-0.5, 0.5, size=w.shape).astype("float32") for w in model.get_weights()])
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")

@@ -31,9 +31,7 @@ EXTRA = {
     "LSTM": dict(GATED, unit_forget_bias=False),
     "GRU": dict(GATED, reset_after=False),
 }
-LAYER_ONLY = dict(
-    return_sequences=True, return_state=True, go_backwards=True, unroll=True, activity_regularizer="l2"
-)
+LAYER_ONLY = dict(return_sequences=True, return_state=True, go_backwards=True, unroll=True, activity_regularizer="l2")
 
 
 def keras_and_ours(name, suffix):

@@ -34,16 +34,14 @@ def test_dynamic_batch_and_length_in_one_traced_function(kind):
     ours, reference, layer = functional_pair(kind, return_sequences=True)
     signature = [tf.TensorSpec((None, None, FEATURES), tf.float32)]
     functions = [
-        tf.function(lambda x, model=model: model(x, training=training), input_signature=signature)
+        tf.function(lambda x, model=model, training=training: model(x, training=training), input_signature=signature)
         for model in (ours, reference)
         for training in (False, True)
     ]
     rng = np.random.default_rng(0)
     for batch, length in ((2, 3), (5, 7), (1, 1)):
         inputs = rng.normal(size=(batch, length, FEATURES)).astype("float32")
-        mine_inference, mine_training, theirs_inference, theirs_training = (
-            np.asarray(f(inputs)) for f in functions
-        )
+        mine_inference, mine_training, theirs_inference, theirs_training = (np.asarray(f(inputs)) for f in functions)
         assert mine_inference.shape == (batch, length, 2)
         np.testing.assert_allclose(mine_inference, theirs_inference, atol=1e-5)
         np.testing.assert_allclose(mine_training, theirs_training, atol=1e-5)

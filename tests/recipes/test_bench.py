@@ -17,7 +17,12 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
     assert bench.main(["--quick", "--cells", "GRU", "--seed", "3", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["arguments"] == {
-        "seed": 3, "repeats": 3, "grid": "quick", "cells": ["GRU"], "xla": "off", "threads": 0,
+        "seed": 3,
+        "repeats": 3,
+        "grid": "quick",
+        "cells": ["GRU"],
+        "xla": "off",
+        "threads": 0,
         "whole_batch": False,
     }
     assert report["machine"]["cores"] == os.cpu_count()
@@ -82,8 +87,20 @@ def test_xla_both_times_every_contender_under_both_settings(tmp_path):
 def test_threads_are_set_in_a_fresh_process(tmp_path):
     path = tmp_path / "bench.json"
     completed = subprocess.run(
-        [sys.executable, "-m", "recipes.bench", "--quick", "--cells", "SimpleRNN", "--threads", "1",
-         "--size", "2,3,4,5", "--json", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "recipes.bench",
+            "--quick",
+            "--cells",
+            "SimpleRNN",
+            "--threads",
+            "1",
+            "--size",
+            "2,3,4,5",
+            "--json",
+            str(path),
+        ],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,

@@ -187,10 +187,14 @@ def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, text_file, capsys)
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "cell=transformer"], ["cell", "transformer"]),
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "units=0"], ["units", "positive"]),
         (lambda tmp, text: ["train", "--workdir", tmp, "--text", tmp + "/nope.txt"], ["nope.txt", "does not exist"]),
-        (lambda tmp, text: ["train", "--workdir", tmp, "--text", text, "--set", "batch_size=64"],
-         ["shorter than one batch", "batch_size"]),
-        (lambda tmp, text: ["train", "--workdir", tmp, "--text", text, "--tfds", "tiny_shakespeare"],
-         ["at most one source"]),
+        (
+            lambda tmp, text: ["train", "--workdir", tmp, "--text", text, "--set", "batch_size=64"],
+            ["shorter than one batch", "batch_size"],
+        ),
+        (
+            lambda tmp, text: ["train", "--workdir", tmp, "--text", text, "--tfds", "tiny_shakespeare"],
+            ["at most one source"],
+        ),
         (lambda tmp, text: ["sample", "--workdir", tmp, "--prompt", "x"], ["config.json"]),
         (lambda tmp, text: ["baselines", "--data-dir", tmp], ["--tfds"]),
     ],

@@ -10,7 +10,10 @@ import pytest
 from recipes import forecast
 from tests.support import REPO, run_in_fresh_python
 from zoo.files import read_json
-from zoo.forecast import data as data_lib, evaluate as evaluate_lib, export as export_lib, train as train_lib
+from zoo.forecast import data as data_lib
+from zoo.forecast import evaluate as evaluate_lib
+from zoo.forecast import export as export_lib
+from zoo.forecast import train as train_lib
 from zoo.forecast.config import ForecastConfig
 
 TINY = ["window=12", "horizon=4", "units=4", "epochs=1", "batch_size=64", "max_minutes=2"]
@@ -40,14 +43,21 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
     assert "Best recurrent model" in printed
     metrics = read_json(os.path.join(workdir, "metrics.json"))
     classical = {"holt_winters", "harmonic_arima"} if _has_statsmodels() else set()
-    assert set(metrics["models"]) == {"last_value", "seasonal_naive", "linear_ar", "simple_rnn", "gru-autoregressive"} | classical
+    assert (
+        set(metrics["models"])
+        == {"last_value", "seasonal_naive", "linear_ar", "simple_rnn", "gru-autoregressive"} | classical
+    )
     assert metrics["split"] == {"train": 112, "validation": 24, "test": 24}
     assert metrics["test_windows"] == 24 - 4 + 1
     assert len(metrics["models"]["simple_rnn"]["mase_per_step"]) == 4
     # On this seasonal series with trend, AR(12) must beat the last value by far.
     assert metrics["models"]["linear_ar"]["mase"] < 0.5 * metrics["models"]["last_value"]["mase"]
-    for name in ("config.json", "forecast.png", "models/simple_rnn/checkpoints/best.keras",
-                 "models/gru-autoregressive/training.json"):
+    for name in (
+        "config.json",
+        "forecast.png",
+        "models/simple_rnn/checkpoints/best.keras",
+        "models/gru-autoregressive/training.json",
+    ):
         assert os.path.exists(os.path.join(workdir, name)), name
 
     # evaluate reproduces the numbers from the saved config and checkpoints.
@@ -67,13 +77,17 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
     for name in ("simple_rnn", "gru-autoregressive"):
         assert forecast.main(["export", "--workdir", workdir, "--model", name]) == 0
         expected = prepared.normalizer.denormalize_target(
-            evaluate_lib.neural_forecast(evaluate_lib.load_trained(workdir, name), name,
-                                     prepared.normalized[origins[:, None] + np.arange(-11, 1)], 4)
+            evaluate_lib.neural_forecast(
+                evaluate_lib.load_trained(workdir, name),
+                name,
+                prepared.normalized[origins[:, None] + np.arange(-11, 1)],
+                4,
+            )
         )
         result = run_in_fresh_python(
             f"""
             import json, numpy as np, tensorflow as tf
-            loaded = tf.saved_model.load({os.path.join(workdir, 'export', name)!r})
+            loaded = tf.saved_model.load({os.path.join(workdir, "export", name)!r})
             serve = loaded.signatures["serving_default"]
             out = serve(window=tf.constant(np.array({raw_windows.tolist()!r}, np.float32)))["forecast"].numpy()
             print(json.dumps({{"forecast": out.tolist(), "shape": serve.structured_input_signature[1]["window"].shape.as_list()}}))
@@ -88,8 +102,18 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
 
 def test_multivariate_inputs_train_and_export_signature(tmp_path):
     csv_path = write_series(tmp_path / "two.csv", with_input=True, gap=False)
-    config = ForecastConfig(csv_path=csv_path, target="demand", input_columns=("driver",), models=("conv",),
-                            window=12, horizon=4, units=4, epochs=1, seed=1, classical_models=())
+    config = ForecastConfig(
+        csv_path=csv_path,
+        target="demand",
+        input_columns=("driver",),
+        models=("conv",),
+        window=12,
+        horizon=4,
+        units=4,
+        epochs=1,
+        seed=1,
+        classical_models=(),
+    )
     train_lib.train(config, str(tmp_path / "run"))
     metrics = evaluate_lib.evaluate(config, str(tmp_path / "run"), plot=False)
     assert metrics["missing_filled"] == {"demand": 0, "driver": 0}
@@ -115,8 +139,17 @@ def test_same_seed_same_numbers(tmp_path):
     csv_path = write_series(tmp_path / "demand.csv")
     results = []
     for run in ("a", "b"):
-        config = ForecastConfig(csv_path=csv_path, target="demand", models=("conv",), window=12, horizon=4,
-                                units=4, epochs=1, seed=5, classical_models=())
+        config = ForecastConfig(
+            csv_path=csv_path,
+            target="demand",
+            models=("conv",),
+            window=12,
+            horizon=4,
+            units=4,
+            epochs=1,
+            seed=5,
+            classical_models=(),
+        )
         train_lib.train(config, str(tmp_path / run))
         results.append(evaluate_lib.evaluate(config, str(tmp_path / run), plot=False)["models"]["conv"]["mae"])
     assert results[0] == results[1]
@@ -133,14 +166,21 @@ def _has_statsmodels():
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["train", "--workdir", "{tmp}/w", "--csv", "{tmp}/demand.csv", "--target", "price"], "Column 'price' (from --target) is not in"),
+        (
+            ["train", "--workdir", "{tmp}/w", "--csv", "{tmp}/demand.csv", "--target", "price"],
+            "Column 'price' (from --target) is not in",
+        ),
     ],
 )
 def test_command_line_errors_are_one_line(tmp_path, arguments, message):
     write_series(tmp_path / "demand.csv")
     completed = subprocess.run(
         [sys.executable, "-m", "recipes.forecast", *[argument.format(tmp=tmp_path) for argument in arguments]],
-        cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
@@ -150,11 +190,33 @@ def test_command_line_errors_are_one_line(tmp_path, arguments, message):
 @pytest.mark.parametrize(
     "arguments, error, message",
     [
-        (["train", "--workdir", "{tmp}/w", "--csv", "{tmp}/absent.csv", "--target", "y"], FileNotFoundError, "No CSV file at"),
+        (
+            ["train", "--workdir", "{tmp}/w", "--csv", "{tmp}/absent.csv", "--target", "y"],
+            FileNotFoundError,
+            "No CSV file at",
+        ),
         (["train", "--workdir", "{tmp}/w", "--target", "y"], ValueError, "pass it with --csv PATH"),
         (["train", "--workdir", "{tmp}/w", "--set", "windw=3"], ValueError, "Unknown config field 'windw'"),
-        (["train", "--workdir", "{tmp}/w", "--csv", "{tmp}/demand.csv", "--target", "demand", "--set", "window=150"], ValueError, "too short"),
-        (["train", "--workdir", "{tmp}/w", "--csv", "{tmp}/demand.csv", "--target", "demand", "--set", "missing=refuse"], ValueError, "missing=refuse"),
+        (
+            ["train", "--workdir", "{tmp}/w", "--csv", "{tmp}/demand.csv", "--target", "demand", "--set", "window=150"],
+            ValueError,
+            "too short",
+        ),
+        (
+            [
+                "train",
+                "--workdir",
+                "{tmp}/w",
+                "--csv",
+                "{tmp}/demand.csv",
+                "--target",
+                "demand",
+                "--set",
+                "missing=refuse",
+            ],
+            ValueError,
+            "missing=refuse",
+        ),
         (["evaluate", "--workdir", "{tmp}/w", "--set", "horizon=3"], ValueError, "only apply to `train`"),
         (["evaluate", "--workdir", "{tmp}/nothing"], FileNotFoundError, "No config file"),
     ],
@@ -170,11 +232,23 @@ def test_table_and_verdict_say_who_wins():
         "horizon": 4,
         "models": {
             name: {"mae": mase, "rmse": mase, "mase": mase, "mase_per_step": [mase] * 4}
-            for name, mase in {"seasonal_naive": 1.0, "linear_ar": 0.5, "lstm": 0.6, "gru": 0.8, "holt_winters": 0.4}.items()
+            for name, mase in {
+                "seasonal_naive": 1.0,
+                "linear_ar": 0.5,
+                "lstm": 0.6,
+                "gru": 0.8,
+                "holt_winters": 0.4,
+            }.items()
         },
     }
     table = forecast.format_table(metrics)
-    assert [line.split()[0] for line in table.splitlines()[2:]] == ["holt_winters", "linear_ar", "lstm", "gru", "seasonal_naive"]
+    assert [line.split()[0] for line in table.splitlines()[2:]] == [
+        "holt_winters",
+        "linear_ar",
+        "lstm",
+        "gru",
+        "seasonal_naive",
+    ]
     text = forecast.verdict(metrics)
     assert "Best recurrent model: lstm (MASE 0.600)" in text
     assert "beats seasonal_naive" in text and "does NOT beat linear_ar" in text and "does NOT beat holt_winters" in text

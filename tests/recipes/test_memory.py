@@ -17,13 +17,20 @@ from zoo import memory
 # One recurrent model, one length per ladder, one truncated run plus full BPTT.
 TINY = [
     "--quick",
-    "--models", "rnn",
-    "--lengths", "8",
-    "--copy-delays", "3",
-    "--set", "truncation_bptt_steps=2",
-    "--set", "truncation_models=rnn",
-    "--set", "train_steps=4",
-    "--set", "evaluations=1",
+    "--models",
+    "rnn",
+    "--lengths",
+    "8",
+    "--copy-delays",
+    "3",
+    "--set",
+    "truncation_bptt_steps=2",
+    "--set",
+    "truncation_models=rnn",
+    "--set",
+    "train_steps=4",
+    "--set",
+    "evaluations=1",
 ]
 
 

@@ -12,13 +12,42 @@ from recipes import _cli
 from recipes import sentiment as recipe
 from tests.support import REPO, run_in_fresh_python
 
-TINY_SETTINGS = ["--set", "units=4", "--set", "embedding_dim=6", "--set", "epochs=2", "--set", "batch_size=16",
-                 "--set", "vocabulary_size=60", "--set", "baseline_epochs=3", "--set", "test_fraction=0.25",
-                 "--set", "baseline_learning_rate=0.05", "--set", "dropout=0.0"]
-POSITIVE = ["a splendid film", "splendid acting and a fine story", "fine , moving and splendid", "a moving story",
-            "the cast is splendid", "a fine fine film"]
-NEGATIVE = ["a dreadful film", "dreadful acting and a dull story", "dull , flat and dreadful", "a dull story",
-            "the cast is dreadful", "a flat flat film"]
+TINY_SETTINGS = [
+    "--set",
+    "units=4",
+    "--set",
+    "embedding_dim=6",
+    "--set",
+    "epochs=2",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "vocabulary_size=60",
+    "--set",
+    "baseline_epochs=3",
+    "--set",
+    "test_fraction=0.25",
+    "--set",
+    "baseline_learning_rate=0.05",
+    "--set",
+    "dropout=0.0",
+]
+POSITIVE = [
+    "a splendid film",
+    "splendid acting and a fine story",
+    "fine , moving and splendid",
+    "a moving story",
+    "the cast is splendid",
+    "a fine fine film",
+]
+NEGATIVE = [
+    "a dreadful film",
+    "dreadful acting and a dull story",
+    "dull , flat and dreadful",
+    "a dull story",
+    "the cast is dreadful",
+    "a flat flat film",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +70,19 @@ def run_cli(argv, capsys):
 
 def test_bare_command_says_how_to_get_data_and_exits_non_zero():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-m", "recipes.sentiment"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "recipes.sentiment"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2
-    for expected in ("--class-file", "rt-polarity.pos", "--data", "--text-column", "--tfds imdb_reviews",
-                     "--download", "cornell.edu"):
+    for expected in (
+        "--class-file",
+        "rt-polarity.pos",
+        "--data",
+        "--text-column",
+        "--tfds imdb_reviews",
+        "--download",
+        "cornell.edu",
+    ):
         assert expected in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -63,7 +100,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, class_files):
     table = tmp_path / "table.csv"
     table.write_text("text,label\ngood,pos\nbad,neg\nodd,meh\n", encoding="utf-8")
     cases = [
-        (["--class-file", f"pos={latin}", "--class-file", f"neg={latin}"], r"latin.txt' is not valid utf-8: byte(s) 0xe9 at byte offset 8"),
+        (
+            ["--class-file", f"pos={latin}", "--class-file", f"neg={latin}"],
+            r"latin.txt' is not valid utf-8: byte(s) 0xe9 at byte offset 8",
+        ),
         (["--data", str(table), "--text-column", "review"], "text column 'review' is missing"),
         (["--data", str(table), "--labels", "neg,pos"], "Unknown label value 'meh' at line 4"),
         (class_files[:2], "only 1 class(es) (pos)"),
@@ -88,12 +128,24 @@ def test_tfds_source_through_the_command_line(tmp_path, capsys):
     import tensorflow_datasets as tfds
 
     parser = recipe.build_parser()
-    args = parser.parse_args(["train", "--workdir", str(tmp_path), "--tfds", "imdb_reviews", "--data-dir", str(tmp_path)])
+    args = parser.parse_args(
+        ["train", "--workdir", str(tmp_path), "--tfds", "imdb_reviews", "--data-dir", str(tmp_path)]
+    )
     with tfds.testing.mock_data(num_examples=6):
         data = recipe.load_data(args)
     assert len(data) == 6 and data.class_names == ("neg", "pos")
-    code, _, err = run_cli(["train", "--workdir", str(tmp_path / "run"), "--tfds", "imdb_reviews",
-                            "--data-dir", str(tmp_path / "nothing")], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "--workdir",
+            str(tmp_path / "run"),
+            "--tfds",
+            "imdb_reviews",
+            "--data-dir",
+            str(tmp_path / "nothing"),
+        ],
+        capsys,
+    )
     assert code == 2 and "Pass --download" in err
 
 
@@ -161,8 +213,22 @@ def test_train_evaluate_export_predict_end_to_end(tmp_path, capsys, class_files)
 
 def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, class_files):
     workdir = str(tmp_path / "cv")
-    argv = ["benchmark", "--workdir", workdir, *class_files, *TINY_SETTINGS, "--folds", "2", "--cells", "gru",
-            "--set", "bidirectional=false", "--set", "epochs=1", "--quiet"]
+    argv = [
+        "benchmark",
+        "--workdir",
+        workdir,
+        *class_files,
+        *TINY_SETTINGS,
+        "--folds",
+        "2",
+        "--cells",
+        "gru",
+        "--set",
+        "bidirectional=false",
+        "--set",
+        "epochs=1",
+        "--quiet",
+    ]
     assert recipe.main(argv) == 0
     out = capsys.readouterr().out
     report = json.loads(open(os.path.join(workdir, "metrics.json")).read())
@@ -185,8 +251,24 @@ def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, clas
 
 def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, capsys, class_files):
     workdir = str(tmp_path / "new")
-    argv = ["train", "--workdir", workdir, *class_files, *TINY_SETTINGS, "--folds", "2", "--max-folds", "1",
-            "--set", "cell=gru", "--set", "bidirectional=false", "--set", "epochs=1", "--resume"]
+    argv = [
+        "train",
+        "--workdir",
+        workdir,
+        *class_files,
+        *TINY_SETTINGS,
+        "--folds",
+        "2",
+        "--max-folds",
+        "1",
+        "--set",
+        "cell=gru",
+        "--set",
+        "bidirectional=false",
+        "--set",
+        "epochs=1",
+        "--resume",
+    ]
     assert recipe.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     for name in ("gru", "baseline"):

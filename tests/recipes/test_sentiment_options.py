@@ -9,9 +9,26 @@ from recipes import sentiment as recipe
 from tests.recipes.test_sentiment import TINY_SETTINGS, class_files  # noqa: F401  (pytest fixture)
 from tests.support import run_in_fresh_python
 
-OPTIONS = ["--set", "ensemble=2", "--set", "ngram_head=true", "--set", "word_dropout=0.2", "--set", "spatial_dropout=0.2",
-           "--set", "monitor=val_accuracy", "--set", "bucket_by_length=true", "--set", "epochs=1",
-           "--set", "bidirectional=false", "--set", "adversarial=0.2"]
+OPTIONS = [
+    "--set",
+    "ensemble=2",
+    "--set",
+    "ngram_head=true",
+    "--set",
+    "word_dropout=0.2",
+    "--set",
+    "spatial_dropout=0.2",
+    "--set",
+    "monitor=val_accuracy",
+    "--set",
+    "bucket_by_length=true",
+    "--set",
+    "epochs=1",
+    "--set",
+    "bidirectional=false",
+    "--set",
+    "adversarial=0.2",
+]
 
 
 def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_path, capsys, class_files):  # noqa: F811
@@ -51,14 +68,25 @@ def test_hybrid_ensemble_reports_member_and_ensemble_and_exports_strings_in(tmp_
     np.testing.assert_allclose(result, expected, atol=1e-5)
     # The exported model is the mean of the two members (word dropout is off at inference).
     members = [keras.saving.load_model(os.path.join(workdir, f"member-{k}", "model.keras")) for k in (1, 2)]
-    np.testing.assert_allclose(result, np.mean([np.asarray(m(tf.constant(sentences))) for m in members], axis=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        result, np.mean([np.asarray(m(tf.constant(sentences))) for m in members], axis=0), atol=1e-5
+    )
 
 
 def test_disjoint_ensemble_and_its_baseline_control_train_evaluate_and_export(tmp_path, capsys, class_files):  # noqa: F811
     workdir = str(tmp_path / "run")
-    options = ["--set", "ensemble=2", "--set", "member_validation=disjoint", "--set", "baseline_ensemble=2",
-               "--set", "bidirectional=false", "--set", "epochs=1"]
+    options = [
+        "--set",
+        "ensemble=2",
+        "--set",
+        "member_validation=disjoint",
+        "--set",
+        "baseline_ensemble=2",
+        "--set",
+        "bidirectional=false",
+        "--set",
+        "epochs=1",
+    ]
     assert recipe.main(["train", "--workdir", workdir, *class_files, *TINY_SETTINGS, *options, "--quiet"]) == 0
     metrics = json.loads(open(os.path.join(workdir, "metrics.json")).read())
     # Each ensemble beside its member 1 alone (the single model, the single baseline).
@@ -73,5 +101,7 @@ def test_disjoint_ensemble_and_its_baseline_control_train_evaluate_and_export(tm
     evaluation = json.loads(open(os.path.join(workdir, "evaluation-test.json")).read())
     for name in ("lstm-ensemble2-disjoint", "baseline-ensemble2-disjoint"):
         assert evaluation["models"][name]["accuracy"] == metrics["models"][name]["accuracy"]
-    assert recipe.main(["export", "--workdir", workdir, "--baseline", "--output", str(tmp_path / "baseline-export")]) == 0
+    assert (
+        recipe.main(["export", "--workdir", workdir, "--baseline", "--output", str(tmp_path / "baseline-export")]) == 0
+    )
     assert os.path.exists(tmp_path / "baseline-export" / "saved_model.pb")

@@ -1,7 +1,6 @@
 """Character language model pieces: corpus, streams, state carrying, Markov baselines, stepping."""
 
 import math
-import os
 
 import keras
 import numpy as np
@@ -9,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from zoo import registry
-from zoo.char_lm import data as data_lib
 from zoo.char_lm import baselines as markov
+from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
 from zoo.char_lm.config import CharLMConfig
 
@@ -221,12 +220,17 @@ def test_training_carries_state_within_an_epoch_and_resets_between_epochs():
     # A learning rate of zero keeps the weights, so every epoch's mean loss
     # must equal the whole-stream loss if (and only if) the state is carried
     # across batches and reset at each epoch.
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     ids = np.random.default_rng(3).integers(0, 6, size=3 * 16)
     inputs, targets = data_lib.stream_batches(ids, config.batch_size, config.seq_len)
     expected = _full_stream_nats(_copy(model, config, 6), inputs, targets)
     history = model.fit(
-        data_lib.to_dataset(inputs, targets), epochs=3, verbose=0, shuffle=False,
+        data_lib.to_dataset(inputs, targets),
+        epochs=3,
+        verbose=0,
+        shuffle=False,
         callbacks=[model_lib.ResetStatesEachEpoch()],
     )
     np.testing.assert_allclose(history.history["loss"], [expected] * 3, rtol=1e-5)
@@ -311,7 +315,9 @@ def test_verdict_and_table_compare_with_the_best_markov_model():
     markov_rows = [{"order": 1, "nats_per_char": 2.0}, {"order": 3, "nats_per_char": 1.5}]
     config = {"cell": "gru", "num_layers": 1, "units": 8}
     worse = {"markov": markov_rows, "best": {"epoch": 2, "val_nats_per_char": 1.75}, "config": config}
-    assert train_lib.verdict(worse) == "gru does NOT beat the best Markov baseline (order 3, 1.5000) by -0.2500 nats/char"
+    assert (
+        train_lib.verdict(worse) == "gru does NOT beat the best Markov baseline (order 3, 1.5000) by -0.2500 nats/char"
+    )
     better = {**worse, "best": {"epoch": 4, "val_nats_per_char": 1.25}}
     assert "gru beats the best Markov baseline (order 3, 1.5000) by +0.2500" in train_lib.verdict(better)
     table = train_lib.results_table(better).splitlines()

@@ -4,7 +4,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Literal, Optional
+from typing import Literal
 
 import keras
 import numpy as np
@@ -23,7 +23,7 @@ class ToyConfig:
     cell: Literal["rnn", "lstm", "gru"] = "lstm"  # which cell
     flag: bool = False  # a switch
     sizes: tuple[int, ...] = (1, 2)  # a list
-    budget: Optional[float] = None  # minutes
+    budget: float | None = None  # minutes
     seed: int = 0  # random seed
 
     def validate(self):
@@ -122,8 +122,13 @@ def test_fit_writes_checkpoints_resumes_and_stops_on_nan(tmp_path):
     y = x.sum(axis=1, keepdims=True)
     workdir = str(tmp_path / "ok")
     result = training.fit(
-        _toy_model(0.05), _dataset(x, y), workdir=workdir, epochs=3,
-        validation_data=_dataset(x, y), verbose=0, tensorboard=False,
+        _toy_model(0.05),
+        _dataset(x, y),
+        workdir=workdir,
+        epochs=3,
+        validation_data=_dataset(x, y),
+        verbose=0,
+        tensorboard=False,
     )
     losses = result["history"]["loss"]
     assert len(losses) == 3 and losses[-1] < losses[0]
@@ -137,8 +142,12 @@ def test_fit_writes_checkpoints_resumes_and_stops_on_nan(tmp_path):
     y_huge = y * 1e30
     with pytest.raises(training.TrainingDiverged, match="epoch 1, batch"):
         training.fit(
-            _toy_model(1e10), _dataset(x, y_huge), workdir=workdir, epochs=2,
-            verbose=0, tensorboard=False,
+            _toy_model(1e10),
+            _dataset(x, y_huge),
+            workdir=workdir,
+            epochs=2,
+            verbose=0,
+            tensorboard=False,
         )
     assert os.path.getmtime(result["last_checkpoint"]) == before
 
@@ -149,8 +158,13 @@ def test_a_later_session_never_replaces_a_better_best_checkpoint(tmp_path):
     y = x.sum(axis=1, keepdims=True)
     workdir = str(tmp_path)
     first = training.fit(
-        _toy_model(0.05), _dataset(x, y), workdir=workdir, epochs=3,
-        validation_data=_dataset(x, y), verbose=0, tensorboard=False,
+        _toy_model(0.05),
+        _dataset(x, y),
+        workdir=workdir,
+        epochs=3,
+        validation_data=_dataset(x, y),
+        verbose=0,
+        tensorboard=False,
     )
     best_loss = min(first["history"]["val_loss"])
     record = json.loads(open(os.path.join(workdir, "checkpoints", "best.json")).read())
@@ -162,8 +176,13 @@ def test_a_later_session_never_replaces_a_better_best_checkpoint(tmp_path):
     # never learns (learning rate 0): its epochs are worse than the recorded
     # best, so best.keras stays; last.keras follows the new session.
     second = training.fit(
-        _toy_model(0.0), _dataset(x, y), workdir=workdir, epochs=1,
-        validation_data=_dataset(x, y), verbose=0, tensorboard=False,
+        _toy_model(0.0),
+        _dataset(x, y),
+        workdir=workdir,
+        epochs=1,
+        validation_data=_dataset(x, y),
+        verbose=0,
+        tensorboard=False,
     )
     assert second["history"]["val_loss"][0] > 2 * best_loss
     assert os.path.getmtime(first["best_checkpoint"]) == best_time
@@ -202,8 +221,14 @@ def test_fit_keeps_the_best_epoch_by_a_chosen_monitor(tmp_path):
     model = _toy_model(0.05)
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", metrics=["mae"])
     result = training.fit(
-        model, _dataset(x, y), workdir=str(tmp_path), epochs=3, validation_data=_dataset(x, y),
-        verbose=0, tensorboard=False, monitor="val_mae",
+        model,
+        _dataset(x, y),
+        workdir=str(tmp_path),
+        epochs=3,
+        validation_data=_dataset(x, y),
+        verbose=0,
+        tensorboard=False,
+        monitor="val_mae",
     )
     maes = result["history"]["val_mae"]
     record = json.loads(open(os.path.join(str(tmp_path), "checkpoints", "best.json")).read())
@@ -223,8 +248,13 @@ def test_lower_is_better_reads_the_monitor_name_or_the_mode():
 def test_time_budget_stops_after_current_batch(tmp_path):
     x = np.zeros((64, 3), "float32")
     result = training.fit(
-        _toy_model(0.01), _dataset(x, x[:, :1]), workdir=str(tmp_path), epochs=50,
-        max_minutes=1e-9, verbose=0, tensorboard=False,
+        _toy_model(0.01),
+        _dataset(x, x[:, :1]),
+        workdir=str(tmp_path),
+        epochs=50,
+        max_minutes=1e-9,
+        verbose=0,
+        tensorboard=False,
     )
     assert result["time_budget_exhausted"]
     assert len(result["history"]["loss"]) == 1
@@ -270,8 +300,14 @@ def test_fit_says_nothing_to_resume_only_when_asked_to_resume(tmp_path):
     for resume, expected in ((False, []), (True, ["nothing to resume: starting fresh"])):
         messages = []
         result = training.fit(
-            _toy_model(0.01), _regression_data(), workdir=str(tmp_path / f"resume-{resume}"), epochs=2,
-            verbose=0, tensorboard=False, log=messages.append, resume=resume,
+            _toy_model(0.01),
+            _regression_data(),
+            workdir=str(tmp_path / f"resume-{resume}"),
+            epochs=2,
+            verbose=0,
+            tensorboard=False,
+            log=messages.append,
+            resume=resume,
         )
         assert messages == expected
         assert len(result["history"]["loss"]) == 2
@@ -289,8 +325,14 @@ def test_fit_says_from_which_epoch_and_batch_it_resumes(tmp_path):
     saved_at = _saved_at(workdir)
     messages, counter = [], _CountBatches()
     second = training.fit(
-        _toy_model(0.01), _regression_data(), workdir=workdir, epochs=2, callbacks=[counter], verbose=0,
-        tensorboard=False, log=messages.append,
+        _toy_model(0.01),
+        _regression_data(),
+        workdir=workdir,
+        epochs=2,
+        callbacks=[counter],
+        verbose=0,
+        tensorboard=False,
+        log=messages.append,
     )
     assert messages == [f"resuming from epoch 1, batch 1 (backup of {saved_at})"]
     assert counter.batches == 3 + 4 and len(second["history"]["loss"]) == 2
@@ -312,15 +354,29 @@ def test_fit_says_where_it_resumes_at_an_epoch_boundary(tmp_path, position, step
     workdir = str(tmp_path)
     data = _regression_data() if steps_per_epoch is None else _regression_data().repeat()
     training.fit(
-        _toy_model(0.01), data, workdir=workdir, epochs=2, max_minutes=1e-9, steps_per_epoch=steps_per_epoch,
-        verbose=0, tensorboard=False,
+        _toy_model(0.01),
+        data,
+        workdir=workdir,
+        epochs=2,
+        max_minutes=1e-9,
+        steps_per_epoch=steps_per_epoch,
+        verbose=0,
+        tensorboard=False,
     )
     atomic_write_json(_position_path(workdir), position)  # as if the backup had been taken there
     saved_at = _saved_at(workdir)
     messages, counter = [], _CountBatches()
     training.fit(
-        _toy_model(0.01), data, workdir=workdir, epochs=2, steps_per_epoch=steps_per_epoch, callbacks=[counter],
-        verbose=0, tensorboard=False, log=messages.append, resume=True,
+        _toy_model(0.01),
+        data,
+        workdir=workdir,
+        epochs=2,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[counter],
+        verbose=0,
+        tensorboard=False,
+        log=messages.append,
+        resume=True,
     )
     ending = ": nothing left to train" if batches == 0 else ""
     assert messages == [f"{message} (backup of {saved_at}){ending}"]
@@ -375,7 +431,12 @@ def test_cell_names_accept_the_old_spellings():
     import layers
 
     assert [cells.canonical(name) for name in ("rnn", "simple_rnn", "SimpleRNN", "LSTM", "gru")] == [
-        "rnn", "rnn", "rnn", "lstm", "gru"]
+        "rnn",
+        "rnn",
+        "rnn",
+        "lstm",
+        "gru",
+    ]
     assert cells.layer_class("simple_rnn") is layers.SimpleRNN and cells.layer_class("GRU") is layers.GRU
     assert cells.canonical_name("simple_rnn-autoregressive") == "rnn-autoregressive"
     assert cells.canonical_name("conv") == "conv"

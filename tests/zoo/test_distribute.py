@@ -48,8 +48,12 @@ MIRRORED_PROGRAM = textwrap.dedent(
 def _run(program, *args, env_extra=None, timeout=600):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO, **(env_extra or {})}
     return subprocess.Popen(
-        [sys.executable, "-c", program, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, cwd=REPO,
+        [sys.executable, "-c", program, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
 
 
@@ -76,9 +80,13 @@ def test_strategy_names_and_chief():
         with pytest.raises(ValueError, match="TF_CONFIG"):
             distribute.get_strategy("multi-worker")
         assert distribute.is_chief()
-        os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}})
+        os.environ["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+        )
         assert not distribute.is_chief()
-        os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}})
+        os.environ["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}
+        )
         assert distribute.is_chief()
         os.environ["TF_CONFIG"] = "{not json"
         with pytest.raises(ValueError, match="TF_CONFIG"):
@@ -131,8 +139,11 @@ def test_two_workers_on_localhost_write_one_consistent_checkpoint(tmp_path):
     workdir = tmp_path / "run"
     processes = [
         _run(
-            MULTI_WORKER_PROGRAM, str(workdir),
-            env_extra={"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
+            MULTI_WORKER_PROGRAM,
+            str(workdir),
+            env_extra={
+                "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+            },
         )
         for index in range(2)
     ]
@@ -227,7 +238,10 @@ def _recipe(module, *arguments, timeout=900):
     """Run `python -m recipes.<module> ...` in one process; its stdout."""
     completed = subprocess.run(
         [sys.executable, "-c", _recipe_program(module), *arguments],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -240,13 +254,20 @@ def _two_workers_and_one_process(module, arguments, tmp_path, timeout=900):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = [
         _run(
-            _recipe_program(module), *arguments, "--workdir", str(tmp_path / "run"), "--strategy", "multi-worker",
-            env_extra={"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
+            _recipe_program(module),
+            *arguments,
+            "--workdir",
+            str(tmp_path / "run"),
+            "--strategy",
+            "multi-worker",
+            env_extra={
+                "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+            },
         )
         for index in range(2)
     ]
     outputs = [process.communicate(timeout=timeout) for process in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     single = _recipe(module, *arguments, "--workdir", str(tmp_path / "single"), timeout=timeout)
     return [out for out, _ in outputs], single
@@ -256,8 +277,16 @@ def test_two_workers_run_the_char_lm_recipe_like_one_process(tmp_path):
     """`python -m recipes.char_lm train --strategy multi-worker` on two local workers."""
     text = _words_file(tmp_path)
     arguments = ["train", "--text", text, "--quiet", "--no-tensorboard"]
-    for override in ("units=16", "embedding_dim=8", "seq_len=8", "batch_size=4", "epochs=2", "dropout=0",
-                     "markov_orders=1", "validation_fraction=0.25"):
+    for override in (
+        "units=16",
+        "embedding_dim=8",
+        "seq_len=8",
+        "batch_size=4",
+        "epochs=2",
+        "dropout=0",
+        "markov_orders=1",
+        "validation_fraction=0.25",
+    ):
         arguments += ["--set", override]
     outputs, single = _two_workers_and_one_process("char_lm", arguments, tmp_path, timeout=600)
 
@@ -285,8 +314,15 @@ def test_two_workers_run_the_char_lm_recipe_like_one_process(tmp_path):
 def test_two_workers_run_the_forecast_recipe_like_one_process(tmp_path):
     """`python -m recipes.forecast train --strategy multi-worker` on two local workers."""
     arguments = ["train", "--verbose", "0"]
-    for override in ("dataset=elnino", "window=12", "horizon=4", "units=4", "epochs=2", "batch_size=64",
-                     "models=lstm,gru-autoregressive"):
+    for override in (
+        "dataset=elnino",
+        "window=12",
+        "horizon=4",
+        "units=4",
+        "epochs=2",
+        "batch_size=64",
+        "models=lstm,gru-autoregressive",
+    ):
         arguments += ["--set", override]
     outputs, single = _two_workers_and_one_process("forecast", arguments, tmp_path)
 
@@ -306,12 +342,24 @@ def test_two_workers_run_the_forecast_recipe_like_one_process(tmp_path):
 def test_two_workers_run_the_sentiment_recipe_like_one_process(tmp_path):
     """`python -m recipes.sentiment train --folds 2 --strategy multi-worker` on two local workers."""
     rng = __import__("numpy").random.default_rng(0)
-    good, bad, filler = ["great", "fine", "moving", "witty"], ["dull", "tedious", "messy", "flat"], ["a", "film", "the", "plot"]
+    good, bad, filler = (
+        ["great", "fine", "moving", "witty"],
+        ["dull", "tedious", "messy", "flat"],
+        ["a", "film", "the", "plot"],
+    )
     for name, words in (("pos", good), ("neg", bad)):
         lines = [" ".join(rng.choice(words + filler, size=6)) for _ in range(60)]
         (tmp_path / f"{name}.txt").write_text("\n".join(lines) + "\n")
-    arguments = ["train", "--class-file", f"pos={tmp_path / 'pos.txt'}", "--class-file", f"neg={tmp_path / 'neg.txt'}",
-                 "--folds", "2", "--quiet"]
+    arguments = [
+        "train",
+        "--class-file",
+        f"pos={tmp_path / 'pos.txt'}",
+        "--class-file",
+        f"neg={tmp_path / 'neg.txt'}",
+        "--folds",
+        "2",
+        "--quiet",
+    ]
     for override in ("units=4", "embedding_dim=4", "epochs=2", "dropout=0", "baseline_epochs=2", "batch_size=16"):
         arguments += ["--set", override]
     outputs, single = _two_workers_and_one_process("sentiment", arguments, tmp_path)

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -43,7 +42,9 @@ def test_failed_verification_keeps_previous_export(tmp_path):
         export_saved_model(broken, str(path), {"serve": broken.serve}, verify=refuse)
     np.testing.assert_allclose(_served(path), [2.0, 4.0])
     with pytest.raises(KeyboardInterrupt):
-        export_saved_model(broken, str(path), {"serve": broken.serve}, verify=lambda loaded: (_ for _ in ()).throw(KeyboardInterrupt()))
+        export_saved_model(
+            broken, str(path), {"serve": broken.serve}, verify=lambda loaded: (_ for _ in ()).throw(KeyboardInterrupt())
+        )
     np.testing.assert_allclose(_served(path), [2.0, 4.0])
     assert sorted(os.listdir(tmp_path)) == ["export"]  # no temporary left behind
 
@@ -80,8 +81,12 @@ def test_export_killed_mid_way_keeps_previous_export(tmp_path):
     module = Scale(2.0)
     export_saved_model(module, str(path), {"serve": module.serve})
     process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_EXPORT, str(path)], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        [sys.executable, "-c", KILLED_EXPORT, str(path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     # The new SavedModel is fully written (and being verified) when this line comes.
     assert process.stdout.readline().strip() == "verifying"

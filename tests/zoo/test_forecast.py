@@ -1,13 +1,15 @@
 """zoo.forecast: data policy, splits without leakage, baselines with known answers, metrics, rollout."""
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from zoo import registry
-from zoo.forecast import baselines, data as data_lib, evaluate as evaluate_lib, train as train_lib
+from zoo.forecast import baselines
+from zoo.forecast import data as data_lib
+from zoo.forecast import evaluate as evaluate_lib
+from zoo.forecast import train as train_lib
 from zoo.forecast.config import ForecastConfig
 from zoo.forecast.data import (
     Normalizer,
@@ -27,8 +29,13 @@ def make_series(values, name="toy"):
     if values.ndim == 1:
         values = values[:, None]
     columns = tuple(f"c{index}" for index in range(values.shape[1]))
-    return Series(name=name, columns=columns, values=values, times=np.arange(len(values), dtype=np.float64),
-                  filled={column: 0 for column in columns})
+    return Series(
+        name=name,
+        columns=columns,
+        values=values,
+        times=np.arange(len(values), dtype=np.float64),
+        filled={column: 0 for column in columns},
+    )
 
 
 def seasonal_with_trend(length, period=12, slope=0.05, seed=0):
@@ -52,7 +59,9 @@ def test_split_sizes_and_window_origins():
     assert (validation[0] + 1, validation[-1] + 3) == (70, 79)
     assert (test[0] + 1, test[-1] + 3) == (80, 99)
     values = np.arange(100.0)[:, None]
-    np.testing.assert_array_equal(windows_at(values, np.array([4, 10]), 5)[:, :, 0], [[0, 1, 2, 3, 4], [6, 7, 8, 9, 10]])
+    np.testing.assert_array_equal(
+        windows_at(values, np.array([4, 10]), 5)[:, :, 0], [[0, 1, 2, 3, 4], [6, 7, 8, 9, 10]]
+    )
     np.testing.assert_array_equal(targets_at(values[:, 0], np.array([4]), 3), [[5, 6, 7]])
 
 
@@ -60,8 +69,9 @@ def test_nothing_from_validation_or_test_reaches_training_or_statistics():
     """Huge values after the training part must not change any training-time quantity."""
     length = 200
     clean = seasonal_with_trend(length)
-    config = ForecastConfig(window=12, horizon=4, season_period=0, validation_fraction=0.15, test_fraction=0.15,
-                            classical_models=())  # the classical references have their own test below
+    config = ForecastConfig(
+        window=12, horizon=4, season_period=0, validation_fraction=0.15, test_fraction=0.15, classical_models=()
+    )  # the classical references have their own test below
     poisoned = clean.copy()
     train_end = chronological_split(length, 0.15, 0.15, 12, 4).train_end
     poisoned[train_end:] = 1e6
@@ -87,7 +97,9 @@ def test_nothing_from_validation_or_test_reaches_training_or_statistics():
 
 
 def test_too_short_series_names_the_part_and_sizes():
-    with pytest.raises(ValueError, match=r"too short.*train part of 14 steps.*window=12 and horizon=4 need at least 16"):
+    with pytest.raises(
+        ValueError, match=r"too short.*train part of 14 steps.*window=12 and horizon=4 need at least 16"
+    ):
         chronological_split(20, 0.15, 0.15, window=12, horizon=4)
     with pytest.raises(ValueError, match=r"test part of 2 steps"):
         chronological_split(200, 0.15, 0.01, window=12, horizon=4)
@@ -145,7 +157,11 @@ def test_csv_with_dates_inputs_and_gaps(tmp_path):
 @pytest.mark.parametrize(
     "rows, arguments, message",
     [
-        ([["1", "2"]], ("missing_column", "", ()), r"Column 'missing_column' \(from --target\) is not in .*\['t', 'y'\]"),
+        (
+            [["1", "2"]],
+            ("missing_column", "", ()),
+            r"Column 'missing_column' \(from --target\) is not in .*\['t', 'y'\]",
+        ),
         ([["1", "2"]], ("y", "", ("nope",)), r"Column 'nope' \(from --inputs\)"),
         ([["1", "2"], ["2", "abc"]], ("y", "", ()), r"non-numeric value 'abc' on line 3"),
         ([["1", "2"], ["1", "3"]], ("y", "t", ()), r"not strictly increasing \(line 3\)"),
@@ -207,7 +223,9 @@ def test_linear_autoregression_recovers_an_ar2_process():
     np.testing.assert_allclose(model.intercept, 1.0, atol=0.05)
     # Two-step forecast = the recursion applied to its own first prediction.
     first = 1.0 + 0.6 * 2.0 - 0.3 * 1.0
-    np.testing.assert_allclose(model.forecast(np.array([[1.0, 2.0]]), 2), [[first, 1.0 + 0.6 * first - 0.3 * 2.0]], atol=0.05)
+    np.testing.assert_allclose(
+        model.forecast(np.array([[1.0, 2.0]]), 2), [[first, 1.0 + 0.6 * first - 0.3 * 2.0]], atol=0.05
+    )
 
 
 def test_mase_and_errors_by_hand():
@@ -241,7 +259,11 @@ def test_holt_winters_forecast_from_every_origin_matches_statsmodels():
         series, train_end, np.array([train_end - 1, 200]), 6, 12, "damped"
     )
     fitted = ExponentialSmoothing(
-        series[:train_end], trend="add", damped_trend=True, seasonal="add", seasonal_periods=12,
+        series[:train_end],
+        trend="add",
+        damped_trend=True,
+        seasonal="add",
+        seasonal_periods=12,
         initialization_method="estimated",
     ).fit()
     # From the training part's end, the re-filtered states give statsmodels' own forecast.

@@ -106,8 +106,9 @@ def test_copy_baseline_closed_form_and_data():
 @pytest.mark.parametrize("task", memory.TASKS)
 @pytest.mark.parametrize("model", memory.MODELS)
 def test_parameter_count_closed_form_matches_keras(task, model):
-    config = memory.MemoryConfig(task=task, model=model, length=6, parameter_budget=900, conv_layers=3,
-                                 copy_length=2, alphabet_size=3)
+    config = memory.MemoryConfig(
+        task=task, model=model, length=6, parameter_budget=900, conv_layers=3, copy_length=2, alphabet_size=3
+    )
     built = memory.build_model(config)
     assert built.count_params() == memory.parameter_count(model, config.width, task, 3, 2, 3)
     assert abs(built.count_params() - 900) < 0.25 * 900

@@ -29,10 +29,24 @@ from zoo.sentiment.data import TextDataset
 from zoo.sentiment.evaluate import average_ranks
 from zoo.sentiment.model import compile_model
 
-TINY = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=50, max_length=12, dropout=0.0, epochs=2,
-                       batch_size=8, baseline_vocabulary_size=200)
-TEXTS = ["a fine and moving film", "dull , dull , dull", "the plot is thin but the cast is great",
-         "not good", "good", "an utterly tedious mess of a film from start to finish"]
+TINY = SentimentConfig(
+    units=4,
+    embedding_dim=6,
+    vocabulary_size=50,
+    max_length=12,
+    dropout=0.0,
+    epochs=2,
+    batch_size=8,
+    baseline_vocabulary_size=200,
+)
+TEXTS = [
+    "a fine and moving film",
+    "dull , dull , dull",
+    "the plot is thin but the cast is great",
+    "not good",
+    "good",
+    "an utterly tedious mess of a film from start to finish",
+]
 
 
 def write(path, data):
@@ -44,7 +58,9 @@ def write(path, data):
 
 # ------------------------------------------------------------------ loaders
 def test_csv_loader_reads_quoted_fields_and_sorts_classes(tmp_path):
-    path = write(tmp_path / "reviews.csv", 'id,review,stars\n1,"good, really good",pos\n2,"bad\nvery bad",neg\n3,fine,pos\n')
+    path = write(
+        tmp_path / "reviews.csv", 'id,review,stars\n1,"good, really good",pos\n2,"bad\nvery bad",neg\n3,fine,pos\n'
+    )
     data = load_table(path, "review", "stars")
     assert data.texts == ("good, really good", "bad\nvery bad", "fine")
     assert data.class_names == ("neg", "pos")
@@ -87,13 +103,23 @@ def test_undecodable_bytes_name_file_offset_and_line_and_encoding_option_reads_t
 @pytest.mark.parametrize(
     "name, content, kwargs, message",
     [
-        ("a.csv", "review,label\nok,pos\n", {"text_column": "text"}, r"text column 'text' is missing.*\['review', 'label'\]"),
+        (
+            "a.csv",
+            "review,label\nok,pos\n",
+            {"text_column": "text"},
+            r"text column 'text' is missing.*\['review', 'label'\]",
+        ),
         ("a.csv", "text,stars\nok,pos\n", {}, r"label column 'label' is missing"),
         ("a.jsonl", '{"text": "ok"}\n', {}, r"label column 'label' is missing.*line 1"),
         ("a.csv", "", {}, r"is empty"),
         ("a.csv", "text,label\n", {}, r"no examples"),
         ("a.csv", "text,label\nok,pos\nbad,neg,extra\n", {}, r"line 3.*3 fields where the header has 2"),
-        ("a.csv", "text,label\nok,pos\nbad,meh\n", {"class_names": ("neg", "pos")}, r"Unknown label value 'meh' at line 3"),
+        (
+            "a.csv",
+            "text,label\nok,pos\nbad,meh\n",
+            {"class_names": ("neg", "pos")},
+            r"Unknown label value 'meh' at line 3",
+        ),
         ("a.jsonl", '{"text": "ok", "label": 1}\nnot json\n', {}, r"Line 2.*not valid JSON"),
         ("a.jsonl", '["ok", 1]\n', {}, r"JSON list; expected an object"),
         ("a.txt", "text,label\n", {}, r"Cannot tell the format.*'\.txt'"),

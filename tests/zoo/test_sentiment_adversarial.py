@@ -12,8 +12,14 @@ from zoo.sentiment import SentimentConfig, build_model
 from zoo.sentiment.model import AdversarialTextClassifier, PerturbableEmbedding, compile_model
 
 TINY = SentimentConfig(units=5, embedding_dim=6, vocabulary_size=40, max_length=12, dropout=0.0, batch_size=6)
-TEXTS = ["a fine and moving film", "dull , dull , dull", "the plot is thin but the cast is great",
-         "not good", "good", "an utterly tedious mess of a film from start to finish"]
+TEXTS = [
+    "a fine and moving film",
+    "dull , dull , dull",
+    "the plot is thin but the cast is great",
+    "not good",
+    "good",
+    "an utterly tedious mess of a film from start to finish",
+]
 LABELS = np.array([1, 0, 1, 0, 1, 0])
 
 
@@ -53,7 +59,9 @@ def test_the_move_has_the_asked_size_skips_padding_and_raises_the_loss():
     ids = _token_ids(model, TEXTS)
     assert (ids == 0).any()  # the batch has padding
     embedded = np.asarray(model.get_layer("embedding")(ids)) * (ids != 0)[:, :, None]
-    np.testing.assert_allclose(np.linalg.norm(delta, axis=(1, 2)), 0.25 * np.linalg.norm(embedded, axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(delta, axis=(1, 2)), 0.25 * np.linalg.norm(embedded, axis=(1, 2)), rtol=1e-5
+    )
     assert np.all(delta[ids == 0] == 0)
     clean = _loss(model, TEXTS, LABELS)
     np.testing.assert_allclose(float(loss), clean, rtol=1e-5)
@@ -71,16 +79,23 @@ def test_the_move_has_the_asked_size_skips_padding_and_raises_the_loss():
 
 # No word repeats within this batch, so Keras's own step sees one gradient row per word, as the adversarial
 # step does after summing its two passes' rows.
-DISTINCT_TEXTS = ["a fine moving film", "dull plot", "the cast is great", "not good", "utterly tedious mess",
-                  "from start to finish"]
+DISTINCT_TEXTS = [
+    "a fine moving film",
+    "dull plot",
+    "the cast is great",
+    "not good",
+    "utterly tedious mess",
+    "from start to finish",
+]
 
 
 def test_a_training_step_with_epsilon_zero_is_the_plain_step():
     weights = {}
     for epsilon in (None, 0.0, 0.3):
         training.set_seed(5)
-        model = build_model(dataclasses.replace(TINY, adversarial=0.0 if epsilon is None else 0.1),
-                            training_texts=DISTINCT_TEXTS)
+        model = build_model(
+            dataclasses.replace(TINY, adversarial=0.0 if epsilon is None else 0.1), training_texts=DISTINCT_TEXTS
+        )
         if epsilon is not None:
             model.epsilon = epsilon
         compile_model(model, 1e-2)

@@ -10,14 +10,34 @@ import tensorflow as tf
 
 from zoo.sentiment import SentimentConfig, build_model, make_dataset
 from zoo.sentiment.data import TextDataset
-from zoo.sentiment.evaluate import classification_metrics, format_table, load_trained_model, predict_probabilities, summarize
-from zoo.sentiment.train import member_splits, train_and_evaluate, train_baseline, train_recurrent
+from zoo.sentiment.evaluate import (
+    classification_metrics,
+    format_table,
+    load_trained_model,
+    predict_probabilities,
+    summarize,
+)
 from zoo.sentiment.model import WordDropout, build_ensemble, compile_model
+from zoo.sentiment.train import member_splits, train_and_evaluate, train_baseline, train_recurrent
 
-TINY = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=50, max_length=12, dropout=0.0, epochs=1,
-                       batch_size=8, baseline_vocabulary_size=200)
-TEXTS = ["a fine and moving film", "dull , dull , dull", "the plot is thin but the cast is great",
-         "not good", "good", "an utterly tedious mess of a film from start to finish"]
+TINY = SentimentConfig(
+    units=4,
+    embedding_dim=6,
+    vocabulary_size=50,
+    max_length=12,
+    dropout=0.0,
+    epochs=1,
+    batch_size=8,
+    baseline_vocabulary_size=200,
+)
+TEXTS = [
+    "a fine and moving film",
+    "dull , dull , dull",
+    "the plot is thin but the cast is great",
+    "not good",
+    "good",
+    "an utterly tedious mess of a film from start to finish",
+]
 
 
 def _predict(model, texts, training=False):
@@ -62,7 +82,9 @@ def test_model_names_say_hybrid_and_ensemble():
     assert config.model_name == "bilstm+ngrams-ensemble3"
     assert TINY.model_name == TINY.single_model_name == "bilstm"
     assert dataclasses.replace(config, member_validation="disjoint").model_name == "bilstm+ngrams-ensemble3-disjoint"
-    assert dataclasses.replace(TINY, member_validation="disjoint").model_name == "bilstm"  # one model: nothing to rotate
+    assert (
+        dataclasses.replace(TINY, member_validation="disjoint").model_name == "bilstm"
+    )  # one model: nothing to rotate
 
 
 # ------------------------------------------------------------- word dropout
@@ -143,7 +165,9 @@ def test_ngram_learning_rate_scales_the_ngram_terms_adam_step():
         weights.bias.assign(np.zeros(2, "float32"))
         compile_model(model, config.learning_rate)
         models[factor] = model
-    logits = {factor: keras.Model(model.input, model.get_layer("ngram_logits").output) for factor, model in models.items()}
+    logits = {
+        factor: keras.Model(model.input, model.get_layer("ngram_logits").output) for factor, model in models.items()
+    }
     texts = tf.constant(TEXTS)
     before = {factor: np.asarray(part(texts)) for factor, part in logits.items()}
     np.testing.assert_allclose(before[1.0], before[3.0], atol=1e-6)
@@ -186,16 +210,21 @@ def test_trained_ensemble_saves_the_average_and_member_one_is_the_single_model(t
     ensemble, summary, members = train_recurrent(config, 2, train, validation, str(tmp_path / "ensemble"))
     assert len(members) == 2 and summary["epochs_run"] == [1, 1]
     reloaded = keras.saving.load_model(str(tmp_path / "ensemble" / "model.keras"), safe_mode=True)
-    member_files = [keras.saving.load_model(str(tmp_path / "ensemble" / f"member-{k}" / "model.keras"))
-                    for k in (1, 2)]
+    member_files = [keras.saving.load_model(str(tmp_path / "ensemble" / f"member-{k}" / "model.keras")) for k in (1, 2)]
     mean = np.mean([predict_probabilities(member, validation) for member in member_files], axis=0)
     np.testing.assert_allclose(predict_probabilities(reloaded, validation), mean, atol=1e-6)
     np.testing.assert_allclose(predict_probabilities(ensemble, validation), mean, atol=1e-6)
     # Member 1 trains with the config's own seed: the same model as `ensemble=1`.
-    single, _, _ = train_recurrent(dataclasses.replace(config, ensemble=1), 2, train, validation, str(tmp_path / "single"))
-    np.testing.assert_allclose(predict_probabilities(single, validation), predict_probabilities(members[0], validation),
-                               atol=1e-5)
-    assert np.abs(predict_probabilities(members[0], validation) - predict_probabilities(members[1], validation)).max() > 1e-4
+    single, _, _ = train_recurrent(
+        dataclasses.replace(config, ensemble=1), 2, train, validation, str(tmp_path / "single")
+    )
+    np.testing.assert_allclose(
+        predict_probabilities(single, validation), predict_probabilities(members[0], validation), atol=1e-5
+    )
+    assert (
+        np.abs(predict_probabilities(members[0], validation) - predict_probabilities(members[1], validation)).max()
+        > 1e-4
+    )
 
 
 def test_a_resumed_ensemble_reuses_finished_members_and_trains_the_rest(tmp_path):
@@ -215,35 +244,44 @@ def test_a_resumed_ensemble_reuses_finished_members_and_trains_the_rest(tmp_path
     assert any("member 2/2 (seed 1005)" in message for message in messages)
     assert (model_dir / "member-2" / "member.json").exists() and (model_dir / "member-2" / "model.keras").exists()
     assert summary["epochs_run"] == first_summary["epochs_run"]
-    np.testing.assert_allclose(predict_probabilities(members[0], validation),
-                               predict_probabilities(first_members[0], validation), atol=1e-6)
+    np.testing.assert_allclose(
+        predict_probabilities(members[0], validation), predict_probabilities(first_members[0], validation), atol=1e-6
+    )
     mean = np.mean([predict_probabilities(member, validation) for member in members], axis=0)
     np.testing.assert_allclose(predict_probabilities(ensemble, validation), mean, atol=1e-6)
 
 
 def test_disjoint_members_each_hold_out_their_own_slice(tmp_path):
     toy = _toy_dataset(90, seed=2)
-    data = TextDataset(tuple(f"{text} n{index}" for index, text in enumerate(toy.texts)), toy.labels, toy.class_names,
-                       toy.source)  # unique texts, so a text names its example
+    data = TextDataset(
+        tuple(f"{text} n{index}" for index, text in enumerate(toy.texts)), toy.labels, toy.class_names, toy.source
+    )  # unique texts, so a text names its example
     shared = member_splits(dataclasses.replace(TINY, ensemble=3, validation_fraction=0.2), data)
-    disjoint = member_splits(dataclasses.replace(TINY, ensemble=3, validation_fraction=0.2, member_validation="disjoint"), data)
+    disjoint = member_splits(
+        dataclasses.replace(TINY, ensemble=3, validation_fraction=0.2, member_validation="disjoint"), data
+    )
     assert len(shared) == len(disjoint) == 3
     assert len({inner.texts for inner, _ in shared}) == 1  # every member: the same split
     # Member 1 keeps the single model's split; the three validation slices are disjoint and stratified.
     assert disjoint[0][0].texts == shared[0][0].texts and disjoint[0][1].texts == shared[0][1].texts
     held = [set(validation.texts) for _, validation in disjoint]
-    assert [len(part) for part in held] == [18, 18, 18] and not (held[0] & held[1] or held[0] & held[2] or held[1] & held[2])
+    assert [len(part) for part in held] == [18, 18, 18] and not (
+        held[0] & held[1] or held[0] & held[2] or held[1] & held[2]
+    )
     for inner, validation in disjoint:
         assert np.bincount(validation.labels).tolist() == [9, 9]
         assert sorted(inner.texts + validation.texts) == sorted(data.texts)
     # Trained through `train_recurrent`, member k learns from its own slice: member 2 differs from its shared twin.
     config = dataclasses.replace(TINY, ensemble=2, validation_fraction=0.2, seed=5)
     test = _toy_dataset(16, seed=1)
-    _, _, with_shared = train_recurrent(config, 2, *shared[0], str(tmp_path / "shared"), splits=member_splits(config, data))
+    _, _, with_shared = train_recurrent(
+        config, 2, *shared[0], str(tmp_path / "shared"), splits=member_splits(config, data)
+    )
     own = dataclasses.replace(config, member_validation="disjoint")
     _, _, with_own = train_recurrent(own, 2, *shared[0], str(tmp_path / "own"), splits=member_splits(own, data))
-    np.testing.assert_allclose(predict_probabilities(with_own[0], test), predict_probabilities(with_shared[0], test),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        predict_probabilities(with_own[0], test), predict_probabilities(with_shared[0], test), atol=1e-6
+    )
     assert np.abs(predict_probabilities(with_own[1], test) - predict_probabilities(with_shared[1], test)).max() > 1e-4
     with pytest.raises(ValueError, match="1 member split.*\\(2\\)"):
         train_recurrent(config, 2, *shared[0], str(tmp_path / "bad"), splits=shared[:1])
@@ -251,26 +289,37 @@ def test_disjoint_members_each_hold_out_their_own_slice(tmp_path):
 
 def test_baseline_ensemble_is_the_control_on_the_same_splits(tmp_path):
     toy = _toy_dataset(80, seed=3)
-    config = dataclasses.replace(TINY, ensemble=2, baseline_ensemble=3, member_validation="disjoint", baseline_epochs=2,
-                                 validation_fraction=0.2)
+    config = dataclasses.replace(
+        TINY, ensemble=2, baseline_ensemble=3, member_validation="disjoint", baseline_epochs=2, validation_fraction=0.2
+    )
     assert config.baseline_name == "baseline-ensemble3-disjoint"
     assert dataclasses.replace(config, member_validation="shared").baseline_name == "baseline-ensemble3"
     assert TINY.baseline_name == "baseline"
     report = train_and_evaluate(config, toy, _toy_dataset(20, seed=4), str(tmp_path), nested=True)
-    assert sorted(report["models"]) == ["baseline", "baseline-ensemble3-disjoint", "bilstm", "bilstm-ensemble2-disjoint"]
+    assert sorted(report["models"]) == [
+        "baseline",
+        "baseline-ensemble3-disjoint",
+        "bilstm",
+        "bilstm-ensemble2-disjoint",
+    ]
     entry = report["models"]["baseline-ensemble3-disjoint"]
     assert len(entry["epochs_run"]) == 3 and entry["monitor"] == "val_loss"
     # The saved baseline is the average of its members, and member 1 is the single baseline on the shared split.
     test = _toy_dataset(20, seed=4)
     members = [keras.saving.load_model(str(tmp_path / "baseline" / f"member-{k}" / "model.keras")) for k in (1, 2, 3)]
     each = [predict_probabilities(member, test) for member in members]
-    np.testing.assert_allclose(predict_probabilities(load_trained_model(str(tmp_path), baseline=True), test),
-                               np.mean(each, axis=0), atol=1e-6)
-    single, _, _ = train_baseline(dataclasses.replace(config, baseline_ensemble=1), 2, *member_splits(config, toy, 1)[0],
-                                  str(tmp_path / "single"))
+    np.testing.assert_allclose(
+        predict_probabilities(load_trained_model(str(tmp_path), baseline=True), test), np.mean(each, axis=0), atol=1e-6
+    )
+    single, _, _ = train_baseline(
+        dataclasses.replace(config, baseline_ensemble=1), 2, *member_splits(config, toy, 1)[0], str(tmp_path / "single")
+    )
     np.testing.assert_allclose(predict_probabilities(single, test), each[0], atol=1e-6)
     assert report["models"]["baseline"]["ensemble_member"] == 1
-    assert report["models"]["baseline"]["accuracy"] == classification_metrics(test.labels, each[0], test.class_names)["accuracy"]
+    assert (
+        report["models"]["baseline"]["accuracy"]
+        == classification_metrics(test.labels, each[0], test.class_names)["accuracy"]
+    )
     assert np.abs(each[1] - each[2]).max() > 1e-4
     with pytest.raises(ValueError, match="`baseline_ensemble`: 0"):
         dataclasses.replace(config, baseline_ensemble=0).validate()
@@ -309,8 +358,18 @@ def test_length_buckets_cover_every_text_once_with_less_padding():
 
 
 def test_summary_reports_the_members_alone_over_all_folds():
-    folds = [{"models": {"gru-ensemble2": {"accuracy": 0.8, "macro_f1": 0.8, "roc_auc": 0.9, "member_accuracies": [0.7, 0.75]}}},
-             {"models": {"gru-ensemble2": {"accuracy": 0.9, "macro_f1": 0.9, "roc_auc": 0.9, "member_accuracies": [0.8, 0.85]}}}]
+    folds = [
+        {
+            "models": {
+                "gru-ensemble2": {"accuracy": 0.8, "macro_f1": 0.8, "roc_auc": 0.9, "member_accuracies": [0.7, 0.75]}
+            }
+        },
+        {
+            "models": {
+                "gru-ensemble2": {"accuracy": 0.9, "macro_f1": 0.9, "roc_auc": 0.9, "member_accuracies": [0.8, 0.85]}
+            }
+        },
+    ]
     entry = summarize(folds)["gru-ensemble2"]
     assert entry["accuracy"]["mean"] == pytest.approx(0.85)
     assert entry["member_accuracy"]["mean"] == pytest.approx(0.775)

@@ -106,9 +106,7 @@ class KneserNeyMarkov:
     def distribution(self, history_ids):
         """P(w | history) for every id w, as a float64 array (sums to 1)."""
         history = _encode(history_ids)
-        return np.array(
-            [self.probability(history, chr(_ID_OFFSET + index)) for index in range(self.vocabulary_size)]
-        )
+        return np.array([self.probability(history, chr(_ID_OFFSET + index)) for index in range(self.vocabulary_size)])
 
     def mean_nats(self, ids, positions):
         """Mean -log P(ids[p] | ids[p - order : p]) over `positions`.

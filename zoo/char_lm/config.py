@@ -1,7 +1,6 @@
 """The character language model's run configuration (`--set key=value`)."""
 
 import dataclasses
-from typing import Optional
 
 from zoo import cells
 from zoo.config import require_int
@@ -23,7 +22,7 @@ class CharLMConfig:
     learning_rate: float = 3e-3  # Adam step size
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
-    max_minutes: Optional[float] = None  # wall-clock training budget; ends after the current batch
+    max_minutes: float | None = None  # wall-clock training budget; ends after the current batch
     markov_orders: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # Markov baselines reported beside the model
     seed: int = 0  # seeds weights, dropout and sampling
 
@@ -43,7 +42,9 @@ class CharLMConfig:
                 f"Received an invalid value for `validation_fraction`: {self.validation_fraction}; expected 0 < x < 1."
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UserError(f"Received an invalid value for `max_minutes`: {self.max_minutes}; expected a positive number or none.")
+            raise UserError(
+                f"Received an invalid value for `max_minutes`: {self.max_minutes}; expected a positive number or none."
+            )
         if not self.markov_orders or any(order < 0 for order in self.markov_orders):
             raise UserError(
                 f"Received an invalid value for `markov_orders`: {self.markov_orders}; expected non-negative integers."

@@ -28,7 +28,10 @@ EMBEDDED_NAME = "pydoc_data.topics"
 def read_text_file(path):
     """The contents of a UTF-8 text file; a clear error for anything else."""
     return read_text(
-        path, "utf-8", kind="text file", expected="some text to learn from",
+        path,
+        "utf-8",
+        kind="text file",
+        expected="some text to learn from",
         fix_hint="Convert it to UTF-8 first, e.g. with iconv.",
     )
 
@@ -108,9 +111,7 @@ class TextSource:
         if self.text_path:
             return read_text_file(self.text_path)
         if self.tfds_name:
-            return tfds_text(
-                self.tfds_name, split=self.tfds_split, data_dir=self.data_dir, download=self.download
-            )
+            return tfds_text(self.tfds_name, split=self.tfds_split, data_dir=self.data_dir, download=self.download)
         return embedded_text()
 
     def save(self, path):
@@ -265,8 +266,7 @@ def prepare_corpus(text, validation_fraction, vocabulary=None):
     training_text, validation_text = split_text(text, validation_fraction)
     if not training_text or not validation_text:
         raise UserError(
-            f"The corpus has {len(text)} characters, too few to split with validation_fraction="
-            f"{validation_fraction}."
+            f"The corpus has {len(text)} characters, too few to split with validation_fraction={validation_fraction}."
         )
     vocabulary = vocabulary or Vocabulary.from_text(training_text)
     validation_ids = vocabulary.encode(validation_text)

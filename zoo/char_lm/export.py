@@ -61,9 +61,13 @@ def export(workdir, *, path=None, which="best"):
         got = loaded.signatures["next_char_log_probs"](prompt=tf.constant(probe))["log_probs"].numpy()
         if not np.allclose(expected, got, atol=1e-5):
             raise RuntimeError("The exported next_char_log_probs disagrees with the trained model.")
-        text = loaded.signatures["generate"](
-            prompt=tf.constant(probe), length=tf.constant(5), temperature=tf.constant(1.0), seed=tf.constant(0)
-        )["text"].numpy().decode("utf-8")
+        text = (
+            loaded.signatures["generate"](
+                prompt=tf.constant(probe), length=tf.constant(5), temperature=tf.constant(1.0), seed=tf.constant(0)
+            )["text"]
+            .numpy()
+            .decode("utf-8")
+        )
         if len(text) != 5:
             raise RuntimeError(f"The exported generate returned {len(text)} characters; expected 5.")
 

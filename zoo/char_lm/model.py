@@ -96,9 +96,9 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
     # each recurrent layer), so the state carried between batches is exact.
     hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
     for index in range(config.num_layers):
-        hidden = layer_class(
-            config.units, return_sequences=True, stateful=stateful, name=f"{config.cell}_{index}"
-        )(hidden)
+        hidden = layer_class(config.units, return_sequences=True, stateful=stateful, name=f"{config.cell}_{index}")(
+            hidden
+        )
         hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
     logits = keras.layers.Dense(vocabulary_size, name="logits")(hidden)
     return keras.Model(ids, logits, name=f"char_lm_{config.cell}")
@@ -197,9 +197,7 @@ class CharacterStepper(tf.Module):
             logits, new = self.step(ids[index][None], tf.nest.pack_sequence_as(states, flat))
             return index + 1, logits, tf.nest.flatten(new)
 
-        _, logits, flat = tf.while_loop(
-            lambda index, *_: index < tf.size(ids), body, (tf.constant(0), logits, flat)
-        )
+        _, logits, flat = tf.while_loop(lambda index, *_: index < tf.size(ids), body, (tf.constant(0), logits, flat))
         return logits, tf.nest.pack_sequence_as(states, flat)
 
     def generate(self, prompt_ids, length, temperature, seed, top_k=0):
@@ -210,7 +208,9 @@ class CharacterStepper(tf.Module):
         out-of-vocabulary id 0 is never produced.
         """
         prompt_ids = tf.convert_to_tensor(prompt_ids, tf.int32)
-        tf.debugging.assert_positive(tf.size(prompt_ids), message="The prompt is empty; expected at least one character.")
+        tf.debugging.assert_positive(
+            tf.size(prompt_ids), message="The prompt is empty; expected at least one character."
+        )
         length = tf.convert_to_tensor(length, tf.int32)
         temperature = tf.convert_to_tensor(temperature, tf.float32)
         seed = tf.cast(seed, tf.int32)
@@ -231,9 +231,7 @@ class CharacterStepper(tf.Module):
             return index + 1, logits, tf.nest.flatten(new), output.write(index, chosen[0])
 
         output = tf.TensorArray(tf.int32, size=length)
-        _, _, _, output = tf.while_loop(
-            lambda index, *_: index < length, body, (tf.constant(0), logits, flat, output)
-        )
+        _, _, _, output = tf.while_loop(lambda index, *_: index < length, body, (tf.constant(0), logits, flat, output))
         return output.stack()
 
     def next_log_probs(self, prompt_ids):

@@ -123,7 +123,9 @@ def train_and_evaluate(
     with strategy.scope():
         # Each replica runs its own block of streams, so the stateful
         # layers hold that replica's rows only.
-        model = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=corpus.vocabulary.size, batch_size=rows)
+        model = registry.build(
+            f"char_lm/{config.cell}", config, vocabulary_size=corpus.vocabulary.size, batch_size=rows
+        )
         model_lib.compile_model(model, config)
     curve = EpochCurve(os.path.join(workdir, CURVE_FILE), write=is_chief)
     result = training.fit(

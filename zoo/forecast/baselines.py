@@ -50,7 +50,9 @@ def forecast_errors(forecasts, truth, scale):
     """MAE, RMSE and MASE overall and per horizon step (1-based lists)."""
     errors = np.asarray(forecasts, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
     if errors.shape != np.shape(truth) or errors.ndim != 2:
-        raise ValueError(f"Received forecasts of shape {np.shape(forecasts)}; expected {np.shape(truth)} (windows, horizon).")
+        raise ValueError(
+            f"Received forecasts of shape {np.shape(forecasts)}; expected {np.shape(truth)} (windows, horizon)."
+        )
     absolute = np.abs(errors)
     return {
         "mae": float(absolute.mean()),
@@ -114,7 +116,9 @@ class LinearAutoregression:
     def fit(self, series):
         series = np.asarray(series, dtype=np.float64)
         if len(series) <= self.order:
-            raise ValueError(f"Received a series of {len(series)} steps; AR({self.order}) needs more than {self.order}.")
+            raise ValueError(
+                f"Received a series of {len(series)} steps; AR({self.order}) needs more than {self.order}."
+            )
         origins = np.arange(self.order - 1, len(series) - 1)
         lagged = series[origins[:, None] + np.arange(-self.order + 1, 1)[None, :]]
         design = np.concatenate([lagged, np.ones((len(origins), 1))], axis=1)
@@ -198,7 +202,15 @@ def holt_winters_forecasts(target, train_end, origins, horizon, period, trend="a
         f"{f', additive season {period}' if seasonal else ''}), fitted on the training part, "
         "re-filtered with fixed parameters up to each origin"
     )
-    return forecasts, description, {key: float(value) for key, value in parameters.items() if np.ndim(value) == 0 and value is not None and not isinstance(value, bool)}
+    return (
+        forecasts,
+        description,
+        {
+            key: float(value)
+            for key, value in parameters.items()
+            if np.ndim(value) == 0 and value is not None and not isinstance(value, bool)
+        },
+    )
 
 
 def refine_season_period(training_target, period):
@@ -272,7 +284,9 @@ def harmonic_arima_forecasts(target, train_end, origins, horizon, period, harmon
             if origin + horizon >= len(target):
                 raise ValueError(f"Origin {origin} + horizon {horizon} runs past the series ({len(target)} steps).")
             # dynamic=True: steps origin+1.. use only observations up to the origin.
-            forecasts[row] = filtered.get_prediction(start=origin + 1, end=origin + horizon, dynamic=True).predicted_mean
+            forecasts[row] = filtered.get_prediction(
+                start=origin + 1, end=origin + horizon, dynamic=True
+            ).predicted_mean
     description = (
         f"ARIMA{tuple(order)} with drift and {harmonics} Fourier pairs of period {period:.2f} "
         "(statsmodels SARIMAX), fitted on the training part, Kalman-filtered with fixed parameters up to each origin"
@@ -287,5 +301,3 @@ def is_statsmodels_available():
     except ImportError:
         return False
     return True
-
-

@@ -1,7 +1,7 @@
 """The forecasting run's configuration; saved as config.json."""
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal
 
 from zoo import cells
 from zoo.config import require_int
@@ -28,7 +28,9 @@ def is_neural_model(name):
 class ForecastConfig:
     """Everything that defines a forecasting run; saved as config.json."""
 
-    dataset: str = "co2"  # embedded series used when csv_path is empty: co2 (weekly), elnino (monthly), sunspots (yearly)
+    dataset: str = (
+        "co2"  # embedded series used when csv_path is empty: co2 (weekly), elnino (monthly), sunspots (yearly)
+    )
     csv_path: str = ""  # CSV file with a header row; when set it replaces `dataset`
     target: str = ""  # CSV column to forecast (required with csv_path)
     time_column: str = ""  # optional CSV column of times (numbers or ISO dates), strictly increasing
@@ -43,11 +45,16 @@ class ForecastConfig:
     units: int = 64  # recurrent units (and convolution filters)
     epochs: int = 60  # maximum epochs per model
     patience: int = 12  # stop a model after this many epochs without a better validation loss
-    plateau_patience: int = 0  # halve the learning rate after this many epochs without a better validation loss; 0 never
+    plateau_patience: int = (
+        0  # halve the learning rate after this many epochs without a better validation loss; 0 never
+    )
     batch_size: int = 32  # windows per training batch
     learning_rate: float = 1e-3  # Adam learning rate
-    max_minutes: Optional[float] = 8.0  # wall-clock budget per model (none = unlimited)
-    classical_models: tuple[str, ...] = ("holt_winters", "harmonic_arima")  # statsmodels references to fit (may be empty)
+    max_minutes: float | None = 8.0  # wall-clock budget per model (none = unlimited)
+    classical_models: tuple[str, ...] = (
+        "holt_winters",
+        "harmonic_arima",
+    )  # statsmodels references to fit (may be empty)
     classical_trend: Literal["additive", "damped", "none"] = "additive"  # Holt-Winters trend component
     seed: int = 0  # seeds data shuffling and weight initialisation
 

@@ -121,8 +121,10 @@ def _read_csv_columns(path, columns, time_column, input_columns):
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
-        for name, flag in [(name, "--inputs") for name in input_columns] + [(target, "--target")] + (
-            [(time_column, "--time-column")] if time_column else []
+        for name, flag in (
+            [(name, "--inputs") for name in input_columns]
+            + [(target, "--target")]
+            + ([(time_column, "--time-column")] if time_column else [])
         ):
             if name not in header:
                 raise UserError(f"Column {name!r} (from {flag}) is not in {path!r}; its columns are {header}.")
@@ -184,7 +186,12 @@ def load_embedded(name):
         # Monthly sea-surface temperature (Nino 1+2 region), 1950..2010, one row per year.
         frame = datasets.elnino.load_pandas().data
         values = frame.drop(columns=["YEAR"]).to_numpy(dtype=np.float64).reshape(-1, 1)
-        return "elnino (monthly sea-surface temperature, deg C)", ("temperature",), values, np.arange(len(values), dtype=np.float64)
+        return (
+            "elnino (monthly sea-surface temperature, deg C)",
+            ("temperature",),
+            values,
+            np.arange(len(values), dtype=np.float64),
+        )
     if name == "sunspots":
         frame = datasets.sunspots.load_pandas().data
         values = frame["SUNACTIVITY"].to_numpy(dtype=np.float64)[:, None]

@@ -104,12 +104,17 @@ def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
         "season_period_inferred": prepared.season_period_inferred,
         "mase_scale": prepared.mase_scale,
         "notes": notes,
-        "models": {name: baselines.forecast_errors(forecast, truth, prepared.mase_scale) for name, forecast in forecasts.items()},
+        "models": {
+            name: baselines.forecast_errors(forecast, truth, prepared.mase_scale)
+            for name, forecast in forecasts.items()
+        },
         "evaluation_seconds": time.monotonic() - started,
     }
     if is_chief():
         if plot:
-            metrics["plot"] = plot_forecasts(os.path.join(workdir, "forecast.png"), prepared, origins, truth, forecasts, config)
+            metrics["plot"] = plot_forecasts(
+                os.path.join(workdir, "forecast.png"), prepared, origins, truth, forecasts, config
+            )
         atomic_write_json(os.path.join(workdir, "metrics.json"), metrics)
         log(f"wrote {os.path.join(workdir, 'metrics.json')}")
     else:
@@ -135,12 +140,16 @@ def plot_forecasts(path, prepared, origins, truth, forecasts, config):
     for axis, name in zip(axes.ravel(), names):
         axis.plot(steps, prepared.series.target[steps], color="black", linewidth=0.8, label="truth")
         for row in chosen:
-            axis.plot(origins[row] + np.arange(1, config.horizon + 1), forecasts[name][row], color="tab:red", linewidth=1.0)
+            axis.plot(
+                origins[row] + np.arange(1, config.horizon + 1), forecasts[name][row], color="tab:red", linewidth=1.0
+            )
         mase = float(np.mean(np.abs(forecasts[name] - truth)) / prepared.mase_scale)
         axis.set_title(f"{name}  (MASE {mase:.3f})", fontsize=9)
     for axis in axes.ravel()[len(names) :]:
         axis.set_visible(False)
-    figure.suptitle(f"{prepared.series.name}: test forecasts ({config.horizon} steps from every {config.horizon}th origin)")
+    figure.suptitle(
+        f"{prepared.series.name}: test forecasts ({config.horizon} steps from every {config.horizon}th origin)"
+    )
     figure.supxlabel("time step")
     figure.tight_layout()
     with atomic_path(path) as temporary:

@@ -68,7 +68,9 @@ def export(config, workdir, name, path=None, *, series=None):
         got = loaded.signatures["serving_default"](window=tf.constant(raw_windows))["forecast"].numpy()
         tolerance = 1e-4 * max(1.0, float(np.abs(expected).max()))
         if got.shape != expected.shape or not np.allclose(got, expected, atol=tolerance):
-            raise RuntimeError(f"The exported {name!r} model disagrees with the trained one; the export was not written.")
+            raise RuntimeError(
+                f"The exported {name!r} model disagrees with the trained one; the export was not written."
+            )
 
     path = path or os.path.join(workdir, "export", name)
     return export_saved_model(module, path, signatures={"serving_default": module.serve}, verify=verify)

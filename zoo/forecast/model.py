@@ -88,7 +88,9 @@ def build_convolutional(config):
     windows = _window_input(config)
     centered = CenterOnLastStep(name="center")(windows)
     hidden = keras.layers.Conv1D(config.units, 5, padding="causal", activation="relu", name="conv_1")(centered)
-    hidden = keras.layers.Conv1D(config.units, 5, padding="causal", dilation_rate=4, activation="relu", name="conv_2")(hidden)
+    hidden = keras.layers.Conv1D(config.units, 5, padding="causal", dilation_rate=4, activation="relu", name="conv_2")(
+        hidden
+    )
     hidden = keras.layers.Conv1D(8, 1, activation="relu", name="conv_bottleneck")(hidden)
     changes = keras.layers.Dense(config.horizon, name="forecast_changes")(keras.layers.Flatten()(hidden))
     forecast = AddLastStep(1, name="forecast")(changes, windows)

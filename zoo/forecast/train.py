@@ -87,7 +87,9 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=t
         callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
         if config.plateau_patience:
             callbacks.append(
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=config.plateau_patience, verbose=0)
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss", factor=0.5, patience=config.plateau_patience, verbose=0
+                )
             )
         result = training.fit(
             model,

@@ -1,7 +1,7 @@
 """Configurations of one memory run (`MemoryConfig`) and of the whole study (`StudyConfig`)."""
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal
 
 from zoo import cells
 from zoo.config import require_choice, require_int
@@ -19,8 +19,8 @@ class MemoryConfig:
     length: int = 100  # T: adding sequence length, or the copy task's delay
     parameter_budget: int = 4500  # trainable weights; the width is chosen to come closest
     conv_layers: int = 4  # causal conv layers, dilations 1, 2, 4, ... (receptive field 1 + 2*(2**n - 1))
-    bptt_steps: Optional[int] = None  # truncated BPTT chunk length for recurrent models; None = full
-    mark_distance: Optional[int] = None  # adding: None = one mark per half; d = first mark d steps before the last
+    bptt_steps: int | None = None  # truncated BPTT chunk length for recurrent models; None = full
+    mark_distance: int | None = None  # adding: None = one mark per half; d = first mark d steps before the last
     copy_length: int = 10  # copy: letters to remember
     alphabet_size: int = 8  # copy: distinct letters
     learning_rate: float = 1e-2  # Adam step size
@@ -46,10 +46,14 @@ class MemoryConfig:
                     f"expected an integer in [1, length - 1 = {self.length - 1}]."
                 )
         if self.task == "adding" and self.length < 2:
-            raise UserError(f"Received an invalid value for `length`: {self.length}; the adding problem needs at least 2.")
+            raise UserError(
+                f"Received an invalid value for `length`: {self.length}; the adding problem needs at least 2."
+            )
         for name in ("learning_rate", "clipnorm"):
             if not getattr(self, name) > 0:
-                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number.")
+                raise UserError(
+                    f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number."
+                )
 
     @property
     def sequence_length(self):
@@ -88,13 +92,24 @@ class StudyConfig:
     truncation_distance: int = 12  # first mark this many steps before the last step (second mark on it)
     truncation_bptt_steps: tuple[int, ...] = (4, 10, 12, 15, 30)  # chunk lengths tried (full BPTT is always added)
     truncation_models: tuple[str, ...] = ("lstm", "gru")  # recurrent models for the truncated-BPTT runs
-    max_minutes_per_run: Optional[float] = 10.0  # wall-clock cap per training run; None = no cap
+    max_minutes_per_run: float | None = 10.0  # wall-clock cap per training run; None = no cap
     seed: int = 0  # initial weights and data of every run
 
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
-        for name in ("train_steps", "batch_size", "evaluations", "test_size", "parameter_budget", "conv_layers",
-                     "copy_length", "alphabet_size", "probe_size", "truncation_length", "truncation_distance"):
+        for name in (
+            "train_steps",
+            "batch_size",
+            "evaluations",
+            "test_size",
+            "parameter_budget",
+            "conv_layers",
+            "copy_length",
+            "alphabet_size",
+            "probe_size",
+            "truncation_length",
+            "truncation_distance",
+        ):
             require_int(name, getattr(self, name))
         if self.train_steps % self.evaluations:
             raise UserError(
@@ -128,10 +143,14 @@ class StudyConfig:
         if not 0 < self.solve_fraction <= 1:
             raise UserError(f"Received solve_fraction={self.solve_fraction}; expected a number in (0, 1].")
         if self.max_minutes_per_run is not None and not self.max_minutes_per_run > 0:
-            raise UserError(f"Received max_minutes_per_run={self.max_minutes_per_run}; expected a positive number or none.")
+            raise UserError(
+                f"Received max_minutes_per_run={self.max_minutes_per_run}; expected a positive number or none."
+            )
         for name in ("learning_rate", "clipnorm"):
             if not getattr(self, name) > 0:
-                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number.")
+                raise UserError(
+                    f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number."
+                )
 
     def run_config(self, task, model, length, bptt_steps=None, mark_distance=None):
         """The `MemoryConfig` of one run of this study."""

@@ -99,9 +99,7 @@ def make_batch(rng, task, batch_size, length, mark_distance=None, copy_length=10
 
 def make_dataset(task, batch_size, length, seed, mark_distance=None, copy_length=10, alphabet_size=8):
     """An endless, seeded `tf.data.Dataset` of `(inputs, targets)` batches."""
-    inputs, targets = make_batch(
-        np.random.default_rng(0), task, 1, length, mark_distance, copy_length, alphabet_size
-    )
+    inputs, targets = make_batch(np.random.default_rng(0), task, 1, length, mark_distance, copy_length, alphabet_size)
 
     def generate():
         rng = np.random.default_rng(seed)

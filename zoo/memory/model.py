@@ -117,5 +117,3 @@ for _name in MODELS:
     registry.register(f"memory/{_name}")(
         (lambda model_name: lambda config: build_model(dataclasses.replace(config, model=model_name)))(_name)
     )
-
-

@@ -164,14 +164,21 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=training
     for length in config.adding_lengths:
         for model in config.models:
             probe = config.probe_size if cells.is_cell(model) else 0
-            jobs.append(("ladder", f"adding-T{length}-{model}", config.run_config("adding", model, length), probe, None))
+            jobs.append(
+                ("ladder", f"adding-T{length}-{model}", config.run_config("adding", model, length), probe, None)
+            )
     for model in config.truncation_models:
         for bptt_steps in (*sorted(set(config.truncation_bptt_steps)), None):
             run_config = config.run_config(
-                "adding", model, config.truncation_length, bptt_steps=bptt_steps,
+                "adding",
+                model,
+                config.truncation_length,
+                bptt_steps=bptt_steps,
                 mark_distance=config.truncation_distance,
             )
-            name = f"truncation-T{config.truncation_length}-d{config.truncation_distance}-{model}-k{bptt_steps or 'full'}"
+            name = (
+                f"truncation-T{config.truncation_length}-d{config.truncation_distance}-{model}-k{bptt_steps or 'full'}"
+            )
             jobs.append(("truncation", name, run_config, 0, _truncation_inspector(config.truncation_distance)))
     for length in config.copy_delays:
         for model in config.models:
@@ -186,8 +193,10 @@ def run_study(config, workdir, *, resume=False, strategy="default", log=training
         else:
             result["expected_reach"] = reachable_distance(run_config.length, run_config.bptt_steps)
             truncation.append(result)
-            log(f"{name}: {_describe(result)}; gradient reaches {result['measured_reach']} steps back "
-                f"(chunking predicts {result['expected_reach']})")
+            log(
+                f"{name}: {_describe(result)}; gradient reaches {result['measured_reach']} steps back "
+                f"(chunking predicts {result['expected_reach']})"
+            )
         progress()
     return metrics_so_far(True)
 
@@ -232,7 +241,9 @@ def _ladder_table(results, task, models, lengths, solve_fraction):
                 text += " (time cap hit)"
             cells.append(text)
         label = model
-        receptive = next((r.get("receptive_field") for r in results if r["model"] == model and r.get("receptive_field")), None)
+        receptive = next(
+            (r.get("receptive_field") for r in results if r["model"] == model and r.get("receptive_field")), None
+        )
         if receptive:
             label += f" (receptive field {receptive})"
         lines.append(f"| {label} | {parameters} | " + " | ".join(cells) + " |")
@@ -240,7 +251,8 @@ def _ladder_table(results, task, models, lengths, solve_fraction):
     for length in lengths:
         result = next((r for r in results if r["task"] == task and r["length"] == length), None)
         baselines.append(
-            "-" if result is None
+            "-"
+            if result is None
             else f"{result['baseline_error']:.4f} (data: {result['empirical_baseline_error']:.4f})"
         )
     lines.append("| memoryless baseline | 0 | " + " | ".join(baselines) + " |")
@@ -252,7 +264,9 @@ def _gradient_table(ladder, probe_length):
 
     The table is None and the list empty when no run at that length was probed.
     """
-    probed = [r for r in ladder if r["task"] == "adding" and r["length"] == probe_length and "state_gradient_trained" in r]
+    probed = [
+        r for r in ladder if r["task"] == "adding" and r["length"] == probe_length and "state_gradient_trained" in r
+    ]
     if not probed:
         return None, []
     distances = _distances(probe_length)
@@ -350,7 +364,8 @@ def write_plots(metrics, workdir):
                 # Clamped so that a perfect run still shows on the log axis.
                 points = sorted(
                     (r["length"], max(r["error_over_baseline"], 1e-6))
-                    for r in ladder if r["task"] == task and r["model"] == model
+                    for r in ladder
+                    if r["task"] == task and r["model"] == model
                 )
                 if points:
                     axis.plot(*zip(*points), marker="o", label=model)
@@ -371,7 +386,9 @@ def write_plots(metrics, workdir):
     _, probed = _gradient_table(ladder, config["probe_length"])
     if probed:
         figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-        for axis, key, title in zip(axes, ("state_gradient_at_init", "state_gradient_trained"), ("at initialisation", "after training")):
+        for axis, key, title in zip(
+            axes, ("state_gradient_at_init", "state_gradient_trained"), ("at initialisation", "after training")
+        ):
             for result in probed:
                 profile = result[key][::-1]
                 axis.plot(range(len(profile)), [max(value, 1e-30) for value in profile], label=result["model"])
@@ -412,8 +429,11 @@ def render_report(metrics, plots, plot_problem):
     parts = [
         "# Long-range memory: adding problem, copy task, gradient flow, truncated BPTT",
         "",
-        *([] if metrics.get("complete", True) else
-          ["**Partial report: the study is still running or was stopped; `run --resume` completes it.**", ""]),
+        *(
+            []
+            if metrics.get("complete", True)
+            else ["**Partial report: the study is still running or was stopped; `run --resume` completes it.**", ""]
+        ),
         f"Every run: {config['train_steps']} batches of {config['batch_size']} sequences, Adam "
         f"(learning rate {config['learning_rate']}, clipnorm {config['clipnorm']}), about "
         f"{config['parameter_budget']} weights per model, seed {config['seed']}; test on "
@@ -427,22 +447,40 @@ def render_report(metrics, plots, plot_problem):
     if plot_problem:
         parts += [f"Plots skipped: {plot_problem}.", ""]
     for task, lengths_key, title, baseline_text in (
-        ("adding", "adding_lengths", "Adding problem (test MSE)",
-         "Baseline: always predict 1, MSE = Var(U1 + U2) = 1/6; the `data:` figure is that MSE on the test batch."),
-        ("copy", "copy_delays", "Copy-memory task (test cross-entropy per step, nats)",
-         f"Baseline: blank where the target is always blank, uniform guess on the {config['copy_length']} copied "
-         f"steps: {config['copy_length']} log({config['alphabet_size']}) / (T + {2 * config['copy_length']}); "
-         "`data:` is the per-position empirical entropy of the test targets. `letters`: copied letters predicted right "
-         f"(chance {1 / config['alphabet_size']:.0%})."),
+        (
+            "adding",
+            "adding_lengths",
+            "Adding problem (test MSE)",
+            "Baseline: always predict 1, MSE = Var(U1 + U2) = 1/6; the `data:` figure is that MSE on the test batch.",
+        ),
+        (
+            "copy",
+            "copy_delays",
+            "Copy-memory task (test cross-entropy per step, nats)",
+            f"Baseline: blank where the target is always blank, uniform guess on the {config['copy_length']} copied "
+            f"steps: {config['copy_length']} log({config['alphabet_size']}) / (T + {2 * config['copy_length']}); "
+            "`data:` is the per-position empirical entropy of the test targets. `letters`: copied letters predicted right "
+            f"(chance {1 / config['alphabet_size']:.0%}).",
+        ),
     ):
         lengths = config[lengths_key]
         if not lengths:
             continue
-        parts += [f"## {title}", "", baseline_text, "",
-                  _ladder_table(ladder, task, config["models"], lengths, config["solve_fraction"]), ""]
+        parts += [
+            f"## {title}",
+            "",
+            baseline_text,
+            "",
+            _ladder_table(ladder, task, config["models"], lengths, config["solve_fraction"]),
+            "",
+        ]
         solved = metrics["solved"].get(task, {})
-        parts += ["Solved lengths: " + "; ".join(
-            f"{model} {solved.get(model) or 'none'}" for model in config["models"]) + ".", ""]
+        parts += [
+            "Solved lengths: "
+            + "; ".join(f"{model} {solved.get(model) or 'none'}" for model in config["models"])
+            + ".",
+            "",
+        ]
     if "ladder" in plots:
         parts += ["![test error over baseline by length](ladder.png)", ""]
     table, probed = _gradient_table(ladder, config["probe_length"])
@@ -461,7 +499,9 @@ def render_report(metrics, plots, plot_problem):
         ]
         if "gradient_flow" in plots:
             parts += ["![gradient norm by distance](gradient_flow.png)", ""]
-        ratio_table = _gradient_ratio_table(ladder, config["models"], config["adding_lengths"], config["solve_fraction"])
+        ratio_table = _gradient_ratio_table(
+            ladder, config["models"], config["adding_lengths"], config["solve_fraction"]
+        )
         parts += [
             "Every adding length: norm at distance T-1 over norm at distance 0, at initialisation -> after training "
             "(0 means the far gradient underflowed float32).",
@@ -496,4 +536,3 @@ def write_report(metrics, workdir):
     plots, problem = write_plots(metrics, workdir)
     atomic_write_text(os.path.join(workdir, "report.md"), render_report(metrics, plots, problem))
     return plots, problem
-

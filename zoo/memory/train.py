@@ -112,9 +112,7 @@ def train_and_evaluate(
         # Which implementation trained (the fused TensorFlow loop or the cell path).
         result["recurrent_path"] = getattr(model.get_layer("recurrent"), "last_path", None)
     if config.task == "copy":
-        result["copied_letter_accuracy"] = copy_symbol_accuracy(
-            model, test_inputs, test_targets, config.copy_length
-        )
+        result["copied_letter_accuracy"] = copy_symbol_accuracy(model, test_inputs, test_targets, config.copy_length)
     if probing:
         result["state_gradient_trained"] = model_state_gradient_norms(
             model, config, test_inputs[:probe_size], test_targets[:probe_size]

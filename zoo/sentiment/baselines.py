@@ -41,4 +41,6 @@ def build_baseline(config, num_classes=2, training_texts=None):
         kernel_regularizer=keras.regularizers.L2(config.baseline_l2) if config.baseline_l2 else None,
         name="logistic_regression",
     )(features)
-    return keras.Model(texts, probabilities, name=f"ngram{config.baseline_ngrams}_{config.baseline_output_mode}_logistic_regression")
+    return keras.Model(
+        texts, probabilities, name=f"ngram{config.baseline_ngrams}_{config.baseline_output_mode}_logistic_regression"
+    )

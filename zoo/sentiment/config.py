@@ -1,7 +1,7 @@
 """The sentiment recipe's run configuration."""
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal
 
 from zoo import cells
 from zoo.config import require_choice, require_int
@@ -19,21 +19,31 @@ class SentimentConfig:
     units: int = 64  # hidden units per direction and layer
     num_layers: int = 1  # stacked recurrent layers
     bidirectional: bool = True  # wrap each recurrent layer in keras.layers.Bidirectional
-    pooling: Literal["last", "max", "mean"] = "max"  # how the sequence of hidden states becomes one vector (padding excluded)
+    pooling: Literal["last", "max", "mean"] = (
+        "max"  # how the sequence of hidden states becomes one vector (padding excluded)
+    )
     embedding_dim: int = 64  # word embedding size (trained from scratch, no pretrained vectors; 64 matched 128 in 10-fold CV on rt-polarity)
     dropout: float = 0.5  # dropout on the embeddings and before the classifier
     recurrent_dropout: float = 0.0  # dropout on the recurrent state inside each cell
-    word_dropout: float = 0.0  # training only: each word the recurrent layers see becomes out-of-vocabulary with this probability
+    word_dropout: float = (
+        0.0  # training only: each word the recurrent layers see becomes out-of-vocabulary with this probability
+    )
     spatial_dropout: float = 0.0  # training only: drops whole embedding dimensions for a whole text (SpatialDropout1D)
     adversarial: float = 0.0  # training only: also fit the word embeddings moved this fraction of their norm against the model (0 disables)
-    ngram_head: bool = False  # hybrid: add a linear bag-of-n-grams logit (baseline features) to the recurrent logit, trained jointly
-    ngram_learning_rate: Optional[float] = None  # Adam step size of the hybrid's n-gram term (None: learning_rate)
+    ngram_head: bool = (
+        False  # hybrid: add a linear bag-of-n-grams logit (baseline features) to the recurrent logit, trained jointly
+    )
+    ngram_learning_rate: float | None = None  # Adam step size of the hybrid's n-gram term (None: learning_rate)
     ensemble: int = 1  # members trained with different seeds; the model averages their probabilities
-    member_validation: Literal["shared", "disjoint"] = "shared"  # ensemble members stop early on the same held-out split, or each on its own disjoint slice (so each trains on data the others held out)
+    member_validation: Literal["shared", "disjoint"] = (
+        "shared"  # ensemble members stop early on the same held-out split, or each on its own disjoint slice (so each trains on data the others held out)
+    )
     # --- text vectorisation (shared with the baseline) ---------------------
     vocabulary_size: int = 20000  # most frequent training tokens kept (plus padding and out-of-vocabulary)
     max_length: int = 64  # tokens kept per text; batches are padded only to their longest text
-    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = "lower"  # TextVectorization standardisation
+    standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"] = (
+        "lower"  # TextVectorization standardisation
+    )
     # --- training ---------------------------------------------------------
     epochs: int = 10  # upper bound; early stopping on the inner validation split usually ends sooner
     patience: int = 2  # epochs without improvement of `monitor` before stopping
@@ -44,22 +54,38 @@ class SentimentConfig:
     clip_norm: float = 5.0  # gradient norm clipping (0 disables)
     validation_fraction: float = 0.1  # share of the training data held out (stratified) for early stopping
     test_fraction: float = 0.1  # share held out for the test set when not cross-validating
-    max_minutes: Optional[float] = None  # wall-clock budget per training run (None: unlimited)
+    max_minutes: float | None = None  # wall-clock budget per training run (None: unlimited)
     # --- bag-of-n-grams baseline ----------------------------------------------
     baseline_ngrams: int = 2  # n-gram order of the baseline features (2: unigrams and bigrams)
-    baseline_output_mode: Literal["multi_hot", "count", "tf_idf"] = "multi_hot"  # baseline features: binary, counts, or TF-IDF (dense, slow)
+    baseline_output_mode: Literal["multi_hot", "count", "tf_idf"] = (
+        "multi_hot"  # baseline features: binary, counts, or TF-IDF (dense, slow)
+    )
     baseline_vocabulary_size: int = 100000  # most frequent n-grams kept by the baseline
     baseline_l2: float = 0.0001  # L2 penalty on the logistic regression weights
     baseline_learning_rate: float = 0.003  # Adam step size for the baseline
     baseline_epochs: int = 30  # upper bound; early stopping as for the recurrent model
-    baseline_ensemble: int = 1  # baseline members averaged, on the splits `member_validation` gives (a control for recurrent ensembles)
+    baseline_ensemble: int = (
+        1  # baseline members averaged, on the splits `member_validation` gives (a control for recurrent ensembles)
+    )
     seed: int = 0  # seeds splits, initialisation, dropout and shuffling
 
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
-        positive = ("units", "num_layers", "ensemble", "embedding_dim", "vocabulary_size", "max_length", "epochs",
-                    "patience", "batch_size", "baseline_ngrams", "baseline_vocabulary_size", "baseline_epochs",
-                    "baseline_ensemble")
+        positive = (
+            "units",
+            "num_layers",
+            "ensemble",
+            "embedding_dim",
+            "vocabulary_size",
+            "max_length",
+            "epochs",
+            "patience",
+            "batch_size",
+            "baseline_ngrams",
+            "baseline_vocabulary_size",
+            "baseline_epochs",
+            "baseline_ensemble",
+        )
         for name in positive:
             require_int(name, getattr(self, name))
         if self.vocabulary_size < 3:
@@ -71,22 +97,32 @@ class SentimentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 meaning = " (a fraction of each text's embedding norm)" if name == "adversarial" else ""
-                raise UserError(f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1){meaning}.")
+                raise UserError(
+                    f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1){meaning}."
+                )
         for name in ("validation_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
                 raise UserError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 1).")
         for name in ("learning_rate", "baseline_learning_rate"):
             if not getattr(self, name) > 0:
-                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number.")
+                raise UserError(
+                    f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number."
+                )
         for name in ("clip_norm", "baseline_l2"):
             if getattr(self, name) < 0:
-                raise UserError(f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0.")
+                raise UserError(
+                    f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0."
+                )
         if self.ngram_learning_rate is not None and not self.ngram_learning_rate > 0:
-            raise UserError(f"Received an invalid value for `ngram_learning_rate`: {self.ngram_learning_rate!r}; expected a "
-                            "positive number or none.")
+            raise UserError(
+                f"Received an invalid value for `ngram_learning_rate`: {self.ngram_learning_rate!r}; expected a "
+                "positive number or none."
+            )
         if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UserError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none.")
+            raise UserError(
+                f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none."
+            )
         cells.canonical(self.cell)
         require_choice("monitor", self.monitor, MONITORS)
         require_choice("member_validation", self.member_validation, MEMBER_VALIDATION)

@@ -66,7 +66,9 @@ class TextDataset:
 def read_text_file(path, encoding="utf-8"):
     """The contents of `path` decoded strictly; undecodable bytes are a `UserError` naming the offset."""
     return read_text(
-        path, encoding, expected="labelled examples",
+        path,
+        encoding,
+        expected="labelled examples",
         fix_hint="If the file uses another encoding, pass it with --encoding (for example --encoding cp1252 "
         "or --encoding latin-1).",
     )
@@ -183,7 +185,9 @@ def load_table(path, text_column="text", label_column="label", file_format=None,
                 )
         value, label = row[text_column], row[label_column]
         if not isinstance(value, str):
-            raise UserError(f"The text at {position} of {path!r} is a {type(value).__name__} ({value!r}); expected a string.")
+            raise UserError(
+                f"The text at {position} of {path!r} is a {type(value).__name__} ({value!r}); expected a string."
+            )
         if label is None or _label_text(label) == "":
             raise UserError(f"The label at {position} of {path!r} is empty; expected a class label.")
         texts.append(value)
@@ -210,7 +214,9 @@ def load_class_files(files, encoding="utf-8", class_names=None):
     names = [name for name, _ in files]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise UserError(f"Received more than one --class-file for the classes {duplicated}; expected one file per class.")
+        raise UserError(
+            f"Received more than one --class-file for the classes {duplicated}; expected one file per class."
+        )
     texts, raw_labels, positions = [], [], []
     for name, path in files:
         lines = [line.strip() for line in read_text_file(path, encoding).splitlines()]
@@ -222,8 +228,15 @@ def load_class_files(files, encoding="utf-8", class_names=None):
     return TextDataset(tuple(texts), labels, class_names, source=", ".join(path for _, path in files))
 
 
-def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train", text_key="text",
-              label_key="label", class_names=None):
+def load_tfds(
+    name="imdb_reviews",
+    data_dir=None,
+    download=False,
+    split="train",
+    text_key="text",
+    label_key="label",
+    class_names=None,
+):
     """Read a TensorFlow Datasets text classification set into memory.
 
     Nothing is downloaded unless `download=True`; without it the data must
@@ -244,7 +257,9 @@ def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train",
     features = info.features
     for key in (text_key, label_key):
         if key not in features:
-            raise UserError(f"The TFDS dataset {name!r} has no feature {key!r}; its features are {sorted(features.keys())}.")
+            raise UserError(
+                f"The TFDS dataset {name!r} has no feature {key!r}; its features are {sorted(features.keys())}."
+            )
     label_feature = features[label_key]
     names = getattr(label_feature, "names", None)
     texts, raw_labels = [], []
@@ -256,8 +271,9 @@ def load_tfds(name="imdb_reviews", data_dir=None, download=False, split="train",
     if not texts:
         raise UserError(f"The TFDS split {name}[{split}] has no examples.")
     positions = [f"example {index}" for index in range(len(texts))]
-    labels, class_names = _index_labels(raw_labels, class_names or (tuple(names) if names else None),
-                                        f"tfds {name}[{split}]", positions)
+    labels, class_names = _index_labels(
+        raw_labels, class_names or (tuple(names) if names else None), f"tfds {name}[{split}]", positions
+    )
     return TextDataset(tuple(texts), labels, class_names, source=f"tfds:{name}[{split}]")
 
 
@@ -291,8 +307,8 @@ def stratified_split(labels, fraction, seed, part=0):
                 f"too few for {part + 1} disjoint held-out slices of {count} that leave one example kept; expected "
                 f"`(part + 1) * fraction` below 1."
             )
-        held.append(members[start:start + count])
-        kept.append(np.concatenate([members[:start], members[start + count:]]))
+        held.append(members[start : start + count])
+        kept.append(np.concatenate([members[:start], members[start + count :]]))
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
@@ -333,7 +349,9 @@ def make_dataset(dataset, batch_size, shuffle=False, seed=0, with_labels=True, b
     epoch in a seeded random order.
     """
     if bucket_by_length and not shuffle:
-        raise ValueError("Received `bucket_by_length=True` with `shuffle=False`; bucketing is for shuffled training batches.")
+        raise ValueError(
+            "Received `bucket_by_length=True` with `shuffle=False`; bucketing is for shuffled training batches."
+        )
     texts = tf.constant(list(dataset.texts), dtype=tf.string)
     labels = tf.constant(dataset.labels, dtype=tf.int32)
     if bucket_by_length:
@@ -356,7 +374,9 @@ def _length_bucketed(texts, labels, batch_size, seed, with_labels):
     # Whitespace word counts: what TextVectorization's default split yields, up to punctuation stripping.
     lengths = tf.cast(tf.strings.split(texts).row_lengths(), tf.int32)
     data = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(window).map(lambda positions: tf.gather(positions, tf.argsort(tf.gather(lengths, positions), stable=True)))
+    data = data.batch(window).map(
+        lambda positions: tf.gather(positions, tf.argsort(tf.gather(lengths, positions), stable=True))
+    )
     data = data.unbatch().batch(batch_size)
     data = data.shuffle(BUCKET_WINDOW_BATCHES * 4, seed=seed + 1, reshuffle_each_iteration=True)
     # Windows hold whole batches, so the count is known; telling tf.data lets Keras see the epoch's length.

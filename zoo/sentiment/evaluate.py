@@ -21,13 +21,14 @@ MODEL_FILE = "model.keras"
 SUMMARY_METRICS = ("accuracy", "macro_f1", "roc_auc")
 
 
-
 def confusion_matrix(true_labels, predicted_labels, num_classes):
     """Counts with rows = true class, columns = predicted class."""
     true_labels = np.asarray(true_labels, dtype=np.int64)
     predicted_labels = np.asarray(predicted_labels, dtype=np.int64)
     if true_labels.shape != predicted_labels.shape:
-        raise ValueError(f"Received {true_labels.shape} true labels but {predicted_labels.shape} predictions; expected equal shapes.")
+        raise ValueError(
+            f"Received {true_labels.shape} true labels but {predicted_labels.shape} predictions; expected equal shapes."
+        )
     for name, values in (("true_labels", true_labels), ("predicted_labels", predicted_labels)):
         if values.size and (values.min() < 0 or values.max() >= num_classes):
             raise ValueError(f"Received `{name}` outside [0, {num_classes}); expected class indices.")
@@ -66,7 +67,7 @@ def average_ranks(values):
         end = start
         while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
             end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
+        ranks[order[start : end + 1]] = (start + end) / 2.0 + 1.0
         start = end + 1
     return ranks
 
@@ -80,13 +81,17 @@ def roc_auc(binary_labels, scores):
     binary_labels = np.asarray(binary_labels)
     scores = np.asarray(scores, dtype=np.float64)
     if binary_labels.shape != scores.shape or binary_labels.ndim != 1:
-        raise ValueError(f"Received labels of shape {binary_labels.shape} and scores of shape {scores.shape}; expected equal 1-D shapes.")
+        raise ValueError(
+            f"Received labels of shape {binary_labels.shape} and scores of shape {scores.shape}; expected equal 1-D shapes."
+        )
     if not np.isin(binary_labels, (0, 1)).all():
         raise ValueError("Received labels other than 0 and 1; ROC AUC here is for binary labels.")
     positives = int(binary_labels.sum())
     negatives = len(binary_labels) - positives
     if positives == 0 or negatives == 0:
-        raise ValueError(f"ROC AUC needs both classes; received {positives} positive and {negatives} negative examples.")
+        raise ValueError(
+            f"ROC AUC needs both classes; received {positives} positive and {negatives} negative examples."
+        )
     rank_sum = average_ranks(scores)[binary_labels == 1].sum()
     return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
 
@@ -132,11 +137,16 @@ def report_model(report, name, model, summary, members, single_name, test, log):
     seed, same split), so its figures are also reported as `single_name`.
     """
     if len(members) > 1:
-        member_metrics = [classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
-                          for member in members]
+        member_metrics = [
+            classification_metrics(test.labels, predict_probabilities(member, test), test.class_names)
+            for member in members
+        ]
         summary["member_accuracies"] = [entry["accuracy"] for entry in member_metrics]
-        report["models"][single_name] = {**member_metrics[0], "ensemble_member": 1,
-                                         "parameters": int(members[0].count_params())}
+        report["models"][single_name] = {
+            **member_metrics[0],
+            "ensemble_member": 1,
+            "parameters": int(members[0].count_params()),
+        }
         log(f"{single_name} (member 1 alone): test accuracy {member_metrics[0]['accuracy']:.4f}")
     metrics = classification_metrics(test.labels, predict_probabilities(model, test), test.class_names)
     report["models"][name] = {**metrics, **summary, "parameters": int(model.count_params())}
@@ -152,20 +162,30 @@ def summarize(fold_reports):
     for name in names:
         entry = {"folds": sum(name in report["models"] for report in fold_reports)}
         for metric in SUMMARY_METRICS:
-            values = [report["models"][name][metric] for report in fold_reports
-                      if name in report["models"] and report["models"][name][metric] is not None]
+            values = [
+                report["models"][name][metric]
+                for report in fold_reports
+                if name in report["models"] and report["models"][name][metric] is not None
+            ]
             if values:
                 entry[metric] = {
                     "mean": float(np.mean(values)),
                     "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
                     "values": [float(value) for value in values],
                 }
-        members = [value for report in fold_reports if name in report["models"]
-                   for value in report["models"][name].get("member_accuracies", [])]
+        members = [
+            value
+            for report in fold_reports
+            if name in report["models"]
+            for value in report["models"][name].get("member_accuracies", [])
+        ]
         if members:
             # Every member of every fold alone: the single-model accuracy of the ensemble's config.
-            entry["member_accuracy"] = {"mean": float(np.mean(members)), "std": float(np.std(members, ddof=1))
-                                        if len(members) > 1 else 0.0, "count": len(members)}
+            entry["member_accuracy"] = {
+                "mean": float(np.mean(members)),
+                "std": float(np.std(members, ddof=1)) if len(members) > 1 else 0.0,
+                "count": len(members),
+            }
         summary[name] = entry
     return summary
 
@@ -188,12 +208,16 @@ def format_table(summary_or_report, reference=None):
     else:
         rows = [(name, 1, entry) for name, entry in summary_or_report["models"].items()]
     for name, fold_count, entry in rows:
-        lines.append(f"{name:<{width}} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS))
+        lines.append(
+            f"{name:<{width}} {fold_count:>5} " + " ".join(cell(entry.get(metric)) for metric in SUMMARY_METRICS)
+        )
     for name, _, entry in rows:
         if "member_accuracy" in entry:
             members = entry["member_accuracy"]
-            lines.append(f"{name}: its {members['count']} members alone reach {members['mean'] * 100:.2f} ± "
-                         f"{members['std'] * 100:.2f} % accuracy")
+            lines.append(
+                f"{name}: its {members['count']} members alone reach {members['mean'] * 100:.2f} ± "
+                f"{members['std'] * 100:.2f} % accuracy"
+            )
     for label, accuracy in (reference or {}).items():
         lines.append(f"{label:<{width}} {'':>5} {accuracy:>17.2f} {'(published)':>17}")
     return "\n".join(lines)

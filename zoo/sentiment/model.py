@@ -101,7 +101,9 @@ class WordDropout(keras.layers.Layer):
     def __init__(self, rate, oov_id=1, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Received an invalid value for argument `rate`, expected a number in [0, 1), got {rate!r}.")
+            raise ValueError(
+                f"Received an invalid value for argument `rate`, expected a number in [0, 1), got {rate!r}."
+            )
         self.rate = float(rate)
         self.oov_id = int(oov_id)
         self.seed = seed
@@ -186,12 +188,16 @@ class AdversarialTextClassifier(keras.Model):
     def __init__(self, *args, epsilon=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0:
-            raise ValueError(f"Received an invalid value for argument `epsilon`, expected a number >= 0, got {epsilon!r}.")
+            raise ValueError(
+                f"Received an invalid value for argument `epsilon`, expected a number >= 0, got {epsilon!r}."
+            )
         self.epsilon = float(epsilon)
         embedding = next((layer for layer in self.layers if layer.name == "embedding"), None)
         if not isinstance(embedding, PerturbableEmbedding):
-            raise ValueError(f"{type(self).__name__} needs a `PerturbableEmbedding` layer named 'embedding'; "
-                             f"received {type(embedding).__name__ if embedding is not None else 'none'}.")
+            raise ValueError(
+                f"{type(self).__name__} needs a `PerturbableEmbedding` layer named 'embedding'; "
+                f"received {type(embedding).__name__ if embedding is not None else 'none'}."
+            )
         self.embedding = embedding
 
     def get_config(self):
@@ -242,8 +248,10 @@ class AdversarialTextClassifier(keras.Model):
         # The embedding's gradient holds a row per token of both passes; summed
         # per word here, so the optimizer sees the gradient of the total loss
         # (Keras's Adam would square the two passes' rows separately).
-        gradients = [tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
-                     for gradient in tape.gradient(total, self.trainable_weights)]
+        gradients = [
+            tf.convert_to_tensor(gradient) if isinstance(gradient, tf.IndexedSlices) else gradient
+            for gradient in tape.gradient(total, self.trainable_weights)
+        ]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -328,7 +336,9 @@ def build_model(config, num_classes=2, training_texts=None):
     hidden = keras.layers.Dropout(config.dropout, name="head_dropout")(hidden)
     logits = keras.layers.Dense(num_classes, name="classifier")(hidden)
     if config.ngram_head:
-        logits = keras.layers.Add(name="hybrid_logits")([logits, _ngram_logits(config, num_classes, training_texts, texts)])
+        logits = keras.layers.Add(name="hybrid_logits")(
+            [logits, _ngram_logits(config, num_classes, training_texts, texts)]
+        )
     probabilities = keras.layers.Softmax(name="probabilities")(logits)
     name = f"sentiment_{config.single_model_name.replace('+', '_')}"
     if config.adversarial:
@@ -347,11 +357,13 @@ def _ngram_logits(config, num_classes, training_texts, texts):
     in the baseline.
     """
     if config.baseline_output_mode == "tf_idf":
-        raise UserError("Received `ngram_head=True` with `baseline_output_mode='tf_idf'`; the n-gram head needs sparse "
-                        "features, expected 'multi_hot' or 'count'.")
+        raise UserError(
+            "Received `ngram_head=True` with `baseline_output_mode='tf_idf'`; the n-gram head needs sparse "
+            "features, expected 'multi_hot' or 'count'."
+        )
     scale = (config.ngram_learning_rate or config.learning_rate) / config.learning_rate
     features = ngram_features(config, training_texts, texts)
-    penalty = config.baseline_l2 * scale ** 2
+    penalty = config.baseline_l2 * scale**2
     unscaled = keras.layers.Dense(
         num_classes,
         kernel_regularizer=keras.regularizers.L2(penalty) if penalty else None,

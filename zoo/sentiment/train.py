@@ -13,6 +13,7 @@ Functions report progress only through an optional `log` callable.
 """
 
 import dataclasses
+import functools
 import os
 
 import keras
@@ -30,8 +31,22 @@ from zoo.sentiment.model import build_ensemble, compile_model
 MEMBER_SUMMARY_FILE = "member.json"  # written when an ensemble member has finished training
 
 
-def fit_text_classifier(build, config, train, validation, workdir, *, epochs, learning_rate, verbose=0, strategy=None,
-                        monitor="val_loss", bucket_by_length=False, resume=False, log=training.silent):
+def fit_text_classifier(
+    build,
+    config,
+    train,
+    validation,
+    workdir,
+    *,
+    epochs,
+    learning_rate,
+    verbose=0,
+    strategy=None,
+    monitor="val_loss",
+    bucket_by_length=False,
+    resume=False,
+    log=training.silent,
+):
     """Train `build()` with early stopping on `validation`; return (best model, fit result).
 
     The returned model is the checkpoint with the best `monitor` value
@@ -82,7 +97,8 @@ def _training_summary(result):
         "best_epoch": None if best_index is None else best_index + 1,
         "best_val_loss": float(losses[best_index]) if losses and best_index is not None else None,
         "best_val_accuracy": float(history["val_accuracy"][best_index])
-        if history.get("val_accuracy") and best_index is not None else None,
+        if history.get("val_accuracy") and best_index is not None
+        else None,
         "train_seconds": round(result["seconds"], 1),
         "time_budget_exhausted": result["time_budget_exhausted"],
     }
@@ -102,8 +118,9 @@ def member_splits(config, train, count=None):
     parts = count if config.member_validation == "disjoint" else 1
     splits = []
     for part in range(parts):
-        inner_indices, validation_indices = stratified_split(train.labels, config.validation_fraction, config.seed,
-                                                             part=part)
+        inner_indices, validation_indices = stratified_split(
+            train.labels, config.validation_fraction, config.seed, part=part
+        )
         splits.append((train.subset(inner_indices), train.subset(validation_indices)))
     return splits * (count if parts == 1 else 1)
 
@@ -129,8 +146,15 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, lab
             continue
         member = f"member {index + 1}/{len(splits)}"
         log(f"  ensemble {member} (seed {member_config.seed}) in {member_dir}")
-        model, result = fit_text_classifier(lambda: build(member_config, inner.texts), member_config, inner, validation,
-                                            member_dir, log=training.prefixed(log, f"{label} {member}"), **train_options)
+        model, result = fit_text_classifier(
+            functools.partial(build, member_config, inner.texts),
+            member_config,
+            inner,
+            validation,
+            member_dir,
+            log=training.prefixed(log, f"{label} {member}"),
+            **train_options,
+        )
         members.append(model)
         summaries.append(_training_summary(result))
         if is_chief():
@@ -148,8 +172,9 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, lab
     return ensemble, summary, members
 
 
-def _train_one_or_members(config, count, build, inner, validation, model_dir, train_options, *, splits, name, label,
-                          log):
+def _train_one_or_members(
+    config, count, build, inner, validation, model_dir, train_options, *, splits, name, label, log
+):
     """One model on `(inner, validation)` when `count` is 1, else `_train_members` (on `splits`, or all on that pair).
 
     `label` (default `name`) starts the lines that say whether and where each model's training resumed.
@@ -158,15 +183,42 @@ def _train_one_or_members(config, count, build, inner, validation, model_dir, tr
     if splits is not None and len(splits) != count:
         raise ValueError(f"Received {len(splits)} member split(s); expected one per ensemble member ({count}).")
     if count == 1:
-        model, result = fit_text_classifier(lambda: build(config, inner.texts), config, inner, validation, model_dir,
-                                            log=training.prefixed(log, label), **train_options)
+        model, result = fit_text_classifier(
+            lambda: build(config, inner.texts),
+            config,
+            inner,
+            validation,
+            model_dir,
+            log=training.prefixed(log, label),
+            **train_options,
+        )
         return model, _training_summary(result), [model]
-    return _train_members(config, build, splits or [(inner, validation)] * count, model_dir, train_options, name=name,
-                          label=label, log=log)
+    return _train_members(
+        config,
+        build,
+        splits or [(inner, validation)] * count,
+        model_dir,
+        train_options,
+        name=name,
+        label=label,
+        log=log,
+    )
 
 
-def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
-                    splits=None, resume=False, label=None):
+def train_recurrent(
+    config,
+    num_classes,
+    inner,
+    validation,
+    model_dir,
+    *,
+    verbose=0,
+    strategy=None,
+    log=training.silent,
+    splits=None,
+    resume=False,
+    label=None,
+):
     """Train the recurrent model of `config` (or its `ensemble` of seeded members) in `model_dir`.
 
     Returns `(model, summary, members)`: the model to evaluate (for an
@@ -185,31 +237,92 @@ def train_recurrent(config, num_classes, inner, validation, model_dir, *, verbos
     starting fresh" (`label` defaults to the model's name; a member adds
     "member k/N").
     """
-    train_options = dict(epochs=config.epochs, learning_rate=config.learning_rate, verbose=verbose, strategy=strategy,
-                         monitor=config.monitor, bucket_by_length=config.bucket_by_length, resume=resume)
+    train_options = dict(
+        epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        verbose=verbose,
+        strategy=strategy,
+        monitor=config.monitor,
+        bucket_by_length=config.bucket_by_length,
+        resume=resume,
+    )
 
     def build(member_config, texts):
         return registry.build(f"sentiment/{member_config.cell}", member_config, num_classes, texts)
 
-    return _train_one_or_members(config, config.ensemble, build, inner, validation, model_dir, train_options,
-                                 splits=splits, name=config.model_name, label=label, log=log)
+    return _train_one_or_members(
+        config,
+        config.ensemble,
+        build,
+        inner,
+        validation,
+        model_dir,
+        train_options,
+        splits=splits,
+        name=config.model_name,
+        label=label,
+        log=log,
+    )
 
 
-def train_baseline(config, num_classes, inner, validation, model_dir, *, verbose=0, strategy=None, log=training.silent,
-                   splits=None, resume=False, label=None):
+def train_baseline(
+    config,
+    num_classes,
+    inner,
+    validation,
+    model_dir,
+    *,
+    verbose=0,
+    strategy=None,
+    log=training.silent,
+    splits=None,
+    resume=False,
+    label=None,
+):
     """Train the bag-of-n-grams baseline (or its `baseline_ensemble`) in `model_dir`, as `train_recurrent` does."""
-    train_options = dict(epochs=config.baseline_epochs, learning_rate=config.baseline_learning_rate, verbose=verbose,
-                         strategy=strategy, monitor="val_loss", bucket_by_length=False, resume=resume)
+    train_options = dict(
+        epochs=config.baseline_epochs,
+        learning_rate=config.baseline_learning_rate,
+        verbose=verbose,
+        strategy=strategy,
+        monitor="val_loss",
+        bucket_by_length=False,
+        resume=resume,
+    )
 
     def build(member_config, texts):
         return registry.build("sentiment/baseline", member_config, num_classes, texts)
 
-    return _train_one_or_members(config, config.baseline_ensemble, build, inner, validation, model_dir, train_options,
-                                 splits=splits, name=config.baseline_name, label=label, log=log)
+    return _train_one_or_members(
+        config,
+        config.baseline_ensemble,
+        build,
+        inner,
+        validation,
+        model_dir,
+        train_options,
+        splits=splits,
+        name=config.baseline_name,
+        label=label,
+        log=log,
+    )
 
 
-def train_and_evaluate(config, train, test, workdir, *, cells=None, include_baseline=True, verbose=0,
-                       strategy=None, log=training.silent, nested=False, resume=False, label=None):
+def train_and_evaluate(
+    config,
+    train,
+    test,
+    workdir,
+    *,
+    cells=None,
+    include_baseline=True,
+    verbose=0,
+    strategy=None,
+    log=training.silent,
+    nested=False,
+    resume=False,
+    label=None,
+):
     """Train the recurrent model(s) and the baseline on `train`; score them on `test`.
 
     An inner stratified split of `train` (`config.validation_fraction`)
@@ -245,18 +358,38 @@ def train_and_evaluate(config, train, test, workdir, *, cells=None, include_base
         model_dir = workdir if position == 0 and not nested else os.path.join(workdir, name)
         log(f"training {name} ({len(inner)} train / {len(validation)} validation examples) in {model_dir}")
         splits = member_splits(model_config, train) if model_config.ensemble > 1 else None
-        model, summary, members = train_recurrent(model_config, num_classes, inner, validation, model_dir,
-                                                  verbose=verbose, strategy=strategy, log=log, splits=splits,
-                                                  resume=resume, label=model_label(name))
+        model, summary, members = train_recurrent(
+            model_config,
+            num_classes,
+            inner,
+            validation,
+            model_dir,
+            verbose=verbose,
+            strategy=strategy,
+            log=log,
+            splits=splits,
+            resume=resume,
+            label=model_label(name),
+        )
         report_model(report, name, model, summary, members, model_config.single_model_name, test, log)
     if include_baseline:
         baseline_dir = os.path.join(workdir, BASELINE_NAME)
         name = config.baseline_name
         log(f"training the bag-of-n-grams baseline ({name}) in {baseline_dir}")
         splits = member_splits(config, train, config.baseline_ensemble) if config.baseline_ensemble > 1 else None
-        model, summary, members = train_baseline(config, num_classes, inner, validation, baseline_dir, verbose=verbose,
-                                                 strategy=strategy, log=log, splits=splits, resume=resume,
-                                                 label=model_label(name))
+        model, summary, members = train_baseline(
+            config,
+            num_classes,
+            inner,
+            validation,
+            baseline_dir,
+            verbose=verbose,
+            strategy=strategy,
+            log=log,
+            splits=splits,
+            resume=resume,
+            label=model_label(name),
+        )
         report_model(report, name, model, summary, members, BASELINE_NAME, test, log)
     return report
 
@@ -266,7 +399,9 @@ def train_test_split_run(config, dataset, workdir, **kwargs):
     dataset.require_classes(2)
     train_indices, test_indices = stratified_split(dataset.labels, config.test_fraction, config.seed)
     report = train_and_evaluate(config, dataset.subset(train_indices), dataset.subset(test_indices), workdir, **kwargs)
-    report["protocol"] = f"stratified {1 - config.test_fraction:.0%}/{config.test_fraction:.0%} split, seed {config.seed}"
+    report["protocol"] = (
+        f"stratified {1 - config.test_fraction:.0%}/{config.test_fraction:.0%} split, seed {config.seed}"
+    )
     return report
 
 
@@ -298,8 +433,15 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
         fold_config = dataclasses.replace(config, seed=config.seed + fold)
         log(f"fold {fold + 1}/{folds}: {len(train_indices)} train+validation / {len(test_indices)} test examples")
         report = train_and_evaluate(
-            fold_config, dataset.subset(train_indices), dataset.subset(test_indices), fold_dir,
-            nested=True, log=log, resume=resume, label=f"fold {fold + 1}/{folds}", **kwargs,
+            fold_config,
+            dataset.subset(train_indices),
+            dataset.subset(test_indices),
+            fold_dir,
+            nested=True,
+            log=log,
+            resume=resume,
+            label=f"fold {fold + 1}/{folds}",
+            **kwargs,
         )
         report["fold"] = fold + 1
         if is_chief():

@@ -82,8 +82,7 @@ def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=
     # Only the trainable weights are drawn; the others (the dropout seed
     # generator's state) keep their values.
     weights = [
-        rng.uniform(-0.6, 0.6, size=w.shape).astype(w.dtype) if w.trainable else np.asarray(w)
-        for w in ours.weights
+        rng.uniform(-0.6, 0.6, size=w.shape).astype(w.dtype) if w.trainable else np.asarray(w) for w in ours.weights
     ]
     ours.set_weights(weights)
     cell_options = {k: v for k, v in options.items() if k in CELL_ARGUMENTS or k == "dtype"}
@@ -125,9 +124,7 @@ def run(layer, inputs, mask=None, initial_state=None, training=False, loss_seed=
             result = layer(inputs, mask=mask, initial_state=initial, training=training)
             outputs = list(result) if isinstance(result, (list, tuple)) else [result]
             rng = np.random.default_rng(loss_seed)
-            loss = sum(
-                tf.reduce_sum(o * rng.normal(size=o.shape).astype(o.dtype.name)) for o in outputs
-            )
+            loss = sum(tf.reduce_sum(o * rng.normal(size=o.shape).astype(o.dtype.name)) for o in outputs)
         sources = [inputs] + (initial or []) + list(layer.trainable_weights)
         return outputs, tape.gradient(loss, sources)
 

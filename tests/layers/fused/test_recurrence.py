@@ -24,7 +24,11 @@ def test_recurrence_gradient_survives_autograph(jit_compile):
                 5, tf.convert_to_tensor(recurrent_kernel), None, None, activations.TANH, None
             )
             h_seq, _ = fused.run_recurrence(
-                math, inputs, tf.convert_to_tensor(kernel), None, initial,
+                math,
+                inputs,
+                tf.convert_to_tensor(kernel),
+                None,
+                initial,
                 options=fused.RecurrenceOptions(save_for_gradient=training, jit_compile=jit_compile),
             )
             loss = tf.reduce_sum(h_seq * h_seq)

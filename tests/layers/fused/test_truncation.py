@@ -67,7 +67,11 @@ def test_truncated_bptt_equals_stop_gradient_reference(kind, bptt_steps, go_back
     reference_layer, _ = make_layers(kind, with_keras=False, **options)
     expected = run(_TruncatedReference(reference_layer), inputs, mask_array, initial)
     for fused, training, jit_compile in (
-        (True, True, "auto"), (True, False, "auto"), (True, True, True), (True, False, True), (False, True, "auto")
+        (True, True, "auto"),
+        (True, False, "auto"),
+        (True, True, True),
+        (True, False, True),
+        (False, True, "auto"),
     ):
         layer, _ = make_layers(kind, with_keras=False, fused=fused, jit_compile=jit_compile, **options)
         result = run(layer, inputs, mask_array, initial, training=training)
