@@ -123,13 +123,23 @@ def study_config(args):
 
 # --------------------------------------------------------------------- verbs
 def run_verb(args):
-    from zoo import distribute, training
+    from zoo import distribute
+    from zoo import workdir as workdir_lib
+
+    config = study_config(args)
+    config.validate()
+    with workdir_lib.locked(args.workdir, hold=distribute.is_chief()):
+        return _run(args, config)
+
+
+def _run(args, config):
+    from zoo import distribute
+    from zoo import workdir as workdir_lib
     from zoo.files import atomic_write_json
     from zoo.memory import study as memory_study
 
-    config = study_config(args)
-    training.refuse_existing_run(args.workdir, ("runs",), resume=args.resume, holds="a memory study")
-    config = training.prepare_workdir(args.workdir, config, resume=args.resume)
+    workdir_lib.refuse_existing_run(args.workdir, ("runs",), resume=args.resume, holds="a memory study")
+    config = workdir_lib.prepare_workdir(args.workdir, config, resume=args.resume)
 
     def save(metrics):
         atomic_write_json(os.path.join(args.workdir, "metrics.json"), metrics)

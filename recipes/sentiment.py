@@ -153,18 +153,42 @@ def _print_metrics(report):
         )
 
 
+def _input_fingerprints(args, dataset):
+    """Each data file's fingerprint (--data, every --class-file), or the loaded examples' for --tfds."""
+    from zoo import workdir as workdir_lib
+
+    if args.data:
+        return {f"the data file {args.data!r}": workdir_lib.fingerprint_file(args.data)}
+    if args.class_file:
+        return {
+            f"the class file {name}={path!r}": workdir_lib.fingerprint_file(path)
+            for name, path in _class_file_pairs(args.class_file)
+        }
+    examples = {"texts": list(dataset.texts), "labels": dataset.labels.tolist(), "classes": list(dataset.class_names)}
+    return {f"the examples of {dataset.source}": workdir_lib.fingerprint_json(examples)}
+
+
 def command_train(args, cells=None):
+    from zoo import workdir as workdir_lib
+    from zoo.distribute import is_chief
+
+    config = _config(args)
+    config.validate()
+    with workdir_lib.locked(args.workdir, hold=is_chief()):
+        return _train(args, config, cells)
+
+
+def _train(args, config, cells):
     from zoo import sentiment
     from zoo.distribute import get_strategy, is_chief
     from zoo.files import atomic_write_json
-    from zoo.training import prepare_workdir, refuse_existing_run
+    from zoo.workdir import prepare_workdir, refuse_existing_run
 
-    config = _config(args)
     dataset = load_data(args)
     dataset.require_classes(2)
     # A new cross-validation must not mix with the folds of an earlier one.
     refuse_existing_run(args.workdir, ("folds",), resume=args.resume)
-    config = prepare_workdir(args.workdir, config, resume=args.resume)
+    config = prepare_workdir(args.workdir, config, resume=args.resume, inputs=_input_fingerprints(args, dataset))
     strategy = get_strategy(args.strategy)
     common = dict(
         include_baseline=not args.no_baseline,

@@ -11,6 +11,7 @@ methods (and the task functions' arguments) share.
 
 import dataclasses
 import json
+import math
 import numbers
 import os
 import types
@@ -40,6 +41,19 @@ def require_int(name, value, *, minimum=1, expected=None):
     if minimum is not None and value < minimum:
         raise UserError(message)
     return int(value)
+
+
+DIVERGENCE_FACTOR = 10.0  # the default of every task's `divergence_factor`
+
+
+def require_divergence_factor(value):
+    """`value` as a float if it is 0 (check off) or a finite number above 1, else `UserError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == 0 or 1 < value < math.inf):
+        raise UserError(
+            f"Received an invalid value for `divergence_factor`: {value!r}; expected a finite number above 1 "
+            "(how many times its first value the training loss may reach before training stops), or 0 for no limit."
+        )
+    return float(value)
 
 
 def require_choice(name, value, choices):

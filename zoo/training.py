@@ -15,8 +15,14 @@ resumable:
   instead, which repeats steps after a mid-epoch backup);
 - TensorBoard logs in `logs/`;
 - a wall-clock budget that ends training cleanly after the current batch;
-- a loss that becomes NaN or infinite stops training with `TrainingDiverged`,
-  and the last good checkpoint is kept.
+- a loss that becomes NaN or infinite, or grows past `divergence_factor`
+  times its first value, stops training with `TrainingDiverged`, and the
+  last good checkpoint is kept;
+- `finished.json` once a run ends, so `--resume` on a finished run trains
+  nothing and overwrites nothing.
+
+The work directory itself (its lock, config and input fingerprints) is
+`zoo.workdir`'s.
 """
 
 import contextlib
@@ -29,15 +35,14 @@ import time
 
 import keras
 
-from zoo import config as config_lib
-from zoo.config import require_int
+from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
 from zoo.distribute import is_chief
 from zoo.errors import UserError
 from zoo.files import atomic_path, atomic_write_json, read_json
+from zoo.workdir import BACKUP_DIR, CHECKPOINT_DIR
 
-CHECKPOINT_DIR = "checkpoints"
-BACKUP_DIR = "backup"
 LOG_DIR = "logs"
+FINISHED_FILE = "finished.json"  # written when a run ends (not on a time budget); --resume then has nothing to do
 
 
 class TrainingDiverged(RuntimeError):
@@ -68,56 +73,6 @@ def tensorboard_available():
 def set_seed(seed):
     """Seed Python, NumPy and the backend so that a run is repeatable."""
     keras.utils.set_random_seed(require_int("seed", seed, minimum=None))
-
-
-def refuse_existing_run(workdir, entries, *, resume, holds="a run"):
-    """Raise `UserError` if `workdir` already holds a run and `resume` is false.
-
-    A run is there when any of `entries` exists: names inside `workdir` of
-    what only a run writes (the checkpoints, the per-run directories of a
-    task). The message says the work directory "already holds" `holds` and
-    how to continue it or start elsewhere.
-    """
-    if resume:
-        return
-    if any(os.path.exists(os.path.join(workdir, entry)) for entry in entries):
-        raise UserError(
-            f"The work directory {workdir!r} already holds {holds}. Pass --resume to continue it, "
-            "or choose another --workdir."
-        )
-
-
-def prepare_workdir(workdir, config, resume=False):
-    """Create `workdir`, refuse to silently mix runs, and write config.json.
-
-    A work directory that already holds a run (a checkpoint or a backup) is
-    only reused with `resume=True`, and then only with the same config.
-    Returns the config to use (the saved one when resuming). With
-    `resume=True` and no config.json there is nothing to resume: the run
-    starts fresh with `config` (and `fit` says so).
-    """
-    if not workdir:
-        raise UserError("Received an empty value for argument `workdir`; expected a directory path.")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise UserError(f"Received `--workdir {workdir}`, which is a file; expected a directory.")
-    refuse_existing_run(workdir, (CHECKPOINT_DIR, BACKUP_DIR), resume=resume)
-    os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, "config.json")
-    if resume and os.path.exists(config_path):
-        saved = config_lib.load(type(config), config_path)
-        if saved != config:
-            differences = sorted(
-                name
-                for name, value in config_lib.to_dict(config).items()
-                if config_lib.to_dict(saved).get(name) != value
-            )
-            raise UserError(
-                f"Cannot resume in {workdir!r} with a different config (fields {differences} differ). "
-                "Resume with the same --set overrides, or start a new --workdir."
-            )
-        return saved
-    config_lib.save(config, config_path)
-    return config
 
 
 @contextlib.contextmanager
@@ -217,28 +172,49 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             self.best.record(current, epoch)
 
 
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop after a batch whose loss is NaN or infinite, and say where."""
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop after a batch whose loss is non-finite or above `factor` times the run's first loss.
 
-    def __init__(self, checkpoint=None):
+    The first loss is the first batch's of the run (kept in the backup, so a
+    resumed run compares with the same value); the loss compared is Keras's
+    running mean over the epoch so far, so one noisy batch does not stop a
+    run. `factor` 0 checks only for NaN and infinity. `message` says where
+    and why training stopped.
+    """
+
+    def __init__(self, checkpoint=None, factor=DIVERGENCE_FACTOR):
         super().__init__()
         self.checkpoint = checkpoint
+        self.factor = require_divergence_factor(factor)
+        self.reference = None
         self.message = None
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def _stop(self, message):
+        self.message = message
+        if self.checkpoint is not None:
+            self.checkpoint.diverged = True
+        self.model.stop_training = True
+
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.message = (
-                f"The training loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}; "
-                "training stopped. Lower the learning rate or clip gradients harder."
+        if loss is None:
+            return
+        loss = float(loss)
+        where = f"at epoch {self._epoch + 1}, batch {batch + 1}"
+        advice = "training stopped. Lower the learning rate or clip gradients harder."
+        if not math.isfinite(loss):
+            self._stop(f"The training loss became {loss} {where}; {advice}")
+        elif self.reference is None:
+            self.reference = loss
+        elif self.factor and self.reference > 0 and loss > self.factor * self.reference:
+            self._stop(
+                f"The training loss diverged {where}: {loss:.6g}, more than divergence_factor={self.factor:g} "
+                f"times its first value {self.reference:.6g}; {advice}"
             )
-            if self.checkpoint is not None:
-                self.checkpoint.diverged = True
-            self.model.stop_training = True
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -268,13 +244,13 @@ class ResumableBackup(keras.callbacks.Callback):
     belong together. Nothing is saved after a non-finite loss.
     """
 
-    def __init__(self, directory, every_batches=None, nan_guard=None, budget=None):
+    def __init__(self, directory, every_batches=None, guard=None, budget=None):
         super().__init__()
         if every_batches is not None:
             require_int("backup_every_batches", every_batches, expected="a positive integer or None")
         self.directory = directory
         self.every_batches = every_batches
-        self.nan_guard = nan_guard
+        self.guard = guard
         self.budget = budget
         self.epoch = 0
         self.batches_done = 0
@@ -302,17 +278,33 @@ class ResumableBackup(keras.callbacks.Callback):
             return None
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.latest, "weights.weights.h5"))
+        weights = os.path.join(self.latest, "weights.weights.h5")
+        try:
+            self.model.load_weights(weights)
+        except Exception as error:  # h5py's OSError for a cut file, ValueError for other weights
+            raise UserError(
+                f"Cannot resume from the backup {weights!r}: it does not load into this model "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+                f"Delete {self.directory!r} to restart training from scratch (the checkpoints stay), "
+                "or choose another --workdir."
+            ) from error
+        if self.guard is not None and position.get("first_loss") is not None:
+            self.guard.reference = float(position["first_loss"])
         return position
 
     def _save(self):
-        if self.nan_guard is not None and self.nan_guard.message:
+        if self.guard is not None and self.guard.message:
             return
         with chief_writes(self.latest) as temporary:
             os.makedirs(temporary)
             self.model.save_weights(os.path.join(temporary, "weights.weights.h5"))
             atomic_write_json(
-                os.path.join(temporary, "position.json"), {"epoch": self.epoch, "batch": self.batches_done}
+                os.path.join(temporary, "position.json"),
+                {
+                    "epoch": self.epoch,
+                    "batch": self.batches_done,
+                    "first_loss": None if self.guard is None else self.guard.reference,
+                },
             )
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -405,8 +397,9 @@ def fit(
     mode="auto",
     log=silent,
     resume=False,
+    divergence_factor=DIVERGENCE_FACTOR,
 ):
-    """Train `model` with checkpoints, backups, logs, a time budget and NaN guard.
+    """Train `model` with checkpoints, backups, logs, a time budget and a divergence guard.
 
     `checkpoints/best.keras` is the epoch with the best `monitor` (a key of
     the epoch logs, by default the validation loss; `mode` "min", "max" or
@@ -425,10 +418,18 @@ def fit(
     When there is no backup and `resume` is true, `log` gets
     "nothing to resume: starting fresh".
 
+    A run that ends (all epochs, or stopped early by a callback; not on
+    the time budget) writes `finished.json`. Called again on that work
+    directory with `resume`, `fit` trains nothing: it logs "already
+    finished (...): nothing to resume" and returns the recorded result
+    (`already_finished` true). Without `resume` a new session trains there
+    (the recipes refuse that through `zoo.workdir.prepare_workdir`).
+
     Returns a dict: `history` (per-epoch logs), `seconds` (wall time),
-    `time_budget_exhausted`, and the paths of the checkpoints. Raises
-    `TrainingDiverged` if the loss became NaN or infinite (the last good
-    checkpoint stays in place).
+    `time_budget_exhausted`, `already_finished`, and the paths of the
+    checkpoints. Raises `TrainingDiverged` if the loss became NaN or
+    infinite, or exceeded `divergence_factor` times the run's first loss
+    (see `DivergenceGuard`); the last good checkpoint stays in place.
     """
     require_int("epochs", epochs)
     if max_minutes is not None and not max_minutes > 0:
@@ -437,12 +438,16 @@ def fit(
         )
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     checkpoint = AtomicCheckpoint(checkpoint_dir, monitor, mode)
-    nan_guard = StopOnNonFiniteLoss(checkpoint)
+    guard = DivergenceGuard(checkpoint, divergence_factor)
     budget = TimeBudget(max_minutes)
-    backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, nan_guard, budget)
-    all_callbacks = [nan_guard, budget, backup, checkpoint, *callbacks]
+    backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, guard, budget)
+    all_callbacks = [guard, budget, backup, checkpoint, *callbacks]
     if tensorboard:
         all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, LOG_DIR)))
+    finished = _finished_run(workdir, checkpoint_dir, resume)
+    if finished is not None:
+        log(finished.pop("message"))
+        return finished
     backup.set_model(model)
     restored = backup.restore()
     position = restored or {"epoch": 0, "batch": 0}
@@ -487,17 +492,59 @@ def fit(
         else:
             run(train_data, epoch, epoch + 1, steps_per_epoch - skip)
         epoch += 1
-    if epoch < epochs and not (budget.exhausted or nan_guard.message):
+    if epoch < epochs and not (budget.exhausted or guard.message):
         run(train_data, epoch, epochs, steps_per_epoch)
     seconds = time.monotonic() - started
-    if nan_guard.message:
-        raise TrainingDiverged(nan_guard.message)
+    if guard.message:
+        kept = os.path.exists(os.path.join(checkpoint_dir, "last.keras"))
+        raise TrainingDiverged(
+            guard.message
+            + (
+                f" The last good checkpoint is kept in {checkpoint_dir!r}."
+                if kept
+                else " No checkpoint was saved: no epoch ended before the loss diverged."
+            )
+        )
+    result = {"history": history, "seconds": seconds, "time_budget_exhausted": budget.exhausted}
     if not budget.exhausted:
+        # Recorded before the backup goes, so a run killed in between is still seen as finished.
+        if is_chief():
+            atomic_write_json(
+                os.path.join(workdir, FINISHED_FILE),
+                {**result, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S"), "epochs": epochs},
+            )
         backup.delete()
+    return {**result, **_checkpoint_paths(checkpoint_dir), "already_finished": False}
+
+
+def _checkpoint_paths(checkpoint_dir):
     return {
-        "history": history,
-        "seconds": seconds,
-        "time_budget_exhausted": budget.exhausted,
         "last_checkpoint": os.path.join(checkpoint_dir, "last.keras"),
         "best_checkpoint": os.path.join(checkpoint_dir, "best.keras"),
+    }
+
+
+def _finished_run(workdir, checkpoint_dir, resume):
+    """With `resume`, the result `fit` returns for a run that already finished in `workdir` (with a "message").
+
+    Otherwise None; without `resume` the record of an earlier finished
+    session is removed, since a new session trains there.
+    """
+    path = os.path.join(workdir, FINISHED_FILE)
+    if not os.path.exists(path):
+        return None
+    if not resume:  # a new session: until it ends, the directory holds no finished run
+        if is_chief():
+            os.remove(path)
+        return None
+    record = read_json(path)
+    epochs_done = len(record["history"].get("loss", []))
+    return {
+        "history": record["history"],
+        "seconds": record["seconds"],
+        "time_budget_exhausted": False,
+        **_checkpoint_paths(checkpoint_dir),
+        "already_finished": True,
+        "message": f"already finished ({epochs_done} epochs, at {record['finished_at']}): nothing to resume, "
+        "the checkpoints are kept as they are",
     }

@@ -12,6 +12,7 @@ import pytest
 
 from zoo import cells, registry, training
 from zoo import config as config_lib
+from zoo import workdir as workdir_lib
 from zoo.errors import UserError, UserFileNotFoundError, UserIsADirectoryError, UserTypeError
 from zoo.files import atomic_path, atomic_write_json, read_text
 
@@ -95,13 +96,13 @@ def test_registry_unknown_name_lists_known():
 
 def test_prepare_workdir_refuses_to_mix_runs(tmp_path):
     config = ToyConfig()
-    assert training.prepare_workdir(str(tmp_path), config) == config
+    assert workdir_lib.prepare_workdir(str(tmp_path), config) == config
     os.makedirs(tmp_path / training.CHECKPOINT_DIR)
     with pytest.raises(ValueError, match="--resume"):
-        training.prepare_workdir(str(tmp_path), config)
-    assert training.prepare_workdir(str(tmp_path), config, resume=True) == config
+        workdir_lib.prepare_workdir(str(tmp_path), config)
+    assert workdir_lib.prepare_workdir(str(tmp_path), config, resume=True) == config
     with pytest.raises(ValueError, match="units"):
-        training.prepare_workdir(str(tmp_path), ToyConfig(units=4), resume=True)
+        workdir_lib.prepare_workdir(str(tmp_path), ToyConfig(units=4), resume=True)
 
 
 def _toy_model(learning_rate):
@@ -321,7 +322,9 @@ def test_fit_says_from_which_epoch_and_batch_it_resumes(tmp_path):
         _toy_model(0.01), _regression_data(), workdir=workdir, epochs=2, max_minutes=1e-9, verbose=0, tensorboard=False
     )
     assert first["time_budget_exhausted"]
-    assert json.loads(open(_position_path(workdir)).read()) == {"epoch": 0, "batch": 1}
+    position = json.loads(open(_position_path(workdir)).read())
+    assert (position["epoch"], position["batch"]) == (0, 1)
+    assert position["first_loss"] > 0  # the divergence guard's reference, kept for the resumed session
     saved_at = _saved_at(workdir)
     messages, counter = [], _CountBatches()
     second = training.fit(
@@ -386,11 +389,11 @@ def test_fit_says_where_it_resumes_at_an_epoch_boundary(tmp_path, position, step
 def test_prepare_workdir_with_resume_and_no_earlier_run_starts_fresh(tmp_path):
     workdir = str(tmp_path / "new")
     config = ToyConfig(units=5)
-    assert training.prepare_workdir(workdir, config, resume=True) == config
+    assert workdir_lib.prepare_workdir(workdir, config, resume=True) == config
     assert config_lib.load(ToyConfig, os.path.join(workdir, "config.json")) == config
     # The config written then is the one a later resume must match.
     with pytest.raises(UserError, match="units"):
-        training.prepare_workdir(workdir, ToyConfig(units=6), resume=True)
+        workdir_lib.prepare_workdir(workdir, ToyConfig(units=6), resume=True)
 
 
 # ----------------------------------------------------------------- shared helpers
@@ -418,13 +421,13 @@ def test_require_int_accepts_integers_and_names_the_field_otherwise():
 
 def test_refuse_existing_run_keeps_each_message(tmp_path):
     workdir = str(tmp_path)
-    training.refuse_existing_run(workdir, ("runs",), resume=False)
+    workdir_lib.refuse_existing_run(workdir, ("runs",), resume=False)
     os.makedirs(tmp_path / "runs")
     with pytest.raises(UserError, match="already holds a memory study. Pass --resume"):
-        training.refuse_existing_run(workdir, ("folds", "runs"), resume=False, holds="a memory study")
+        workdir_lib.refuse_existing_run(workdir, ("folds", "runs"), resume=False, holds="a memory study")
     with pytest.raises(UserError, match="already holds a run"):
-        training.refuse_existing_run(workdir, ("runs",), resume=False)
-    training.refuse_existing_run(workdir, ("runs",), resume=True)
+        workdir_lib.refuse_existing_run(workdir, ("runs",), resume=False)
+    workdir_lib.refuse_existing_run(workdir, ("runs",), resume=True)
 
 
 def test_cell_names_accept_the_old_spellings():

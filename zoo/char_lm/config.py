@@ -3,7 +3,7 @@
 import dataclasses
 
 from zoo import cells
-from zoo.config import require_int
+from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
 from zoo.errors import UserError
 
 
@@ -23,11 +23,15 @@ class CharLMConfig:
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
     max_minutes: float | None = None  # wall-clock training budget; ends after the current batch
+    divergence_factor: float = (
+        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
+    )
     markov_orders: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # Markov baselines reported beside the model
     seed: int = 0  # seeds weights, dropout and sampling
 
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
+        require_divergence_factor(self.divergence_factor)
         for name in ("units", "num_layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
             require_int(name, getattr(self, name))
         cells.canonical(self.cell)

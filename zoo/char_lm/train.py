@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from zoo import config as config_lib
 from zoo import distribute, registry, training
+from zoo import workdir as workdir_lib
 from zoo.char_lm import baselines
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
@@ -101,6 +102,11 @@ def train_and_evaluate(
         tensorboard = training.tensorboard_available()
     source = source or data_lib.TextSource()
     config.validate()
+    with workdir_lib.locked(workdir, hold=is_chief):
+        return _train_and_evaluate(config, workdir, source, resume, strategy, verbose, is_chief, tensorboard, log)
+
+
+def _train_and_evaluate(config, workdir, source, resume, strategy, verbose, is_chief, tensorboard, log):
     if resume and os.path.exists(os.path.join(workdir, SOURCE_FILE)):
         saved_source = data_lib.TextSource.read(os.path.join(workdir, SOURCE_FILE))
         if saved_source != source:
@@ -108,9 +114,11 @@ def train_and_evaluate(
                 f"Cannot resume in {workdir!r} with a different corpus ({source.description}); "
                 f"the run used {saved_source.description}."
             )
-    corpus = load_corpus(source, config)
+    text = source.load()
+    corpus = data_lib.prepare_corpus(text, config.validation_fraction)
     training_data, validation_data = stream_data(corpus, config)
-    config = training.prepare_workdir(workdir, config, resume=resume)
+    inputs = {f"the corpus ({source.description})": workdir_lib.fingerprint_bytes(text)}
+    config = workdir_lib.prepare_workdir(workdir, config, resume=resume, inputs=inputs)
     training.set_seed(config.seed)
     if is_chief:
         source.save(os.path.join(workdir, SOURCE_FILE))
@@ -141,7 +149,12 @@ def train_and_evaluate(
         distribute_data=lambda dataset: distribute.distribute_row_streams(strategy, dataset, config.batch_size),
         log=log,
         resume=resume,
+        divergence_factor=config.divergence_factor,
     )
+    metrics_path = os.path.join(workdir, METRICS_FILE)
+    if result["already_finished"] and os.path.exists(metrics_path):
+        log(f"the run's metrics are in {metrics_path}")
+        return read_json(metrics_path)
     markov_rows = baselines.baseline_table(corpus, config)
     rows = curve.rows
     best = min(rows, key=lambda row: row.get("val_nats_per_char", math.inf)) if rows else {}

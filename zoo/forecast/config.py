@@ -4,7 +4,7 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import require_int
+from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
 from zoo.errors import UserError
 
 EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
@@ -51,6 +51,9 @@ class ForecastConfig:
     batch_size: int = 32  # windows per training batch
     learning_rate: float = 1e-3  # Adam learning rate
     max_minutes: float | None = 8.0  # wall-clock budget per model (none = unlimited)
+    divergence_factor: float = (
+        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
+    )
     classical_models: tuple[str, ...] = (
         "holt_winters",
         "harmonic_arima",
@@ -60,7 +63,7 @@ class ForecastConfig:
 
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
-        """Raise `UserError` naming the first field with an invalid value."""
+        require_divergence_factor(self.divergence_factor)
         for name in ("window", "horizon", "units", "epochs", "patience", "batch_size"):
             require_int(name, getattr(self, name))
         require_int("plateau_patience", self.plateau_patience, minimum=0, expected="0 (off) or a positive integer")

@@ -19,6 +19,7 @@ import os
 import keras
 
 from zoo import training
+from zoo import workdir as workdir_lib
 from zoo.distribute import get_strategy, is_chief
 from zoo.files import atomic_write_json, read_json
 from zoo.forecast.config import is_autoregressive
@@ -57,9 +58,22 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=t
     `resume` without a backup, "<name>: nothing to resume: starting fresh").
     """
     config.validate()
-    training.refuse_existing_run(workdir, (MODELS_DIR,), resume=resume, holds="a run with trained models")
-    config = training.prepare_workdir(workdir, config, resume=resume)
+    with workdir_lib.locked(workdir, hold=is_chief()):
+        return _train(config, workdir, resume, strategy, verbose, log, series)
+
+
+def _input_fingerprints(config, given, loaded):
+    """The CSV file's fingerprint when the series came from `config.csv_path`, else the loaded values'."""
+    if config.csv_path and given is None:
+        return {f"the CSV file {config.csv_path!r}": workdir_lib.fingerprint_file(config.csv_path)}
+    return {f"the series {loaded.name!r}": workdir_lib.fingerprint_bytes(loaded.values.tobytes())}
+
+
+def _train(config, workdir, resume, strategy, verbose, log, series):
+    workdir_lib.refuse_existing_run(workdir, (MODELS_DIR,), resume=resume, holds="a run with trained models")
     prepared = prepare(config, series)
+    inputs = _input_fingerprints(config, series, prepared.series)
+    config = workdir_lib.prepare_workdir(workdir, config, resume=resume, inputs=inputs)
     log(
         f"series: {prepared.series.name}, {prepared.split.length} steps "
         f"(train {prepared.split.train_end}, validation {prepared.split.validation_end - prepared.split.train_end}, "
@@ -103,6 +117,7 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=t
             tensorboard=training.tensorboard_available(),
             log=training.prefixed(log, name),
             resume=resume,
+            divergence_factor=config.divergence_factor,
         )
         validation_losses = result["history"].get("val_loss", [])
         summary = {

@@ -4,7 +4,7 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import require_choice, require_int
+from zoo.config import DIVERGENCE_FACTOR, require_choice, require_divergence_factor, require_int
 from zoo.errors import UserError
 from zoo.memory.data import TASKS, copy_layout
 from zoo.memory.model import MODELS, require_model, width_for_budget
@@ -25,10 +25,14 @@ class MemoryConfig:
     alphabet_size: int = 8  # copy: distinct letters
     learning_rate: float = 1e-2  # Adam step size
     clipnorm: float = 1.0  # gradient norm clipping (keeps the plain RNN from exploding)
+    divergence_factor: float = (
+        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
+    )
     seed: int = 0  # initial weights and data
 
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
+        require_divergence_factor(self.divergence_factor)
         require_choice("task", self.task, TASKS)
         require_model("model", self.model)
         for name in ("length", "parameter_budget", "conv_layers", "copy_length", "alphabet_size"):
@@ -83,6 +87,9 @@ class StudyConfig:
     conv_layers: int = 4  # causal conv layers (kernel 3, dilations 1, 2, 4, ...)
     learning_rate: float = 1e-2  # Adam step size for every run
     clipnorm: float = 1.0  # gradient norm clipping for every run
+    divergence_factor: float = (
+        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
+    )
     copy_length: int = 10  # copy task: letters to remember
     alphabet_size: int = 8  # copy task: distinct letters
     solve_fraction: float = 0.1  # a length counts as solved when test error < solve_fraction * baseline
@@ -97,6 +104,7 @@ class StudyConfig:
 
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
+        require_divergence_factor(self.divergence_factor)
         for name in (
             "train_steps",
             "batch_size",
@@ -166,6 +174,7 @@ class StudyConfig:
             alphabet_size=self.alphabet_size,
             learning_rate=self.learning_rate,
             clipnorm=self.clipnorm,
+            divergence_factor=self.divergence_factor,
             seed=self.seed,
         )
         config.validate()

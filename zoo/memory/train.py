@@ -99,6 +99,7 @@ def train_and_evaluate(
         tensorboard=False,
         log=log,
         resume=resume,
+        divergence_factor=config.divergence_factor,
     )
     evaluated = model.evaluate(test_inputs, test_targets, verbose=0, batch_size=256, return_dict=True)
     result.update(

@@ -4,7 +4,7 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import require_choice, require_int
+from zoo.config import DIVERGENCE_FACTOR, require_choice, require_divergence_factor, require_int
 from zoo.errors import UserError
 
 MONITORS = ("val_loss", "val_accuracy")
@@ -55,6 +55,9 @@ class SentimentConfig:
     validation_fraction: float = 0.1  # share of the training data held out (stratified) for early stopping
     test_fraction: float = 0.1  # share held out for the test set when not cross-validating
     max_minutes: float | None = None  # wall-clock budget per training run (None: unlimited)
+    divergence_factor: float = (
+        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
+    )
     # --- bag-of-n-grams baseline ----------------------------------------------
     baseline_ngrams: int = 2  # n-gram order of the baseline features (2: unigrams and bigrams)
     baseline_output_mode: Literal["multi_hot", "count", "tf_idf"] = (
@@ -71,6 +74,7 @@ class SentimentConfig:
 
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
+        require_divergence_factor(self.divergence_factor)
         positive = (
             "units",
             "num_layers",

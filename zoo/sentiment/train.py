@@ -76,6 +76,7 @@ def fit_text_classifier(
         monitor=monitor,
         log=log,
         resume=resume,
+        divergence_factor=config.divergence_factor,
     )
     result["monitor"] = monitor
     if os.path.exists(result["best_checkpoint"]):
