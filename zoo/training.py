@@ -213,7 +213,8 @@ class DivergenceGuard(keras.callbacks.Callback):
         elif self.factor and self.reference > 0 and loss > self.factor * self.reference:
             self._stop(
                 f"The training loss diverged {where}: {loss:.6g}, more than divergence_factor={self.factor:g} "
-                f"times its first value {self.reference:.6g}; {advice}"
+                f"times its first value {self.reference:.6g}; {advice} (Or raise divergence_factor; 0 turns "
+                "this check off.)"
             )
 
 
@@ -288,8 +289,9 @@ class ResumableBackup(keras.callbacks.Callback):
                 f"Delete {self.directory!r} to restart training from scratch (the checkpoints stay), "
                 "or choose another --workdir."
             ) from error
-        if self.guard is not None and position.get("first_loss") is not None:
-            self.guard.reference = float(position["first_loss"])
+        guard_path = os.path.join(self.latest, "guard.json")
+        if self.guard is not None and os.path.exists(guard_path):
+            self.guard.reference = read_json(guard_path)["first_loss"]
         return position
 
     def _save(self):
@@ -298,13 +300,11 @@ class ResumableBackup(keras.callbacks.Callback):
         with chief_writes(self.latest) as temporary:
             os.makedirs(temporary)
             self.model.save_weights(os.path.join(temporary, "weights.weights.h5"))
+            if self.guard is not None:
+                atomic_write_json(os.path.join(temporary, "guard.json"), {"first_loss": self.guard.reference})
             atomic_write_json(
                 os.path.join(temporary, "position.json"),
-                {
-                    "epoch": self.epoch,
-                    "batch": self.batches_done,
-                    "first_loss": None if self.guard is None else self.guard.reference,
-                },
+                {"epoch": self.epoch, "batch": self.batches_done},
             )
 
     def on_epoch_begin(self, epoch, logs=None):

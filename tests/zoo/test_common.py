@@ -322,9 +322,9 @@ def test_fit_says_from_which_epoch_and_batch_it_resumes(tmp_path):
         _toy_model(0.01), _regression_data(), workdir=workdir, epochs=2, max_minutes=1e-9, verbose=0, tensorboard=False
     )
     assert first["time_budget_exhausted"]
-    position = json.loads(open(_position_path(workdir)).read())
-    assert (position["epoch"], position["batch"]) == (0, 1)
-    assert position["first_loss"] > 0  # the divergence guard's reference, kept for the resumed session
+    assert json.loads(open(_position_path(workdir)).read()) == {"epoch": 0, "batch": 1}
+    guard = json.loads(open(os.path.join(os.path.dirname(_position_path(workdir)), "guard.json")).read())
+    assert guard["first_loss"] > 0  # the divergence guard's reference, kept for the resumed session
     saved_at = _saved_at(workdir)
     messages, counter = [], _CountBatches()
     second = training.fit(

@@ -23,9 +23,7 @@ class CharLMConfig:
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
     max_minutes: float | None = None  # wall-clock training budget; ends after the current batch
-    divergence_factor: float = (
-        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
-    )
+    divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
     markov_orders: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # Markov baselines reported beside the model
     seed: int = 0  # seeds weights, dropout and sampling
 

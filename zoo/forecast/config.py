@@ -51,9 +51,7 @@ class ForecastConfig:
     batch_size: int = 32  # windows per training batch
     learning_rate: float = 1e-3  # Adam learning rate
     max_minutes: float | None = 8.0  # wall-clock budget per model (none = unlimited)
-    divergence_factor: float = (
-        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
-    )
+    divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
     classical_models: tuple[str, ...] = (
         "holt_winters",
         "harmonic_arima",

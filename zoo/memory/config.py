@@ -25,9 +25,7 @@ class MemoryConfig:
     alphabet_size: int = 8  # copy: distinct letters
     learning_rate: float = 1e-2  # Adam step size
     clipnorm: float = 1.0  # gradient norm clipping (keeps the plain RNN from exploding)
-    divergence_factor: float = (
-        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
-    )
+    divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
     seed: int = 0  # initial weights and data
 
     def validate(self):
@@ -87,9 +85,7 @@ class StudyConfig:
     conv_layers: int = 4  # causal conv layers (kernel 3, dilations 1, 2, 4, ...)
     learning_rate: float = 1e-2  # Adam step size for every run
     clipnorm: float = 1.0  # gradient norm clipping for every run
-    divergence_factor: float = (
-        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
-    )
+    divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
     copy_length: int = 10  # copy task: letters to remember
     alphabet_size: int = 8  # copy task: distinct letters
     solve_fraction: float = 0.1  # a length counts as solved when test error < solve_fraction * baseline

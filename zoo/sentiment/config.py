@@ -55,9 +55,7 @@ class SentimentConfig:
     validation_fraction: float = 0.1  # share of the training data held out (stratified) for early stopping
     test_fraction: float = 0.1  # share held out for the test set when not cross-validating
     max_minutes: float | None = None  # wall-clock budget per training run (None: unlimited)
-    divergence_factor: float = (
-        DIVERGENCE_FACTOR  # training stops once the loss exceeds this many times its first value (0: only on NaN/inf)
-    )
+    divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
     # --- bag-of-n-grams baseline ----------------------------------------------
     baseline_ngrams: int = 2  # n-gram order of the baseline features (2: unigrams and bigrams)
     baseline_output_mode: Literal["multi_hot", "count", "tf_idf"] = (

@@ -79,6 +79,9 @@ def fit_text_classifier(
         divergence_factor=config.divergence_factor,
     )
     result["monitor"] = monitor
+    saved = os.path.join(workdir, MODEL_FILE)
+    if result["already_finished"] and os.path.exists(saved):  # --resume on a finished run: keep what it wrote
+        return keras.saving.load_model(saved, safe_mode=True), result
     if os.path.exists(result["best_checkpoint"]):
         model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
     with training.chief_writes(os.path.join(workdir, MODEL_FILE)) as temporary:
