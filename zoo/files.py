@@ -6,6 +6,8 @@ name and moved into place only when complete.
 """
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -18,7 +20,8 @@ def atomic_write_text(path, text):
     """Write `text` to `path` via a temporary file and `os.replace`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    remove_stale_temporaries(path)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.path.basename(path)}-{os.getpid()}-")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -40,29 +43,107 @@ def read_json(path):
         return json.load(handle)
 
 
+_RENAME_EXCHANGE = 2  # renameat2's flag (Linux 3.15+): swap two paths in one step
+_AT_FDCWD = -100
+
+
+def _exchange(first, second):
+    """Swap the directories `first` and `second` atomically; False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), first)
+
+
+def _aside_name(base):
+    return f".{base}.previous-{os.getpid()}"
+
+
+def recover(path):
+    """Put back a directory that a writer killed mid-replacement left aside; True if it did.
+
+    Only where `_exchange` is unavailable is a directory replaced in two
+    steps (old one renamed aside, new one moved in); a process killed
+    between them leaves `path` missing and the old directory beside it.
+    """
+    path = os.path.abspath(path)
+    parent, base = os.path.split(path)
+    if os.path.exists(path) or not os.path.isdir(parent):
+        return False
+    prefix = f".{base}.previous-"
+    for name in sorted(os.listdir(parent)):
+        if name.startswith(prefix) and os.path.isdir(os.path.join(parent, name)):
+            os.replace(os.path.join(parent, name), path)
+            return True
+    return False
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path):
+    """Delete what killed writers of `path` left beside it: `.tmp-<name>-<pid>-*` of processes now gone.
+
+    A temporary of a live process (a concurrent writer) is left alone.
+    """
+    parent, base = os.path.split(os.path.abspath(path))
+    prefix = f".tmp-{base}-"
+    if not os.path.isdir(parent):
+        return
+    for name in os.listdir(parent):
+        pid = name[len(prefix) :].split("-", 1)[0]
+        if name.startswith(prefix) and pid.isdigit() and not _process_alive(int(pid)):
+            leftover = os.path.join(parent, name)
+            if os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(leftover)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary sibling path; on success move it to `path`.
 
     Works for files and directories. If the body raises (or the process dies),
     whatever was at `path` before is untouched; the temporary is removed on
-    an exception. An existing destination is replaced only after the new one
-    is complete: it is first renamed aside, then deleted.
+    an exception. An existing directory is replaced in one step where the
+    system can swap two directories (Linux's `renameat2`); elsewhere it is
+    renamed aside first, and `recover` puts it back if the process died in
+    between.
     """
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     base = os.path.basename(path)
-    temporary_dir = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{base}-")
+    recover(path)
+    remove_stale_temporaries(path)
+    temporary_dir = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{base}-{os.getpid()}-")
     temporary = os.path.join(temporary_dir, base)
     try:
         yield temporary
         if not os.path.exists(temporary):
             raise RuntimeError(f"Nothing was written to the temporary path for {path!r}.")
-        if os.path.isdir(path) and not os.path.islink(path):
-            aside = os.path.join(temporary_dir, base + ".previous")
-            os.replace(path, aside)
-            os.replace(temporary, path)
+        if os.path.isdir(path) and not os.path.islink(path) and os.path.isdir(temporary):
+            if not _exchange(temporary, path):  # then `temporary` holds the old directory, deleted below
+                aside = os.path.join(parent, _aside_name(base))
+                os.replace(path, aside)
+                os.replace(temporary, path)
+                shutil.rmtree(aside, ignore_errors=True)
         else:
             os.replace(temporary, path)
     finally:

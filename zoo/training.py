@@ -38,7 +38,7 @@ import keras
 from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
 from zoo.distribute import is_chief
 from zoo.errors import UserError
-from zoo.files import atomic_path, atomic_write_json, read_json
+from zoo.files import atomic_path, atomic_write_json, read_json, recover
 from zoo.workdir import BACKUP_DIR, CHECKPOINT_DIR
 
 LOG_DIR = "logs"
@@ -263,6 +263,7 @@ class ResumableBackup(keras.callbacks.Callback):
 
     def position(self):
         """The saved `{"epoch", "batch"}` or None when there is no backup."""
+        recover(self.latest)
         path = os.path.join(self.latest, "position.json")
         return read_json(path) if os.path.exists(path) else None
 
