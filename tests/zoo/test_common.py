@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from zoo import cells, registry, training
+from zoo import callbacks, cells, registry, training
 from zoo import config as config_lib
 from zoo import workdir as workdir_lib
 from zoo.errors import UserError, UserFileNotFoundError, UserIsADirectoryError, UserTypeError
@@ -239,11 +239,11 @@ def test_fit_keeps_the_best_epoch_by_a_chosen_monitor(tmp_path):
 
 
 def test_lower_is_better_reads_the_monitor_name_or_the_mode():
-    assert training.lower_is_better("val_loss") and training.lower_is_better("val_mae")
-    assert not training.lower_is_better("val_accuracy") and not training.lower_is_better("val_auc")
-    assert training.lower_is_better("val_accuracy", "min") and not training.lower_is_better("val_loss", "max")
+    assert callbacks.lower_is_better("val_loss") and callbacks.lower_is_better("val_mae")
+    assert not callbacks.lower_is_better("val_accuracy") and not callbacks.lower_is_better("val_auc")
+    assert callbacks.lower_is_better("val_accuracy", "min") and not callbacks.lower_is_better("val_loss", "max")
     with pytest.raises(ValueError, match="`mode`.*'auto', 'min', 'max'.*'up'"):
-        training.lower_is_better("val_loss", "up")
+        callbacks.lower_is_better("val_loss", "up")
 
 
 def test_time_budget_stops_after_current_batch(tmp_path):

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import registry, training
+from zoo import callbacks, registry, training
 from zoo.config import require_int
 from zoo.distribute import is_chief
 from zoo.files import atomic_write_json, read_json
@@ -84,7 +84,7 @@ def fit_text_classifier(
         return keras.saving.load_model(saved, safe_mode=True), result
     if os.path.exists(result["best_checkpoint"]):
         model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
-    with training.chief_writes(os.path.join(workdir, MODEL_FILE)) as temporary:
+    with callbacks.chief_writes(os.path.join(workdir, MODEL_FILE)) as temporary:
         model.save(temporary)
     return model, result
 
@@ -164,7 +164,7 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, lab
         if is_chief():
             atomic_write_json(summary_path, summaries[-1])
     ensemble = build_ensemble(members, name=f"sentiment_{name.replace('+', '_').replace('-', '_')}")
-    with training.chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
+    with callbacks.chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
         ensemble.save(temporary)
     summary = {
         "epochs_run": [entry["epochs_run"] for entry in summaries],

@@ -1,0 +1,277 @@
+"""The callbacks behind `zoo.training.fit`: checkpoints, the divergence guard, the time budget, backups.
+
+Each writes through `zoo.files.atomic_path` (on the chief only, under a
+multi-worker strategy), so a process killed mid-write leaves the previous
+file in place.
+"""
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+
+from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
+from zoo.distribute import is_chief
+from zoo.errors import UserError
+from zoo.files import atomic_path, atomic_write_json, read_json, recover
+
+
+@contextlib.contextmanager
+def chief_writes(path):
+    """Yield where to write `path`: atomically on the chief, else a scratch path.
+
+    Under `MultiWorkerMirroredStrategy` every worker must take part in a
+    save, but only the chief's copy is kept: the others write to a scratch
+    directory that is deleted afterwards.
+    """
+    if is_chief():
+        with atomic_path(path) as temporary:
+            yield temporary
+        return
+    scratch = tempfile.mkdtemp(prefix=".worker-")
+    try:
+        yield os.path.join(scratch, os.path.basename(path))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class BestSoFar:
+    """The best value of `monitor` so far, recorded beside its checkpoint.
+
+    The record (`best.json` beside `best.keras`: monitor, value, epoch) is
+    written by the chief after the checkpoint, so a run that is stopped and
+    resumed compares new epochs with the best of the earlier session too,
+    and never replaces a better checkpoint with a worse one.
+    """
+
+    def __init__(self, checkpoint_path, monitor, lower_is_better=True):
+        self.record_path = os.path.splitext(checkpoint_path)[0] + ".json"
+        self.monitor = monitor
+        self.sign = 1.0 if lower_is_better else -1.0
+        self.value = math.inf  # sign * best value; lower is better
+        if os.path.exists(self.record_path) and os.path.exists(checkpoint_path):
+            record = read_json(self.record_path)
+            if record.get("monitor") == monitor:
+                self.value = self.sign * float(record["value"])
+
+    def improves(self, value):
+        return self.sign * float(value) < self.value
+
+    def record(self, value, epoch):
+        self.value = self.sign * float(value)
+        if is_chief():
+            atomic_write_json(self.record_path, {"monitor": self.monitor, "value": float(value), "epoch": epoch + 1})
+
+
+MONITOR_MODES = ("auto", "min", "max")
+
+
+def lower_is_better(monitor, mode="auto"):
+    """Whether smaller values of `monitor` are better: `mode` "min" or "max", or "auto".
+
+    "auto" follows Keras's `ModelCheckpoint`: accuracies and AUCs are
+    maximised, everything else (losses, errors) minimised.
+    """
+    if mode not in MONITOR_MODES:
+        raise ValueError(
+            f"Received an invalid value for argument `mode`, expected one of {MONITOR_MODES}, got {mode!r}."
+        )
+    if mode != "auto":
+        return mode == "min"
+    name = monitor.lower()
+    return not ("acc" in name or "auc" in name or name.startswith("fmeasure"))
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save `last.keras` every epoch and `best.keras` on a new best `monitor`.
+
+    `mode` says which direction is better ("min", "max" or "auto", see
+    `lower_is_better`).
+    """
+
+    def __init__(self, directory, monitor="val_loss", mode="auto"):
+        super().__init__()
+        self.directory = directory
+        self.monitor = monitor
+        self.best = BestSoFar(os.path.join(directory, "best.keras"), monitor, lower_is_better(monitor, mode))
+        self.diverged = False
+
+    def _save(self, name):
+        with chief_writes(os.path.join(self.directory, name)) as temporary:
+            self.model.save(temporary)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.diverged or not all(
+            math.isfinite(float(value)) for value in logs.values() if isinstance(value, (int, float))
+        ):
+            return
+        self._save("last.keras")
+        current = logs.get(self.monitor)
+        if current is not None and self.best.improves(current):
+            self._save("best.keras")
+            self.best.record(current, epoch)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop after a batch whose loss is non-finite or above `factor` times the run's first loss.
+
+    The first loss is the first batch's of the run (kept in the backup, so a
+    resumed run compares with the same value); the loss compared is Keras's
+    running mean over the epoch so far, so one noisy batch does not stop a
+    run. `factor` 0 checks only for NaN and infinity. `message` says where
+    and why training stopped.
+    """
+
+    def __init__(self, checkpoint=None, factor=DIVERGENCE_FACTOR):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.factor = require_divergence_factor(factor)
+        self.reference = None
+        self.message = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _stop(self, message):
+        self.message = message
+        if self.checkpoint is not None:
+            self.checkpoint.diverged = True
+        self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        where = f"at epoch {self._epoch + 1}, batch {batch + 1}"
+        advice = "training stopped. Lower the learning rate or clip gradients harder."
+        if not math.isfinite(loss):
+            self._stop(f"The training loss became {loss} {where}; {advice}")
+        elif self.reference is None:
+            self.reference = loss
+        elif self.factor and self.reference > 0 and loss > self.factor * self.reference:
+            self._stop(
+                f"The training loss diverged {where}: {loss:.6g}, more than divergence_factor={self.factor:g} "
+                f"times its first value {self.reference:.6g}; {advice} (Or raise divergence_factor; 0 turns "
+                "this check off.)"
+            )
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """End training after the current batch once `max_minutes` have passed."""
+
+    def __init__(self, max_minutes):
+        super().__init__()
+        self.max_seconds = None if max_minutes is None else float(max_minutes) * 60.0
+        self.started = None
+        self.exhausted = False
+
+    def on_train_begin(self, logs=None):
+        if self.started is None:  # one budget across the fits of a resumed run
+            self.started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.max_seconds is not None and time.monotonic() - self.started >= self.max_seconds:
+            self.exhausted = True
+            self.model.stop_training = True
+
+
+class ResumableBackup(keras.callbacks.Callback):
+    """Back up weights, optimizer state and the position in training.
+
+    The backup is one directory (`latest/` holding `weights.weights.h5` and
+    `position.json`) replaced atomically, so weights and position always
+    belong together. Nothing is saved after a non-finite loss.
+    """
+
+    def __init__(self, directory, every_batches=None, guard=None, budget=None):
+        super().__init__()
+        if every_batches is not None:
+            require_int("backup_every_batches", every_batches, expected="a positive integer or None")
+        self.directory = directory
+        self.every_batches = every_batches
+        self.guard = guard
+        self.budget = budget
+        self.epoch = 0
+        self.batches_done = 0
+        self.skipped_at_start = 0
+
+    @property
+    def latest(self):
+        return os.path.join(self.directory, "latest")
+
+    def position(self):
+        """The saved `{"epoch", "batch"}` or None when there is no backup."""
+        recover(self.latest)
+        path = os.path.join(self.latest, "position.json")
+        return read_json(path) if os.path.exists(path) else None
+
+    def saved_at(self):
+        """When the backup was written (local time, "%Y-%m-%d %H:%M:%S"), or None without one."""
+        path = os.path.join(self.latest, "position.json")
+        if not os.path.exists(path):
+            return None
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(path)))
+
+    def restore(self):
+        position = self.position()
+        if position is None:
+            return None
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        weights = os.path.join(self.latest, "weights.weights.h5")
+        try:
+            self.model.load_weights(weights)
+        except Exception as error:  # h5py's OSError for a cut file, ValueError for other weights
+            raise UserError(
+                f"Cannot resume from the backup {weights!r}: it does not load into this model "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
+                f"Delete {self.directory!r} to restart training from scratch (the checkpoints stay), "
+                "or choose another --workdir."
+            ) from error
+        guard_path = os.path.join(self.latest, "guard.json")
+        if self.guard is not None and os.path.exists(guard_path):
+            self.guard.reference = read_json(guard_path)["first_loss"]
+        return position
+
+    def _save(self):
+        if self.guard is not None and self.guard.message:
+            return
+        with chief_writes(self.latest) as temporary:
+            os.makedirs(temporary)
+            self.model.save_weights(os.path.join(temporary, "weights.weights.h5"))
+            if self.guard is not None:
+                atomic_write_json(os.path.join(temporary, "guard.json"), {"first_loss": self.guard.reference})
+            atomic_write_json(
+                os.path.join(temporary, "position.json"),
+                {"epoch": self.epoch, "batch": self.batches_done},
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.batches_done = self.skipped_at_start
+        self.skipped_at_start = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_done += 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        if self.every_batches and self.batches_done % self.every_batches == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras ends the epoch early when the time budget stops training: then
+        # the position is mid-epoch, and a resumed run finishes this epoch.
+        if not (self.budget is not None and self.budget.exhausted):
+            self.epoch, self.batches_done = epoch + 1, 0
+        self._save()
+
+    def delete(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
