@@ -20,6 +20,8 @@ import os
 
 from recipes import _cli
 from zoo import config as config_lib
+from zoo import workdir as workdir_lib
+from zoo.distribute import is_chief
 from zoo.errors import UserError
 from zoo.files import atomic_write_text
 from zoo.forecast import evaluate as evaluate_lib
@@ -119,8 +121,12 @@ def command_train(args):
         config = config_lib.load(ForecastConfig, os.path.join(args.workdir, CONFIG_FILE))
     else:
         config = _config_from_arguments(args)
-    train_lib.train(config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
-    metrics = evaluate_lib.evaluate(config, args.workdir, log=print)
+    # One lock for training and the metrics written after it (train takes the same lock again).
+    with workdir_lib.locked(args.workdir, hold=is_chief()):
+        train_lib.train(
+            config, args.workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print
+        )
+        metrics = evaluate_lib.evaluate(config, args.workdir, log=print)
     print(report(metrics))
 
 

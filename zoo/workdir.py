@@ -4,7 +4,8 @@
   run, so a second run on the same directory fails at once with a message
   naming the holder (PID, host, command, start time). The lock is the
   kernel's (`fcntl.flock`): it goes away with the process however it ends,
-  so a killed run never leaves a lock behind. Where the file system refuses
+  so a killed run never leaves a lock behind (a run that ends removes the
+  file; a killed one leaves it unlocked, and the next run takes it). Where the file system refuses
   `flock`, the PID written in the lock file decides instead: a lock whose
   process is gone (on this host) is stale and taken over.
 - `prepare_workdir` writes `config.json` and `inputs.json`, the fingerprints
@@ -76,20 +77,26 @@ def _busy(workdir, record):
     )
 
 
-def _acquire(workdir, path):
-    stream = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open until the run ends
+def _same_file(stream, path):
     try:
-        use_pid = fcntl is None
-        if not use_pid:
-            try:
-                fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise _busy(workdir, _read_record(stream)) from None
-            except OSError as error:
-                if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                    raise
-                use_pid = True
-        if use_pid:
+        return os.path.samestat(os.fstat(stream.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _acquire(workdir, path):
+    while True:
+        stream = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open until the run ends
+        try:
+            flocked = _try_flock(workdir, stream)
+        except BaseException:
+            stream.close()
+            raise
+        if not flocked or _same_file(stream, path):
+            break
+        stream.close()  # the holder released and removed this file after we opened it: open the new one
+    try:
+        if not flocked:
             record = _read_record(stream)
             pid = record.get("pid")
             same_host = record.get("host") == socket.gethostname()
@@ -114,11 +121,27 @@ def _acquire(workdir, path):
         raise
 
 
-def _release(stream, flocked):
+def _try_flock(workdir, stream):
+    """Take the kernel lock on `stream`; False where the system has none (the PID decides then)."""
+    if fcntl is None:
+        return False
     try:
-        if not flocked:  # the PID is the lock: clear it
-            stream.seek(0)
-            stream.truncate()
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(workdir, _read_record(stream)) from None
+    except OSError as error:
+        if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        return False
+    return True
+
+
+def _release(stream, path):
+    # Removed while still held, so nobody can take a lock on a file that is about to go;
+    # one who opened it just before sees it is gone (`_same_file`) and opens a new one.
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
     finally:
         stream.close()  # closing drops the flock
 
@@ -147,7 +170,7 @@ def locked(workdir, hold=True):
     finally:
         _held[key][1] -= 1
         if not _held[key][1]:
-            _release(_held.pop(key)[0], flocked=fcntl is not None)
+            _release(_held.pop(key)[0], os.path.join(workdir, LOCK_FILE))
 
 
 def is_locked_here(workdir):

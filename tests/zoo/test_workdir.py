@@ -59,6 +59,7 @@ def test_the_lock_is_shared_by_nested_calls_and_released_after(tmp_path):
             assert workdir_lib.is_locked_here(directory)
         assert workdir_lib.is_locked_here(directory)
     assert not workdir_lib.is_locked_here(directory)
+    assert not os.path.exists(os.path.join(directory, workdir_lib.LOCK_FILE))  # an ended run leaves no lock file
     probe = subprocess.run(
         [
             sys.executable,

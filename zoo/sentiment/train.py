@@ -20,7 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import callbacks, registry, training
+from zoo import registry, training
+from zoo.callbacks import chief_writes
 from zoo.config import require_int
 from zoo.distribute import is_chief
 from zoo.files import atomic_write_json, read_json
@@ -84,7 +85,7 @@ def fit_text_classifier(
         return keras.saving.load_model(saved, safe_mode=True), result
     if os.path.exists(result["best_checkpoint"]):
         model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
-    with callbacks.chief_writes(os.path.join(workdir, MODEL_FILE)) as temporary:
+    with chief_writes(os.path.join(workdir, MODEL_FILE)) as temporary:
         model.save(temporary)
     return model, result
 
@@ -164,7 +165,7 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, lab
         if is_chief():
             atomic_write_json(summary_path, summaries[-1])
     ensemble = build_ensemble(members, name=f"sentiment_{name.replace('+', '_').replace('-', '_')}")
-    with callbacks.chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
+    with chief_writes(os.path.join(model_dir, MODEL_FILE)) as temporary:
         ensemble.save(temporary)
     summary = {
         "epochs_run": [entry["epochs_run"] for entry in summaries],
