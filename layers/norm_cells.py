@@ -64,15 +64,14 @@ class LayerNormSimpleRNNCell(SimpleRNNCell):
     def __init__(
         self,
         units,
-        activation="tanh",
-        use_bias=True,
+        *,
         layernorm_epsilon=1e-5,
         gamma_initializer="ones",
         gamma_regularizer=None,
         gamma_constraint=None,
         **kwargs,
     ):
-        super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
+        super().__init__(units, **kwargs)
         self.layernorm_epsilon = positive_epsilon("layernorm_epsilon", layernorm_epsilon)
         self.gamma_initializer = resolve("gamma_initializer", initializers.get, gamma_initializer)
         self.gamma_regularizer = resolve("gamma_regularizer", regularizers.get, gamma_regularizer)
@@ -173,30 +172,14 @@ class LayerNormLSTMCell(NormArguments, LSTMCell):
     def __init__(
         self,
         units,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        unit_forget_bias=True,
+        *,
         norm_gamma_initializer="ones",
         norm_beta_initializer="zeros",
         norm_epsilon=1e-3,
         carry_normalized_state=True,
         **kwargs,
     ):
-        super().__init__(
-            units,
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            unit_forget_bias=unit_forget_bias,
-            **kwargs,
-        )
+        super().__init__(units, **kwargs)
         self._set_norm_arguments(norm_gamma_initializer, norm_beta_initializer, norm_epsilon)
         self.carry_normalized_state = bool(carry_normalized_state)
         self.kernel_norm = self.make_norm("kernel_norm")
@@ -282,31 +265,9 @@ class LayerNormGRUCell(NormArguments, GRUCell):
     """
 
     def __init__(
-        self,
-        units,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        reset_after=True,
-        norm_gamma_initializer="ones",
-        norm_beta_initializer="zeros",
-        norm_epsilon=1e-3,
-        **kwargs,
+        self, units, *, norm_gamma_initializer="ones", norm_beta_initializer="zeros", norm_epsilon=1e-3, **kwargs
     ):
-        super().__init__(
-            units,
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            reset_after=reset_after,
-            **kwargs,
-        )
+        super().__init__(units, **kwargs)
         self._set_norm_arguments(norm_gamma_initializer, norm_beta_initializer, norm_epsilon)
         self.kernel_norm = self.make_norm("kernel_norm")
         self.recurrent_norm = self.make_norm("recurrent_norm")

@@ -10,7 +10,10 @@ loss. Here our cells load those weights by name (`layers.migration`) and must
 give the same outputs within 1e-5 and gradients within 1e-4 relative, on each
 backend. Also: Keras 2 `.h5` weight files and Addons' configs load into ours.
 
-`python -m tests.layers.test_addons_fixtures` prints the differences.
+`python -m tests.layers.test_addons_fixtures` prints the differences: ours
+against the recorded numbers (outputs and final states, absolute; gradients,
+relative), and the recorded and our outputs against the NumPy reference in
+float64.
 """
 
 import glob
@@ -23,6 +26,7 @@ import pytest
 
 import layers
 from layers import migration
+from tests.layers import numpy_reference, numpy_variants
 from tests.layers.autodiff import outputs_and_gradients, relative_difference
 from tests.support import to_numpy
 
@@ -57,8 +61,30 @@ def our_cell(case):
     return getattr(layers, case["class_name"])(**arguments)
 
 
+def numpy_step(case):
+    """`(step, options)` of the NumPy reference (`tests.layers.numpy_variants`) for a recorded cell."""
+    arguments = case["arguments"]
+    options = {key: arguments[key] for key in ("activation", "use_bias") if key in arguments}
+    if case["class_name"] == "LayerNormLSTMCell":
+        return numpy_variants.layer_norm_lstm_step, {**options, "epsilon": arguments.get("norm_epsilon", 1e-3)}
+    if case["class_name"] == "LayerNormSimpleRNNCell":
+        epsilon = arguments.get("layernorm_epsilon", 1e-5)
+        return numpy_variants.layer_norm_simple_rnn_step, {**options, "epsilon": epsilon}
+    if case["class_name"] == "PeepholeLSTMCell":
+        return numpy_variants.gated_lstm_step, {**options, "use_peepholes": True}
+    clips = {key: arguments[key] for key in ("cell_clip", "proj_clip") if key in arguments}
+    peepholes = arguments.get("use_peepholes", False)
+    return numpy_variants.gated_lstm_step, {**clips, "use_peepholes": peepholes, "projection": True}
+
+
 def compare_with_fixture(name):
-    """`(max |output difference|, max relative gradient difference)` of our cell against the fixture."""
+    """Differences between our cell, the recorded numbers and the NumPy reference, as a dict.
+
+    `output`: max |ours - recorded| over the output sequence and final
+    states; `gradient`: the largest relative difference of a gradient;
+    `recorded_vs_numpy` and `ours_vs_numpy`: max |output difference| of each
+    against the NumPy reference in float64.
+    """
     fixture = load_fixture(name)
     case = fixture["case"]
     tf1 = case["class_name"] == "tf1.LSTMCell"
@@ -98,11 +124,24 @@ def compare_with_fixture(name):
     expected_gradients += [fixture[f"gradient/initial_state/{k}"] for k in state_order if initial_state]
     expected_gradients += [expected_weight_gradients[name] for name in rnn.cell._weight_names()]
     assert len(outputs) == len(expected_outputs) and len(gradients) == len(expected_gradients)
-    output_difference = max(float(np.max(np.abs(a - b))) for a, b in zip(outputs, expected_outputs))
-    gradient_difference = max(relative_difference(a, b) for a, b in zip(gradients, expected_gradients))
     # The comparison can fail: the recorded numbers are not all zero.
     assert min(np.max(np.abs(g)) for g in expected_gradients) > 1e-3, name
-    return output_difference, gradient_difference
+    step, options = numpy_step(case)
+    states = initial_state or [np.zeros((len(fixture["inputs"]), w)) for w in keras.tree.flatten(rnn.cell.state_size)]
+    sequence, final_states = numpy_reference.run_sequence(
+        step, fixture["inputs"], states, rnn.get_weights(), mask=mask, **options
+    )
+    reference = [sequence[counted], *final_states]
+
+    def largest(first, second):
+        return max(float(np.max(np.abs(a - b))) for a, b in zip(first, second))
+
+    return {
+        "output": largest(outputs, expected_outputs),
+        "gradient": max(relative_difference(a, b) for a, b in zip(gradients, expected_gradients)),
+        "recorded_vs_numpy": largest(expected_outputs, reference),
+        "ours_vs_numpy": largest(outputs, reference),
+    }
 
 
 def test_fixtures_cover_every_addons_cell_and_the_projection_lstm():
@@ -112,9 +151,11 @@ def test_fixtures_cover_every_addons_cell_and_the_projection_lstm():
 
 @pytest.mark.parametrize("name", CASES)
 def test_outputs_states_and_gradients_equal_the_recorded_ones(name):
-    output_difference, gradient_difference = compare_with_fixture(name)
-    assert output_difference <= OUTPUT_TOLERANCE, output_difference
-    assert gradient_difference <= GRADIENT_TOLERANCE, gradient_difference
+    differences = compare_with_fixture(name)
+    assert differences["output"] <= OUTPUT_TOLERANCE, differences
+    assert differences["gradient"] <= GRADIENT_TOLERANCE, differences
+    # The NumPy reference of the variants agrees with Addons (and tf.compat.v1) too.
+    assert differences["recorded_vs_numpy"] <= OUTPUT_TOLERANCE, differences
 
 
 H5_CASES = sorted(os.path.basename(path)[: -len(".h5")] for path in glob.glob(os.path.join(FIXTURES, "*.h5")))
@@ -143,7 +184,9 @@ def test_keras_2_weights_file_loads_with_keras_load_weights(name):
     np.testing.assert_allclose(to_numpy(model(fixture["inputs"])), expected, atol=OUTPUT_TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["layer_norm_lstm_relu_no_bias", "layer_norm_simple_rnn_masked_initial_state"])
+@pytest.mark.parametrize(
+    "name", ["layer_norm_lstm_relu_no_bias", "layer_norm_simple_rnn_masked_initial_state", "peephole_lstm"]
+)
 def test_addons_config_builds_our_cell_with_the_same_arguments(name):
     fixture = load_fixture(name)
     addons_config = fixture["cell_config"]
@@ -178,8 +221,9 @@ def test_loading_names_what_is_missing_or_extra():
 
 
 if __name__ == "__main__":
+    columns = ("output", "gradient", "recorded_vs_numpy", "ours_vs_numpy")
     print(f"keras backend: {keras.backend.backend()}")
-    print(f"{'fixture':45s} {'max |output diff|':>18s} {'max rel grad diff':>18s}")
+    print(f"{'fixture':42s}" + "".join(f"{column:>19s}" for column in columns))
     for name in CASES:
-        output_difference, gradient_difference = compare_with_fixture(name)
-        print(f"{name:45s} {output_difference:18.3e} {gradient_difference:18.3e}")
+        differences = compare_with_fixture(name)
+        print(f"{name:42s}" + "".join(f"{differences[column]:19.3e}" for column in columns))
