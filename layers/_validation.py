@@ -31,3 +31,12 @@ def rate(name, value):
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"Received an invalid value for argument `{name}`, expected a float in [0, 1), got {value!r}.")
     return float(value)
+
+
+def resolve(name, getter, value):
+    """`getter(value)` (e.g. `activations.get`), with errors naming argument `name`."""
+    try:
+        resolved = getter(value)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"Received an invalid value for argument `{name}`: {value!r}. {error}") from error
+    return resolved

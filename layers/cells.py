@@ -14,95 +14,10 @@ import weakref
 import keras
 from keras import activations, constraints, initializers, ops, regularizers
 
-from layers._validation import positive_int, rate
+from layers._call_context import enclosing_rnn_call, jax_draw_would_leak, tensor_usable_here, training_of_current_call
+from layers._validation import positive_int, rate, resolve
 
 PACKAGE = "rnnzoo"
-
-
-def _tensor_usable_here(tensor):
-    """Whether a cached tensor may be used in the current tracing context.
-
-    On TensorFlow a dropout mask drawn while tracing one graph must not leak
-    into another graph (a later trace, or eager execution). A mask drawn in
-    an enclosing graph (the function around a `while_loop` body) is fine: the
-    loop captures it, so every step sees the same mask.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return True
-    import tensorflow as tf
-
-    try:
-        graph = tensor.graph
-    except AttributeError:  # an eager tensor has no graph
-        graph = None
-    if graph is None:
-        return tf.executing_eagerly()
-    if tf.executing_eagerly():
-        return False
-    current = tf.compat.v1.get_default_graph()
-    while current is not None:
-        if current is graph:
-            return True
-        current = getattr(current, "outer_graph", None)
-    return False
-
-
-def _enclosing_rnn_call():
-    """The Keras name scope of the innermost `keras.layers.RNN` call now running.
-
-    `keras.layers.RNN.__call__` opens a fresh name scope object for every call
-    (eager or traced), and the cell's steps run inside it, so the scope's
-    identity tells one sequence from the next even when `RNN` gets an
-    `initial_state` or is stateful (cases where it never calls
-    `get_initial_state`). Returns `None` when the cell is called outside any
-    `RNN`, or when this Keras version keeps its scopes elsewhere.
-    """
-    try:
-        from keras.src.backend.common import global_state
-    except ImportError:  # pragma: no cover - depends on the Keras version
-        return None
-    for scope in reversed(global_state.get_global_attribute("name_scope_stack") or []):
-        if isinstance(getattr(scope, "caller", None), keras.layers.RNN):
-            return scope
-    return None
-
-
-def _training_of_current_call():
-    """The `training` value of the Keras layer call now running, or `None` if unknown.
-
-    `keras.layers.RNN` asks its cell for the initial state inside its call,
-    where Keras has already resolved `training` for the layers it calls.
-    """
-    try:
-        from keras.src.backend.common import global_state
-    except ImportError:  # pragma: no cover - depends on the Keras version
-        return None
-    context = global_state.get_global_attribute("current_call_ctx")
-    return getattr(context, "training", None)
-
-
-def _jax_draw_would_leak(seed_generator):
-    """Whether drawing from `seed_generator` here would leak a JAX tracer.
-
-    A draw advances the generator's state, an assignment that must stay in
-    the trace (jit, grad or eager) holding the state's current value. Inside
-    `lax.scan`, the loop of `keras.layers.RNN` on JAX, a value computed from
-    the state belongs to the loop's own trace instead, and the assignment
-    would carry it out of the loop.
-    """
-    if keras.backend.backend() != "jax":
-        return False
-    state = seed_generator.state.value
-    return getattr(state + 0, "_trace", None) is not getattr(state, "_trace", None)
-
-
-def _resolve(name, getter, value):
-    """`getter(value)` (e.g. `activations.get`), with errors naming argument `name`."""
-    try:
-        resolved = getter(value)
-    except (ValueError, TypeError) as error:
-        raise type(error)(f"Received an invalid value for argument `{name}`: {value!r}. {error}") from error
-    return resolved
 
 
 class _RecurrentCell(keras.layers.Layer):
@@ -137,17 +52,17 @@ class _RecurrentCell(keras.layers.Layer):
         kwargs.pop("implementation", None)
         super().__init__(**kwargs)
         self.units = positive_int("units", units)
-        self.activation = _resolve("activation", activations.get, activation)
+        self.activation = resolve("activation", activations.get, activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = _resolve("kernel_initializer", initializers.get, kernel_initializer)
-        self.recurrent_initializer = _resolve("recurrent_initializer", initializers.get, recurrent_initializer)
-        self.bias_initializer = _resolve("bias_initializer", initializers.get, bias_initializer)
-        self.kernel_regularizer = _resolve("kernel_regularizer", regularizers.get, kernel_regularizer)
-        self.recurrent_regularizer = _resolve("recurrent_regularizer", regularizers.get, recurrent_regularizer)
-        self.bias_regularizer = _resolve("bias_regularizer", regularizers.get, bias_regularizer)
-        self.kernel_constraint = _resolve("kernel_constraint", constraints.get, kernel_constraint)
-        self.recurrent_constraint = _resolve("recurrent_constraint", constraints.get, recurrent_constraint)
-        self.bias_constraint = _resolve("bias_constraint", constraints.get, bias_constraint)
+        self.kernel_initializer = resolve("kernel_initializer", initializers.get, kernel_initializer)
+        self.recurrent_initializer = resolve("recurrent_initializer", initializers.get, recurrent_initializer)
+        self.bias_initializer = resolve("bias_initializer", initializers.get, bias_initializer)
+        self.kernel_regularizer = resolve("kernel_regularizer", regularizers.get, kernel_regularizer)
+        self.recurrent_regularizer = resolve("recurrent_regularizer", regularizers.get, recurrent_regularizer)
+        self.bias_regularizer = resolve("bias_regularizer", regularizers.get, bias_regularizer)
+        self.kernel_constraint = resolve("kernel_constraint", constraints.get, kernel_constraint)
+        self.recurrent_constraint = resolve("recurrent_constraint", constraints.get, recurrent_constraint)
+        self.bias_constraint = resolve("bias_constraint", constraints.get, bias_constraint)
         self.dropout = rate("dropout", dropout)
         self.recurrent_dropout = rate("recurrent_dropout", recurrent_dropout)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -187,7 +102,7 @@ class _RecurrentCell(keras.layers.Layer):
             constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width),
+            shape=(self._recurrent_units, width),
             name="recurrent_kernel",
             initializer=self.recurrent_initializer,
             regularizer=self.recurrent_regularizer,
@@ -218,15 +133,24 @@ class _RecurrentCell(keras.layers.Layer):
             raise ValueError(
                 f"Received weights of shapes {received} for argument `weights` "
                 f"of {type(self).__name__} `{self.name}`, expected shapes "
-                f"{expected} ([kernel, recurrent_kernel"
-                f"{', bias' if self.use_bias else ''}]){self._layout_hint()}."
+                f"{expected} ([{', '.join(self._weight_names())}]){self._layout_hint()}."
             )
         super().set_weights(weights)
 
     def _layout_hint(self):
         return ""
 
+    def _weight_names(self):
+        """Names of `self.weights` below the cell, in order: `kernel`, ..., `kernel_norm/gamma`."""
+        marker = f"{self.name}/"
+        return [w.path[w.path.rindex(marker) + len(marker) :] if marker in w.path else w.name for w in self.weights]
+
     # ------------------------------------------------------------------ states
+    @property
+    def _recurrent_units(self):
+        """Width of the state fed back through `recurrent_kernel` (and of its dropout mask)."""
+        return self.units
+
     @property
     def state_size(self):
         return self.units
@@ -236,9 +160,9 @@ class _RecurrentCell(keras.layers.Layer):
         # its dropout masks are drawn now, before the loop over its steps (on
         # JAX the loop is a `lax.scan`, where no new random numbers can be
         # drawn); called directly, the next training step draws them.
-        if _enclosing_rnn_call() is None:
+        if enclosing_rnn_call() is None:
             self.reset_dropout_masks()
-        elif _training_of_current_call() is not False:
+        elif training_of_current_call() is not False:
             self.draw_dropout_masks(batch_size)
         sizes = self.state_size if isinstance(self.state_size, (list, tuple)) else [self.state_size]
         return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in sizes]
@@ -281,7 +205,7 @@ class _RecurrentCell(keras.layers.Layer):
         not `RNN` asked this cell for its initial state. Outside any `RNN` the
         masks stay until `reset_dropout_masks()` or `get_initial_state()`.
         """
-        scope = _enclosing_rnn_call()
+        scope = enclosing_rnn_call()
         owner = getattr(self, "_mask_owner", None)
         current = owner() if owner is not None else None
         if current is not scope or (owner is not None and current is None):
@@ -291,11 +215,11 @@ class _RecurrentCell(keras.layers.Layer):
 
     def _cached_mask(self, attribute, batch_size, width, dropout_rate, in_step=False):
         mask = getattr(self, attribute)
-        if mask is not None and _tensor_usable_here(mask):
+        if mask is not None and tensor_usable_here(mask):
             static_batch = batch_size if isinstance(batch_size, int) else None
             if mask.shape[0] is None or static_batch is None or mask.shape[0] == static_batch:
                 return mask
-        if in_step and _enclosing_rnn_call() is not None and _jax_draw_would_leak(self.seed_generator):
+        if in_step and enclosing_rnn_call() is not None and jax_draw_would_leak(self.seed_generator):
             raise ValueError(
                 f"{type(self).__name__} `{self.name}` with `dropout` or "
                 "`recurrent_dropout` cannot draw its dropout masks inside the "
@@ -326,7 +250,9 @@ class _RecurrentCell(keras.layers.Layer):
         if self.dropout > 0.0 and self.built:
             input_mask = self._cached_mask("_input_mask", batch_size, self.kernel.shape[0], self.dropout)
         if self.recurrent_dropout > 0.0:
-            recurrent_mask = self._cached_mask("_recurrent_mask", batch_size, self.units, self.recurrent_dropout)
+            recurrent_mask = self._cached_mask(
+                "_recurrent_mask", batch_size, self._recurrent_units, self.recurrent_dropout
+            )
         return input_mask, recurrent_mask
 
     def dropout_masks(self, inputs, h_tm1, training=False):
@@ -349,7 +275,7 @@ class _RecurrentCell(keras.layers.Layer):
             input_mask = self._cached_mask("_input_mask", batch_size, inputs.shape[-1], self.dropout, in_step=True)
         if self.recurrent_dropout > 0.0:
             recurrent_mask = self._cached_mask(
-                "_recurrent_mask", batch_size, self.units, self.recurrent_dropout, in_step=True
+                "_recurrent_mask", batch_size, self._recurrent_units, self.recurrent_dropout, in_step=True
             )
         return input_mask, recurrent_mask
 
@@ -523,6 +449,7 @@ class LSTMCell(_RecurrentCell):
     """
 
     _gate_count = 4
+    _forget_block = 1  # the forget gate's block in the gate order
 
     def __init__(
         self,
@@ -545,7 +472,7 @@ class LSTMCell(_RecurrentCell):
             bias_initializer=bias_initializer,
             **kwargs,
         )
-        self.recurrent_activation = _resolve("recurrent_activation", activations.get, recurrent_activation)
+        self.recurrent_activation = resolve("recurrent_activation", activations.get, recurrent_activation)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     @property
@@ -556,15 +483,13 @@ class LSTMCell(_RecurrentCell):
         if not self.unit_forget_bias:
             return self.bias_initializer
         units, base = self.units, self.bias_initializer
+        before, after = self._forget_block, self._gate_count - self._forget_block - 1
 
         def forget_bias_initializer(shape, dtype=None):
-            return ops.concatenate(
-                [
-                    base((units,), dtype=dtype),
-                    ops.ones((units,), dtype=dtype),
-                    base((2 * units,), dtype=dtype),
-                ]
-            )
+            blocks = [base((before * units,), dtype=dtype)] if before else []
+            blocks.append(ops.ones((units,), dtype=dtype))
+            blocks += [base((after * units,), dtype=dtype)] if after else []
+            return ops.concatenate(blocks)
 
         return forget_bias_initializer
 
@@ -575,13 +500,17 @@ class LSTMCell(_RecurrentCell):
         z = ops.matmul(inputs, self.kernel) + ops.matmul(h_tm1, self.recurrent_kernel)
         if self.use_bias:
             z = z + self.bias
+        c, o = self._carry_and_output(z, c_tm1)
+        h = o * self.activation(c)
+        return h, [h, c]
+
+    def _carry_and_output(self, z, c_tm1):
+        """The new cell state and the output gate from the gates' pre-activations `z`."""
         z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)
         c = f * c_tm1 + i * self.activation(z_c)
-        o = self.recurrent_activation(z_o)
-        h = o * self.activation(c)
-        return h, [h, c]
+        return c, self.recurrent_activation(z_o)
 
     def get_config(self):
         config = {
@@ -672,7 +601,7 @@ class GRUCell(_RecurrentCell):
             bias_initializer=bias_initializer,
             **kwargs,
         )
-        self.recurrent_activation = _resolve("recurrent_activation", activations.get, recurrent_activation)
+        self.recurrent_activation = resolve("recurrent_activation", activations.get, recurrent_activation)
         self.reset_after = bool(reset_after)
 
     def _bias_shape(self):

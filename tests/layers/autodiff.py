@@ -14,15 +14,12 @@ def _projection(shape, index, seed):
     return np.random.default_rng([seed, index]).normal(size=shape).astype("float32")
 
 
-def _loss(outputs, seed):
+def _loss(outputs, seed, projections=None):
+    if projections is None:
+        projections = [_projection(tuple(output.shape), index, seed) for index, output in enumerate(outputs)]
     return sum(
-        keras.ops.sum(
-            keras.ops.multiply(
-                keras.ops.cast(output, "float32"),
-                keras.ops.convert_to_tensor(_projection(tuple(output.shape), index, seed)),
-            )
-        )
-        for index, output in enumerate(outputs)
+        keras.ops.sum(keras.ops.multiply(keras.ops.cast(output, "float32"), keras.ops.convert_to_tensor(projection)))
+        for output, projection in zip(outputs, projections)
     )
 
 
@@ -30,15 +27,16 @@ def _flat_outputs(result):
     return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
-def outputs_and_gradients(network, call, arrays, seed=0):
+def outputs_and_gradients(network, call, arrays, seed=0, projections=None):
     """`(outputs, gradients)` of `call(*tensors)`, all as NumPy arrays.
 
     `arrays` are the differentiated inputs (sequences, initial states) as
     NumPy arrays; `call` turns their backend tensors into the network's
     output(s). The loss is `sum(output * P)` over the outputs, with fixed
-    random `P`; `gradients` lists its gradients with respect to `arrays`,
-    then to `network.trainable_weights` in order (zeros where a tensor does
-    not reach the loss).
+    random `P` (or the arrays `projections`, one per output); `gradients`
+    lists its gradients with respect to `arrays`, then to
+    `network.trainable_weights` in order (zeros where a tensor does not
+    reach the loss).
     """
     backend = keras.backend.backend()
     weights = list(network.trainable_weights)
@@ -49,7 +47,7 @@ def outputs_and_gradients(network, call, arrays, seed=0):
         with tf.GradientTape() as tape:
             tape.watch(tensors)
             outputs = _flat_outputs(call(*tensors))
-            loss = _loss(outputs, seed)
+            loss = _loss(outputs, seed, projections)
         sources = tensors + weights
         gradients = tape.gradient(loss, sources)
     elif backend == "jax":
@@ -58,7 +56,7 @@ def outputs_and_gradients(network, call, arrays, seed=0):
         def loss_of(weight_values, tensors):
             with keras.StatelessScope(state_mapping=list(zip(weights, weight_values))):
                 outputs = _flat_outputs(call(*tensors))
-            return _loss(outputs, seed), outputs
+            return _loss(outputs, seed, projections), outputs
 
         grad = jax.grad(loss_of, argnums=(0, 1), has_aux=True)
         (weight_gradients, tensor_gradients), outputs = grad(
@@ -72,7 +70,7 @@ def outputs_and_gradients(network, call, arrays, seed=0):
         tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
         outputs = _flat_outputs(call(*tensors))
         sources = tensors + [w.value for w in weights]
-        gradients = torch.autograd.grad(_loss(outputs, seed), sources, allow_unused=True)
+        gradients = torch.autograd.grad(_loss(outputs, seed, projections), sources, allow_unused=True)
     else:  # pragma: no cover - a backend this project does not test
         raise ValueError(f"Received KERAS_BACKEND={backend!r}, expected tensorflow, jax or torch.")
     gradients = [

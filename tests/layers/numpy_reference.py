@@ -136,6 +136,15 @@ def gru_step(
     return h_new, [h_new]
 
 
+def padding_mask(batch, timesteps, padding):
+    """A mask with rows 1 and 2 padded by 2 and 4 steps, on the `"left"` or the `"right"`; `None` for no padding."""
+    if not padding:
+        return None
+    mask = np.ones((batch, timesteps), bool)
+    mask[1, :2] = mask[2, :4] = False
+    return mask if padding == "left" else mask[:, ::-1].copy()
+
+
 def run_sequence(
     step, sequences, initial_states, weights, return_sequences=True, go_backwards=False, mask=None, **step_options
 ):

@@ -142,13 +142,8 @@ def test_sequences_match_numpy_reference(kind, setting):
     if setting.pop("initial_state", False):
         states = [rng.normal(size=(batch, UNITS)).astype("float32") for _ in states]
         arguments["initial_state"] = states
-    mask = None
-    padding = setting.pop("mask", None)
-    if padding:
-        mask = np.ones((batch, timesteps), bool)
-        mask[1, :2] = mask[2, :4] = False  # left padding
-        if padding == "right":
-            mask = mask[:, ::-1].copy()
+    mask = reference.padding_mask(batch, timesteps, setting.pop("mask", None))
+    if mask is not None:
         arguments["mask"] = mask
     assert not setting, f"unused setting keys {setting}"
     outputs = to_numpy(rnn(sequences, **arguments))
