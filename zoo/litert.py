@@ -147,48 +147,43 @@ class _ConstantCell:
         return type(self._cell).step(self, inputs, states, None)
 
 
-class InferenceGraph(tf.Module):
-    """A task's network rebuilt for conversion from a trained model's layers, weights as constants.
+def embedding(layer, ids):
+    """A `keras.layers.Embedding`'s output, its table a constant."""
+    return tf.gather(constant(layer.embeddings), ids)
 
-    Subclasses define a `tf.function` with a static-batch input signature
-    that calls `embedding`, `dense` and `recurrent` for the layers with
-    weights, and weightless Keras layers (pooling, softmax, the forecasters'
-    re-centring) as they are.
+
+def dense(layer, inputs):
+    """A `keras.layers.Dense`'s output, its weights constants."""
+    outputs = tf.tensordot(inputs, constant(layer.kernel), axes=1)
+    if layer.use_bias:
+        outputs = outputs + constant(layer.bias)
+    return layer.activation(outputs) if layer.activation is not None else outputs
+
+
+def recurrent(layer, inputs, lengths=None):
+    """What `layer` returns for `inputs` (batch-major, static batch size), as a graph the converter takes.
+
+    `layer` is one of our sequence layers (`layers.LSTM`, `GRU`,
+    `SimpleRNN`) or a `keras.layers.Bidirectional` of one, starting from
+    zero states. `lengths` (int32, `(batch,)`), if given, is the number of
+    valid steps of each row, the rest being padding on the right: the
+    result then equals the Keras layer's under the mask `step < length` at
+    every valid step (and for `return_sequences=False`).
     """
-
-    def embedding(self, layer, ids):
-        return tf.gather(constant(layer.embeddings), ids)
-
-    def dense(self, layer, inputs):
-        outputs = tf.tensordot(inputs, constant(layer.kernel), axes=1)
-        if layer.use_bias:
-            outputs = outputs + constant(layer.bias)
-        return layer.activation(outputs) if layer.activation is not None else outputs
-
-    def recurrent(self, layer, inputs, lengths=None):
-        """What `layer` returns for `inputs` (batch-major, static batch size), without its mask.
-
-        `layer` is one of our sequence layers (`layers.LSTM`, `GRU`,
-        `SimpleRNN`) or a `keras.layers.Bidirectional` of one, starting from
-        zero states. `lengths` (int32, `(batch,)`), if given, is the number
-        of valid steps of each row, the rest being padding on the right: the
-        result then equals the Keras layer's under the mask `step < length`
-        at every valid step (and for `return_sequences=False`).
-        """
-        if isinstance(layer, keras.layers.Bidirectional):
-            if layer.merge_mode not in _MERGE:
-                raise ValueError(f"Bidirectional merge_mode {layer.merge_mode!r} is not supported; expected concat.")
-            forward = _direction(layer.forward_layer, inputs, lengths, backwards=False)
-            backward = _direction(layer.backward_layer, inputs, lengths, backwards=True)
-            if layer.return_sequences:
-                backward = _reverse(backward, lengths)
-            else:
-                forward, backward = _last(forward, lengths), _last(backward, lengths)
-            return _MERGE[layer.merge_mode](forward, backward)
-        if layer.go_backwards:
-            raise ValueError(f"Layer {layer.name!r}: go_backwards outside Bidirectional is not supported.")
-        outputs = _direction(layer, inputs, lengths, backwards=False)
-        return outputs if layer.return_sequences else _last(outputs, lengths)
+    if isinstance(layer, keras.layers.Bidirectional):
+        if layer.merge_mode not in _MERGE:
+            raise ValueError(f"Bidirectional merge_mode {layer.merge_mode!r} is not supported; expected concat.")
+        forward = _direction(layer.forward_layer, inputs, lengths, backwards=False)
+        backward = _direction(layer.backward_layer, inputs, lengths, backwards=True)
+        if layer.return_sequences:
+            backward = _reverse(backward, lengths)
+        else:
+            forward, backward = _last(forward, lengths), _last(backward, lengths)
+        return _MERGE[layer.merge_mode](forward, backward)
+    if layer.go_backwards:
+        raise ValueError(f"Layer {layer.name!r}: go_backwards outside Bidirectional is not supported.")
+    outputs = _direction(layer, inputs, lengths, backwards=False)
+    return outputs if layer.return_sequences else _last(outputs, lengths)
 
 
 def _direction(layer, inputs, lengths, backwards):
@@ -243,12 +238,15 @@ def _missing_litert():
     )
 
 
-def convert(graph, function):
-    """`function` (a `tf.function` with an input signature, on `graph`) as `.tflite` bytes, builtin ops only.
+def convert(serve, input_signature):
+    """`serve` (a function of tensors built with `embedding`, `dense`, `recurrent` and weightless Keras layers,
+    returning a dict of outputs) as `.tflite` bytes with builtin ops only, signature `serving_default`.
 
     Returns (bytes, how many fused LSTM ops they should hold).
     """
-    concrete = function.get_concrete_function()
+    graph = tf.Module()
+    graph.serve = tf.function(serve, input_signature=input_signature, autograph=False)
+    concrete = graph.serve.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], graph)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert(), fused_lstm_calls(concrete)
@@ -362,16 +360,28 @@ def interpreter(model):
 
 def run(model, inputs):
     """Outputs (dict of arrays) of the model's `serving_default` signature on `inputs` (dict of arrays)."""
-    runner = interpreter(model).get_signature_runner(SIGNATURE)
-    return {name: np.array(value) for name, value in runner(**inputs).items()}
+    return next(run_each(model, [inputs]))
+
+
+def run_each(model, batches):
+    """The model's outputs for each input dict of `batches`, every call from zero states.
+
+    The fused LSTM op keeps its states in variable tensors from one call to
+    the next (the converter requires them to be variables), so they are
+    reset before every call, as every user of the model must do.
+    """
+    model_interpreter = interpreter(model)
+    model_interpreter.allocate_tensors()
+    runner = model_interpreter.get_signature_runner(SIGNATURE)
+    for inputs in batches:
+        model_interpreter.reset_all_variables()
+        yield {name: np.array(value) for name, value in runner(**inputs).items()}
 
 
 def compare(model, batches, expected, scale):
     """Largest difference, over `scale(expected)`, between the model's outputs on `batches` and `expected`."""
-    runner = interpreter(model).get_signature_runner(SIGNATURE)
     worst = 0.0
-    for inputs, wanted in zip(batches, expected):
-        got = runner(**inputs)
+    for got, wanted in zip(run_each(model, batches), expected):
         for name, value in wanted.items():
             if got[name].shape != np.shape(value):
                 raise RuntimeError(f"The .tflite output {name!r} has shape {got[name].shape}; expected {np.shape(value)}.")
@@ -388,8 +398,8 @@ def relative_to_magnitude(value):
     return max(1.0, float(np.max(np.abs(value))))
 
 
-def export(path, graph, function, *, metadata, batches, expected, tolerance=1e-5, scale=absolute):
-    """Convert, check and write `graph`'s `function` to the `.tflite` file `path`, atomically.
+def export(path, serve, input_signature, *, metadata, batches, expected, tolerance=1e-5, scale=absolute):
+    """Convert (see `convert`), check and write `serve` to the `.tflite` file `path`, atomically.
 
     The converted model must hold builtin ops only and one fused LSTM op per
     LSTM direction traced; the file written beside `path` is then run by
@@ -402,7 +412,7 @@ def export(path, graph, function, *, metadata, batches, expected, tolerance=1e-5
         raise UserError("Received an empty value for the export path; expected a .tflite file path.")
     if os.path.isdir(path):
         raise UserIsADirectoryError(f"Received the export path {path!r}, which is a directory; expected a .tflite file.")
-    converted, fused_lstms = convert(graph, function)
+    converted, fused_lstms = convert(serve, input_signature)
     model_bytes = finish(converted, metadata)
     counts = operators(model_bytes)
     check_operators(counts, fused_lstms)
