@@ -117,49 +117,6 @@ def _last(sequences, lengths):
     return tf.where((lengths > 0)[:, None], last, tf.zeros_like(last))
 
 
-def constant(variable):
-    """A Keras variable's current value as a graph constant.
-
-    The converter freezes plain `tf.Variable`s but leaves Keras 3 variables
-    as resource variables that nothing initialises in the `.tflite`, so the
-    rebuilt graphs read weights through this.
-    """
-    with tf.init_scope():  # read eagerly while a graph is traced
-        value = keras.ops.convert_to_numpy(variable)
-    return tf.constant(value)
-
-
-class _ConstantCell:
-    """Reads as `cell` does, with its weights as constants, so that the cell's own `step` can run in the graph."""
-
-    def __init__(self, cell):
-        self._cell = cell
-        self._weights = {"kernel": constant(cell.kernel), "recurrent_kernel": constant(cell.recurrent_kernel)}
-        if cell.use_bias:
-            self._weights["bias"] = constant(cell.bias)
-
-    def __getattr__(self, name):
-        if name in self._weights:
-            return self._weights[name]
-        return getattr(self._cell, name)
-
-    def step(self, inputs, states):
-        return type(self._cell).step(self, inputs, states, None)
-
-
-def embedding(layer, ids):
-    """A `keras.layers.Embedding`'s output, its table a constant."""
-    return tf.gather(constant(layer.embeddings), ids)
-
-
-def dense(layer, inputs):
-    """A `keras.layers.Dense`'s output, its weights constants."""
-    outputs = tf.tensordot(inputs, constant(layer.kernel), axes=1)
-    if layer.use_bias:
-        outputs = outputs + constant(layer.bias)
-    return layer.activation(outputs) if layer.activation is not None else outputs
-
-
 def recurrent(layer, inputs, lengths=None):
     """What `layer` returns for `inputs` (batch-major, static batch size), as a graph the converter takes.
 
@@ -200,7 +157,7 @@ def _direction(layer, inputs, lengths, backwards):
         raise ValueError("The inputs need a static batch size (the fused LSTM kernel requires one).")
     if _fusable(cell):
         zeros = tf.zeros([batch, cell.units], inputs.dtype)
-        bias = constant(cell.bias) if cell.use_bias else tf.zeros([4 * cell.units], inputs.dtype)
+        bias = tf.convert_to_tensor(cell.bias) if cell.use_bias else tf.zeros([4 * cell.units], inputs.dtype)
         composite = tf.function(
             _keras_lstm,
             autograph=False,
@@ -210,13 +167,12 @@ def _direction(layer, inputs, lengths, backwards):
                 "go_backwards": False,
             },
         )
-        _, outputs, _, _, _ = composite(
-            inputs, zeros, zeros, constant(cell.kernel), constant(cell.recurrent_kernel), bias
-        )
+        kernel, recurrent_kernel = tf.convert_to_tensor(cell.kernel), tf.convert_to_tensor(cell.recurrent_kernel)
+        _, outputs, _, _, _ = composite(inputs, zeros, zeros, kernel, recurrent_kernel, bias)
         return outputs
     sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
     states = [tf.zeros([batch, size], inputs.dtype) for size in sizes]
-    outputs, _ = _scan(_ConstantCell(cell).step, tf.transpose(inputs, (1, 0, 2)), states)
+    outputs, _ = _scan(lambda x, states: cell.step(x, states, None), tf.transpose(inputs, (1, 0, 2)), states)
     return tf.transpose(outputs, (1, 0, 2))
 
 
@@ -238,14 +194,24 @@ def _missing_litert():
     )
 
 
-def convert(serve, input_signature):
-    """`serve` (a function of tensors built with `embedding`, `dense`, `recurrent` and weightless Keras layers,
-    returning a dict of outputs) as `.tflite` bytes with builtin ops only, signature `serving_default`.
+def convert(serve, input_signature, weights):
+    """`serve` as `.tflite` bytes with builtin ops only, signature `serving_default`.
 
-    Returns (bytes, how many fused LSTM ops they should hold).
+    `serve` maps tensors of `input_signature` to a dict of outputs, calling
+    Keras layers and `recurrent` for recurrent ones. `weights` (Keras
+    variables, such as a model's `weights`) are read as constants while it
+    is traced: the converter would keep Keras 3 variables as resource
+    variables that nothing initialises in the `.tflite`. Returns (bytes, how
+    many fused LSTM ops they should hold).
     """
+    values = [(variable, keras.ops.convert_to_numpy(variable)) for variable in weights]
+
+    def frozen(*inputs):
+        with keras.StatelessScope(state_mapping=[(variable, tf.constant(value)) for variable, value in values]):
+            return serve(*inputs)
+
     graph = tf.Module()
-    graph.serve = tf.function(serve, input_signature=input_signature, autograph=False)
+    graph.serve = tf.function(frozen, input_signature=input_signature, autograph=False)
     concrete = graph.serve.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], graph)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -337,6 +303,8 @@ def check_operators(counts, fused_lstms):
     custom = sorted(name for name in counts if name.startswith(_CUSTOM))
     if custom:
         raise RuntimeError(f"The converted model holds custom or Flex ops {custom}; expected builtin ops only.")
+    if counts.get("READ_VARIABLE"):
+        raise RuntimeError("The converted model reads variables; expected every weight frozen as a constant.")
     if counts.get(FUSED_LSTM, 0) != fused_lstms:
         raise RuntimeError(
             f"The converted model holds {counts.get(FUSED_LSTM, 0)} {FUSED_LSTM} ops; expected {fused_lstms} "
@@ -398,7 +366,7 @@ def relative_to_magnitude(value):
     return max(1.0, float(np.max(np.abs(value))))
 
 
-def export(path, serve, input_signature, *, metadata, batches, expected, tolerance=1e-5, scale=absolute):
+def export(path, serve, input_signature, weights, *, metadata, batches, expected, tolerance=1e-5, scale=absolute):
     """Convert (see `convert`), check and write `serve` to the `.tflite` file `path`, atomically.
 
     The converted model must hold builtin ops only and one fused LSTM op per
@@ -412,7 +380,7 @@ def export(path, serve, input_signature, *, metadata, batches, expected, toleran
         raise UserError("Received an empty value for the export path; expected a .tflite file path.")
     if os.path.isdir(path):
         raise UserIsADirectoryError(f"Received the export path {path!r}, which is a directory; expected a .tflite file.")
-    converted, fused_lstms = convert(serve, input_signature)
+    converted, fused_lstms = convert(serve, input_signature, weights)
     model_bytes = finish(converted, metadata)
     counts = operators(model_bytes)
     check_operators(counts, fused_lstms)

@@ -122,10 +122,10 @@ def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None
     )
 
     def serve(character_ids):
-        hidden = litert.embedding(embedding, character_ids)
+        hidden = embedding(character_ids)
         for layer in recurrent_layers:
             hidden = litert.recurrent(layer, hidden)
-        return {"log_probs": tf.nn.log_softmax(litert.dense(logits, hidden))}
+        return {"log_probs": tf.nn.log_softmax(logits(hidden))}
 
     metadata = {
         "task": "char_lm",
@@ -137,6 +137,7 @@ def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None
         path or os.path.join(workdir, LITERT_FILE),
         serve,
         [tf.TensorSpec([batch_size, None], tf.int32, name="character_ids")],
+        model.weights,
         metadata=metadata,
         batches=[{"character_ids": batch} for batch in batches],
         expected=expected,
