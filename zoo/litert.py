@@ -352,7 +352,9 @@ def compare(model, batches, expected, scale):
     for got, wanted in zip(run_each(model, batches), expected):
         for name, value in wanted.items():
             if got[name].shape != np.shape(value):
-                raise RuntimeError(f"The .tflite output {name!r} has shape {got[name].shape}; expected {np.shape(value)}.")
+                raise RuntimeError(
+                    f"The .tflite output {name!r} has shape {got[name].shape}; expected {np.shape(value)}."
+                )
             worst = max(worst, float(np.max(np.abs(got[name] - value))) / scale(value))
     return worst
 
@@ -379,7 +381,9 @@ def export(path, serve, input_signature, weights, *, metadata, batches, expected
     if not path:
         raise UserError("Received an empty value for the export path; expected a .tflite file path.")
     if os.path.isdir(path):
-        raise UserIsADirectoryError(f"Received the export path {path!r}, which is a directory; expected a .tflite file.")
+        raise UserIsADirectoryError(
+            f"Received the export path {path!r}, which is a directory; expected a .tflite file."
+        )
     converted, fused_lstms = convert(serve, input_signature, weights)
     model_bytes = finish(converted, metadata)
     counts = operators(model_bytes)
