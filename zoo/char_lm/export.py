@@ -97,9 +97,11 @@ def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None
     whole sequence is read at once; `time` may vary from call to call).
     Id `i` is `characters[i]` of the model's metadata (`litert.metadata`),
     id 0 any character unseen in training. Before it replaces an earlier
-    file, the written model must equal the Keras model to 1e-5 on the first
-    `CHECK_ROWS` validation sequences of `seq_len` characters. Returns the
-    report of `litert.export`.
+    file, the written model must equal the Keras model to 1e-5 (relative
+    beyond magnitude 1, see `litert.compare`) on the first `CHECK_ROWS`
+    validation sequences of `seq_len` characters. The fused LSTM op keeps
+    its states between calls: reset them (`reset_all_variables()`) before
+    each call. Returns the report of `litert.export`.
     """
     require_int("batch_size", batch_size, minimum=1)
     config, vocabulary, model = load_run(workdir, which)

@@ -113,7 +113,7 @@ def export_litert(config, workdir, name, path=None, *, series=None, batch_size=1
     [batch_size, window, features]) -> {forecast: float32[batch_size,
     horizon]}`, normalisation included. Before it replaces an earlier file,
     the written model must give the trained model's forecasts on every
-    validation window, to 1e-5 of the series' magnitude (max(1, |forecast|)).
+    validation window, to 1e-5 (relative beyond magnitude 1, see `litert.compare`).
     Returns the report of `litert.export` (path `WORKDIR/export/NAME.tflite`
     by default).
     """
@@ -153,5 +153,4 @@ def export_litert(config, workdir, name, path=None, *, series=None, batch_size=1
         metadata=metadata,
         batches=[{"window": batch} for batch in window_batches],
         expected=[{"forecast": batch} for batch in forecast_batches],
-        scale=litert.relative_to_magnitude,
     )
