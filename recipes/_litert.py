@@ -34,7 +34,9 @@ def batch_size(args):
 def summary(report):
     """One line: where the `.tflite` went, its size, its operators and how closely it matched."""
     operators = ", ".join(f"{name} x{count}" for name, count in report["operators"].items())
+    clipped = report.get("max_difference_with_converter_cell_clip")
+    clip_note = "" if clipped is None else f", {clipped:.2g} with the converter's cell clip of 10"
     return (
         f"exported LiteRT model to {report['path']} ({report['bytes']} bytes; largest difference from the Keras "
-        f"model {report['max_difference']:.2g}); operators: {operators}"
+        f"model {report['max_difference']:.2g}{clip_note}); operators: {operators}"
     )
