@@ -4,10 +4,11 @@ Converting a Keras 3 recurrent layer as it is gives a `WHILE` loop (often
 with Flex ops) instead of the fused `UNIDIRECTIONAL_SEQUENCE_LSTM` kernel
 that tf.keras 2 produced (tensorflow/tensorflow#73254, now
 google-ai-edge/LiteRT#41), and `TFLiteConverter.from_keras_model` breaks
-under Keras 3 (keras-team/keras#18430). So a task's export module
-(`InferenceGraph` subclass) calls the trained model's feed-forward layers
-as they are and replaces each recurrent layer by `InferenceGraph.recurrent`,
-a pure-TensorFlow computation from the layer's weights:
+under Keras 3 (keras-team/keras#18430). So a task's export writes a
+`serve` function that calls the trained model's other layers as they are
+and replaces each recurrent layer by `recurrent`, a pure-TensorFlow
+computation from the layer's weights; `convert` traces it with every
+weight read as a constant:
 
 - an LSTM with tanh and sigmoid activations becomes a `tf.function` in the
   form the converter fuses into `UNIDIRECTIONAL_SEQUENCE_LSTM`: attribute
@@ -26,10 +27,14 @@ a pure-TensorFlow computation from the layer's weights:
 
 The converter sets the fused kernel's cell clip to 10 (cell states beyond
 +-10 are clipped, which Keras never does); `finish` sets it to 0 (no clip)
-so that the `.tflite` computes what the Keras model computes. Every export
-is checked: no custom or Flex op, one fused op per LSTM direction, and the
-written file, run by LiteRT's interpreter (`ai-edge-litert`), must match
-the Keras model on check data before it replaces an earlier file.
+so that the `.tflite` computes what the Keras model computes. The fused
+kernel keeps h and c in variable tensors from one call to the next (the
+converter accepts only constant initial states, which it makes variables):
+a caller resets them (`reset_all_variables()`) before each independent
+input, as `run_each` does. Every export is checked: no custom or Flex op,
+no variable left, one fused op per LSTM direction, and the written file,
+run by LiteRT's interpreter (`ai-edge-litert`), must match the Keras model
+on check data before it replaces an earlier file.
 """
 
 import collections
