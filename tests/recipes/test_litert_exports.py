@@ -13,7 +13,7 @@ from tests.recipes.test_char_lm import TINY as CHAR_LM_TINY
 from tests.recipes.test_char_lm import _sets, _words_text
 from tests.recipes.test_forecast import TINY as FORECAST_TINY
 from tests.recipes.test_forecast import write_series
-from tests.recipes.test_sentiment import NEGATIVE, POSITIVE, TINY_SETTINGS
+from tests.recipes.test_sentiment import NEGATIVE, POSITIVE, TINY_SETTINGS, class_files  # noqa: F401
 from zoo import litert, registry
 from zoo.char_lm import data as char_data
 from zoo.char_lm.evaluate import load_run
@@ -131,15 +131,11 @@ def test_forecast_litert_equals_keras_on_validation_windows(forecast_run, name, 
 
 
 @pytest.fixture(scope="module")
-def sentiment_run(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("sentiment")
-    paths = {}
-    for label, sentences in (("pos", POSITIVE), ("neg", NEGATIVE)):
-        paths[label] = directory / f"{label}.txt"
-        paths[label].write_text("\n".join(sentences * 4) + "\n", encoding="utf-8")
-    files = ["--class-file", f"pos={paths['pos']}", "--class-file", f"neg={paths['neg']}"]
-    workdir = str(directory / "run")
-    assert sentiment.main(["train", "--workdir", workdir, *files, *TINY_SETTINGS, "--no-baseline", "--quiet"]) == 0
+def sentiment_run(tmp_path_factory, class_files):  # noqa: F811
+    workdir = str(tmp_path_factory.mktemp("sentiment") / "run")
+    assert (
+        sentiment.main(["train", "--workdir", workdir, *class_files, *TINY_SETTINGS, "--no-baseline", "--quiet"]) == 0
+    )
     assert sentiment.main(["export", "--workdir", workdir, "--format", "litert"]) == 0
     assert sentiment.main(["export", "--workdir", workdir]) == 0
     return workdir
