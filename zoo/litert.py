@@ -229,7 +229,7 @@ def fused_lstm_calls(concrete):
     composites = {
         function.signature.name
         for function in graph_def.library.function
-        if function.attr["api_implements"].s.decode("utf-8").startswith("lstm_")
+        if "api_implements" in function.attr and function.attr["api_implements"].s.decode("utf-8").startswith("lstm_")
     }
     nodes = [*graph_def.node, *(node for function in graph_def.library.function for node in function.node_def)]
     return sum(1 for node in nodes if "f" in node.attr and node.attr["f"].func.name in composites)
