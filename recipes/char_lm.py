@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from recipes import _cli
+from recipes import _cli, _litert
 from zoo.errors import UserError
 
 
@@ -124,15 +124,22 @@ def build_parser():
 
     export = verbs.add_parser(
         "export",
-        help="Write a SavedModel with `generate` and `next_char_log_probs` signatures.",
+        help="Write a SavedModel with `generate` and `next_char_log_probs` signatures, or a .tflite model.",
         description="SavedModel signatures (no project import needed to use them): "
         "generate(prompt: string, length: int32, temperature: float32, seed: int32) -> {text: string}; "
         "next_char_log_probs(prompt: string) -> {characters: [V] string, log_probs: [V] float32}, "
-        "where characters[0] is '' and stands for any character unseen in training.",
+        "where characters[0] is '' and stands for any character unseen in training. "
+        "With --format litert: one .tflite file, serving_default(character_ids: int32[batch, time]) -> "
+        "{log_probs: [batch, time, V] float32}, the characters in its metadata (recipes/char_lm.md#export).",
     )
     _cli.add_run_arguments(export, training=False)
-    export.add_argument("--path", help="Export directory (default: WORKDIR/export).")
+    export.add_argument(
+        "--path",
+        help="Export directory (default: WORKDIR/export), or with --format litert the .tflite file "
+        "(default: WORKDIR/export.tflite).",
+    )
     export.add_argument("--checkpoint", choices=("best", "last"), default="best", help="Which checkpoint.")
+    _litert.add_format_arguments(export)
 
     baselines = verbs.add_parser(
         "baselines",
@@ -238,6 +245,11 @@ def _export(args):
 
     if args.overrides or args.seed is not None:
         raise UserError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
+    batch_size = _litert.batch_size(args)
+    if args.format == "litert":
+        report = export_lib.export_litert(args.workdir, path=args.path, which=args.checkpoint, batch_size=batch_size)
+        print(_litert.summary(report))
+        return 0
     path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
     print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
     return 0

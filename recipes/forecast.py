@@ -18,7 +18,7 @@ training part.
 import argparse
 import os
 
-from recipes import _cli
+from recipes import _cli, _litert
 from zoo import config as config_lib
 from zoo import workdir as workdir_lib
 from zoo.distribute import is_chief
@@ -137,8 +137,12 @@ def command_evaluate(args):
 
 
 def command_export(args):
+    batch_size = _litert.batch_size(args)
     config = _saved_config(args, "export")
     name = args.model or config.models[0]
+    if args.format == "litert":
+        print(_litert.summary(export_lib.export_litert(config, args.workdir, name, args.output, batch_size=batch_size)))
+        return
     path = export_lib.export(config, args.workdir, name, args.output)
     print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast)")
 
@@ -209,13 +213,18 @@ def build_parser():
     evaluate.set_defaults(handler=command_evaluate)
 
     export = verbs.add_parser(
-        "export", help="Write a SavedModel: window in original units -> forecast in original units."
+        "export", help="Write a SavedModel or a .tflite model: window in original units -> forecast in original units."
     )
     _cli.add_run_arguments(export, training=False)
     export.add_argument(
         "--model", help=f"Which trained model, from {', '.join(NEURAL_MODELS)} (default: the first in `models`)."
     )
-    export.add_argument("--output", help="Export directory (default: WORKDIR/export/MODEL).")
+    export.add_argument(
+        "--output",
+        help="Export directory (default: WORKDIR/export/MODEL), or with --format litert the .tflite file "
+        "(default: WORKDIR/export/MODEL.tflite).",
+    )
+    _litert.add_format_arguments(export)
     export.set_defaults(handler=command_export)
 
     benchmark = verbs.add_parser(

@@ -31,7 +31,7 @@ import dataclasses
 import os
 import sys
 
-from recipes import _cli
+from recipes import _cli, _litert
 from zoo.errors import UserError, UserFileNotFoundError
 
 DESCRIPTION = __doc__
@@ -259,6 +259,17 @@ def command_evaluate(args):
 def command_export(args):
     from zoo import sentiment
 
+    batch_size = _litert.batch_size(args)
+    if args.format == "litert":
+        if args.baseline:
+            raise UserError("Received --baseline with --format litert; the .tflite export takes the recurrent model.")
+        output = args.output or os.path.join(args.workdir, "export.tflite")
+        model = sentiment.load_trained_model(args.workdir)
+        report = sentiment.export_text_classifier_litert(
+            model, _trained_class_names(args.workdir), output, batch_size=batch_size
+        )
+        print(_litert.summary(report))
+        return 0
     output = args.output or os.path.join(args.workdir, "export")
     model = sentiment.load_trained_model(args.workdir, baseline=args.baseline)
     sentiment.export_text_classifier(model, _trained_class_names(args.workdir), output)
@@ -356,12 +367,18 @@ def build_parser():
 
     export = verbs.add_parser(
         "export",
-        help="Write a SavedModel taking raw strings.",
-        description="SavedModel whose serving_default takes a batch of strings.",
+        help="Write a SavedModel taking raw strings, or a .tflite model taking token ids.",
+        description="SavedModel whose serving_default takes a batch of strings; with --format litert, a .tflite "
+        "model whose serving_default takes right-padded token ids (vocabulary in its metadata).",
     )
     export.add_argument("--workdir", required=True, help="Work directory of a `train` run (without --folds).")
-    export.add_argument("--output", help="Destination directory (default: WORKDIR/export).")
+    export.add_argument(
+        "--output",
+        help="Destination directory (default: WORKDIR/export), or with --format litert the .tflite file "
+        "(default: WORKDIR/export.tflite).",
+    )
     export.add_argument("--baseline", action="store_true", help="Export the baseline instead of the recurrent model.")
+    _litert.add_format_arguments(export)
 
     predict = verbs.add_parser(
         "predict",

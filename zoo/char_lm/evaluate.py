@@ -66,6 +66,12 @@ def load_run(workdir, which="best"):
     return config, vocabulary, model
 
 
+def run_source(workdir):
+    """The text source the run in `workdir` trained on (the embedded text if it saved none)."""
+    source_path = os.path.join(workdir, SOURCE_FILE)
+    return data_lib.TextSource.read(source_path) if os.path.exists(source_path) else data_lib.TextSource()
+
+
 def evaluate(workdir, *, which="best", source=None):
     """Stream-evaluate a checkpoint on the validation part of its corpus."""
     config, vocabulary, model = load_run(workdir, which)
@@ -76,9 +82,7 @@ def evaluate(workdir, *, which="best", source=None):
         model = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=vocabulary.size)
         model_lib.compile_model(model, config)
         model.set_weights(trained.get_weights())
-    if source is None:
-        source_path = os.path.join(workdir, SOURCE_FILE)
-        source = data_lib.TextSource.read(source_path) if os.path.exists(source_path) else data_lib.TextSource()
+    source = source or run_source(workdir)
     corpus = load_corpus(source, config, vocabulary)
     _, validation_data = stream_data(corpus, config)
     model_lib.reset_stream_states(model)

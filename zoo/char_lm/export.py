@@ -1,16 +1,22 @@
-"""SavedModel export of a character language model: `generate` and `next_char_log_probs`."""
+"""Exports of a character language model: a SavedModel (`generate`, `next_char_log_probs`) or a `.tflite` model."""
 
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from zoo import litert, registry
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
-from zoo.char_lm.evaluate import load_run
+from zoo.char_lm.evaluate import load_run, run_source
+from zoo.char_lm.train import load_corpus
+from zoo.config import require_int
+from zoo.errors import UserError
 from zoo.export import export_saved_model
 
 EXPORT_DIR = "export"
+LITERT_FILE = "export.tflite"
+CHECK_ROWS = 256  # validation sequences (of seq_len characters) the .tflite is checked on
 
 
 class CharLMExport(tf.Module):
@@ -79,4 +85,62 @@ def export(workdir, *, path=None, which="best"):
             "next_char_log_probs": module.next_char_log_probs.get_concrete_function(),
         },
         verify=verify,
+    )
+
+
+def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None):
+    """Write a `.tflite` model: character ids `(batch_size, time)` -> next-character log-probabilities.
+
+    Signature `serving_default(character_ids: int32[batch_size, time])
+    -> {log_probs: float32[batch_size, time, V]}`: at every position, the
+    log-probabilities of the character after it, from a zero state (the
+    whole sequence is read at once; `time` may vary from call to call).
+    Id `i` is `characters[i]` of the model's metadata (`litert.metadata`),
+    id 0 any character unseen in training. Before it replaces an earlier
+    file, the written model must equal the Keras model to 1e-5 (relative
+    beyond magnitude 1, see `litert.compare`) on the first `CHECK_ROWS`
+    validation sequences of `seq_len` characters. The fused LSTM op keeps
+    its states between calls: reset them (`reset_all_variables()`) before
+    each call. Returns the report of `litert.export`.
+    """
+    require_int("batch_size", batch_size, minimum=1)
+    config, vocabulary, model = load_run(workdir, which)
+    reference = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=vocabulary.size, stateful=False)
+    reference.set_weights(model.get_weights())
+    validation_ids = load_corpus(source or run_source(workdir), config, vocabulary).validation_ids
+    rows = min(len(validation_ids) // config.seq_len, CHECK_ROWS)
+    if rows < 1:
+        raise UserError(
+            f"The validation text has {len(validation_ids)} characters; expected at least seq_len={config.seq_len} "
+            "to check the export on."
+        )
+    sequences = np.asarray(validation_ids[: rows * config.seq_len], np.int32).reshape(rows, config.seq_len)
+    batches, _ = litert.in_batches(sequences, batch_size)
+    expected = [{"log_probs": tf.nn.log_softmax(reference(batch, training=False)).numpy()} for batch in batches]
+    embedding, recurrent_layers, logits = (
+        model.get_layer("embedding"),
+        model_lib.recurrent_layers(model),
+        model.get_layer("logits"),
+    )
+
+    def serve(character_ids):
+        hidden = embedding(character_ids)
+        for layer in recurrent_layers:
+            hidden = litert.recurrent(layer, hidden)
+        return {"log_probs": tf.nn.log_softmax(logits(hidden))}
+
+    metadata = {
+        "task": "char_lm",
+        "inputs": {"character_ids": f"int32[{batch_size}, time]: ids of characters; 0 for any unseen one"},
+        "outputs": {"log_probs": "float32[batch, time, V]: log-probabilities of the next character"},
+        "characters": vocabulary.tokens,
+    }
+    return litert.export(
+        path or os.path.join(workdir, LITERT_FILE),
+        serve,
+        [tf.TensorSpec([batch_size, None], tf.int32, name="character_ids")],
+        model.weights,
+        metadata=metadata,
+        batches=[{"character_ids": batch} for batch in batches],
+        expected=expected,
     )

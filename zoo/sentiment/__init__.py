@@ -25,7 +25,7 @@ from zoo.sentiment.evaluate import (
     predict_probabilities,
     roc_auc,
 )
-from zoo.sentiment.export import export_text_classifier
+from zoo.sentiment.export import export_text_classifier, export_text_classifier_litert
 from zoo.sentiment.model import (
     AdversarialTextClassifier,
     MaskedGlobalMaxPooling1D,
@@ -56,6 +56,7 @@ __all__ = [
     "load_trained_model",
     "predict_probabilities",
     "export_text_classifier",
+    "export_text_classifier_litert",
     "classification_metrics",
     "confusion_matrix",
     "macro_f1",

@@ -1,0 +1,429 @@
+"""LiteRT (`.tflite`) export: the recipes' networks rebuilt for the converter, builtin ops only.
+
+Converting a Keras 3 recurrent layer as it is gives a `WHILE` loop (often
+with Flex ops) instead of the fused `UNIDIRECTIONAL_SEQUENCE_LSTM` kernel
+that tf.keras 2 produced (tensorflow/tensorflow#73254, now
+google-ai-edge/LiteRT#41), and `TFLiteConverter.from_keras_model` breaks
+under Keras 3 (keras-team/keras#18430). So a task's export writes a
+`serve` function that calls the trained model's other layers as they are
+and replaces each recurrent layer by `recurrent`, a pure-TensorFlow
+computation from the layer's weights; `convert` traces it with every
+weight read as a constant:
+
+- an LSTM with tanh and sigmoid activations becomes a `tf.function` in the
+  form the converter fuses into `UNIDIRECTIONAL_SEQUENCE_LSTM`: attribute
+  `api_implements` starting `lstm_`, arguments (inputs, initial h,
+  initial c, kernel, recurrent kernel, bias) with a static batch size,
+  five results of which only the first two (last output, all outputs) are
+  used, and no mask argument;
+- a GRU, a SimpleRNN (no fused builtin kernel) or an LSTM with other
+  activations becomes a `tf.while_loop` over the cell's own `step`, which
+  converts to the builtin `WHILE` op with builtin ops inside;
+- masking: the fused kernel takes no mask, so padded batches must be
+  padded on the right; the lengths are passed in, the backward direction
+  of a `Bidirectional` layer reads each sequence reversed within its
+  length (`tf.reverse_sequence`), and outputs at padded steps are left for
+  the caller to ignore (pooling uses the mask).
+
+The converter sets the fused kernel's cell clip to 10 (cell states beyond
++-10 are clipped, which Keras never does); `finish` sets it to 0 (no clip)
+so that the `.tflite` computes what the Keras model computes. The fused
+kernel keeps h and c in variable tensors from one call to the next (the
+converter accepts only constant initial states, which it makes variables):
+a caller resets them (`reset_all_variables()`) before each independent
+input, as `run_each` does. Every export is checked: no custom or Flex op,
+no variable left, one fused op per LSTM direction, and the written file,
+run by LiteRT's interpreter (`ai-edge-litert`), must match the Keras model
+on check data before it replaces an earlier file.
+"""
+
+import collections
+import json
+import os
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import layers
+from zoo.errors import UserError, UserIsADirectoryError
+from zoo.files import atomic_path
+
+FUSED_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+METADATA_NAME = "rnnzoo"  # the model's metadata entry: JSON written by the task (vocabulary, inputs, ...)
+SIGNATURE = "serving_default"
+CONVERTER_CELL_CLIP = 10.0  # what the converter writes into every fused LSTM op (lstm_utils.cc)
+_CUSTOM = "CUSTOM:"
+_MERGE = {
+    "concat": lambda forward, backward: tf.concat([forward, backward], axis=-1),
+    "sum": lambda forward, backward: forward + backward,
+    "mul": lambda forward, backward: forward * backward,
+    "ave": lambda forward, backward: (forward + backward) / 2.0,
+}
+
+
+# ----------------------------------------------------------------------------- recurrent layers as TF graphs
+
+
+def _scan(step, sequences, states):
+    """`step(x_t, states) -> (output, states)` over time-major `sequences`: (time-major outputs, final states)."""
+    steps = tf.shape(sequences)[0]
+    outputs = tf.TensorArray(sequences.dtype, size=steps, element_shape=states[0].shape)
+
+    def body(index, outputs, *states):
+        output, states = step(sequences[index], list(states))
+        return (index + 1, outputs.write(index, output), *states)
+
+    _, outputs, *states = tf.while_loop(lambda index, *_: index < steps, body, (tf.constant(0), outputs, *states))
+    return outputs.stack(), states
+
+
+def _keras_lstm(inputs, initial_h, initial_c, kernel, recurrent_kernel, bias):
+    """The LSTM of Keras's contract for the fused kernel; batch-major; (last, outputs, h, c, runtime).
+
+    Only the converter reads this function's signature; this body runs where
+    TensorFlow executes the graph (and would be converted if fusing failed,
+    which `check_operators` reports).
+    """
+    projected = tf.einsum("btf,fg->tbg", inputs, kernel) + bias
+
+    def step(projected_t, states):
+        h, c = states
+        i, f, g, o = tf.split(projected_t + tf.matmul(h, recurrent_kernel), 4, axis=-1)
+        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        return h, [h, c]
+
+    outputs, (h, c) = _scan(step, projected, [initial_h, initial_c])
+    outputs = tf.transpose(outputs, (1, 0, 2))
+    return outputs[:, -1], outputs, h, c, tf.constant(0.0)
+
+
+def _fusable(cell):
+    return (
+        isinstance(cell, layers.LSTMCell)
+        and keras.activations.serialize(cell.activation) == "tanh"
+        and keras.activations.serialize(cell.recurrent_activation) == "sigmoid"
+    )
+
+
+def _reverse(sequences, lengths):
+    if lengths is None:
+        return tf.reverse(sequences, axis=[1])
+    return tf.reverse_sequence(sequences, lengths, seq_axis=1, batch_axis=0)
+
+
+def _last(sequences, lengths):
+    """Each row's output at its last valid step (zeros for an empty row)."""
+    if lengths is None:
+        return sequences[:, -1]
+    last = tf.gather(sequences, tf.maximum(lengths - 1, 0), batch_dims=1)
+    return tf.where((lengths > 0)[:, None], last, tf.zeros_like(last))
+
+
+def recurrent(layer, inputs, lengths=None):
+    """What `layer` returns for `inputs` (batch-major, static batch size), as a graph the converter takes.
+
+    `layer` is one of our sequence layers (`layers.LSTM`, `GRU`,
+    `SimpleRNN`) or a `keras.layers.Bidirectional` of one, starting from
+    zero states. `lengths` (int32, `(batch,)`), if given, is the number of
+    valid steps of each row, the rest being padding on the right: the
+    result then equals the Keras layer's under the mask `step < length` at
+    every valid step (and for `return_sequences=False`).
+    """
+    if isinstance(layer, keras.layers.Bidirectional):
+        if layer.merge_mode not in _MERGE:
+            raise ValueError(f"Bidirectional merge_mode {layer.merge_mode!r} is not supported; expected concat.")
+        forward = _direction(layer.forward_layer, inputs, lengths, backwards=False)
+        backward = _direction(layer.backward_layer, inputs, lengths, backwards=True)
+        if layer.return_sequences:
+            backward = _reverse(backward, lengths)
+        else:
+            forward, backward = _last(forward, lengths), _last(backward, lengths)
+        return _MERGE[layer.merge_mode](forward, backward)
+    if layer.go_backwards:
+        raise ValueError(f"Layer {layer.name!r}: go_backwards outside Bidirectional is not supported.")
+    outputs = _direction(layer, inputs, lengths, backwards=False)
+    return outputs if layer.return_sequences else _last(outputs, lengths)
+
+
+def _direction(layer, inputs, lengths, backwards):
+    """All outputs of one direction, in the order it reads them (reversed within lengths if `backwards`)."""
+    if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)):
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is not one of our recurrent layers.")
+    if layer.return_state:
+        raise ValueError(f"Layer {layer.name!r}: return_state is not supported.")
+    if backwards:
+        inputs = _reverse(inputs, lengths)
+    cell = layer.cell
+    batch = inputs.shape[0]
+    if batch is None:
+        raise ValueError("The inputs need a static batch size (the fused LSTM kernel requires one).")
+    if _fusable(cell):
+        zeros = tf.zeros([batch, cell.units], inputs.dtype)
+        bias = tf.convert_to_tensor(cell.bias) if cell.use_bias else tf.zeros([4 * cell.units], inputs.dtype)
+        composite = tf.function(
+            _keras_lstm,
+            autograph=False,
+            experimental_attributes={
+                "api_implements": f"lstm_{uuid.uuid4().hex}",
+                "time_major": False,
+                "go_backwards": False,
+            },
+        )
+        kernel, recurrent_kernel = tf.convert_to_tensor(cell.kernel), tf.convert_to_tensor(cell.recurrent_kernel)
+        _, outputs, _, _, _ = composite(inputs, zeros, zeros, kernel, recurrent_kernel, bias)
+        return outputs
+    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
+    states = [tf.zeros([batch, size], inputs.dtype) for size in sizes]
+    outputs, _ = _scan(lambda x, states: cell.step(x, states, None), tf.transpose(inputs, (1, 0, 2)), states)
+    return tf.transpose(outputs, (1, 0, 2))
+
+
+# ----------------------------------------------------------------------------- conversion and the flatbuffer
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError as error:
+        raise _missing_litert() from error
+    return schema_py_generated
+
+
+def _missing_litert():
+    return UserError(
+        "LiteRT export needs the ai-edge-litert package; expected it installed: "
+        "`pip install ai-edge-litert` (or `pip install -e '.[litert]'`)."
+    )
+
+
+def convert(serve, input_signature, weights):
+    """`serve` as `.tflite` bytes with builtin ops only, signature `serving_default`.
+
+    `serve` maps tensors of `input_signature` to a dict of outputs, calling
+    Keras layers and `recurrent` for recurrent ones. `weights` (Keras
+    variables, such as a model's `weights`) are read as constants while it
+    is traced: the converter would keep Keras 3 variables as resource
+    variables that nothing initialises in the `.tflite`. Returns (bytes, how
+    many fused LSTM ops they should hold).
+    """
+    values = [(variable, keras.ops.convert_to_numpy(variable)) for variable in weights]
+
+    def frozen(*inputs):
+        with keras.StatelessScope(state_mapping=[(variable, tf.constant(value)) for variable, value in values]):
+            return serve(*inputs)
+
+    graph = tf.Module()
+    graph.serve = tf.function(frozen, input_signature=input_signature, autograph=False)
+    concrete = graph.serve.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], graph)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert(), fused_lstm_calls(concrete)
+
+
+def fused_lstm_calls(concrete):
+    """How many calls of LSTM composite functions `concrete`'s graph makes (loop bodies included)."""
+    graph_def = concrete.graph.as_graph_def()
+    composites = {
+        function.signature.name
+        for function in graph_def.library.function
+        if "api_implements" in function.attr and function.attr["api_implements"].s.decode("utf-8").startswith("lstm_")
+    }
+    nodes = [*graph_def.node, *(node for function in graph_def.library.function for node in function.node_def)]
+    return sum(1 for node in nodes if "f" in node.attr and node.attr["f"].func.name in composites)
+
+
+def _operator_names(model):
+    schema = _schema()
+    builtin_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    names = []
+    for code in model.operatorCodes:
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            names.append(_CUSTOM + code.customCode.decode("utf-8"))
+        else:
+            names.append(builtin_names.get(builtin, f"BUILTIN_{builtin}"))
+    return names
+
+
+def _unpack(model_bytes):
+    return _schema().ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+
+
+def finish(model_bytes, metadata, cell_clip=0.0):
+    """`model_bytes` with every fused LSTM's cell clip set to `cell_clip` and `metadata` (JSON) attached."""
+    import flatbuffers
+
+    schema = _schema()
+    model = _unpack(model_bytes)
+    names = _operator_names(model)
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators:
+            if names[operator.opcodeIndex] == FUSED_LSTM:
+                operator.builtinOptions.cellClip = float(cell_clip)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [item for item in (model.metadata or []) if item.name != METADATA_NAME.encode()] + [entry]
+    builder = flatbuffers.Builder(len(model_bytes) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def operators(model_bytes):
+    """How often each operator occurs in the model (all subgraphs); custom and Flex ops as `CUSTOM:<name>`."""
+    model = _unpack(model_bytes)
+    names = _operator_names(model)
+    return collections.Counter(names[op.opcodeIndex] for subgraph in model.subgraphs for op in subgraph.operators)
+
+
+def cell_clips(model_bytes):
+    """The cell clip of every fused LSTM op in the model."""
+    model = _unpack(model_bytes)
+    names = _operator_names(model)
+    return [
+        op.builtinOptions.cellClip
+        for subgraph in model.subgraphs
+        for op in subgraph.operators
+        if names[op.opcodeIndex] == FUSED_LSTM
+    ]
+
+
+def metadata(model_bytes):
+    """The JSON metadata `finish` attached."""
+    model = _unpack(model_bytes)
+    for entry in model.metadata or []:
+        if entry.name.decode("utf-8") == METADATA_NAME:
+            return json.loads(bytes(model.buffers[entry.buffer].data).decode("utf-8"))
+    raise ValueError(f"The model has no {METADATA_NAME!r} metadata.")
+
+
+def check_operators(counts, fused_lstms):
+    """Raise unless `counts` has no custom/Flex op and exactly `fused_lstms` fused LSTM ops."""
+    custom = sorted(name for name in counts if name.startswith(_CUSTOM))
+    if custom:
+        raise RuntimeError(f"The converted model holds custom or Flex ops {custom}; expected builtin ops only.")
+    if counts.get("READ_VARIABLE"):
+        raise RuntimeError("The converted model reads variables; expected every weight frozen as a constant.")
+    if counts.get(FUSED_LSTM, 0) != fused_lstms:
+        raise RuntimeError(
+            f"The converted model holds {counts.get(FUSED_LSTM, 0)} {FUSED_LSTM} ops; expected {fused_lstms} "
+            f"(one per LSTM direction). Operators: {dict(sorted(counts.items()))}."
+        )
+
+
+# ----------------------------------------------------------------------------- running and writing
+
+
+def interpreter(model):
+    """LiteRT's interpreter for `model`: a `.tflite` path or its bytes."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as error:
+        raise _missing_litert() from error
+    if isinstance(model, (bytes, bytearray)):
+        return Interpreter(model_content=bytes(model))
+    return Interpreter(model_path=os.fspath(model))
+
+
+def run(model, inputs):
+    """Outputs (dict of arrays) of the model's `serving_default` signature on `inputs` (dict of arrays)."""
+    return next(run_each(model, [inputs]))
+
+
+def run_each(model, batches):
+    """The model's outputs for each input dict of `batches`, every call from zero states.
+
+    The fused LSTM op keeps its states in variable tensors from one call to
+    the next (the converter requires them to be variables), so they are
+    reset before every call, as every user of the model must do.
+    """
+    model_interpreter = interpreter(model)
+    model_interpreter.allocate_tensors()
+    runner = model_interpreter.get_signature_runner(SIGNATURE)
+    for inputs in batches:
+        model_interpreter.reset_all_variables()
+        yield {name: np.array(value) for name, value in runner(**inputs).items()}
+
+
+def compare(model, batches, expected):
+    """Largest difference between the model's outputs on `batches` and `expected` (dicts of arrays).
+
+    Element by element, relative where the expected value exceeds 1 in
+    magnitude: `|got - expected| / max(1, |expected|)`, so that log-probabilities
+    near -20 and forecasts in original units are held to float32's precision
+    at their size.
+    """
+    worst = 0.0
+    for got, wanted in zip(run_each(model, batches), expected):
+        for name, value in wanted.items():
+            if got[name].shape != np.shape(value):
+                raise RuntimeError(
+                    f"The .tflite output {name!r} has shape {got[name].shape}; expected {np.shape(value)}."
+                )
+            difference = np.abs(got[name] - value) / np.maximum(1.0, np.abs(value))
+            worst = max(worst, float(np.max(difference, initial=0.0)))
+    return worst
+
+
+def export(path, serve, input_signature, weights, *, metadata, batches, expected, tolerance=1e-5):
+    """Convert (see `convert`), check and write `serve` to the `.tflite` file `path`, atomically.
+
+    The converted model must hold builtin ops only and one fused LSTM op per
+    LSTM direction traced; the file written beside `path` is then run by
+    LiteRT's interpreter on `batches` (input dicts) and must give `expected`
+    (output dicts) within `tolerance` (see `compare`) before it
+    replaces whatever was at `path`. Returns a report: path, bytes,
+    operators, the largest difference found.
+    """
+    if not path:
+        raise UserError("Received an empty value for the export path; expected a .tflite file path.")
+    if os.path.isdir(path):
+        raise UserIsADirectoryError(
+            f"Received the export path {path!r}, which is a directory; expected a .tflite file."
+        )
+    converted, fused_lstms = convert(serve, input_signature, weights)
+    model_bytes = finish(converted, metadata)
+    counts = operators(model_bytes)
+    check_operators(counts, fused_lstms)
+    difference = None
+
+    def verify(temporary):
+        nonlocal difference
+        difference = compare(temporary, batches, expected)
+        if not difference <= tolerance:
+            raise RuntimeError(
+                f"The .tflite model differs from the Keras model by {difference:.3g} (relative beyond magnitude 1); "
+                f"expected at most {tolerance:g}. The export was not written."
+            )
+
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as stream:
+            stream.write(model_bytes)
+            stream.flush()
+            os.fsync(stream.fileno())
+        verify(temporary)
+    report = {"path": path, "bytes": len(model_bytes), "operators": dict(sorted(counts.items()))}
+    report["max_difference"] = difference
+    if fused_lstms:
+        # What the converter's own cell clip (10) would have changed on the same data.
+        clipped = finish(converted, metadata, cell_clip=CONVERTER_CELL_CLIP)
+        report["max_difference_with_converter_cell_clip"] = compare(clipped, batches, expected)
+    return report
+
+
+def in_batches(arrays, batch_size):
+    """Split `arrays` (first axis) into batches of exactly `batch_size`, the last padded by repeating its last row.
+
+    Returns (batches, count) where count is the number of real rows.
+    """
+    count = len(arrays)
+    padding = (-count) % batch_size
+    if padding:
+        arrays = np.concatenate([arrays, np.repeat(arrays[-1:], padding, axis=0)], axis=0)
+    return [arrays[start : start + batch_size] for start in range(0, len(arrays), batch_size)], count
