@@ -5,8 +5,9 @@ per field. `apply_overrides` checks each override against the fields and their
 types, so a typo or a wrong type fails loudly instead of being ignored.
 Every problem with a config is a `zoo.errors.UserError` naming the field.
 
-`require_int` and `require_choice` are the checks the configs' `validate`
-methods (and the task functions' arguments) share.
+`require_int`, `require_float`, `require_seed` and `require_choice` are the
+checks the configs' `validate` methods (and the task functions' arguments)
+share.
 """
 
 import dataclasses
@@ -25,20 +26,26 @@ _FALSE = {"false", "no", "0", "off"}
 _INTEGER_KINDS = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}
 
 
-def require_int(name, value, *, minimum=1, expected=None):
-    """Return `value` as an `int` if it is an integer of at least `minimum`.
+def require_int(name, value, *, minimum=1, maximum=None, expected=None):
+    """Return `value` as an `int` if it is an integer in [`minimum`, `maximum`].
 
     Otherwise raise naming `name`: `UserTypeError` (a `TypeError` and a
     `ValueError`) when `value` is not an integer (a bool, float, string or
     None; NumPy integers are integers), `UserError` when it is below
-    `minimum` (None: no lower bound). `expected` replaces the description
-    of a valid value in the message ("a positive integer" by default).
+    `minimum` or above `maximum` (None: no bound). `expected` replaces the
+    description of a valid value in the message ("a positive integer" by
+    default).
     """
-    expected = expected or _INTEGER_KINDS.get(minimum, f"an integer >= {minimum}")
+    if expected is None:
+        expected = _INTEGER_KINDS.get(minimum, f"an integer >= {minimum}")
+        if maximum is not None:
+            expected = (
+                f"an integer from {minimum:,} to {maximum:,}" if minimum is not None else f"an integer <= {maximum:,}"
+            )
     message = f"Received an invalid value for `{name}`: {value!r}; expected {expected}."
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserTypeError(message)
-    if minimum is not None and value < minimum:
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise UserError(message)
     return int(value)
 
@@ -54,6 +61,67 @@ def require_divergence_factor(value):
             "(how many times its first value the training loss may reach before training stops), or 0 for no limit."
         )
     return float(value)
+
+
+# NumPy seeds must lie in [0, 2**32); TensorFlow's stateless sampling takes
+# int32 seeds, and the recipes derive further seeds by adding small offsets
+# (ensemble members, folds), so seeds stop at 2**31 - 1.
+MAX_SEED = 2**31 - 1
+
+
+def require_seed(name, value):
+    """Return `value` if it is an integer seed in [0, `MAX_SEED`], else raise naming `name`."""
+    return require_int(name, value, minimum=0, maximum=MAX_SEED)
+
+
+def _interval_text(minimum, maximum, above, below):
+    """ "a number in [0, 1)", "a finite number > 0", ... for the bounds of `require_float`."""
+    low = above if above is not None else minimum
+    high = below if below is not None else maximum
+    if low is not None and high is not None:
+        left, right = "(" if above is not None else "[", ")" if below is not None else "]"
+        return f"a number in {left}{low:g}, {high:g}{right}"
+    if low is not None:
+        return f"a finite number {'>' if above is not None else '>='} {low:g}"
+    if high is not None:
+        return f"a finite number {'<' if below is not None else '<='} {high:g}"
+    return "a finite number"
+
+
+def require_float(name, value, *, minimum=None, maximum=None, above=None, below=None, expected=None):
+    """Return `value` as a `float` if it is a finite number in the given range.
+
+    `minimum`/`maximum` are inclusive bounds, `above`/`below` exclusive ones
+    (None: no bound). NaN and infinities are always refused: a comparison
+    with NaN is false, so without this check a NaN passes `not value < 0`.
+    Otherwise raise naming `name`: `UserTypeError` when `value` is not a
+    number (a bool, string or None), `UserError` when it is not finite or
+    out of range. `expected` replaces the description of a valid value.
+    """
+    expected = expected or _interval_text(minimum, maximum, above, below)
+    message = f"Received an invalid value for `{name}`: {value!r}; expected {expected}."
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserTypeError(message)
+    value = float(value)
+    if (
+        not math.isfinite(value)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+        or (above is not None and value <= above)
+        or (below is not None and value >= below)
+    ):
+        raise UserError(message)
+    return value
+
+
+def require_optional_float(name, value, **bounds):
+    """`require_float` for a field where None is also valid (an unlimited budget, a default)."""
+    if value is None:
+        return None
+    expected = bounds.pop("expected", None) or _interval_text(
+        bounds.get("minimum"), bounds.get("maximum"), bounds.get("above"), bounds.get("below")
+    )
+    return require_float(name, value, expected=f"{expected} or none", **bounds)
 
 
 def require_choice(name, value, choices):

@@ -3,8 +3,18 @@
 import dataclasses
 
 from zoo import cells
-from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
+from zoo.config import (
+    DIVERGENCE_FACTOR,
+    require_divergence_factor,
+    require_float,
+    require_int,
+    require_optional_float,
+    require_seed,
+)
 from zoo.errors import UserError
+
+# The highest Markov baseline order accepted in `markov_orders`.
+MAX_MARKOV_ORDER = 20
 
 
 @dataclasses.dataclass
@@ -24,7 +34,7 @@ class CharLMConfig:
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
     max_minutes: float | None = None  # wall-clock training budget; ends after the current batch
     divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
-    markov_orders: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # Markov baselines reported beside the model
+    markov_orders: tuple[int, ...] = (1, 2, 3, 4, 5, 6)  # Markov baseline orders (0 to 20) reported beside the model
     seed: int = 0  # seeds weights, dropout and sampling
 
     def validate(self):
@@ -32,22 +42,21 @@ class CharLMConfig:
         require_divergence_factor(self.divergence_factor)
         for name in ("units", "num_layers", "embedding_dim", "seq_len", "batch_size", "epochs"):
             require_int(name, getattr(self, name))
+        require_seed("seed", self.seed)
         cells.canonical(self.cell)
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"Received an invalid value for `dropout`: {self.dropout}; expected 0 <= dropout < 1.")
+        require_float("dropout", self.dropout, minimum=0.0, below=1.0)
         for name in ("learning_rate", "clip_norm"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise UserError(f"Received an invalid value for `{name}`: {value}; expected a positive number.")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise UserError(
-                f"Received an invalid value for `validation_fraction`: {self.validation_fraction}; expected 0 < x < 1."
-            )
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UserError(
-                f"Received an invalid value for `max_minutes`: {self.max_minutes}; expected a positive number or none."
-            )
-        if not self.markov_orders or any(order < 0 for order in self.markov_orders):
-            raise UserError(
-                f"Received an invalid value for `markov_orders`: {self.markov_orders}; expected non-negative integers."
+            require_float(name, getattr(self, name), above=0.0)
+        require_float("validation_fraction", self.validation_fraction, above=0.0, below=1.0)
+        require_optional_float("max_minutes", self.max_minutes, above=0.0)
+        if not self.markov_orders:
+            raise UserError("Received an empty `markov_orders`; expected at least one order, e.g. 1,2,3.")
+        for order in self.markov_orders:
+            require_int(
+                "markov_orders",
+                order,
+                minimum=0,
+                maximum=MAX_MARKOV_ORDER,
+                expected=f"orders from 0 to {MAX_MARKOV_ORDER} (longer contexts are almost all unique, "
+                "so the model only repeats a lower order's score while its tables grow with the order)",
             )

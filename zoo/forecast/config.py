@@ -4,7 +4,14 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
+from zoo.config import (
+    DIVERGENCE_FACTOR,
+    require_divergence_factor,
+    require_float,
+    require_int,
+    require_optional_float,
+    require_seed,
+)
 from zoo.errors import UserError
 
 EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
@@ -65,19 +72,17 @@ class ForecastConfig:
         for name in ("window", "horizon", "units", "epochs", "patience", "batch_size"):
             require_int(name, getattr(self, name))
         require_int("plateau_patience", self.plateau_patience, minimum=0, expected="0 (off) or a positive integer")
-        if self.season_period < 0:
-            raise UserError(
-                f"Received an invalid value for `season_period`: {self.season_period}; "
-                "expected 0 (infer), 1 (no seasonality) or a period in steps."
-            )
+        require_int(
+            "season_period",
+            self.season_period,
+            minimum=0,
+            expected="0 (infer), 1 (no seasonality) or a period in steps",
+        )
+        require_seed("seed", self.seed)
         for name in ("validation_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 0.5:
-                raise UserError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 0.5).")
-        if not self.learning_rate > 0:
-            raise UserError(f"Received an invalid value for `learning_rate`: {self.learning_rate!r}; expected > 0.")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UserError(f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected > 0 or none.")
+            require_float(name, getattr(self, name), above=0.0, below=0.5)
+        require_float("learning_rate", self.learning_rate, above=0.0)
+        require_optional_float("max_minutes", self.max_minutes, above=0.0)
         if self.csv_path and not self.target:
             raise UserError("Received `csv_path` without `target`; name the column to forecast (--target COLUMN).")
         if not self.csv_path:

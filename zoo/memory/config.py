@@ -4,7 +4,15 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import DIVERGENCE_FACTOR, require_choice, require_divergence_factor, require_int
+from zoo.config import (
+    DIVERGENCE_FACTOR,
+    require_choice,
+    require_divergence_factor,
+    require_float,
+    require_int,
+    require_optional_float,
+    require_seed,
+)
 from zoo.errors import UserError
 from zoo.memory.data import TASKS, copy_layout
 from zoo.memory.model import MODELS, require_model, width_for_budget
@@ -52,10 +60,8 @@ class MemoryConfig:
                 f"Received an invalid value for `length`: {self.length}; the adding problem needs at least 2."
             )
         for name in ("learning_rate", "clipnorm"):
-            if not getattr(self, name) > 0:
-                raise UserError(
-                    f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number."
-                )
+            require_float(name, getattr(self, name), above=0.0)
+        require_seed("seed", self.seed)
 
     @property
     def sequence_length(self):
@@ -144,17 +150,11 @@ class StudyConfig:
                 f"Received truncation_distance={self.truncation_distance}; expected an integer in "
                 f"[1, truncation_length - 1 = {self.truncation_length - 1}]."
             )
-        if not 0 < self.solve_fraction <= 1:
-            raise UserError(f"Received solve_fraction={self.solve_fraction}; expected a number in (0, 1].")
-        if self.max_minutes_per_run is not None and not self.max_minutes_per_run > 0:
-            raise UserError(
-                f"Received max_minutes_per_run={self.max_minutes_per_run}; expected a positive number or none."
-            )
+        require_float("solve_fraction", self.solve_fraction, above=0.0, maximum=1.0)
+        require_optional_float("max_minutes_per_run", self.max_minutes_per_run, above=0.0)
         for name in ("learning_rate", "clipnorm"):
-            if not getattr(self, name) > 0:
-                raise UserError(
-                    f"Received an invalid value for `{name}`: {getattr(self, name)}; expected a positive number."
-                )
+            require_float(name, getattr(self, name), above=0.0)
+        require_seed("seed", self.seed)
 
     def run_config(self, task, model, length, bptt_steps=None, mark_distance=None):
         """The `MemoryConfig` of one run of this study."""

@@ -4,7 +4,15 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import DIVERGENCE_FACTOR, require_choice, require_divergence_factor, require_int
+from zoo.config import (
+    DIVERGENCE_FACTOR,
+    require_choice,
+    require_divergence_factor,
+    require_float,
+    require_int,
+    require_optional_float,
+    require_seed,
+)
 from zoo.errors import UserError
 
 MONITORS = ("val_loss", "val_accuracy")
@@ -95,36 +103,18 @@ class SentimentConfig:
                 f"Received an invalid value for `vocabulary_size`: {self.vocabulary_size}; expected at least 3 "
                 "(padding, out-of-vocabulary and one word)."
             )
+        require_seed("seed", self.seed)
         for name in ("dropout", "recurrent_dropout", "word_dropout", "spatial_dropout", "adversarial"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                meaning = " (a fraction of each text's embedding norm)" if name == "adversarial" else ""
-                raise UserError(
-                    f"Received an invalid value for `{name}`: {value!r}; expected a number in [0, 1){meaning}."
-                )
+            meaning = " (a fraction of each text's embedding norm)" if name == "adversarial" else ""
+            require_float(name, getattr(self, name), minimum=0.0, below=1.0, expected=f"a number in [0, 1){meaning}")
         for name in ("validation_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 < value < 1.0:
-                raise UserError(f"Received an invalid value for `{name}`: {value!r}; expected a number in (0, 1).")
+            require_float(name, getattr(self, name), above=0.0, below=1.0)
         for name in ("learning_rate", "baseline_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise UserError(
-                    f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a positive number."
-                )
-        for name in ("clip_norm", "baseline_l2"):
-            if getattr(self, name) < 0:
-                raise UserError(
-                    f"Received an invalid value for `{name}`: {getattr(self, name)!r}; expected a number >= 0."
-                )
-        if self.ngram_learning_rate is not None and not self.ngram_learning_rate > 0:
-            raise UserError(
-                f"Received an invalid value for `ngram_learning_rate`: {self.ngram_learning_rate!r}; expected a "
-                "positive number or none."
-            )
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise UserError(
-                f"Received an invalid value for `max_minutes`: {self.max_minutes!r}; expected a positive number or none."
-            )
+            require_float(name, getattr(self, name), above=0.0)
+        require_float("clip_norm", self.clip_norm, minimum=0.0, expected="a finite number >= 0 (0 disables)")
+        require_float("baseline_l2", self.baseline_l2, minimum=0.0)
+        require_optional_float("ngram_learning_rate", self.ngram_learning_rate, above=0.0)
+        require_optional_float("max_minutes", self.max_minutes, above=0.0)
         cells.canonical(self.cell)
         require_choice("monitor", self.monitor, MONITORS)
         require_choice("member_validation", self.member_validation, MEMBER_VALIDATION)
