@@ -1,11 +1,9 @@
 """Exporting SavedModels without ever replacing a good export with a broken one."""
 
-import os
-
 import tensorflow as tf
 
 from zoo.errors import UserError
-from zoo.files import atomic_path
+from zoo.files import atomic_path, require_directory_path
 
 
 def export_saved_model(module, path, signatures, verify=None):
@@ -25,8 +23,7 @@ def export_saved_model(module, path, signatures, verify=None):
     """
     if not path:
         raise UserError("Received an empty value for argument `path`; expected a directory path.")
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"Received `path={path!r}`, which is a file; expected a directory for the SavedModel.")
+    require_directory_path(path, "path", "a directory for the SavedModel")
     with atomic_path(path) as temporary:
         tf.saved_model.save(module, temporary, signatures=signatures)
         loaded = tf.saved_model.load(temporary)

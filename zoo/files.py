@@ -10,6 +10,7 @@ import ctypes
 import errno
 import json
 import os
+import secrets
 import shutil
 import tempfile
 
@@ -17,11 +18,16 @@ from zoo.errors import UserError, UserFileNotFoundError, UserIsADirectoryError
 
 
 def atomic_write_text(path, text):
-    """Write `text` to `path` via a temporary file and `os.replace`."""
+    """Write `text` to `path` via a temporary file and `os.replace`.
+
+    The file gets the permissions a plain `open(path, "w")` would give it
+    (0666 less the umask; `tempfile.mkstemp` would make it 0600).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     remove_stale_temporaries(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.path.basename(path)}-{os.getpid()}-")
+    temporary = os.path.join(directory, f".tmp-{os.path.basename(path)}-{os.getpid()}-{secrets.token_hex(4)}")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -38,9 +44,38 @@ def atomic_write_json(path, data):
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+def read_json(path, *, kind="JSON file", expected="the JSON this project wrote there"):
+    """The parsed contents of the JSON file `path`.
+
+    A file that cannot be opened, decoded or parsed is a `UserError` naming
+    it (see `unreadable`); `kind` and `expected` describe it in the message.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise unreadable(path, error, kind=kind, expected=expected) from error
+
+
+def require_directory_path(path, argument, purpose="a directory"):
+    """Raise `UserError` if `path`, or a folder above it, exists but is not a directory.
+
+    `argument` names where `path` came from (`--path`, `output`); the
+    message names the offending file. Otherwise creating `path` would fail
+    with a bare `FileExistsError` or `NotADirectoryError`.
+    """
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            return
+        current = parent
+    if os.path.isdir(current):
+        return
+    received = f"Received `{argument}={str(path)!r}`"
+    if current == os.path.abspath(path):
+        raise UserError(f"{received}, which is a file; expected {purpose}.")
+    raise UserError(f"{received}, but {current!r} is a file, not a directory; expected {purpose}.")
 
 
 _RENAME_EXCHANGE = 2  # renameat2's flag (Linux 3.15+): swap two paths in one step
@@ -90,7 +125,7 @@ def _process_alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
+    except (PermissionError, OverflowError):  # another user's process; a number past any PID: keep it anyway
         return True
     return True
 
@@ -105,8 +140,11 @@ def remove_stale_temporaries(path):
     if not os.path.isdir(parent):
         return
     for name in os.listdir(parent):
-        pid = name[len(prefix) :].split("-", 1)[0]
-        if name.startswith(prefix) and pid.isdigit() and not _process_alive(int(pid)):
+        # The rest is `<pid>-<random>` (the random part has no "-"); anything else, such as
+        # `.tmp-<name>-5-<pid>-<random>` of a destination named `<name>-5`, is not ours.
+        pid, separator, random = name[len(prefix) :].partition("-")
+        ours = name.startswith(prefix) and separator and random and "-" not in random and pid.isdigit()
+        if ours and not _process_alive(int(pid)):
             leftover = os.path.join(parent, name)
             if os.path.isdir(leftover):
                 shutil.rmtree(leftover, ignore_errors=True)

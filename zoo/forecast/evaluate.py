@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import training
+from zoo import checkpoints, training
 from zoo.distribute import is_chief
 from zoo.errors import UserFileNotFoundError
 from zoo.files import atomic_path, atomic_write_json
@@ -24,7 +24,7 @@ def load_trained(workdir, name):
         raise UserFileNotFoundError(
             f"No trained {name!r} model in {workdir!r} (expected {path}); run `train` with this --workdir first."
         )
-    return keras.saving.load_model(path, safe_mode=True)
+    return checkpoints.load_model(path)
 
 
 def neural_forecast(model, name, normalized_windows, horizon, batch_size=512):

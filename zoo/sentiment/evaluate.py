@@ -6,9 +6,9 @@ metric state), so a fold's figures do not depend on batching.
 
 import os
 
-import keras
 import numpy as np
 
+from zoo import checkpoints
 from zoo.errors import UserFileNotFoundError
 from zoo.sentiment.data import make_dataset
 
@@ -231,4 +231,4 @@ def load_trained_model(workdir, baseline=False):
             f"No trained model at {path!r}; run `python -m recipes.sentiment train --workdir {workdir} ...` "
             "without --folds first (cross-validation keeps only per-fold models)."
         )
-    return keras.saving.load_model(path, safe_mode=True)
+    return checkpoints.load_model(path)
