@@ -24,6 +24,7 @@ import sys
 
 from recipes import _cli, _litert
 from zoo.errors import UserError
+from zoo.files import require_directory_path
 
 
 def _add_source_arguments(parser):
@@ -81,6 +82,7 @@ def config_help(config_class):
 
 def build_parser():
     from zoo.char_lm import CharLMConfig
+    from zoo.char_lm.evaluate import MAX_SAMPLE_LENGTH
 
     fields = "config fields for --set KEY=VALUE (default: meaning):\n" + config_help(CharLMConfig)
     parser = _cli.parser("python -m recipes.char_lm", __doc__)
@@ -115,11 +117,23 @@ def build_parser():
     )
     _cli.add_run_arguments(sample, training=False)
     sample.add_argument("--prompt", default="\n", help="Text to start from (non-empty; default: a newline).")
-    sample.add_argument("--length", type=int, default=500, help="Characters to generate (default 500).")
     sample.add_argument(
-        "--temperature", type=float, default=0.8, help="Softmax temperature; 0 picks the most likely (default 0.8)."
+        "--length",
+        type=int,
+        default=500,
+        help=f"Characters to generate, 0 to {MAX_SAMPLE_LENGTH:,} (default 500). The limit is about a whole "
+        "corpus; generation is one character at a time (the default model made about 4,000 per second on "
+        "2 CPU cores, so a million take minutes).",
     )
-    sample.add_argument("--top-k", type=int, default=0, help="Sample among the k most likely only (0: all).")
+    sample.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="Softmax temperature, a finite number >= 0; 0 picks the most likely (default 0.8).",
+    )
+    sample.add_argument(
+        "--top-k", type=int, default=0, help="Sample among the k most likely only (0, or k >= the vocabulary: all)."
+    )
     sample.add_argument("--checkpoint", choices=("best", "last"), default="best", help="Which checkpoint.")
 
     export = verbs.add_parser(
@@ -226,13 +240,16 @@ def _sample(args):
 
     if args.overrides:
         raise UserError("sample uses the config saved in --workdir; --set does not apply (use --seed).")
+    seed = 0 if args.seed is None else args.seed
+    # Checked here first, so that the messages name the flags.
+    evaluate_lib.check_sample_arguments(args.length, args.temperature, args.top_k, seed, flag_names=True)
     text, characters_per_second = evaluate_lib.sample(
         args.workdir,
         prompt=args.prompt,
         length=args.length,
         temperature=args.temperature,
         top_k=args.top_k,
-        seed=0 if args.seed is None else args.seed,
+        seed=seed,
         which=args.checkpoint,
     )
     sys.stdout.write(args.prompt + text + "\n")
@@ -250,6 +267,8 @@ def _export(args):
         report = export_lib.export_litert(args.workdir, path=args.path, which=args.checkpoint, batch_size=batch_size)
         print(_litert.summary(report))
         return 0
+    if args.path:
+        require_directory_path(args.path, "--path", "a directory for the SavedModel")
     path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
     print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
     return 0

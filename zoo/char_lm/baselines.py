@@ -150,7 +150,18 @@ def markov_table(training_ids, evaluation_ids, positions, orders, vocabulary_siz
 
 
 def baseline_table(corpus, config):
-    """Markov baselines on exactly the validation characters the model is scored on."""
+    """Markov baselines on exactly the validation characters the model is scored on.
+
+    A validation text too short for one batch of streams is a `UserError`
+    saying how long the text must be (there would be nothing to score).
+    """
+    data_lib.require_one_batch(
+        len(corpus.validation_ids),
+        config.batch_size,
+        config.seq_len,
+        what="validation text",
+        validation_fraction=config.validation_fraction,
+    )
     positions = data_lib.stream_target_positions(len(corpus.validation_ids), config.batch_size, config.seq_len)
     # Histories reach back into the training text, as they would in the running text.
     joined = np.concatenate([corpus.training_ids, corpus.validation_ids])

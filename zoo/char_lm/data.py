@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from zoo.errors import UserError, UserFileNotFoundError
-from zoo.files import atomic_write_text, read_text, unreadable
+from zoo.files import atomic_write_text, read_json, read_text, unreadable
 
 OOV_ID = 0  # every character not seen in the training text
 OOV_CHARACTER = ""  # how the out-of-vocabulary id is shown in exports and tables
@@ -119,8 +119,14 @@ class TextSource:
 
     @classmethod
     def read(cls, path):
-        with open(path, encoding="utf-8") as handle:
-            return cls(**json.load(handle))
+        expected = "the data.json a training run wrote"
+        fields = read_json(path, kind="corpus record", expected=expected)
+        try:
+            return cls(**fields)
+        except TypeError as error:  # not an object, or unknown fields
+            raise UserError(
+                f"The corpus record {path!r} does not describe a corpus ({error}); expected {expected}."
+            ) from None
 
 
 # ----------------------------------------------------------------------------- vocabulary
@@ -185,13 +191,19 @@ class Vocabulary:
 # ----------------------------------------------------------------------------- split and streams
 
 
+def split_sizes(length, validation_fraction):
+    """(training, validation) character counts of a text of `length` characters."""
+    boundary = int(round(length * (1.0 - validation_fraction)))
+    return boundary, length - boundary
+
+
 def split_text(text, validation_fraction):
     """(training, validation) by position: validation is the last fraction."""
     if not 0.0 < validation_fraction < 1.0:
         raise UserError(
             f"Received an invalid value for `validation_fraction`: {validation_fraction}; expected 0 < x < 1."
         )
-    boundary = int(round(len(text) * (1.0 - validation_fraction)))
+    boundary, _ = split_sizes(len(text), validation_fraction)
     return text[:boundary], text[boundary:]
 
 
@@ -207,6 +219,33 @@ def stream_layout(length, batch_size, seq_len):
     return stream_length, max(0, (stream_length - 1) // seq_len)
 
 
+def require_one_batch(length, batch_size, seq_len, *, what="text", validation_fraction=None):
+    """Raise `UserError` unless `length` ids make at least one batch of `batch_size` streams.
+
+    `what` names the ids in the message ("training text", "validation
+    text"); with `validation_fraction`, the message also gives the length
+    of a whole text whose part `what` would be long enough.
+    """
+    if stream_layout(length, batch_size, seq_len)[1] >= 1:
+        return
+    needed = batch_size * (seq_len + 1)
+    message = (
+        f"The {what} has {length} characters, shorter than one batch of {batch_size} streams x "
+        f"{seq_len + 1} characters ({needed})"
+    )
+    if validation_fraction is None:
+        raise UserError(f"{message}. Use a longer text or lower `batch_size`/`seq_len`.")
+    validation = what.startswith("validation")
+    share = validation_fraction if validation else 1.0 - validation_fraction
+    total = max(1, int(needed / share) - 2)
+    while split_sizes(total, validation_fraction)[int(validation)] < needed:
+        total += 1
+    raise UserError(
+        f"{message}, so the {what.split()[0]} split is empty. With validation_fraction={validation_fraction:g}, "
+        f"use a text of at least {total} characters, or lower `batch_size`/`seq_len`."
+    )
+
+
 def stream_batches(ids, batch_size, seq_len, *, what="text"):
     """Inputs and targets shaped `(batches, batch_size, seq_len)`.
 
@@ -214,13 +253,8 @@ def stream_batches(ids, batch_size, seq_len, *, what="text"):
     b, and `targets[k, b]` the same shifted by one.
     """
     ids = np.asarray(ids, dtype=np.int32)
+    require_one_batch(len(ids), batch_size, seq_len, what=what)
     stream_length, batches = stream_layout(len(ids), batch_size, seq_len)
-    if batches < 1:
-        needed = batch_size * (seq_len + 1)
-        raise UserError(
-            f"The {what} has {len(ids)} characters, shorter than one batch of {batch_size} streams x "
-            f"{seq_len + 1} characters ({needed}). Use a longer text or lower `batch_size`/`seq_len`."
-        )
     streams = ids[: stream_length * batch_size].reshape(batch_size, stream_length)
     used = batches * seq_len
     inputs = streams[:, :used].reshape(batch_size, batches, seq_len).transpose(1, 0, 2)

@@ -4,16 +4,15 @@ import math
 import os
 import time
 
-import keras
 import tensorflow as tf
 
+from zoo import checkpoints, registry, training
 from zoo import config as config_lib
-from zoo import registry, training
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
 from zoo.char_lm.config import CharLMConfig
 from zoo.char_lm.train import SOURCE_FILE, VOCABULARY_FILE, load_corpus, stream_data
-from zoo.config import require_choice, require_int
+from zoo.config import require_choice, require_float, require_int, require_seed
 from zoo.errors import UserError, UserFileNotFoundError
 
 
@@ -62,7 +61,7 @@ def load_run(workdir, which="best"):
     """(config, vocabulary, model) of a trained run in `workdir`."""
     config = config_lib.load(CharLMConfig, os.path.join(workdir, "config.json"))
     vocabulary = data_lib.Vocabulary.read(os.path.join(workdir, VOCABULARY_FILE))
-    model = keras.saving.load_model(checkpoint_path(workdir, which), safe_mode=True)
+    model = checkpoints.load_model(checkpoint_path(workdir, which))
     return config, vocabulary, model
 
 
@@ -100,20 +99,53 @@ def evaluate(workdir, *, which="best", source=None):
     }
 
 
+# The most characters `sample` generates in one call: about the size of a
+# whole training corpus (Tiny Shakespeare has 1.1 million characters).
+# Generation is one step at a time: the default 512-unit LSTM made about
+# 4,000 characters per second on a shared 2-core CPU, so a million take
+# about four minutes. The ids are collected in a TensorArray of `length`
+# entries: 2**31 - 1 of them crashed the process, and more overflow its
+# int32 size.
+MAX_SAMPLE_LENGTH = 1_000_000
+
+
+def check_sample_arguments(length, temperature, top_k, seed, *, flag_names=False):
+    """(length, temperature, top_k, seed) checked as `sample` needs them, else a `UserError`.
+
+    With `flag_names`, messages name the command-line flags (`--top-k`)
+    instead of the arguments (`top_k`).
+    """
+
+    def name(argument):
+        return "--" + argument.replace("_", "-") if flag_names else argument
+
+    return (
+        require_int(name("length"), length, minimum=0, maximum=MAX_SAMPLE_LENGTH),
+        require_float(name("temperature"), temperature, minimum=0.0, expected="a finite number >= 0 (0 is greedy)"),
+        require_int(name("top_k"), top_k, minimum=0, expected="a non-negative integer (0: all)"),
+        require_seed(name("seed"), seed),
+    )
+
+
 def sample(workdir, *, prompt, length, temperature=1.0, top_k=0, seed=0, which="best"):
-    """Generate `length` characters after `prompt`; returns (text, characters_per_second)."""
+    """Generate `length` characters after `prompt`; returns (text, characters_per_second).
+
+    `length` is at most `MAX_SAMPLE_LENGTH`; `temperature` a finite number
+    >= 0 (0 is greedy); `top_k` >= 0 (0: all characters; more than the
+    vocabulary means all); `seed` an integer in [0, 2**31 - 1].
+    """
     if not isinstance(prompt, str) or not prompt:
         raise UserError(f"Received an invalid value for `prompt`: {prompt!r}; expected a non-empty string.")
-    require_int("length", length, minimum=0)
-    if not temperature >= 0:
-        raise UserError(f"Received an invalid value for `temperature`: {temperature!r}; expected >= 0 (0 is greedy).")
-    require_int("top_k", top_k, minimum=0, expected="a non-negative integer (0: all)")
+    length, temperature, top_k, seed = check_sample_arguments(length, temperature, top_k, seed)
     _, vocabulary, model = load_run(workdir, which)
+    top_k = min(top_k, vocabulary.size)  # the stepper takes an int32; larger means all characters anyway
     stepper = model_lib.CharacterStepper(model)
     generate = tf.function(stepper.generate)
-    prompt_ids = vocabulary.encode(prompt)
-    generate(prompt_ids, 1, temperature, seed, top_k)  # trace once, so the timing is generation only
+    prompt_ids = tf.constant(vocabulary.encode(prompt))
+    # Tensors, not Python numbers: a new Python number would trace the function again, inside the timing.
+    temperature, seed, top_k = tf.constant(temperature, tf.float32), tf.constant(seed), tf.constant(top_k)
+    generate(prompt_ids, tf.constant(1), temperature, seed, top_k)  # trace once, so the timing is generation only
     started = time.perf_counter()
-    ids = generate(prompt_ids, length, temperature, seed, top_k).numpy()
+    ids = generate(prompt_ids, tf.constant(length), temperature, seed, top_k).numpy()
     seconds = time.perf_counter() - started
     return vocabulary.decode(ids), (length / seconds if seconds > 0 else math.inf)

@@ -68,8 +68,21 @@ def load_corpus(source, config, vocabulary=None):
     return corpus
 
 
+def require_stream_splits(corpus, config):
+    """Raise `UserError` (saying how long the text must be) unless both splits make a batch."""
+    for part, ids in (("training", corpus.training_ids), ("validation", corpus.validation_ids)):
+        data_lib.require_one_batch(
+            len(ids),
+            config.batch_size,
+            config.seq_len,
+            what=f"{part} text",
+            validation_fraction=config.validation_fraction,
+        )
+
+
 def stream_data(corpus, config):
     """Training and validation `tf.data` datasets of stream batches."""
+    require_stream_splits(corpus, config)
     training_batches = data_lib.stream_batches(
         corpus.training_ids, config.batch_size, config.seq_len, what="training text"
     )
