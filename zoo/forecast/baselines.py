@@ -8,6 +8,8 @@ its own predictions, and `holt_winters_forecasts` is the classical
 exponential-smoothing reference (needs statsmodels).
 """
 
+import math
+
 import numpy as np
 
 from zoo.config import require_int
@@ -40,7 +42,14 @@ def seasonal_naive_scale(training_target, period):
         raise UserError(
             f"The training part has {len(training_target)} steps; the MASE scale needs more than period={period}."
         )
-    scale = float(np.mean(np.abs(training_target[period:] - training_target[:-period])))
+    with np.errstate(over="ignore"):
+        scale = float(np.mean(np.abs(training_target[period:] - training_target[:-period])))
+    if not math.isfinite(scale):
+        raise UserError(
+            f"The MASE scale (mean |y_t - y_t-{period}| over the training part) overflows float64 "
+            f"(largest magnitude {float(np.max(np.abs(training_target))):.3g}); rescale the series, e.g. divide "
+            "it by a power of ten."
+        )
     if scale == 0.0:
         raise UserError("The training part repeats itself exactly every period, so MASE is undefined (scale 0).")
     return scale

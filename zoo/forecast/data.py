@@ -83,32 +83,43 @@ def fill_missing(values, times, policy, columns):
 # ----------------------------------------------------------------------------- loading
 
 
-def _parse_number(text, column, line):
+def _parse_number(text, column, line, path):
     if text.strip().lower() in _MISSING_TEXT:
         return math.nan
     try:
         value = float(text)
     except ValueError:
         raise UserError(
-            f"Column {column!r} has a non-numeric value {text!r} on line {line}; expected a number "
+            f"Column {column!r} has a non-numeric value {text!r} on line {line} of {path!r}; expected a number "
             "(or an empty cell / NA for a missing value)."
         ) from None
     if math.isinf(value):
-        raise UserError(f"Column {column!r} has an infinite value on line {line}; expected a finite number.")
+        raise UserError(
+            f"Column {column!r} has an infinite value on line {line} of {path!r}; expected a finite number."
+        )
     return value
 
 
-def _parse_time(text, column, line):
+def _parse_time(text, column, line, path):
     stripped = text.strip()
     try:
-        return float(stripped)
+        value = float(stripped)
     except ValueError:
         pass
+    else:
+        # float() also reads "nan" and "inf", which no comparison can order.
+        if not math.isfinite(value):
+            raise UserError(
+                f"Time column {column!r} has {text!r} on line {line} of {path!r}; expected a finite number "
+                "or an ISO date such as 2001-12-29."
+            )
+        return value
     try:
         moment = datetime.datetime.fromisoformat(stripped)
     except ValueError:
         raise UserError(
-            f"Time column {column!r} has {text!r} on line {line}; expected a number or an ISO date such as 2001-12-29."
+            f"Time column {column!r} has {text!r} on line {line} of {path!r}; expected a number or an ISO date "
+            "such as 2001-12-29."
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
@@ -130,12 +141,14 @@ def _read_csv_columns(path, columns, time_column, input_columns):
                 raise UserError(f"Column {name!r} (from {flag}) is not in {path!r}; its columns are {header}.")
         rows, times = [], []
         for line, record in enumerate(reader, start=2):
-            rows.append([_parse_number(record[name] or "", name, line) for name in columns])
+            rows.append([_parse_number(record[name] or "", name, line, path) for name in columns])
             if time_column:
                 cell = record[time_column] or ""
                 if not cell.strip():
-                    raise UserError(f"Time column {time_column!r} is empty on line {line}; every row needs a time.")
-                times.append(_parse_time(cell, time_column, line))
+                    raise UserError(
+                        f"Time column {time_column!r} is empty on line {line} of {path!r}; every row needs a time."
+                    )
+                times.append(_parse_time(cell, time_column, line, path))
     return rows, times
 
 
@@ -161,7 +174,7 @@ def load_csv(path, target, time_column="", input_columns=()):
     if time_column and np.any(np.diff(times) <= 0):
         line = int(np.flatnonzero(np.diff(times) <= 0)[0]) + 3
         raise UserError(
-            f"Time column {time_column!r} is not strictly increasing (line {line}); sort the file by time "
+            f"Time column {time_column!r} is not strictly increasing (line {line}) in {path!r}; sort the file by time "
             "and remove duplicate times."
         )
     return os.path.basename(path), columns, values, times
@@ -281,8 +294,17 @@ class Normalizer:
 
     @classmethod
     def fit(cls, training_values, columns):
-        mean = training_values.mean(axis=0)
-        std = training_values.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = training_values.mean(axis=0)
+            std = training_values.std(axis=0)
+        overflowed = [columns[index] for index in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))]
+        if overflowed:
+            largest = float(np.max(np.abs(training_values)))
+            raise UserError(
+                f"Column(s) {overflowed} overflow float64 over the training part: their mean or standard deviation "
+                f"is infinite (the largest magnitude is {largest:.3g}). Expected values whose squares fit in "
+                "float64 (magnitudes below about 1e154); rescale the column, e.g. divide it by a power of ten."
+            )
         constant = [columns[index] for index in np.flatnonzero(std <= 1e-12 * np.maximum(1.0, np.abs(mean)))]
         if constant:
             raise UserError(
@@ -333,11 +355,20 @@ def prepare(config, series=None):
             f"Received `season_period={period}`, but the training part has only {split.train_end} steps; "
             "it needs at least two seasons."
         )
+    with np.errstate(over="ignore", invalid="ignore"):
+        normalized = normalizer.normalize(series.values).astype(np.float32)
+    if not np.all(np.isfinite(normalized)):
+        step, column = (int(index) for index in np.argwhere(~np.isfinite(normalized))[0])
+        raise UserError(
+            f"Column {series.columns[column]!r} has the value {series.values[step, column]:.3g} at step {step}, "
+            "too many training-part standard deviations from the training mean for the models' float32 "
+            "inputs; expected values on the scale of the training part."
+        )
     return PreparedSeries(
         series=series,
         split=split,
         normalizer=normalizer,
-        normalized=normalizer.normalize(series.values).astype(np.float32),
+        normalized=normalized,
         season_period=period,
         season_period_inferred=inferred,
         mase_scale=baselines.seasonal_naive_scale(training_values[:, 0], period),
