@@ -170,10 +170,15 @@ def _input_fingerprints(args, dataset):
 
 def command_train(args, cells=None):
     from zoo import workdir as workdir_lib
+    from zoo.config import require_int
     from zoo.distribute import is_chief
 
     config = _config(args)
     config.validate()
+    if args.folds is not None:  # `--folds 0` used to mean "no cross-validation", silently
+        require_int("--folds", args.folds, minimum=2, expected="an integer >= 2 (omit it for one train/test split)")
+    if args.max_folds is not None:
+        require_int("--max-folds", args.max_folds)
     with workdir_lib.locked(args.workdir, hold=is_chief()):
         return _train(args, config, cells)
 
@@ -186,6 +191,7 @@ def _train(args, config, cells):
 
     dataset = load_data(args)
     dataset.require_classes(2)
+    dataset.require_text()
     # A new cross-validation must not mix with the folds of an earlier one.
     refuse_existing_run(args.workdir, ("folds",), resume=args.resume)
     config = prepare_workdir(args.workdir, config, resume=args.resume, inputs=_input_fingerprints(args, dataset))
@@ -227,7 +233,14 @@ def _trained_class_names(workdir):
     path = os.path.join(workdir, "metrics.json")
     if not os.path.exists(path):
         raise UserFileNotFoundError(f"No metrics.json in {workdir!r}; train a model there first.")
-    return tuple(read_json(path)["class_names"])
+    metrics = read_json(path, kind="metrics file", expected="the metrics.json that `train` wrote")
+    names = metrics.get("class_names") if isinstance(metrics, dict) else None
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(name, str) for name in names):
+        raise UserError(
+            f"The metrics file {path!r} has no list of class names (`class_names`); expected the metrics.json "
+            "that `python -m recipes.sentiment train` wrote in this work directory."
+        )
+    return tuple(names)
 
 
 def command_evaluate(args):
@@ -258,6 +271,7 @@ def command_evaluate(args):
 
 def command_export(args):
     from zoo import sentiment
+    from zoo.files import require_directory_path
 
     batch_size = _litert.batch_size(args)
     if args.format == "litert":
@@ -270,6 +284,8 @@ def command_export(args):
         )
         print(_litert.summary(report))
         return 0
+    if args.output:
+        require_directory_path(args.output, "--output", "a directory for the SavedModel")
     output = args.output or os.path.join(args.workdir, "export")
     model = sentiment.load_trained_model(args.workdir, baseline=args.baseline)
     sentiment.export_text_classifier(model, _trained_class_names(args.workdir), output)
@@ -286,6 +302,12 @@ def command_predict(args):
 
     if not args.sentences:
         raise UserError("Received no sentences; expected one or more quoted sentences after the options.")
+    for position, sentence in enumerate(args.sentences, start=1):
+        # An empty text gives the model nothing to read: its answer would be the classifier's bias.
+        if not sentence.strip():
+            raise UserError(
+                f"Received an empty sentence (sentence {position}: {sentence!r}); expected text with at least one word."
+            )
     if bool(args.workdir) == bool(args.export):
         raise UserError(
             "Received "

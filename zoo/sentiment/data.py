@@ -61,6 +61,14 @@ class TextDataset:
                 f"({', '.join(present) or 'none'}); expected at least {minimum} to train a classifier."
             )
 
+    def require_text(self):
+        """Raise unless some text holds more than white space (there would be no word to learn)."""
+        if not any(text.strip() for text in self.texts):
+            raise UserError(
+                f"Every one of the {len(self.texts)} texts from {self.source or 'the given source'} is empty or "
+                "white space; expected texts with words to learn from (check the text column or the files)."
+            )
+
 
 # ----------------------------------------------------------------- decoding
 def read_text_file(path, encoding="utf-8"):

@@ -273,6 +273,13 @@ def make_vectorizer(config, training_texts=None, name="vectorizer", **kwargs):
         import tensorflow as tf
 
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(list(training_texts)).batch(1024))
+        if not set(vectorizer.get_vocabulary()) - {"", "[UNK]"}:
+            # Training would stop in TensorFlow with "Table not initialized".
+            raise UserError(
+                f"The {len(training_texts)} training texts hold no word after standardisation "
+                f"(`standardize={config.standardize!r}`): each is empty, white space or punctuation; expected "
+                "texts with words, or another `standardize`."
+            )
     return vectorizer
 
 

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import registry, training
+from zoo import checkpoints, registry, training
 from zoo.callbacks import chief_writes
 from zoo.config import require_int
 from zoo.distribute import is_chief
@@ -82,9 +82,9 @@ def fit_text_classifier(
     result["monitor"] = monitor
     saved = os.path.join(workdir, MODEL_FILE)
     if result["already_finished"] and os.path.exists(saved):  # --resume on a finished run: keep what it wrote
-        return keras.saving.load_model(saved, safe_mode=True), result
+        return checkpoints.load_model(saved), result
     if os.path.exists(result["best_checkpoint"]):
-        model = keras.saving.load_model(result["best_checkpoint"], safe_mode=True)
+        model = checkpoints.load_model(result["best_checkpoint"])
     with chief_writes(os.path.join(workdir, MODEL_FILE)) as temporary:
         model.save(temporary)
     return model, result
@@ -146,7 +146,7 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, lab
         model_path, summary_path = os.path.join(member_dir, MODEL_FILE), os.path.join(member_dir, MEMBER_SUMMARY_FILE)
         if os.path.exists(summary_path) and os.path.exists(model_path):
             log(f"  ensemble member {index + 1}/{len(splits)}: finished earlier, reusing {model_path}")
-            members.append(keras.saving.load_model(model_path, safe_mode=True))
+            members.append(checkpoints.load_model(model_path))
             summaries.append(read_json(summary_path))
             continue
         member = f"member {index + 1}/{len(splits)}"
@@ -348,6 +348,7 @@ def train_and_evaluate(
         return f"{label} {name}" if label else name
 
     train.require_classes(2)
+    train.require_text()
     cells = list(cells or [config.cell])
     num_classes = len(train.class_names)
     inner_indices, validation_indices = stratified_split(train.labels, config.validation_fraction, config.seed)
