@@ -161,13 +161,13 @@ def _run(args, config):
 
 def report_verb(args):
     from zoo.errors import UserFileNotFoundError
-    from zoo.files import read_json
     from zoo.memory import study as memory_study
+    from zoo.memory.metrics_file import read_study_metrics
 
     path = os.path.join(args.workdir, "metrics.json")
     if not os.path.exists(path):
         raise UserFileNotFoundError(f"No metrics.json in {args.workdir!r}; run `python -m recipes.memory run` first.")
-    plots, problem = memory_study.write_report(read_json(path), args.workdir)
+    plots, problem = memory_study.write_report(read_study_metrics(path), args.workdir)
     _log_written(args.workdir, plots, problem)
     return 0
 

@@ -17,6 +17,13 @@ from zoo.errors import UserError
 from zoo.memory.data import TASKS, copy_layout
 from zoo.memory.model import MODELS, require_model, width_for_budget
 
+# The longest sequence (adding length or copy delay) a run accepts. The
+# stored states of back-propagation through time grow with the length T:
+# for an LSTM of the default budget (about 33 units, 6 x 33 values kept per
+# step) and batch 64 they hold 64 x T x 198 float32 values, about 0.5 GB
+# at T = 10,000; far longer sequences failed with a MemoryError.
+MAX_LENGTH = 10_000
+
 
 @dataclasses.dataclass
 class MemoryConfig:
@@ -43,6 +50,7 @@ class MemoryConfig:
         require_model("model", self.model)
         for name in ("length", "parameter_budget", "conv_layers", "copy_length", "alphabet_size"):
             require_int(name, getattr(self, name))
+        require_int("length", self.length, maximum=MAX_LENGTH)
         if self.bptt_steps is not None:
             require_int("bptt_steps", self.bptt_steps)
             if self.model == "conv":
@@ -129,6 +137,10 @@ class StudyConfig:
         for name in ("adding_lengths", "copy_delays", "truncation_bptt_steps"):
             for value in getattr(self, name):
                 require_int(name, value)
+        for name in ("adding_lengths", "copy_delays", "truncation_length"):
+            values = getattr(self, name)
+            for value in values if isinstance(values, tuple) else (values,):
+                require_int(name, value, maximum=MAX_LENGTH, expected=f"lengths from 1 to {MAX_LENGTH:,}")
         for length in self.adding_lengths:
             if length < 2:
                 raise UserError(f"Received adding_lengths containing {length}; each length must be at least 2.")
