@@ -237,7 +237,9 @@ def require_one_batch(length, batch_size, seq_len, *, what="text", validation_fr
         raise UserError(f"{message}. Use a longer text or lower `batch_size`/`seq_len`.")
     validation = what.startswith("validation")
     share = validation_fraction if validation else 1.0 - validation_fraction
-    total = max(1, int(needed / share) - 2)
+    # A part of L characters holds L * share rounded, so fewer than (needed - 1) / share never suffice;
+    # count up from there (each extra character adds 0 or 1 to the part).
+    total = max(1, int((needed - 1) / share))
     while split_sizes(total, validation_fraction)[int(validation)] < needed:
         total += 1
     raise UserError(
