@@ -24,7 +24,6 @@ import sys
 
 from recipes import _cli, _litert
 from zoo.errors import UserError
-from zoo.files import require_directory_path
 
 
 def _add_source_arguments(parser):
@@ -263,12 +262,11 @@ def _export(args):
     if args.overrides or args.seed is not None:
         raise UserError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
     batch_size = _litert.batch_size(args)
+    _litert.check_path(args.path, "--path", args.format)
     if args.format == "litert":
         report = export_lib.export_litert(args.workdir, path=args.path, which=args.checkpoint, batch_size=batch_size)
         print(_litert.summary(report))
         return 0
-    if args.path:
-        require_directory_path(args.path, "--path", "a directory for the SavedModel")
     path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
     print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
     return 0

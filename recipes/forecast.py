@@ -23,7 +23,7 @@ from zoo import config as config_lib
 from zoo import workdir as workdir_lib
 from zoo.distribute import is_chief
 from zoo.errors import UserError
-from zoo.files import atomic_write_text, require_directory_path
+from zoo.files import atomic_write_text
 from zoo.forecast import evaluate as evaluate_lib
 from zoo.forecast import export as export_lib
 from zoo.forecast import train as train_lib
@@ -138,9 +138,8 @@ def command_evaluate(args):
 
 def command_export(args):
     batch_size = _litert.batch_size(args)
+    _litert.check_path(args.output, "--output", args.format)
     config = _saved_config(args, "export")
-    if args.output:
-        require_directory_path(args.output, "--output", "a directory for the SavedModel")
     name = args.model or config.models[0]
     if args.format == "litert":
         print(_litert.summary(export_lib.export_litert(config, args.workdir, name, args.output, batch_size=batch_size)))

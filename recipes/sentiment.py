@@ -271,9 +271,9 @@ def command_evaluate(args):
 
 def command_export(args):
     from zoo import sentiment
-    from zoo.files import require_directory_path
 
     batch_size = _litert.batch_size(args)
+    _litert.check_path(args.output, "--output", args.format)
     if args.format == "litert":
         if args.baseline:
             raise UserError("Received --baseline with --format litert; the .tflite export takes the recurrent model.")
@@ -284,8 +284,6 @@ def command_export(args):
         )
         print(_litert.summary(report))
         return 0
-    if args.output:
-        require_directory_path(args.output, "--output", "a directory for the SavedModel")
     output = args.output or os.path.join(args.workdir, "export")
     model = sentiment.load_trained_model(args.workdir, baseline=args.baseline)
     sentiment.export_text_classifier(model, _trained_class_names(args.workdir), output)

@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from zoo.errors import UserError
-from zoo.files import atomic_path, require_directory_path
+from zoo.files import atomic_path, check_output_path
 
 
 def export_saved_model(module, path, signatures, verify=None):
@@ -23,7 +23,7 @@ def export_saved_model(module, path, signatures, verify=None):
     """
     if not path:
         raise UserError("Received an empty value for argument `path`; expected a directory path.")
-    require_directory_path(path, "path", "a directory for the SavedModel")
+    check_output_path(path, "path", "a directory for the SavedModel")
     with atomic_path(path) as temporary:
         tf.saved_model.save(module, temporary, signatures=signatures)
         loaded = tf.saved_model.load(temporary)

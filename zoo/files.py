@@ -57,14 +57,21 @@ def read_json(path, *, kind="JSON file", expected="the JSON this project wrote t
         raise unreadable(path, error, kind=kind, expected=expected) from error
 
 
-def require_directory_path(path, argument, purpose="a directory"):
-    """Raise `UserError` if `path`, or a folder above it, exists but is not a directory.
+def check_output_path(path, argument, purpose="a directory", *, is_file=False):
+    """Raise `UserError` if writing `path` must fail because of what already exists.
 
-    `argument` names where `path` came from (`--path`, `output`); the
-    message names the offending file. Otherwise creating `path` would fail
-    with a bare `FileExistsError` or `NotADirectoryError`.
+    `path` is a directory to create or replace, or with `is_file` a file to
+    write. A folder on the way to it that is a regular file (`afile/sub`
+    with `afile` a file) would end in a bare `FileExistsError` or
+    `NotADirectoryError`; so would a file where a directory is to go, or a
+    directory where a file is to go. `argument` names where `path` came
+    from (`--path`, `path`) and `purpose` what was expected.
     """
-    current = os.path.abspath(path)
+    target = os.path.abspath(path)
+    received = f"Received `{argument}={str(path)!r}`"
+    if is_file and os.path.isdir(target):
+        raise UserIsADirectoryError(f"{received}, which is a directory; expected {purpose}.")
+    current = os.path.dirname(target) if is_file else target
     while not os.path.lexists(current):
         parent = os.path.dirname(current)
         if parent == current:
@@ -72,8 +79,7 @@ def require_directory_path(path, argument, purpose="a directory"):
         current = parent
     if os.path.isdir(current):
         return
-    received = f"Received `{argument}={str(path)!r}`"
-    if current == os.path.abspath(path):
+    if current == target:
         raise UserError(f"{received}, which is a file; expected {purpose}.")
     raise UserError(f"{received}, but {current!r} is a file, not a directory; expected {purpose}.")
 

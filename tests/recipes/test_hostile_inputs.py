@@ -190,12 +190,22 @@ def test_export_under_a_regular_file_names_it(char_lm_run, forecast_run, sentime
     # Was: FileExistsError traceback from os.makedirs in every recipe with export.
     afile = str(data_dir / "afile")
     target = os.path.join(afile, "sub")
-    for main, argv, flag in (
-        (char_lm.main, ["export", "--workdir", char_lm_run, "--path", target], "--path"),
-        (forecast.main, ["export", "--workdir", forecast_run, "--output", target], "--output"),
-        (sentiment.main, ["export", "--workdir", sentiment_run, "--output", target], "--output"),
+    for main, workdir, flag in (
+        (char_lm.main, char_lm_run, "--path"),
+        (forecast.main, forecast_run, "--output"),
+        (sentiment.main, sentiment_run, "--output"),
     ):
-        _refused(main, argv, capsys, f"`{flag}='{target}'`, but '{afile}' is a file, not a directory")
+        argv = ["export", "--workdir", workdir, flag]
+        problem = f"but '{afile}' is a file, not a directory; expected"
+        _refused(main, [*argv, target], capsys, f"`{flag}='{target}'`, {problem} a directory for the SavedModel")
+        litert = [*argv, target + ".tflite", "--format", "litert"]
+        _refused(main, litert, capsys, f"`{flag}='{target}.tflite'`, {problem} a path for the .tflite file")
+
+
+def test_litert_batch_size_past_the_limit_is_refused(char_lm_run, capsys):
+    # Was: NumPy "Unable to allocate 2.91 TiB" padding the check rows to one batch.
+    argv = ["export", "--workdir", char_lm_run, "--format", "litert", "--batch-size", "99999999999"]
+    _refused(char_lm.main, argv, capsys, "`--batch-size`: 99999999999; expected an integer from 1 to 4,096")
 
 
 def test_sentiment_texts_all_empty_are_refused_naming_the_file(tmp_path, capsys):

@@ -162,16 +162,21 @@ def test_sample_arguments_are_checked_before_tensorflow_sees_them(arguments, mes
 # ----------------------------------------------------------------- 7: tracebacks
 
 
-def test_directory_path_under_a_file_is_named(tmp_path):
+def test_output_path_under_a_file_is_named(tmp_path):
     # export --path afile/sub used to end in a FileExistsError traceback from os.makedirs.
     afile = tmp_path / "afile"
     afile.write_text("x")
     for path in (afile / "sub", afile / "sub" / "deeper"):
         with pytest.raises(UserError, match=rf"`--path='{path}'`, but '{afile}' is a file, not a directory"):
-            files.require_directory_path(str(path), "--path")
+            files.check_output_path(str(path), "--path")
+        with pytest.raises(UserError, match=rf"but '{afile}' is a file, not a directory; expected a .tflite"):
+            files.check_output_path(str(path / "model.tflite"), "--path", "a .tflite path", is_file=True)
     with pytest.raises(UserError, match=r"which is a file"):
-        files.require_directory_path(str(afile), "--path")
-    files.require_directory_path(str(tmp_path / "new" / "sub"), "--path")  # creatable: no error
+        files.check_output_path(str(afile), "--path")
+    with pytest.raises(UserError, match=r"which is a directory; expected a file"):
+        files.check_output_path(str(tmp_path), "--path", "a file", is_file=True)
+    files.check_output_path(str(tmp_path / "new" / "sub"), "--path")  # creatable: no error
+    files.check_output_path(str(afile), "--path", is_file=True)  # a file to replace: no error
 
 
 def test_all_empty_texts_are_refused_naming_the_source():
