@@ -88,17 +88,21 @@ def _interval_text(minimum, maximum, above, below):
     return "a finite number"
 
 
-def require_float(name, value, *, minimum=None, maximum=None, above=None, below=None, expected=None):
+def require_float(name, value, *, minimum=None, maximum=None, above=None, below=None, optional=False, expected=None):
     """Return `value` as a `float` if it is a finite number in the given range.
 
     `minimum`/`maximum` are inclusive bounds, `above`/`below` exclusive ones
     (None: no bound). NaN and infinities are always refused: a comparison
     with NaN is false, so without this check a NaN passes `not value < 0`.
-    Otherwise raise naming `name`: `UserTypeError` when `value` is not a
-    number (a bool, string or None), `UserError` when it is not finite or
-    out of range. `expected` replaces the description of a valid value.
+    With `optional`, None is also valid (and returned): an unlimited
+    budget, a default. Otherwise raise naming `name`: `UserTypeError` when
+    `value` is not a number (a bool, string or None), `UserError` when it is
+    not finite or out of range. `expected` replaces the description of a
+    valid value.
     """
-    expected = expected or _interval_text(minimum, maximum, above, below)
+    if optional and value is None:
+        return None
+    expected = (expected or _interval_text(minimum, maximum, above, below)) + (" or none" if optional else "")
     message = f"Received an invalid value for `{name}`: {value!r}; expected {expected}."
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UserTypeError(message)
@@ -112,16 +116,6 @@ def require_float(name, value, *, minimum=None, maximum=None, above=None, below=
     ):
         raise UserError(message)
     return value
-
-
-def require_optional_float(name, value, **bounds):
-    """`require_float` for a field where None is also valid (an unlimited budget, a default)."""
-    if value is None:
-        return None
-    expected = bounds.pop("expected", None) or _interval_text(
-        bounds.get("minimum"), bounds.get("maximum"), bounds.get("above"), bounds.get("below")
-    )
-    return require_float(name, value, expected=f"{expected} or none", **bounds)
 
 
 def require_choice(name, value, choices):

@@ -103,8 +103,8 @@ def test_require_float_bounds_and_types():
     with pytest.raises(UserError, match=r"`rate`: 0.0; expected a finite number > 0"):
         config_lib.require_float("rate", 0.0, above=0.0)
     with pytest.raises(UserError, match=r"`budget`: nan; expected a finite number > 0 or none"):
-        config_lib.require_optional_float("budget", float("nan"), above=0.0)
-    assert config_lib.require_optional_float("budget", None, above=0.0) is None
+        config_lib.require_float("budget", float("nan"), above=0.0, optional=True)
+    assert config_lib.require_float("budget", None, above=0.0, optional=True) is None
     for value in (True, "0.1", None):
         with pytest.raises(UserTypeError, match="`rate`"):
             config_lib.require_float("rate", value)

@@ -3,14 +3,7 @@
 import dataclasses
 
 from zoo import cells
-from zoo.config import (
-    DIVERGENCE_FACTOR,
-    require_divergence_factor,
-    require_float,
-    require_int,
-    require_optional_float,
-    require_seed,
-)
+from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_float, require_int, require_seed
 from zoo.errors import UserError
 
 # The highest Markov baseline order accepted in `markov_orders`.
@@ -48,7 +41,7 @@ class CharLMConfig:
         for name in ("learning_rate", "clip_norm"):
             require_float(name, getattr(self, name), above=0.0)
         require_float("validation_fraction", self.validation_fraction, above=0.0, below=1.0)
-        require_optional_float("max_minutes", self.max_minutes, above=0.0)
+        require_float("max_minutes", self.max_minutes, above=0.0, optional=True)
         if not self.markov_orders:
             raise UserError("Received an empty `markov_orders`; expected at least one order, e.g. 1,2,3.")
         for order in self.markov_orders:

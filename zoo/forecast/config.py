@@ -4,14 +4,7 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import (
-    DIVERGENCE_FACTOR,
-    require_divergence_factor,
-    require_float,
-    require_int,
-    require_optional_float,
-    require_seed,
-)
+from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_float, require_int, require_seed
 from zoo.errors import UserError
 
 EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
@@ -82,7 +75,7 @@ class ForecastConfig:
         for name in ("validation_fraction", "test_fraction"):
             require_float(name, getattr(self, name), above=0.0, below=0.5)
         require_float("learning_rate", self.learning_rate, above=0.0)
-        require_optional_float("max_minutes", self.max_minutes, above=0.0)
+        require_float("max_minutes", self.max_minutes, above=0.0, optional=True)
         if self.csv_path and not self.target:
             raise UserError("Received `csv_path` without `target`; name the column to forecast (--target COLUMN).")
         if not self.csv_path:

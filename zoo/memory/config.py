@@ -10,7 +10,6 @@ from zoo.config import (
     require_divergence_factor,
     require_float,
     require_int,
-    require_optional_float,
     require_seed,
 )
 from zoo.errors import UserError
@@ -163,7 +162,7 @@ class StudyConfig:
                 f"[1, truncation_length - 1 = {self.truncation_length - 1}]."
             )
         require_float("solve_fraction", self.solve_fraction, above=0.0, maximum=1.0)
-        require_optional_float("max_minutes_per_run", self.max_minutes_per_run, above=0.0)
+        require_float("max_minutes_per_run", self.max_minutes_per_run, above=0.0, optional=True)
         for name in ("learning_rate", "clipnorm"):
             require_float(name, getattr(self, name), above=0.0)
         require_seed("seed", self.seed)

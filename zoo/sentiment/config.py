@@ -10,7 +10,6 @@ from zoo.config import (
     require_divergence_factor,
     require_float,
     require_int,
-    require_optional_float,
     require_seed,
 )
 from zoo.errors import UserError
@@ -113,8 +112,8 @@ class SentimentConfig:
             require_float(name, getattr(self, name), above=0.0)
         require_float("clip_norm", self.clip_norm, minimum=0.0, expected="a finite number >= 0 (0 disables)")
         require_float("baseline_l2", self.baseline_l2, minimum=0.0)
-        require_optional_float("ngram_learning_rate", self.ngram_learning_rate, above=0.0)
-        require_optional_float("max_minutes", self.max_minutes, above=0.0)
+        require_float("ngram_learning_rate", self.ngram_learning_rate, above=0.0, optional=True)
+        require_float("max_minutes", self.max_minutes, above=0.0, optional=True)
         cells.canonical(self.cell)
         require_choice("monitor", self.monitor, MONITORS)
         require_choice("member_validation", self.member_validation, MEMBER_VALIDATION)
