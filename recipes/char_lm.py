@@ -247,11 +247,18 @@ def _export(args):
         raise UserError("export uses the checkpoint in --workdir; --set/--seed do not apply.")
     batch_size = _litert.batch_size(args)
     if args.format == "litert":
-        report = export_lib.export_litert(args.workdir, path=args.path, which=args.checkpoint, batch_size=batch_size)
+        report = export_lib.export_litert(
+            args.workdir,
+            path=args.path,
+            which=args.checkpoint,
+            batch_size=batch_size,
+            quantize=_litert.quantize(args),
+            step=args.step,
+        )
         print(_litert.summary(report))
         return 0
     path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
-    print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
+    print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs, step)")
     return 0
 
 

@@ -22,7 +22,7 @@ weight read as a constant:
 - masking: the fused kernel takes no mask, so padded batches must be
   padded on the right; the lengths are passed in, the backward direction
   of a `Bidirectional` layer reads each sequence reversed within its
-  length (`tf.reverse_sequence`), and outputs at padded steps are left for
+  length (a batched gather), and outputs at padded steps are left for
   the caller to ignore (pooling uses the mask).
 
 The converter sets the fused kernel's cell clip to 10 (cell states beyond
@@ -40,6 +40,7 @@ on check data before it replaces an earlier file.
 import collections
 import json
 import os
+import tempfile
 import uuid
 
 import keras
@@ -47,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 import layers
+from zoo import litert_quantize, litert_step
 from zoo.errors import UserError, UserIsADirectoryError
 from zoo.files import atomic_path
 
@@ -109,9 +111,12 @@ def _fusable(cell):
 
 
 def _reverse(sequences, lengths):
+    """`sequences` with each row's first `lengths` steps reversed (a gather: REVERSE_SEQUENCE has no int8 kernel)."""
     if lengths is None:
         return tf.reverse(sequences, axis=[1])
-    return tf.reverse_sequence(sequences, lengths, seq_axis=1, batch_axis=0)
+    steps = tf.range(tf.shape(sequences)[1])[None, :]
+    indices = tf.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return tf.gather(sequences, indices, batch_dims=1)
 
 
 def _last(sequences, lengths):
@@ -199,28 +204,50 @@ def _missing_litert():
     )
 
 
-def convert(serve, input_signature, weights):
-    """`serve` as `.tflite` bytes with builtin ops only, signature `serving_default`.
+def convert(serve, input_signature, weights, *, step=None, quantize=litert_quantize.NONE, representative=None):
+    """`serve` as `.tflite` bytes with builtin ops only, signature `serving_default` (and `step`).
 
     `serve` maps tensors of `input_signature` to a dict of outputs, calling
-    Keras layers and `recurrent` for recurrent ones. `weights` (Keras
-    variables, such as a model's `weights`) are read as constants while it
-    is traced: the converter would keep Keras 3 variables as resource
-    variables that nothing initialises in the `.tflite`. Returns (bytes, how
-    many fused LSTM ops they should hold).
+    Keras layers and `recurrent` for recurrent ones; `step`, a
+    `litert_step.StepSignature`, adds the signature `step`. `weights` (Keras
+    variables, such as a model's `weights`) are read as constants while they
+    are traced: the converter would keep Keras 3 variables as resource
+    variables that nothing initialises in the `.tflite`. `quantize` is one of
+    `litert_quantize.MODES`; int8 calibrates on `representative`
+    (`(signature, inputs)` pairs). Returns (bytes, how many fused LSTM ops
+    they should hold).
     """
     values = [(variable, keras.ops.convert_to_numpy(variable)) for variable in weights]
 
-    def frozen(*inputs):
-        with keras.StatelessScope(state_mapping=[(variable, tf.constant(value)) for variable, value in values]):
-            return serve(*inputs)
+    def frozen(function):
+        def call(*inputs):
+            with keras.StatelessScope(state_mapping=[(variable, tf.constant(value)) for variable, value in values]):
+                return function(*inputs)
 
-    graph = tf.Module()
-    graph.serve = tf.function(frozen, input_signature=input_signature, autograph=False)
-    concrete = graph.serve.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], graph)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert(), fused_lstm_calls(concrete)
+        return call
+
+    functions = {SIGNATURE: (serve, input_signature)}
+    if step is not None:
+        functions[litert_step.STEP] = (step.function, step.input_signature)
+    concretes = {
+        name: tf.function(frozen(function), input_signature=signature, autograph=False).get_concrete_function()
+        for name, (function, signature) in functions.items()
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        tf.saved_model.save(tf.Module(), directory, signatures=concretes)
+
+        def converter():
+            made = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(concretes))
+            made.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            return made
+
+        model_bytes = converter().convert()
+        if quantize != litert_quantize.NONE:
+            litert_quantize.check_quantizable(operators(model_bytes), quantize, representative)
+            quantizing = converter()
+            litert_quantize.configure(quantizing, quantize, representative)
+            model_bytes = quantizing.convert()
+    return model_bytes, sum(fused_lstm_calls(concrete) for concrete in concretes.values())
 
 
 def fused_lstm_calls(concrete):
@@ -280,6 +307,30 @@ def operators(model_bytes):
     model = _unpack(model_bytes)
     names = _operator_names(model)
     return collections.Counter(names[op.opcodeIndex] for subgraph in model.subgraphs for op in subgraph.operators)
+
+
+def operator_types(model_bytes, name):
+    """For each `name` operator (all subgraphs): (its input tensors' types, its output tensors' types), as names.
+
+    Absent optional inputs are `None`; types are `TensorType` names
+    (`FLOAT32`, `INT8`, `INT16`, `INT32`, ...).
+    """
+    schema = _schema()
+    type_names = {
+        code: type_name for type_name, code in vars(schema.TensorType).items() if not type_name.startswith("_")
+    }
+    model = _unpack(model_bytes)
+    names = _operator_names(model)
+
+    def types(subgraph, indices):
+        return [None if index < 0 else type_names[subgraph.tensors[index].type] for index in indices]
+
+    return [
+        (types(subgraph, op.inputs), types(subgraph, op.outputs))
+        for subgraph in model.subgraphs
+        for op in subgraph.operators
+        if names[op.opcodeIndex] == name
+    ]
 
 
 def cell_clips(model_bytes):
@@ -362,24 +413,72 @@ def compare(model, batches, expected):
     worst = 0.0
     for got, wanted in zip(run_each(model, batches), expected):
         for name, value in wanted.items():
-            if got[name].shape != np.shape(value):
-                raise RuntimeError(
-                    f"The .tflite output {name!r} has shape {got[name].shape}; expected {np.shape(value)}."
-                )
-            difference = np.abs(got[name] - value) / np.maximum(1.0, np.abs(value))
-            worst = max(worst, float(np.max(difference, initial=0.0)))
+            worst = max(worst, _difference(got[name], value, name))
     return worst
 
 
-def export(path, serve, input_signature, weights, *, metadata, batches, expected, tolerance=1e-5):
-    """Convert (see `convert`), check and write `serve` to the `.tflite` file `path`, atomically.
+def run_steps(model, sequences, states):
+    """Outputs of the model's `step` signature over each of `sequences` (lists of input dicts), from `states`.
+
+    Each call's state outputs (the names of `states`) are fed to the next
+    call; every sequence starts again from `states`. Returns a list per
+    sequence of output dicts.
+    """
+    model_interpreter = interpreter(model)
+    runner = model_interpreter.get_signature_runner(litert_step.STEP)
+    results = []
+    for sequence in sequences:
+        current, outputs = dict(states), []
+        for inputs in sequence:
+            got = {name: np.array(value) for name, value in runner(**inputs, **current).items()}
+            current = {name: got[name] for name in current}
+            outputs.append(got)
+        results.append(outputs)
+    return results
+
+
+def _difference(got, wanted, name):
+    if got.shape != np.shape(wanted):
+        raise RuntimeError(f"The .tflite output {name!r} has shape {got.shape}; expected {np.shape(wanted)}.")
+    return float(np.max(np.abs(got - wanted) / np.maximum(1.0, np.abs(wanted)), initial=0.0))
+
+
+def compare_steps(model, step):
+    """Largest difference (as `compare`) between the `step` signature's outputs and `step.check`'s expected ones."""
+    sequences = [[inputs for inputs, _ in sequence] for sequence in step.check]
+    worst = 0.0
+    for outputs, sequence in zip(run_steps(model, sequences, step.states), step.check):
+        for got, (_, wanted) in zip(outputs, sequence):
+            for name, value in wanted.items():
+                worst = max(worst, _difference(got[name], value, name))
+    return worst
+
+
+def export(
+    path,
+    serve,
+    input_signature,
+    weights,
+    *,
+    metadata,
+    batches,
+    expected,
+    tolerance=1e-5,
+    step=None,
+    quantize=litert_quantize.NONE,
+    representative=None,
+):
+    """Convert (see `convert`), check and write `serve` (and `step`) to the `.tflite` file `path`, atomically.
 
     The converted model must hold builtin ops only and one fused LSTM op per
     LSTM direction traced; the file written beside `path` is then run by
-    LiteRT's interpreter on `batches` (input dicts) and must give `expected`
-    (output dicts) within `tolerance` (see `compare`) before it
-    replaces whatever was at `path`. Returns a report: path, bytes,
-    operators, the largest difference found.
+    LiteRT's interpreter on `batches` (input dicts), and the `step`
+    signature over `step.check`, and a float model must give `expected`
+    (output dicts) within `tolerance` (see `compare`) before it replaces
+    whatever was at `path`. A quantized model (`quantize` dynamic or int8)
+    differs by its rounding: its differences are reported, not bounded
+    here (recipes/litert_report.py measures what they cost). Returns a
+    report: path, bytes, operators, quantize, the largest differences found.
     """
     if not path:
         raise UserError("Received an empty value for the export path; expected a .tflite file path.")
@@ -387,18 +486,23 @@ def export(path, serve, input_signature, weights, *, metadata, batches, expected
         raise UserIsADirectoryError(
             f"Received the export path {path!r}, which is a directory; expected a .tflite file."
         )
-    converted, fused_lstms = convert(serve, input_signature, weights)
+    litert_quantize.require_mode(quantize)
+    converted, fused_lstms = convert(
+        serve, input_signature, weights, step=step, quantize=quantize, representative=representative
+    )
     model_bytes = finish(converted, metadata)
     counts = operators(model_bytes)
     check_operators(counts, fused_lstms)
-    difference = None
+    differences = {}
 
     def verify(temporary):
-        nonlocal difference
-        difference = compare(temporary, batches, expected)
-        if not difference <= tolerance:
+        differences["max_difference"] = compare(temporary, batches, expected)
+        if step is not None:
+            differences["max_step_difference"] = compare_steps(temporary, step)
+        worst = max(differences.values())
+        if quantize == litert_quantize.NONE and not worst <= tolerance:
             raise RuntimeError(
-                f"The .tflite model differs from the Keras model by {difference:.3g} (relative beyond magnitude 1); "
+                f"The .tflite model differs from the Keras model by {worst:.3g} (relative beyond magnitude 1); "
                 f"expected at most {tolerance:g}. The export was not written."
             )
 
@@ -408,9 +512,9 @@ def export(path, serve, input_signature, weights, *, metadata, batches, expected
             stream.flush()
             os.fsync(stream.fileno())
         verify(temporary)
-    report = {"path": path, "bytes": len(model_bytes), "operators": dict(sorted(counts.items()))}
-    report["max_difference"] = difference
-    if fused_lstms:
+    report = {"path": path, "bytes": len(model_bytes), "operators": dict(sorted(counts.items())), "quantize": quantize}
+    report.update(differences)
+    if fused_lstms and quantize == litert_quantize.NONE:
         # What the converter's own cell clip (10) would have changed on the same data.
         clipped = finish(converted, metadata, cell_clip=CONVERTER_CELL_CLIP)
         report["max_difference_with_converter_cell_clip"] = compare(clipped, batches, expected)
