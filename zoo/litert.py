@@ -371,15 +371,15 @@ def check_operators(counts, fused_lstms):
 # ----------------------------------------------------------------------------- running and writing
 
 
-def interpreter(model):
-    """LiteRT's interpreter for `model`: a `.tflite` path or its bytes."""
+def interpreter(model, num_threads=None):
+    """LiteRT's interpreter for `model`: a `.tflite` path or its bytes (on `num_threads` threads if given)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as error:
         raise _missing_litert() from error
     if isinstance(model, (bytes, bytearray)):
-        return Interpreter(model_content=bytes(model))
-    return Interpreter(model_path=os.fspath(model))
+        return Interpreter(model_content=bytes(model), num_threads=num_threads)
+    return Interpreter(model_path=os.fspath(model), num_threads=num_threads)
 
 
 def run(model, inputs):
