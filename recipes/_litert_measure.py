@@ -160,6 +160,7 @@ def _median_seconds(contenders, repeats, calls):
 
 def _litert_calls(path, sequence_inputs, step_inputs):
     interpreter = litert.interpreter(path, num_threads=1)
+    interpreter.allocate_tensors()
     serve = interpreter.get_signature_runner(litert.SIGNATURE)
     step = interpreter.get_signature_runner("step")
 
@@ -243,6 +244,7 @@ def sentiment_latency(workdir, class_file_pairs, directory, repeats, calls):
             model, class_names, path, quantize=mode, calibration_texts=training
         )
         interpreter = litert.interpreter(path, num_threads=1)
+        interpreter.allocate_tensors()
         runner = interpreter.get_signature_runner(litert.SIGNATURE)
         contenders[label] = lambda runner=runner, interpreter=interpreter: (
             interpreter.reset_all_variables(),
