@@ -31,6 +31,17 @@ def _size(path):
     return os.path.getsize(path)
 
 
+def _score_modes(row, directory, prefix, export, batches, output, score):
+    """Export each quantization mode (`export(path, mode)`), run it on `batches`, add its `score` and size to `row`."""
+    for mode in MODES:
+        path = os.path.join(directory, f"{prefix}-{mode}.tflite")
+        export(path, mode)
+        outputs = litert.run_each(path, batches)
+        row[mode] = score(np.concatenate([result[output] for result in outputs]))
+        row[f"{mode} bytes"] = _size(path)
+    return row
+
+
 # ----------------------------------------------------------------------------- quality
 
 
@@ -54,13 +65,16 @@ def char_lm_quality(workdir, directory, row_length):
         "metric": f"validation nats/char ({rows * (row_length - 1)} predictions)",
         "keras": nats(keras_log_probs),
     }
-    for mode in MODES:
-        path = os.path.join(directory, f"char_lm-{mode}.tflite")
-        char_export.export_litert(workdir, path=path, quantize=mode)
-        outputs = litert.run_each(path, [{"character_ids": sequence[None]} for sequence in sequences])
-        row[mode] = nats(np.concatenate([output["log_probs"] for output in outputs]))
-        row[f"{mode} bytes"] = _size(path)
-    return row
+    batches = [{"character_ids": sequence[None]} for sequence in sequences]
+    return _score_modes(
+        row,
+        directory,
+        "char_lm",
+        lambda path, mode: char_export.export_litert(workdir, path=path, quantize=mode),
+        batches,
+        "log_probs",
+        nats,
+    )
 
 
 def _sentiment_split(workdir, class_file_pairs):
@@ -89,16 +103,17 @@ def sentiment_quality(workdir, class_file_pairs, directory):
         "metric": f"test accuracy % ({len(test)} sentences)",
         "keras": 100.0 * float(np.mean(keras_probabilities.argmax(-1) == labels)),
     }
-    for mode in MODES:
-        path = os.path.join(directory, f"sentiment-{mode}.tflite")
-        sentiment_export.export_text_classifier_litert(
+    return _score_modes(
+        row,
+        directory,
+        "sentiment",
+        lambda path, mode: sentiment_export.export_text_classifier_litert(
             model, class_names, path, quantize=mode, calibration_texts=training
-        )
-        outputs = litert.run_each(path, [{"token_ids": row_ids[None]} for row_ids in ids])
-        probabilities = np.concatenate([output["probabilities"] for output in outputs])
-        row[mode] = 100.0 * float(np.mean(probabilities.argmax(-1) == labels))
-        row[f"{mode} bytes"] = _size(path)
-    return row
+        ),
+        [{"token_ids": row_ids[None]} for row_ids in ids],
+        "probabilities",
+        lambda probabilities: 100.0 * float(np.mean(probabilities.argmax(-1) == labels)),
+    )
 
 
 def forecast_quality(workdir, name, directory):
@@ -122,13 +137,15 @@ def forecast_quality(workdir, name, directory):
         "metric": f"test MASE ({len(origins)} windows)",
         "keras": mase(keras_forecasts),
     }
-    for mode in MODES:
-        path = os.path.join(directory, f"forecast-{mode}.tflite")
-        forecast_export.export_litert(config, workdir, name, path, quantize=mode)
-        outputs = litert.run_each(path, [{"window": window[None]} for window in raw])
-        row[mode] = mase(np.concatenate([output["forecast"] for output in outputs]))
-        row[f"{mode} bytes"] = _size(path)
-    return row
+    return _score_modes(
+        row,
+        directory,
+        "forecast",
+        lambda path, mode: forecast_export.export_litert(config, workdir, name, path, quantize=mode),
+        [{"window": window[None]} for window in raw],
+        "forecast",
+        mase,
+    )
 
 
 def quality_table(rows):

@@ -37,8 +37,6 @@ run by LiteRT's interpreter (`ai-edge-litert`), must match the Keras model
 on check data before it replaces an earlier file.
 """
 
-import collections
-import json
 import os
 import tempfile
 import uuid
@@ -48,15 +46,17 @@ import numpy as np
 import tensorflow as tf
 
 import layers
+from zoo import litert_flatbuffer as _flatbuffer
 from zoo import litert_quantize, litert_step
 from zoo.errors import UserError, UserIsADirectoryError
 from zoo.files import atomic_path
 
-FUSED_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
-METADATA_NAME = "rnnzoo"  # the model's metadata entry: JSON written by the task (vocabulary, inputs, ...)
+# The flatbuffer's readers and writers, part of this module's API (see zoo/litert_flatbuffer.py).
+CUSTOM, FUSED_LSTM, METADATA_NAME = _flatbuffer.CUSTOM, _flatbuffer.FUSED_LSTM, _flatbuffer.METADATA_NAME
+cell_clips, finish, metadata = _flatbuffer.cell_clips, _flatbuffer.finish, _flatbuffer.metadata
+operator_types, operators = _flatbuffer.operator_types, _flatbuffer.operators
 SIGNATURE = "serving_default"
 CONVERTER_CELL_CLIP = 10.0  # what the converter writes into every fused LSTM op (lstm_utils.cc)
-_CUSTOM = "CUSTOM:"
 _MERGE = {
     "concat": lambda forward, backward: tf.concat([forward, backward], axis=-1),
     "sum": lambda forward, backward: forward + backward,
@@ -189,21 +189,6 @@ def _direction(layer, inputs, lengths, backwards):
 # ----------------------------------------------------------------------------- conversion and the flatbuffer
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError as error:
-        raise _missing_litert() from error
-    return schema_py_generated
-
-
-def _missing_litert():
-    return UserError(
-        "LiteRT export needs the ai-edge-litert package; expected it installed: "
-        "`pip install ai-edge-litert` (or `pip install -e '.[litert]'`)."
-    )
-
-
 def convert(serve, input_signature, weights, *, step=None, quantize=litert_quantize.NONE, representative=None):
     """`serve` as `.tflite` bytes with builtin ops only, signature `serving_default` (and `step`).
 
@@ -262,101 +247,9 @@ def fused_lstm_calls(concrete):
     return sum(1 for node in nodes if "f" in node.attr and node.attr["f"].func.name in composites)
 
 
-def _operator_names(model):
-    schema = _schema()
-    builtin_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    names = []
-    for code in model.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            names.append(_CUSTOM + code.customCode.decode("utf-8"))
-        else:
-            names.append(builtin_names.get(builtin, f"BUILTIN_{builtin}"))
-    return names
-
-
-def _unpack(model_bytes):
-    return _schema().ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-
-
-def finish(model_bytes, metadata, cell_clip=0.0):
-    """`model_bytes` with every fused LSTM's cell clip set to `cell_clip` and `metadata` (JSON) attached."""
-    import flatbuffers
-
-    schema = _schema()
-    model = _unpack(model_bytes)
-    names = _operator_names(model)
-    for subgraph in model.subgraphs:
-        for operator in subgraph.operators:
-            if names[operator.opcodeIndex] == FUSED_LSTM:
-                operator.builtinOptions.cellClip = float(cell_clip)
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [item for item in (model.metadata or []) if item.name != METADATA_NAME.encode()] + [entry]
-    builder = flatbuffers.Builder(len(model_bytes) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def operators(model_bytes):
-    """How often each operator occurs in the model (all subgraphs); custom and Flex ops as `CUSTOM:<name>`."""
-    model = _unpack(model_bytes)
-    names = _operator_names(model)
-    return collections.Counter(names[op.opcodeIndex] for subgraph in model.subgraphs for op in subgraph.operators)
-
-
-def operator_types(model_bytes, name):
-    """For each `name` operator (all subgraphs): (its input tensors' types, its output tensors' types), as names.
-
-    Absent optional inputs are `None`; types are `TensorType` names
-    (`FLOAT32`, `INT8`, `INT16`, `INT32`, ...).
-    """
-    schema = _schema()
-    type_names = {
-        code: type_name for type_name, code in vars(schema.TensorType).items() if not type_name.startswith("_")
-    }
-    model = _unpack(model_bytes)
-    names = _operator_names(model)
-
-    def types(subgraph, indices):
-        return [None if index < 0 else type_names[subgraph.tensors[index].type] for index in indices]
-
-    return [
-        (types(subgraph, op.inputs), types(subgraph, op.outputs))
-        for subgraph in model.subgraphs
-        for op in subgraph.operators
-        if names[op.opcodeIndex] == name
-    ]
-
-
-def cell_clips(model_bytes):
-    """The cell clip of every fused LSTM op in the model."""
-    model = _unpack(model_bytes)
-    names = _operator_names(model)
-    return [
-        op.builtinOptions.cellClip
-        for subgraph in model.subgraphs
-        for op in subgraph.operators
-        if names[op.opcodeIndex] == FUSED_LSTM
-    ]
-
-
-def metadata(model_bytes):
-    """The JSON metadata `finish` attached."""
-    model = _unpack(model_bytes)
-    for entry in model.metadata or []:
-        if entry.name.decode("utf-8") == METADATA_NAME:
-            return json.loads(bytes(model.buffers[entry.buffer].data).decode("utf-8"))
-    raise ValueError(f"The model has no {METADATA_NAME!r} metadata.")
-
-
 def check_operators(counts, fused_lstms):
     """Raise unless `counts` has no custom/Flex op and exactly `fused_lstms` fused LSTM ops."""
-    custom = sorted(name for name in counts if name.startswith(_CUSTOM))
+    custom = sorted(name for name in counts if name.startswith(CUSTOM))
     if custom:
         raise RuntimeError(f"The converted model holds custom or Flex ops {custom}; expected builtin ops only.")
     if counts.get("READ_VARIABLE"):
@@ -376,7 +269,7 @@ def interpreter(model, num_threads=None):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as error:
-        raise _missing_litert() from error
+        raise _flatbuffer.missing_litert() from error
     if isinstance(model, (bytes, bytearray)):
         return Interpreter(model_content=bytes(model), num_threads=num_threads)
     return Interpreter(model_path=os.fspath(model), num_threads=num_threads)
