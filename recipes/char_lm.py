@@ -264,11 +264,18 @@ def _export(args):
     batch_size = _litert.batch_size(args)
     _litert.check_path(args.path, "--path", args.format)
     if args.format == "litert":
-        report = export_lib.export_litert(args.workdir, path=args.path, which=args.checkpoint, batch_size=batch_size)
+        report = export_lib.export_litert(
+            args.workdir,
+            path=args.path,
+            which=args.checkpoint,
+            batch_size=batch_size,
+            quantize=_litert.quantize(args),
+            step=args.step,
+        )
         print(_litert.summary(report))
         return 0
     path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
-    print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs)")
+    print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs, step)")
     return 0
 
 

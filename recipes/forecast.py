@@ -142,10 +142,20 @@ def command_export(args):
     config = _saved_config(args, "export")
     name = args.model or config.models[0]
     if args.format == "litert":
-        print(_litert.summary(export_lib.export_litert(config, args.workdir, name, args.output, batch_size=batch_size)))
+        report = export_lib.export_litert(
+            config,
+            args.workdir,
+            name,
+            args.output,
+            batch_size=batch_size,
+            quantize=_litert.quantize(args),
+            step=args.step,
+        )
+        print(_litert.summary(report))
         return
     path = export_lib.export(config, args.workdir, name, args.output)
-    print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast)")
+    step = "" if name == "conv" else "; step: one observation plus the states -> output plus the new states"
+    print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast{step})")
 
 
 def command_benchmark(args):

@@ -269,6 +269,27 @@ def command_evaluate(args):
     return 0
 
 
+def _calibration_texts(args):
+    """The training texts of the run's split of `--class-file` data, for an int8 export; () when not needed."""
+    from zoo import config as config_lib
+    from zoo import sentiment
+
+    if _litert.quantize(args) != "int8":
+        if args.class_file:
+            raise UserError("Received --class-file with export; it applies to --format litert --quantize int8 only.")
+        return ()
+    if not args.class_file:
+        raise UserError(
+            "Received --quantize int8 without --class-file; expected the run's class files (NAME=PATH, one per "
+            "class) to calibrate on its training texts."
+        )
+    class_names = _trained_class_names(args.workdir)
+    config = config_lib.load(sentiment.SentimentConfig, os.path.join(args.workdir, "config.json"))
+    dataset = sentiment.load_class_files(_class_file_pairs(args.class_file), class_names=class_names)
+    training_indices, _ = sentiment.stratified_split(dataset.labels, config.test_fraction, config.seed)
+    return [dataset.texts[index] for index in training_indices]
+
+
 def command_export(args):
     from zoo import sentiment
 
@@ -280,7 +301,12 @@ def command_export(args):
         output = args.output or os.path.join(args.workdir, "export.tflite")
         model = sentiment.load_trained_model(args.workdir)
         report = sentiment.export_text_classifier_litert(
-            model, _trained_class_names(args.workdir), output, batch_size=batch_size
+            model,
+            _trained_class_names(args.workdir),
+            output,
+            batch_size=batch_size,
+            quantize=_litert.quantize(args),
+            calibration_texts=_calibration_texts(args),
         )
         print(_litert.summary(report))
         return 0
@@ -398,7 +424,15 @@ def build_parser():
         "(default: WORKDIR/export.tflite).",
     )
     export.add_argument("--baseline", action="store_true", help="Export the baseline instead of the recurrent model.")
-    _litert.add_format_arguments(export)
+    _litert.add_format_arguments(export, step=False)
+    export.add_argument(
+        "--class-file",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="With --quantize int8: the run's class files (as for train); the int8 model calibrates on the "
+        "training part of the run's split.",
+    )
 
     predict = verbs.add_parser(
         "predict",

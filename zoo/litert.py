@@ -22,7 +22,7 @@ weight read as a constant:
 - masking: the fused kernel takes no mask, so padded batches must be
   padded on the right; the lengths are passed in, the backward direction
   of a `Bidirectional` layer reads each sequence reversed within its
-  length (`tf.reverse_sequence`), and outputs at padded steps are left for
+  length (a batched gather), and outputs at padded steps are left for
   the caller to ignore (pooling uses the mask).
 
 The converter sets the fused kernel's cell clip to 10 (cell states beyond
@@ -37,9 +37,8 @@ run by LiteRT's interpreter (`ai-edge-litert`), must match the Keras model
 on check data before it replaces an earlier file.
 """
 
-import collections
-import json
 import os
+import tempfile
 import uuid
 
 import keras
@@ -47,14 +46,17 @@ import numpy as np
 import tensorflow as tf
 
 import layers
+from zoo import litert_flatbuffer as _flatbuffer
+from zoo import litert_quantize, litert_step
 from zoo.errors import UserError, UserIsADirectoryError
 from zoo.files import atomic_path
 
-FUSED_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
-METADATA_NAME = "rnnzoo"  # the model's metadata entry: JSON written by the task (vocabulary, inputs, ...)
+# The flatbuffer's readers and writers, part of this module's API (see zoo/litert_flatbuffer.py).
+CUSTOM, FUSED_LSTM, METADATA_NAME = _flatbuffer.CUSTOM, _flatbuffer.FUSED_LSTM, _flatbuffer.METADATA_NAME
+cell_clips, finish, metadata = _flatbuffer.cell_clips, _flatbuffer.finish, _flatbuffer.metadata
+operator_types, operators = _flatbuffer.operator_types, _flatbuffer.operators
 SIGNATURE = "serving_default"
 CONVERTER_CELL_CLIP = 10.0  # what the converter writes into every fused LSTM op (lstm_utils.cc)
-_CUSTOM = "CUSTOM:"
 _MERGE = {
     "concat": lambda forward, backward: tf.concat([forward, backward], axis=-1),
     "sum": lambda forward, backward: forward + backward,
@@ -109,9 +111,12 @@ def _fusable(cell):
 
 
 def _reverse(sequences, lengths):
+    """`sequences` with each row's first `lengths` steps reversed (a gather: REVERSE_SEQUENCE has no int8 kernel)."""
     if lengths is None:
         return tf.reverse(sequences, axis=[1])
-    return tf.reverse_sequence(sequences, lengths, seq_axis=1, batch_axis=0)
+    steps = tf.range(tf.shape(sequences)[1])[None, :]
+    indices = tf.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return tf.gather(sequences, indices, batch_dims=1)
 
 
 def _last(sequences, lengths):
@@ -184,43 +189,50 @@ def _direction(layer, inputs, lengths, backwards):
 # ----------------------------------------------------------------------------- conversion and the flatbuffer
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError as error:
-        raise _missing_litert() from error
-    return schema_py_generated
-
-
-def _missing_litert():
-    return UserError(
-        "LiteRT export needs the ai-edge-litert package; expected it installed: "
-        "`pip install ai-edge-litert` (or `pip install -e '.[litert]'`)."
-    )
-
-
-def convert(serve, input_signature, weights):
-    """`serve` as `.tflite` bytes with builtin ops only, signature `serving_default`.
+def convert(serve, input_signature, weights, *, step=None, quantize=litert_quantize.NONE, representative=None):
+    """`serve` as `.tflite` bytes with builtin ops only, signature `serving_default` (and `step`).
 
     `serve` maps tensors of `input_signature` to a dict of outputs, calling
-    Keras layers and `recurrent` for recurrent ones. `weights` (Keras
-    variables, such as a model's `weights`) are read as constants while it
-    is traced: the converter would keep Keras 3 variables as resource
-    variables that nothing initialises in the `.tflite`. Returns (bytes, how
-    many fused LSTM ops they should hold).
+    Keras layers and `recurrent` for recurrent ones; `step`, a
+    `litert_step.StepSignature`, adds the signature `step`. `weights` (Keras
+    variables, such as a model's `weights`) are read as constants while they
+    are traced: the converter would keep Keras 3 variables as resource
+    variables that nothing initialises in the `.tflite`. `quantize` is one of
+    `litert_quantize.MODES`; int8 calibrates on `representative`
+    (`(signature, inputs)` pairs). Returns (bytes, how many fused LSTM ops
+    they should hold).
     """
     values = [(variable, keras.ops.convert_to_numpy(variable)) for variable in weights]
 
-    def frozen(*inputs):
-        with keras.StatelessScope(state_mapping=[(variable, tf.constant(value)) for variable, value in values]):
-            return serve(*inputs)
+    def frozen(function):
+        def call(*inputs):
+            with keras.StatelessScope(state_mapping=[(variable, tf.constant(value)) for variable, value in values]):
+                return function(*inputs)
 
-    graph = tf.Module()
-    graph.serve = tf.function(frozen, input_signature=input_signature, autograph=False)
-    concrete = graph.serve.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], graph)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert(), fused_lstm_calls(concrete)
+        return call
+
+    functions = {SIGNATURE: (serve, input_signature)}
+    if step is not None:
+        functions[litert_step.STEP] = (step.function, step.input_signature)
+    concretes = {
+        name: tf.function(frozen(function), input_signature=signature, autograph=False).get_concrete_function()
+        for name, (function, signature) in functions.items()
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        tf.saved_model.save(tf.Module(), directory, signatures=concretes)
+
+        def converter():
+            made = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(concretes))
+            made.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            return made
+
+        model_bytes = converter().convert()
+        if quantize != litert_quantize.NONE:
+            litert_quantize.check_quantizable(operators(model_bytes), quantize, representative)
+            quantizing = converter()
+            litert_quantize.configure(quantizing, quantize, representative)
+            model_bytes = quantizing.convert()
+    return model_bytes, sum(fused_lstm_calls(concrete) for concrete in concretes.values())
 
 
 def fused_lstm_calls(concrete):
@@ -235,77 +247,9 @@ def fused_lstm_calls(concrete):
     return sum(1 for node in nodes if "f" in node.attr and node.attr["f"].func.name in composites)
 
 
-def _operator_names(model):
-    schema = _schema()
-    builtin_names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-    names = []
-    for code in model.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            names.append(_CUSTOM + code.customCode.decode("utf-8"))
-        else:
-            names.append(builtin_names.get(builtin, f"BUILTIN_{builtin}"))
-    return names
-
-
-def _unpack(model_bytes):
-    return _schema().ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-
-
-def finish(model_bytes, metadata, cell_clip=0.0):
-    """`model_bytes` with every fused LSTM's cell clip set to `cell_clip` and `metadata` (JSON) attached."""
-    import flatbuffers
-
-    schema = _schema()
-    model = _unpack(model_bytes)
-    names = _operator_names(model)
-    for subgraph in model.subgraphs:
-        for operator in subgraph.operators:
-            if names[operator.opcodeIndex] == FUSED_LSTM:
-                operator.builtinOptions.cellClip = float(cell_clip)
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode("utf-8"), np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [item for item in (model.metadata or []) if item.name != METADATA_NAME.encode()] + [entry]
-    builder = flatbuffers.Builder(len(model_bytes) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def operators(model_bytes):
-    """How often each operator occurs in the model (all subgraphs); custom and Flex ops as `CUSTOM:<name>`."""
-    model = _unpack(model_bytes)
-    names = _operator_names(model)
-    return collections.Counter(names[op.opcodeIndex] for subgraph in model.subgraphs for op in subgraph.operators)
-
-
-def cell_clips(model_bytes):
-    """The cell clip of every fused LSTM op in the model."""
-    model = _unpack(model_bytes)
-    names = _operator_names(model)
-    return [
-        op.builtinOptions.cellClip
-        for subgraph in model.subgraphs
-        for op in subgraph.operators
-        if names[op.opcodeIndex] == FUSED_LSTM
-    ]
-
-
-def metadata(model_bytes):
-    """The JSON metadata `finish` attached."""
-    model = _unpack(model_bytes)
-    for entry in model.metadata or []:
-        if entry.name.decode("utf-8") == METADATA_NAME:
-            return json.loads(bytes(model.buffers[entry.buffer].data).decode("utf-8"))
-    raise ValueError(f"The model has no {METADATA_NAME!r} metadata.")
-
-
 def check_operators(counts, fused_lstms):
     """Raise unless `counts` has no custom/Flex op and exactly `fused_lstms` fused LSTM ops."""
-    custom = sorted(name for name in counts if name.startswith(_CUSTOM))
+    custom = sorted(name for name in counts if name.startswith(CUSTOM))
     if custom:
         raise RuntimeError(f"The converted model holds custom or Flex ops {custom}; expected builtin ops only.")
     if counts.get("READ_VARIABLE"):
@@ -320,15 +264,15 @@ def check_operators(counts, fused_lstms):
 # ----------------------------------------------------------------------------- running and writing
 
 
-def interpreter(model):
-    """LiteRT's interpreter for `model`: a `.tflite` path or its bytes."""
+def interpreter(model, num_threads=None):
+    """LiteRT's interpreter for `model`: a `.tflite` path or its bytes (on `num_threads` threads if given)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as error:
-        raise _missing_litert() from error
+        raise _flatbuffer.missing_litert() from error
     if isinstance(model, (bytes, bytearray)):
-        return Interpreter(model_content=bytes(model))
-    return Interpreter(model_path=os.fspath(model))
+        return Interpreter(model_content=bytes(model), num_threads=num_threads)
+    return Interpreter(model_path=os.fspath(model), num_threads=num_threads)
 
 
 def run(model, inputs):
@@ -362,24 +306,72 @@ def compare(model, batches, expected):
     worst = 0.0
     for got, wanted in zip(run_each(model, batches), expected):
         for name, value in wanted.items():
-            if got[name].shape != np.shape(value):
-                raise RuntimeError(
-                    f"The .tflite output {name!r} has shape {got[name].shape}; expected {np.shape(value)}."
-                )
-            difference = np.abs(got[name] - value) / np.maximum(1.0, np.abs(value))
-            worst = max(worst, float(np.max(difference, initial=0.0)))
+            worst = max(worst, _difference(got[name], value, name))
     return worst
 
 
-def export(path, serve, input_signature, weights, *, metadata, batches, expected, tolerance=1e-5):
-    """Convert (see `convert`), check and write `serve` to the `.tflite` file `path`, atomically.
+def run_steps(model, sequences, states):
+    """Outputs of the model's `step` signature over each of `sequences` (lists of input dicts), from `states`.
+
+    Each call's state outputs (the names of `states`) are fed to the next
+    call; every sequence starts again from `states`. Returns a list per
+    sequence of output dicts.
+    """
+    model_interpreter = interpreter(model)
+    runner = model_interpreter.get_signature_runner(litert_step.STEP)
+    results = []
+    for sequence in sequences:
+        current, outputs = dict(states), []
+        for inputs in sequence:
+            got = {name: np.array(value) for name, value in runner(**inputs, **current).items()}
+            current = {name: got[name] for name in current}
+            outputs.append(got)
+        results.append(outputs)
+    return results
+
+
+def _difference(got, wanted, name):
+    if got.shape != np.shape(wanted):
+        raise RuntimeError(f"The .tflite output {name!r} has shape {got.shape}; expected {np.shape(wanted)}.")
+    return float(np.max(np.abs(got - wanted) / np.maximum(1.0, np.abs(wanted)), initial=0.0))
+
+
+def compare_steps(model, step):
+    """Largest difference (as `compare`) between the `step` signature's outputs and `step.check`'s expected ones."""
+    sequences = [[inputs for inputs, _ in sequence] for sequence in step.check]
+    worst = 0.0
+    for outputs, sequence in zip(run_steps(model, sequences, step.states), step.check):
+        for got, (_, wanted) in zip(outputs, sequence):
+            for name, value in wanted.items():
+                worst = max(worst, _difference(got[name], value, name))
+    return worst
+
+
+def export(
+    path,
+    serve,
+    input_signature,
+    weights,
+    *,
+    metadata,
+    batches,
+    expected,
+    tolerance=1e-5,
+    step=None,
+    quantize=litert_quantize.NONE,
+    representative=None,
+):
+    """Convert (see `convert`), check and write `serve` (and `step`) to the `.tflite` file `path`, atomically.
 
     The converted model must hold builtin ops only and one fused LSTM op per
     LSTM direction traced; the file written beside `path` is then run by
-    LiteRT's interpreter on `batches` (input dicts) and must give `expected`
-    (output dicts) within `tolerance` (see `compare`) before it
-    replaces whatever was at `path`. Returns a report: path, bytes,
-    operators, the largest difference found.
+    LiteRT's interpreter on `batches` (input dicts), and the `step`
+    signature over `step.check`, and a float model must give `expected`
+    (output dicts) within `tolerance` (see `compare`) before it replaces
+    whatever was at `path`. A quantized model (`quantize` dynamic or int8)
+    differs by its rounding: its differences are reported, not bounded
+    here (recipes/litert_report.py measures what they cost). Returns a
+    report: path, bytes, operators, quantize, the largest differences found.
     """
     if not path:
         raise UserError("Received an empty value for the export path; expected a .tflite file path.")
@@ -387,18 +379,23 @@ def export(path, serve, input_signature, weights, *, metadata, batches, expected
         raise UserIsADirectoryError(
             f"Received the export path {path!r}, which is a directory; expected a .tflite file."
         )
-    converted, fused_lstms = convert(serve, input_signature, weights)
+    litert_quantize.require_mode(quantize)
+    converted, fused_lstms = convert(
+        serve, input_signature, weights, step=step, quantize=quantize, representative=representative
+    )
     model_bytes = finish(converted, metadata)
     counts = operators(model_bytes)
     check_operators(counts, fused_lstms)
-    difference = None
+    differences = {}
 
     def verify(temporary):
-        nonlocal difference
-        difference = compare(temporary, batches, expected)
-        if not difference <= tolerance:
+        differences["max_difference"] = compare(temporary, batches, expected)
+        if step is not None:
+            differences["max_step_difference"] = compare_steps(temporary, step)
+        worst = max(differences.values())
+        if quantize == litert_quantize.NONE and not worst <= tolerance:
             raise RuntimeError(
-                f"The .tflite model differs from the Keras model by {difference:.3g} (relative beyond magnitude 1); "
+                f"The .tflite model differs from the Keras model by {worst:.3g} (relative beyond magnitude 1); "
                 f"expected at most {tolerance:g}. The export was not written."
             )
 
@@ -408,9 +405,9 @@ def export(path, serve, input_signature, weights, *, metadata, batches, expected
             stream.flush()
             os.fsync(stream.fileno())
         verify(temporary)
-    report = {"path": path, "bytes": len(model_bytes), "operators": dict(sorted(counts.items()))}
-    report["max_difference"] = difference
-    if fused_lstms:
+    report = {"path": path, "bytes": len(model_bytes), "operators": dict(sorted(counts.items())), "quantize": quantize}
+    report.update(differences)
+    if fused_lstms and quantize == litert_quantize.NONE:
         # What the converter's own cell clip (10) would have changed on the same data.
         clipped = finish(converted, metadata, cell_clip=CONVERTER_CELL_CLIP)
         report["max_difference_with_converter_cell_clip"] = compare(clipped, batches, expected)

@@ -209,3 +209,111 @@ def test_the_device_check_finds_a_cudnn_op(tmp_path):
     module.serve = cudnn_lstm
     tf.saved_model.save(module, str(tmp_path / "cudnn"), signatures={"serving_default": cudnn_lstm})
     assert _device_specific(saved_model_op_types(str(tmp_path / "cudnn"))) == ["CudnnRNN"]
+
+
+# ----------------------------------------------------------------------------- step signatures and quantized exports
+
+
+def test_char_lm_step_signatures_reproduce_the_sequence_and_greedy_generation(char_lm_run, tmp_path):
+    from zoo.char_lm.export import generate_litert
+
+    config, vocabulary, model = load_run(char_lm_run)
+    path = str(tmp_path / "step.tflite")
+    assert char_lm.main(["export", "--workdir", char_lm_run, "--format", "litert", "--step", "--path", path]) == 0
+    model_bytes = _tflite(path)
+    states = {name: np.zeros(shape, np.float32) for name, shape in litert.metadata(model_bytes)["states"].items()}
+    assert sorted(states) == ["c0", "h0"]
+    validation = char_data.prepare_corpus(_words_text(), config.validation_fraction, vocabulary).validation_ids
+    ids = np.asarray(validation[:40], np.int32)[None]
+    whole = litert.run(model_bytes, {"character_ids": ids})["log_probs"][0]
+    (stepped,) = litert.run_steps(model_bytes, [[{"character_id": ids[:, t]} for t in range(ids.shape[1])]], states)
+    np.testing.assert_allclose(np.stack([out["log_probs"][0] for out in stepped]), whole, atol=1e-5, rtol=1e-5)
+    loaded = tf.saved_model.load(os.path.join(char_lm_run, "export"))
+    current = {name: tf.constant(value) for name, value in states.items()}
+    for t in range(ids.shape[1]):
+        outputs = loaded.signatures["step"](character_id=tf.constant(ids[:, t]), **current)
+        current = {name: outputs[name] for name in states}
+        np.testing.assert_allclose(outputs["log_probs"].numpy()[0], whole[t], atol=1e-5, rtol=1e-5)
+    prompt = "".join(vocabulary.tokens[i] for i in validation[:6])
+    wanted = loaded.signatures["generate"](
+        prompt=tf.constant(prompt), length=tf.constant(30), temperature=tf.constant(0.0), seed=tf.constant(0)
+    )["text"].numpy()
+    text = generate_litert(model_bytes, prompt, 30)
+    assert len(text) == 30 and text == wanted.decode("utf-8")
+
+
+def test_char_lm_int8_export_quantizes_the_lstm(char_lm_run, tmp_path, capsys):
+    path = str(tmp_path / "int8.tflite")
+    arguments = ["export", "--workdir", char_lm_run, "--format", "litert", "--path", path]
+    assert char_lm.main([*arguments, "--quantize", "int8", "--step"]) == 0
+    assert "int8-quantized" in capsys.readouterr().out
+    model_bytes = _tflite(path)
+    _assert_builtin_only(model_bytes, fused_lstms=1)
+    ((inputs, outputs),) = litert.operator_types(model_bytes, litert.FUSED_LSTM)
+    assert inputs[0] == "INT8" and inputs[19] == "INT16" and outputs == ["INT8"]
+    assert litert.metadata(model_bytes)["quantize"] == "int8"
+    with pytest.raises(UserError, match="--quantize"):
+        char_lm.main(["export", "--workdir", char_lm_run, "--quantize", "int8"])
+    with pytest.raises(UserError, match="--step"):
+        char_lm.main(["export", "--workdir", char_lm_run, "--step"])
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru-autoregressive"])
+def test_forecast_step_signatures_reproduce_the_window_forecast(forecast_run, name, tmp_path):
+    config = ForecastConfig(**{**read_json(os.path.join(forecast_run, "config.json")), "input_columns": ()})
+    path = str(tmp_path / "step.tflite")
+    assert (
+        forecast.main(
+            ["export", "--workdir", forecast_run, "--model", name, "--format", "litert", "--step", "--output", path]
+        )
+        == 0
+    )
+    model_bytes = _tflite(path)
+    prepared = forecast_data.prepare(config)
+    origins = prepared.split.origins("validation", config.window, config.horizon)[:3]
+    raw = forecast_data.windows_at(prepared.series.values, origins, config.window).astype(np.float32)
+    model = forecast_evaluate.load_trained(forecast_run, name)
+    wanted = np.asarray(model(forecast_data.windows_at(prepared.normalized, origins, config.window)))
+    wanted = wanted * prepared.normalizer.std[0] + prepared.normalizer.mean[0]
+    output = "next_step" if name.endswith("autoregressive") else "forecast"
+    states = {state: np.zeros(shape, np.float32) for state, shape in litert.metadata(model_bytes)["states"].items()}
+    sequences = [
+        [{"observation": window[None, t], "anchor": window[None, -1]} for t in range(config.window)] for window in raw
+    ]
+    got = [steps[-1][output][0] for steps in litert.run_steps(model_bytes, sequences, states)]
+    np.testing.assert_allclose(np.stack(got), wanted, rtol=1e-5, atol=1e-5)
+    if name == "lstm":  # the fixture's SavedModel
+        loaded = tf.saved_model.load(os.path.join(forecast_run, "export", "lstm")).signatures["step"]
+        current = {state: tf.constant(value) for state, value in states.items()}
+        for t in range(config.window):
+            outputs = loaded(observation=tf.constant(raw[:1, t]), anchor=tf.constant(raw[:1, -1]), **current)
+            current = {state: outputs[state] for state in states}
+        np.testing.assert_allclose(outputs["forecast"].numpy()[0], wanted[0], rtol=1e-5, atol=1e-5)
+
+
+def test_forecast_quantized_exports(forecast_run, tmp_path):
+    arguments = ["export", "--workdir", forecast_run, "--format", "litert"]
+    path = str(tmp_path / "lstm-int8.tflite")
+    assert forecast.main([*arguments, "--model", "lstm", "--quantize", "int8", "--output", path]) == 0
+    model_bytes = _tflite(path)
+    _assert_builtin_only(model_bytes, fused_lstms=1)
+    assert [inputs[0] for inputs, _ in litert.operator_types(model_bytes, litert.FUSED_LSTM)] == ["INT8"]
+    with pytest.raises(UserError, match="WHILE"):
+        forecast.main([*arguments, "--model", "gru-autoregressive", "--quantize", "int8", "--output", path])
+    assert _tflite(path) == model_bytes  # the refused export left the earlier file alone
+
+
+def test_sentiment_int8_export_calibrates_on_the_class_files(sentiment_run, class_files, tmp_path):  # noqa: F811
+    path = str(tmp_path / "int8.tflite")
+    arguments = ["export", "--workdir", sentiment_run, "--format", "litert", "--output", path]
+    with pytest.raises(UserError, match="--class-file"):
+        sentiment.main([*arguments, "--quantize", "int8"])
+    assert sentiment.main([*arguments, "--quantize", "int8", *class_files]) == 0
+    model_bytes = _tflite(path)
+    _assert_builtin_only(model_bytes, fused_lstms=2)
+    assert {inputs[0] for inputs, _ in litert.operator_types(model_bytes, litert.FUSED_LSTM)} == {"INT8"}
+    model = keras.saving.load_model(os.path.join(sentiment_run, "model.keras"), safe_mode=True)
+    texts = [*POSITIVE, *NEGATIVE]
+    # Probabilities of a tiny model near 0.5: int8's output step is 1/256, and a few steps is the bound.
+    got = _litert_probabilities(model_bytes, token_ids(model, texts))
+    np.testing.assert_allclose(got, model(tf.constant(texts)), atol=0.03)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from zoo import litert, registry
+from zoo import litert, litert_quantize, litert_step, registry
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
 from zoo.char_lm.evaluate import load_run, run_source
@@ -17,6 +17,27 @@ from zoo.export import export_saved_model
 EXPORT_DIR = "export"
 LITERT_FILE = "export.tflite"
 CHECK_ROWS = 256  # validation sequences (of seq_len characters) the .tflite is checked on
+STEP_CHECK_BATCHES = 2  # of those, the batches the `step` signature is stepped through
+CALIBRATION_ROWS = 64  # training sequences an int8 export calibrates on (the first STEP_CHECK_BATCHES also stepped)
+
+
+def step_function(model):
+    """The `step` signature's function: (character_id `(batch,)` int32, *states) -> log_probs `(batch, V)` and states.
+
+    See `zoo.litert_step` for the state names; the same function serves the
+    SavedModel and the `.tflite` model.
+    """
+    embedding, recurrent_layers, logits = (
+        model.get_layer("embedding"),
+        model_lib.recurrent_layers(model),
+        model.get_layer("logits"),
+    )
+
+    def step(character_id, *states):
+        hidden, new_states = litert_step.run_layers(recurrent_layers, embedding(character_id), states)
+        return {"log_probs": tf.nn.log_softmax(logits(hidden)), **new_states}
+
+    return step
 
 
 class CharLMExport(tf.Module):
@@ -25,6 +46,13 @@ class CharLMExport(tf.Module):
     def __init__(self, model, vocabulary):
         super().__init__()
         self.stepper = model_lib.CharacterStepper(model)
+        self.step = tf.function(
+            step_function(model),
+            input_signature=[
+                tf.TensorSpec([None], tf.int32, name="character_id"),
+                *litert_step.state_specs(model_lib.recurrent_layers(model), None),
+            ],
+        )
         self.tokens = tf.constant(vocabulary.tokens)
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -56,7 +84,12 @@ class CharLMExport(tf.Module):
 
 
 def export(workdir, *, path=None, which="best"):
-    """Write a SavedModel with `generate` and `next_char_log_probs` signatures."""
+    """Write a SavedModel with `generate`, `next_char_log_probs` and `step` signatures.
+
+    `step(character_id: int32[batch], h0, c0, ...) -> {log_probs, h0, c0,
+    ...}` reads one character per row from the given states (see
+    `zoo.litert_step`).
+    """
     _, vocabulary, model = load_run(workdir, which)
     module = CharLMExport(model, vocabulary)
     path = path or os.path.join(workdir, EXPORT_DIR)
@@ -83,12 +116,15 @@ def export(workdir, *, path=None, which="best"):
         signatures={
             "generate": module.generate.get_concrete_function(),
             "next_char_log_probs": module.next_char_log_probs.get_concrete_function(),
+            "step": module.step.get_concrete_function(),
         },
         verify=verify,
     )
 
 
-def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None):
+def export_litert(
+    workdir, *, path=None, which="best", batch_size=1, source=None, quantize=litert_quantize.NONE, step=False
+):
     """Write a `.tflite` model: character ids `(batch_size, time)` -> next-character log-probabilities.
 
     Signature `serving_default(character_ids: int32[batch_size, time])
@@ -96,26 +132,26 @@ def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None
     log-probabilities of the character after it, from a zero state (the
     whole sequence is read at once; `time` may vary from call to call).
     Id `i` is `characters[i]` of the model's metadata (`litert.metadata`),
-    id 0 any character unseen in training. Before it replaces an earlier
-    file, the written model must equal the Keras model to 1e-5 (relative
-    beyond magnitude 1, see `litert.compare`) on the first `CHECK_ROWS`
-    validation sequences of `seq_len` characters. The fused LSTM op keeps
+    id 0 any character unseen in training. With `step`, also the signature
+    `step(character_id: int32[batch_size], h0, c0, ...) -> {log_probs:
+    float32[batch_size, V], h0, c0, ...}` (see `zoo.litert_step`), which
+    stores the weights a second time. `quantize` is one of
+    `litert_quantize.MODES`; int8 calibrates on the first `CALIBRATION_ROWS`
+    training sequences of `seq_len` characters. Before it replaces an earlier
+    file, a float model must equal the Keras model to 1e-5 (relative beyond
+    magnitude 1, see `litert.compare`) on the first `CHECK_ROWS` validation
+    sequences of `seq_len` characters (the `step` signature stepped through
+    the first `STEP_CHECK_BATCHES` batches of them). The fused LSTM op keeps
     its states between calls: reset them (`reset_all_variables()`) before
     each call. Returns the report of `litert.export`.
     """
     require_int("batch_size", batch_size, minimum=1)
+    litert_quantize.require_mode(quantize)
     config, vocabulary, model = load_run(workdir, which)
     reference = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=vocabulary.size, stateful=False)
     reference.set_weights(model.get_weights())
-    validation_ids = load_corpus(source or run_source(workdir), config, vocabulary).validation_ids
-    rows = min(len(validation_ids) // config.seq_len, CHECK_ROWS)
-    if rows < 1:
-        raise UserError(
-            f"The validation text has {len(validation_ids)} characters; expected at least seq_len={config.seq_len} "
-            "to check the export on."
-        )
-    sequences = np.asarray(validation_ids[: rows * config.seq_len], np.int32).reshape(rows, config.seq_len)
-    batches, _ = litert.in_batches(sequences, batch_size)
+    corpus = load_corpus(source or run_source(workdir), config, vocabulary)
+    batches = _sequence_batches(corpus.validation_ids, config.seq_len, CHECK_ROWS, batch_size, "validation")
     expected = [{"log_probs": tf.nn.log_softmax(reference(batch, training=False)).numpy()} for batch in batches]
     embedding, recurrent_layers, logits = (
         model.get_layer("embedding"),
@@ -129,12 +165,38 @@ def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None
             hidden = litert.recurrent(layer, hidden)
         return {"log_probs": tf.nn.log_softmax(logits(hidden))}
 
+    stepper = None
     metadata = {
         "task": "char_lm",
+        "quantize": quantize,
         "inputs": {"character_ids": f"int32[{batch_size}, time]: ids of characters; 0 for any unseen one"},
         "outputs": {"log_probs": "float32[batch, time, V]: log-probabilities of the next character"},
         "characters": vocabulary.tokens,
     }
+    if step:
+        states = litert_step.zero_states(recurrent_layers, batch_size)
+        check = [
+            [({"character_id": batch[:, t]}, {"log_probs": wanted["log_probs"][:, t]}) for t in range(batch.shape[1])]
+            for batch, wanted in zip(batches[:STEP_CHECK_BATCHES], expected)
+        ]
+        stepper = litert_step.StepSignature(
+            step_function(model),
+            [
+                tf.TensorSpec([batch_size], tf.int32, name="character_id"),
+                *litert_step.state_specs(recurrent_layers, batch_size),
+            ],
+            states,
+            check,
+        )
+        metadata["states"] = {name: list(value.shape) for name, value in states.items()}
+    representative = None
+    if quantize == litert_quantize.INT8:
+        training = _sequence_batches(corpus.training_ids, config.seq_len, CALIBRATION_ROWS, batch_size, "training")
+        representative = [(litert.SIGNATURE, {"character_ids": batch}) for batch in training]
+        if stepper is not None:
+            sequences = [[{"character_id": batch[:, t]} for t in range(batch.shape[1])] for batch in training]
+            with_states = litert_step.record(stepper.function, sequences[:STEP_CHECK_BATCHES], stepper.states)
+            representative += [(litert_step.STEP, inputs) for inputs in with_states]
     return litert.export(
         path or os.path.join(workdir, LITERT_FILE),
         serve,
@@ -143,4 +205,47 @@ def export_litert(workdir, *, path=None, which="best", batch_size=1, source=None
         metadata=metadata,
         batches=[{"character_ids": batch} for batch in batches],
         expected=expected,
+        step=stepper,
+        quantize=quantize,
+        representative=representative,
     )
+
+
+def _sequence_batches(ids, seq_len, most, batch_size, part):
+    """The first `most` sequences of `seq_len` ids in `ids`, as `litert.in_batches` of `batch_size` rows."""
+    rows = min(len(ids) // seq_len, most)
+    if rows < 1:
+        raise UserError(
+            f"The {part} text has {len(ids)} characters; expected at least seq_len={seq_len} to check the export on."
+        )
+    sequences = np.asarray(ids[: rows * seq_len], np.int32).reshape(rows, seq_len)
+    return litert.in_batches(sequences, batch_size)[0]
+
+
+def generate_litert(model, prompt, length):
+    """Greedy text (temperature 0) after `prompt` from a `.tflite` model's `step` signature (batch size 1).
+
+    Reads the prompt one character at a time, then appends the most likely
+    character (never the unseen-character id 0) `length` times, as the
+    SavedModel's `generate` does with temperature 0. `model` is a path or
+    the model's bytes.
+    """
+    model_bytes = model if isinstance(model, (bytes, bytearray)) else open(model, "rb").read()
+    information = litert.metadata(model_bytes)
+    if "states" not in information:
+        raise UserError("The .tflite model has no step signature; expected one exported with --step.")
+    index = {character: position for position, character in enumerate(information["characters"]) if position}
+    runner = litert.interpreter(model_bytes).get_signature_runner(litert_step.STEP)
+    states = {name: np.zeros(shape, np.float32) for name, shape in information["states"].items()}
+    pending, generated = [index.get(character, data_lib.OOV_ID) for character in prompt], []
+    if not pending:
+        raise UserError("Received an empty prompt; expected at least one character.")
+    while len(generated) < length:
+        outputs = runner(character_id=np.asarray(pending[:1], np.int32), **states)
+        states = {name: outputs[name] for name in states}
+        pending = pending[1:]
+        if not pending:
+            chosen = int(np.argmax(outputs["log_probs"][0, 1:])) + 1
+            generated.append(chosen)
+            pending = [chosen]
+    return "".join(information["characters"][position] for position in generated)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import cells, litert
+from zoo import cells, litert, litert_quantize, litert_step
 from zoo.config import require_int
 from zoo.errors import UserError
 from zoo.export import export_saved_model
@@ -29,6 +29,17 @@ class ForecastModule(tf.Module):
         self.autoregressive = autoregressive
         shape = [None, window] if features == 1 else [None, window, features]
         self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec(shape, tf.float32, name="window")])
+        self.step = None
+        if _parts(model) is not None:
+            step = step_signature(model, autoregressive, self.mean, self.std, features, None)
+            self.step = tf.function(step.function, input_signature=step.input_signature)
+
+    def signatures(self):
+        """The SavedModel's signatures: `serving_default`, and `step` for a recurrent model."""
+        signatures = {"serving_default": self.serve}
+        if self.step is not None:
+            signatures["step"] = self.step.get_concrete_function()
+        return signatures
 
     def _serve(self, window):
         return serve_forecast(
@@ -58,7 +69,7 @@ def _trained_name(config, name):
 
 
 def export(config, workdir, name, path=None, *, series=None):
-    """Export model `name` as a SavedModel (signature `serving_default`).
+    """Export model `name` as a SavedModel (signature `serving_default`, and `step` for a recurrent model).
 
     The export is checked before it replaces an earlier one: on the first
     test windows its forecasts must equal the in-process forecasts.
@@ -88,17 +99,29 @@ def export(config, workdir, name, path=None, *, series=None):
             )
 
     path = path or os.path.join(workdir, "export", name)
-    return export_saved_model(module, path, signatures={"serving_default": module.serve}, verify=verify)
+    return export_saved_model(module, path, signatures=module.signatures(), verify=verify)
+
+
+STEP_CHECK_WINDOWS = 4  # validation windows the `step` signature is stepped through
+CALIBRATION_WINDOWS = 256  # training windows an int8 export calibrates on (the first STEP_CHECK_WINDOWS also stepped)
+
+
+def _parts(model):
+    """(center, recurrent layer, head Dense, add-last layer) of a recurrent forecaster; None for the convolution."""
+    recurrent_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+    if not recurrent_layers:
+        return None
+    (recurrent,) = recurrent_layers
+    # center, recurrent, the Dense head, AddLastStep (see zoo.forecast.model)
+    return model.get_layer("center"), recurrent, model.get_layer(index=len(model.layers) - 2), model.layers[-1]
 
 
 def _litert_network(model):
     """The forecaster's network with its recurrent layer rebuilt by `litert.recurrent` (others called as they are)."""
-    recurrent_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
-    if not recurrent_layers:
+    parts = _parts(model)
+    if parts is None:
         return lambda windows: model(windows, training=False)
-    (recurrent,) = recurrent_layers
-    center, add_last = model.get_layer("center"), model.layers[-1]  # AddLastStep
-    changes = model.get_layer(index=len(model.layers) - 2)  # the Dense layer before it
+    center, recurrent, changes, add_last = parts
 
     def network(windows):
         return add_last(changes(litert.recurrent(recurrent, center(windows))), windows)
@@ -106,33 +129,95 @@ def _litert_network(model):
     return network
 
 
-def export_litert(config, workdir, name, path=None, *, series=None, batch_size=1):
+def step_output_name(autoregressive):
+    return "next_step" if autoregressive else "forecast"
+
+
+def step_function(model, autoregressive, mean, std):
+    """The `step` signature's function: (observation, anchor, *states) -> the model's output and the new states.
+
+    `observation` and `anchor` are float32 `(batch, features)` in original
+    units: one time step of the window, and the window's last observation,
+    on which the model centres every step (`CenterOnLastStep`). Stepping
+    through a window with its last observation as the anchor gives, after
+    the last step, what the model gives for the window: `forecast`
+    `(batch, horizon)` of the target (single-shot models) or `next_step`
+    `(batch, features)` (autoregressive models), in original units. The
+    anchor being the window's end, a new observation means a new anchor and
+    a fresh pass over the window (see recipes/forecast.md#export).
+    """
+    _, recurrent, head, add_last = _parts(model)
+    channels = add_last.channels
+
+    def step(observation, anchor, *states):
+        normalized_anchor = (anchor - mean) / std
+        hidden, new_states = litert_step.run_layers([recurrent], (observation - mean) / std - normalized_anchor, states)
+        output = head(hidden) + normalized_anchor[:, :channels]
+        return {step_output_name(autoregressive): output * std[:channels] + mean[:channels], **new_states}
+
+    return step
+
+
+def step_signature(model, autoregressive, mean, std, features, batch_size):
+    """The `step` signature's `litert_step.StepSignature` (no check data); `batch_size` None for any."""
+    recurrent = [_parts(model)[1]]
+    return litert_step.StepSignature(
+        step_function(model, autoregressive, mean, std),
+        [
+            tf.TensorSpec([batch_size, features], tf.float32, name="observation"),
+            tf.TensorSpec([batch_size, features], tf.float32, name="anchor"),
+            *litert_step.state_specs(recurrent, batch_size),
+        ],
+        litert_step.zero_states(recurrent, batch_size or 1),
+    )
+
+
+def _window_steps(windows, expected=None):
+    """One sequence of step inputs per window `(batch, window, features)`; `expected` checked at its last step."""
+    steps = [({"observation": windows[:, t], "anchor": windows[:, -1]}, {}) for t in range(windows.shape[1])]
+    if expected is not None:
+        steps[-1] = (steps[-1][0], expected)
+    return steps
+
+
+def export_litert(
+    config, workdir, name, path=None, *, series=None, batch_size=1, quantize=litert_quantize.NONE, step=False
+):
     """Write model `name` as a `.tflite` model: `batch_size` windows in original units -> their forecasts.
 
     Signature `serving_default(window: float32[batch_size, window] (or
     [batch_size, window, features]) -> {forecast: float32[batch_size,
-    horizon]}`, normalisation included. Before it replaces an earlier file,
-    the written model must give the trained model's forecasts on every
-    validation window, to 1e-5 (relative beyond magnitude 1, see `litert.compare`).
-    Returns the report of `litert.export` (path `WORKDIR/export/NAME.tflite`
-    by default).
+    horizon]}`, normalisation included. With `step` (recurrent models), also
+    `step(observation, anchor, h0[, c0]) -> {forecast | next_step, h0[,
+    c0]}` (see `step_function`), which stores the weights a second time.
+    `quantize` is one of `litert_quantize.MODES`; int8 calibrates on the first
+    `CALIBRATION_WINDOWS` training windows. Before it replaces an earlier
+    file, a float model must give the trained model's forecasts on every
+    validation window, to 1e-5 (relative beyond magnitude 1, see
+    `litert.compare`), and its `step` signature the same outputs after
+    stepping through the first `STEP_CHECK_WINDOWS` batches of them. Returns
+    the report of `litert.export` (path `WORKDIR/export/NAME.tflite` by
+    default).
     """
     require_int("batch_size", batch_size, minimum=1)
+    litert_quantize.require_mode(quantize)
     name = _trained_name(config, name)
     prepared = prepare(config, series)
     model = load_trained(workdir, name)
+    if step and _parts(model) is None:
+        raise UserError(f"Received --step for model {name!r}, which has no recurrent layer; expected a recurrent one.")
     origins = prepared.split.origins("validation", config.window, config.horizon)
+    normalized = windows_at(prepared.normalized, origins, config.window)
     raw_windows = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
-    expected = prepared.normalizer.denormalize_target(
-        neural_forecast(model, name, windows_at(prepared.normalized, origins, config.window), config.horizon)
-    ).astype(np.float32)
-    if config.features == 1:
-        raw_windows = raw_windows[:, :, 0]
+    expected = prepared.normalizer.denormalize_target(neural_forecast(model, name, normalized, config.horizon)).astype(
+        np.float32
+    )
     window_batches, _ = litert.in_batches(raw_windows, batch_size)
     forecast_batches, _ = litert.in_batches(expected, batch_size)
     mean = tf.constant(prepared.normalizer.mean, tf.float32)
     std = tf.constant(prepared.normalizer.std, tf.float32)
     network, autoregressive = _litert_network(model), is_autoregressive(name)
+    squeeze = (lambda windows: windows[:, :, 0]) if config.features == 1 else (lambda windows: windows)
 
     def serve(window):
         return serve_forecast(network, window, mean, std, autoregressive, config.horizon)
@@ -141,16 +226,42 @@ def export_litert(config, workdir, name, path=None, *, series=None, batch_size=1
     metadata = {
         "task": "forecast",
         "model": name,
+        "quantize": quantize,
         "inputs": {"window": f"float32{shape}: the last {config.window} observations, in original units"},
         "outputs": {"forecast": f"float32[{batch_size}, {config.horizon}]: the next {config.horizon} target values"},
         "columns": list(prepared.series.columns),
     }
+    stepper = None
+    if step:
+        stepper = step_signature(model, autoregressive, mean, std, config.features, batch_size)
+        outputs = np.asarray(model(normalized, training=False))
+        channels = outputs.shape[1] if autoregressive else 1
+        outputs = outputs * prepared.normalizer.std[:channels] + prepared.normalizer.mean[:channels]
+        output_batches, _ = litert.in_batches(outputs.astype(np.float32), batch_size)
+        stepper.check = [
+            _window_steps(windows, {step_output_name(autoregressive): wanted})
+            for windows, wanted in list(zip(window_batches, output_batches))[:STEP_CHECK_WINDOWS]
+        ]
+        metadata["states"] = {state: list(value.shape) for state, value in stepper.states.items()}
+    representative = None
+    if quantize == litert_quantize.INT8:
+        training_origins = prepared.split.origins("train", config.window, config.horizon)[:CALIBRATION_WINDOWS]
+        training = windows_at(prepared.series.values, training_origins, config.window).astype(np.float32)
+        training_batches, _ = litert.in_batches(training, batch_size)
+        representative = [(litert.SIGNATURE, {"window": squeeze(batch)}) for batch in training_batches]
+        if stepper is not None:
+            sequences = [[inputs for inputs, _ in _window_steps(batch)] for batch in training_batches]
+            recorded = litert_step.record(stepper.function, sequences[:STEP_CHECK_WINDOWS], stepper.states)
+            representative += [(litert_step.STEP, inputs) for inputs in recorded]
     return litert.export(
         path or os.path.join(workdir, "export", f"{name}.tflite"),
         serve,
         [tf.TensorSpec(shape, tf.float32, name="window")],
         model.weights,
         metadata=metadata,
-        batches=[{"window": batch} for batch in window_batches],
+        batches=[{"window": squeeze(batch)} for batch in window_batches],
         expected=[{"forecast": batch} for batch in forecast_batches],
+        step=stepper,
+        quantize=quantize,
+        representative=representative,
     )

@@ -4,12 +4,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import litert
+from zoo import litert, litert_quantize
 from zoo.config import require_int
 from zoo.errors import UserError
 from zoo.export import export_saved_model
 
 SIGNATURE = "serving_default"
+CALIBRATION_TEXTS = 512  # training texts an int8 export calibrates on
 
 
 class TextClassifierModule(tf.Module):
@@ -102,7 +103,16 @@ def _check_texts(vocabulary, max_length, texts):
     return [*texts, *made]
 
 
-def export_text_classifier_litert(model, class_names, path, *, batch_size=1, check_texts=("a fine film", "")):
+def export_text_classifier_litert(
+    model,
+    class_names,
+    path,
+    *,
+    batch_size=1,
+    check_texts=("a fine film", ""),
+    quantize=litert_quantize.NONE,
+    calibration_texts=(),
+):
     """Write the recurrent classifier `model` (strings -> probabilities) as a `.tflite` model at `path`.
 
     Signature `serving_default(token_ids: int32[batch_size, max_length])
@@ -115,9 +125,12 @@ def export_text_classifier_litert(model, class_names, path, *, batch_size=1, che
     within its length, and pooling skips padded steps. Before it replaces
     an earlier file, the written model must give the Keras model's
     probabilities to 1e-5 on `check_texts` and texts of 1 to `max_length +
-    5` vocabulary words. Returns the report of `litert.export`.
+    5` vocabulary words. `quantize` is one of `litert_quantize.MODES`; int8
+    calibrates on the first `CALIBRATION_TEXTS` of `calibration_texts` (the
+    run's training texts). Returns the report of `litert.export`.
     """
     require_int("batch_size", batch_size, minimum=1)
+    litert_quantize.require_mode(quantize)
     names = {layer.name for layer in model.layers}
     unsupported = [option for layer, option in _UNSUPPORTED_LAYERS.items() if layer in names]
     if unsupported or "embedding" not in names:
@@ -151,8 +164,14 @@ def export_text_classifier_litert(model, class_names, path, *, batch_size=1, che
     texts = _check_texts(vocabulary, max_length, check_texts)
     id_batches, _ = litert.in_batches(token_ids(model, texts), batch_size)
     expected_batches, _ = litert.in_batches(np.asarray(model(tf.constant(texts), training=False)), batch_size)
+    representative = None
+    calibration = list(calibration_texts)[:CALIBRATION_TEXTS]
+    if quantize == litert_quantize.INT8 and calibration:
+        batches, _ = litert.in_batches(token_ids(model, calibration), batch_size)
+        representative = [(litert.SIGNATURE, {"token_ids": batch}) for batch in batches]
     metadata = {
         "task": "sentiment",
+        "quantize": quantize,
         "inputs": {
             "token_ids": f"int32[{batch_size}, {max_length}]: ids of the vocabulary's tokens, padded with 0 on the "
             "right (texts standardised and split on whitespace as `standardize` says; unknown tokens are 1)"
@@ -171,4 +190,6 @@ def export_text_classifier_litert(model, class_names, path, *, batch_size=1, che
         metadata=metadata,
         batches=[{"token_ids": batch} for batch in id_batches],
         expected=[{"probabilities": batch} for batch in expected_batches],
+        quantize=quantize,
+        representative=representative,
     )
