@@ -144,7 +144,14 @@ def test_keras_file_round_trip_in_safe_mode(tmp_path):
     assert loaded.layers[2].go_backwards and not loaded.layers[2].reset_after
 
 
-@pytest.mark.parametrize("jit_compile, columns", [("auto", False), (True, False), (True, True)])
+@pytest.mark.parametrize(
+    "jit_compile, columns",
+    [
+        ("auto", False),
+        pytest.param(True, False, marks=pytest.mark.slow),
+        pytest.param(True, True, marks=pytest.mark.slow),
+    ],
+)
 def test_export_serves_in_a_fresh_process_without_this_project(tmp_path, jit_compile, columns, monkeypatch):
     # The export signature has unknown batch and time dimensions, so "auto"
     # saves graph loops and True saves loops compiled by XLA when served;

@@ -130,6 +130,7 @@ def test_floor_rejects_an_unknown_layout():
         bench.floor_functions("LSTM", (2, 3, 4, 5), seed=0, layout="diagonal")
 
 
+@pytest.mark.slow  # about 20 s: several sequence lengths in fresh processes
 def test_memory_probe_reports_growth_that_increases_with_length():
     short = bench.memory_point("fused", "SimpleRNN", 20, 0)
     long = bench.memory_point("fused", "SimpleRNN", 400, 0)

@@ -214,6 +214,7 @@ def _words_file(tmp_path, length=1600):
     return str(path)
 
 
+@pytest.mark.slow  # the two-worker char_lm test covers the row streams in the default run
 def test_char_lm_streams_under_mirrored_match_one_device(tmp_path):
     result = _result(_run(MIRRORED_STREAMS_PROGRAM, str(tmp_path), _words_file(tmp_path)))
     assert result["seen"] == [

@@ -145,7 +145,9 @@ def _no_leftovers(directory):
             assert not name.startswith((".tmp-", ".latest.previous", ".export.previous")), os.path.join(root, name)
 
 
-@pytest.mark.parametrize("fault", ["checkpoint-write:3", "backup-write:4", "backup-swap:5"])
+@pytest.mark.parametrize(
+    "fault", [pytest.param("checkpoint-write:3", marks=pytest.mark.slow), "backup-write:4", "backup-swap:5"]
+)
 def test_killed_training_keeps_loadable_checkpoints_and_backup_and_resumes(tmp_path, fault):
     workdir = str(tmp_path)
     _killed(_run(workdir, "train", fault))
@@ -168,7 +170,7 @@ def test_killed_training_keeps_loadable_checkpoints_and_backup_and_resumes(tmp_p
     _no_leftovers(workdir)
 
 
-@pytest.mark.parametrize("fault", ["export-write:2", "export-swap:1"])
+@pytest.mark.parametrize("fault", [pytest.param("export-write:2", marks=pytest.mark.slow), "export-swap:1"])
 def test_a_killed_export_leaves_the_previous_export_whole(tmp_path, fault):
     import tensorflow as tf
 
