@@ -3,18 +3,21 @@
 `SimpleRNNMath`, `LSTMMath`, `GRUMath` (`reset_after=True`) and
 `GRUResetBeforeMath` (`reset_after=False`) each add a cell's gate
 arithmetic to `RecurrenceMath` (see `layers.fused.maths` for what a math
-provides); `math_class_for` picks the one for a cell of `layers.cells`.
+provides); `math_class_for` picks the one for a cell of `layers.cells`, or
+of the variant cells, whose maths are in `layers.fused.gated_maths` and
+`layers.fused.norm_maths`.
 """
 
 import tensorflow as tf
 
 from layers._fused_checks import cell_kind
+from layers.fused.gated_maths import GatedLSTMMath
 from layers.fused.gradients import (
     RecurrentGradients,
     SplitProjectionGradient,
     flat_matmul_t,
 )
-from layers.fused.maths import RecurrenceMath, times
+from layers.fused.maths import RecurrenceMath, times, weight
 
 
 class _GRUJoin:
@@ -108,6 +111,13 @@ class GRUMath(_GRUJoin, RecurrenceMath):
     """GRU with `reset_after=True` (reset gate applied after the product)."""
 
     record_count = 5
+
+    @staticmethod
+    def split_bias(cell):
+        if not cell.use_bias:
+            return None, None
+        bias = weight(cell.bias)
+        return bias[0], bias[1]
 
     def join(self, kernel, input_bias):
         super().join(kernel, input_bias)
@@ -257,7 +267,7 @@ class GRUResetBeforeMath(_GRUJoin, RecurrenceMath):
 
 
 def math_class_for(cell):
-    """The `RecurrenceMath` class of one of our cells (`layers.cells`), or `None` (see `cell_kind`)."""
+    """The `RecurrenceMath` class of one of our cells, or `None` (see `cell_kind`)."""
     return _MATH_CLASSES.get(cell_kind(cell))
 
 
@@ -266,4 +276,7 @@ _MATH_CLASSES = {
     "lstm": LSTMMath,
     "gru": GRUMath,
     "gru_reset_before": GRUResetBeforeMath,
+    "gated_lstm": GatedLSTMMath,
 }
+# The `cell_kind`s this path runs fused.
+FUSED_KINDS = tuple(_MATH_CLASSES)

@@ -133,12 +133,12 @@ def forward_only(math, input_steps, kernel, input_bias, initial_states, valid_st
     length = input_steps.length
 
     def projected(t):
-        if math.joined:
-            return input_steps.read(t)  # the step projects them itself
+        if math.joined or kernel is None:
+            return input_steps.read(t)  # the step projects them itself, or they come projected
         p_t = tf.matmul(input_steps.read(t), kernel)
         return p_t if input_bias is None else tf.nn.bias_add(p_t, input_bias)
 
-    outputs = input_steps.outputs(math.units)
+    outputs = input_steps.outputs(math.output_width)
 
     def body(t, states, out):
         states = list(states)
@@ -209,9 +209,9 @@ def backward_loop(math, record_store, d_h_steps, valid_steps, d_final, records, 
             # Masked step: the state passed through unchanged, and so does
             # its gradient; the step itself gets none.
             valid_t = valid_steps.read(t)
-            zero = tf.zeros_like(state_grads[0])
-            through = [tf.where(valid_t, g, zero) for g in state_grads]
-            carried = [tf.where(valid_t, zero, g) for g in state_grads]
+            zeros = [tf.zeros_like(g) for g in state_grads]  # (states may differ in width)
+            through = [tf.where(valid_t, g, zero) for g, zero in zip(state_grads, zeros)]
+            carried = [tf.where(valid_t, zero, g) for g, zero in zip(state_grads, zeros)]
             prev_grads, writes = math.backward_step(through, records_t)
             prev_grads = [p + c for p, c in zip(prev_grads, carried)]
         else:
