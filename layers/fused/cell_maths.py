@@ -18,6 +18,12 @@ from layers.fused.gradients import (
     flat_matmul_t,
 )
 from layers.fused.maths import RecurrenceMath, times, weight
+from layers.fused.norm_maths import (
+    LayerNormGRUMath,
+    LayerNormGRUResetBeforeMath,
+    LayerNormLSTMMath,
+    LayerNormSimpleRNNMath,
+)
 
 
 class _GRUJoin:
@@ -277,6 +283,10 @@ _MATH_CLASSES = {
     "gru": GRUMath,
     "gru_reset_before": GRUResetBeforeMath,
     "gated_lstm": GatedLSTMMath,
+    "layer_norm_simple_rnn": LayerNormSimpleRNNMath,
+    "layer_norm_lstm": LayerNormLSTMMath,
+    "layer_norm_gru": LayerNormGRUMath,
+    "layer_norm_gru_reset_before": LayerNormGRUResetBeforeMath,
 }
 # The `cell_kind`s this path runs fused.
 FUSED_KINDS = tuple(_MATH_CLASSES)

@@ -10,7 +10,7 @@ add to the gate arithmetic, and their weights are `extra_weights`.
 import tensorflow as tf
 
 from layers.fused.gradients import RecurrentGradients, flat_matmul_t, sum_over_steps
-from layers.fused.maths import Bound, RecurrenceMath, times, weight
+from layers.fused.maths import Bound, RecurrenceMath, cell_arguments, times, weight
 
 
 def _inside(value, limit):
@@ -63,8 +63,6 @@ class GatedLSTMMath(RecurrenceMath):
 
     @classmethod
     def for_cell(cls, cell, inputs, recurrent_mask):
-        bound = super().for_cell(cell, inputs, recurrent_mask)
-        math = bound.math
         peepholes = None
         if cell.use_peepholes:
             input_peephole = None if cell.coupled_input_forget_gate else weight(cell.input_gate_peephole_weights)
@@ -75,19 +73,15 @@ class GatedLSTMMath(RecurrenceMath):
             )
         projection = weight(cell.projection_kernel) if cell.proj_units is not None else None
         math = cls(
-            math.units,
-            math.recurrent_kernel,
-            math.recurrent_bias,
-            math.recurrent_mask,
-            math.activation,
-            math.recurrent_activation,
+            *cell_arguments(cell, None, recurrent_mask),
             peepholes=peepholes,
             projection=projection,
             coupled=cell.coupled_input_forget_gate,
             cell_clip=cell.cell_clip,
             proj_clip=cell.proj_clip,
         )
-        return Bound(math, bound.inputs, bound.kernel, bound.input_bias)
+        input_bias, _ = cls.split_bias(cell)
+        return Bound(math, inputs, weight(cell.kernel), input_bias)
 
     def variant_arguments(self, transform):
         peepholes = None if self.peepholes is None else tuple(transform(p) for p in self.peepholes)

@@ -80,6 +80,18 @@ def weight(variable):
     return None if variable is None else tf.convert_to_tensor(variable)
 
 
+def cell_arguments(cell, recurrent_bias, recurrent_mask):
+    """`RecurrenceMath`'s constructor arguments for a call of `cell`."""
+    return (
+        cell.units,
+        weight(cell.recurrent_kernel),
+        recurrent_bias,
+        recurrent_mask,
+        resolve_activation(cell.activation),
+        resolve_activation(getattr(cell, "recurrent_activation", None)),
+    )
+
+
 class RecurrenceMath:
     """The step arithmetic of one call, on its recurrent weights (see the module docstring).
 
@@ -146,15 +158,9 @@ class RecurrenceMath:
     def for_cell(cls, cell, inputs, recurrent_mask):
         """A `Bound` math of this class for a call of `cell` on `inputs` (after input dropout)."""
         input_bias, recurrent_bias = cls.split_bias(cell)
-        math = cls(
-            cell.units,
-            weight(cell.recurrent_kernel),
-            recurrent_bias,
-            recurrent_mask,
-            resolve_activation(cell.activation),
-            resolve_activation(getattr(cell, "recurrent_activation", None)),
+        return Bound(
+            cls(*cell_arguments(cell, recurrent_bias, recurrent_mask)), inputs, weight(cell.kernel), input_bias
         )
-        return Bound(math, inputs, weight(cell.kernel), input_bias)
 
     @staticmethod
     def split_bias(cell):
