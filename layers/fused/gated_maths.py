@@ -9,7 +9,7 @@ add to the gate arithmetic, and their weights are `extra_weights`.
 
 import tensorflow as tf
 
-from layers.fused.gradients import RecurrentGradients, flat_matmul_t, sum_over_steps
+from layers.fused.gradients import RecurrentGradients, flat_matmul_t
 from layers.fused.maths import Bound, RecurrenceMath, cell_arguments, times, weight
 
 
@@ -200,27 +200,30 @@ class GatedLSTMMath(RecurrenceMath):
                 dc_tm1 = dc_tm1 + dz_i * input_peephole
                 terms.insert(0, dz_i * records["c_tm1"])
             # Each peephole's gradient is its gate's gradient times the cell
-            # state it sees, summed over the batch and the steps (`finish`).
-            writes.append(tf.concat(terms, axis=-1))
+            # state it sees, summed over the batch and the steps (`sum_widths`).
+            summed = [tf.concat(terms, axis=-1)]
+        else:
+            summed = []
         if self.projection is not None:
             writes += [dr, records["m"]]
         dz = tf.concat(gates, axis=-1)
         dr_tm1 = self.dropped(self.product(dz, self.recurrent_kernel_t, self.recurrent_kernel))
-        return [dr_tm1, dc_tm1], [dz, *writes]
+        return [dr_tm1, dc_tm1], [dz, *writes, *summed]
 
     def write_widths(self):
         widths = [self.gate_count * self.units]
-        if self.peepholes is not None:
-            widths.append(self.peephole_count * self.units)
         if self.projection is not None:
             widths += [self.output_width, self.units]
         return widths
+
+    def sum_widths(self):
+        return [] if self.peepholes is None else [self.peephole_count * self.units]
 
     def finish(self, writes_seq, previous):
         dz, *rest = writes_seq
         extra = []
         if self.peepholes is not None:
-            extra += tf.split(sum_over_steps(rest.pop(0)), self.peephole_count)
+            extra += tf.split(rest.pop(), self.peephole_count)
         if self.projection is not None:
             dr, m = rest
             extra.append(flat_matmul_t(m, dr))

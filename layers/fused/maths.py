@@ -17,6 +17,10 @@ A math holds the recurrent weights of one call and provides:
       `previous` (`ShiftedStates` or `PreviousStates`) holds the states
       entering each step.
   write_widths() -> the width of each of the writes.
+  sum_widths() -> the width of each further write that the backward loop
+      sums over the batch and the steps instead of keeping per step (none
+      unless a math says so); `finish` receives the sums after the
+      per-step writes.
 
 A math whose cell has weights besides the kernels and biases (gains,
 shifts, peepholes, a projection) lists them in `extra_weights`, and
@@ -102,9 +106,6 @@ class RecurrenceMath:
 
     state_count = 1
     record_count = 1
-    # Whether compiled loops may join the input and recurrent products
-    # (`join`); the layer-normalised cells normalise them apart.
-    joins = True
     # Whether the compiled inference loop may keep the states as columns (`in_columns`).
     columns_supported = True
     # Weights besides the kernels and biases, whose gradients `finish` returns.
@@ -247,6 +248,10 @@ class RecurrenceMath:
     def write_widths(self):
         """The width of each of `backward_step`'s writes."""
         return [self.recurrent_kernel.shape[-1]]
+
+    def sum_widths(self):
+        """The width of each of `backward_step`'s summed writes, which follow its per-step ones."""
+        return []
 
     def finish(self, writes_seq, previous):
         dz = writes_seq[0]

@@ -1,22 +1,25 @@
 """The step arithmetic of the layer-normalised cells (`layers.norm_cells`).
 
 `LayerNormSimpleRNNMath`, `LayerNormLSTMMath`, `LayerNormGRUMath`
-(`reset_after=True`) and `LayerNormGRUResetBeforeMath`. Where a cell
-normalises its input projection on its own (the LSTM's and the GRU's
-`kernel_norm`), that normalisation does not depend on the state: `for_cell`
-applies it to every step at once before the loop, with TensorFlow's own
-gradient, and the loops receive the projected inputs (`Bound.kernel` is
-`None`). Each normalisation inside the recurrence saves its normalised
-values and inverse standard deviation per step, so the backward loop
-differentiates it with a few elementwise operations (`normalize_backward`);
-the gradients of the gains and shifts are summed over all steps after the
-loop (`finish`).
+(`reset_after=True`) and `LayerNormGRUResetBeforeMath`. Every
+normalisation runs inside the step, on the step's products (normalising the
+whole sequence's input projection at once before the loop measured slower:
+it reads and writes the whole projected sequence several times more, where
+a step's slice stays in the cache). Each saves its normalised values and
+inverse standard deviation per step, so the backward loop differentiates it
+with a few elementwise operations (`normalize_backward`); the gradients of
+the gains, shifts and biases added after a normalisation need only sums
+over the batch and the steps, which the backward loop accumulates
+(`sum_widths`).
+
+The input and recurrent products are normalised apart (except the simple
+RNN's, whose sum is normalised), so compiled loops, whose steps receive the
+raw inputs (`joined`), form them as two products.
 """
 
 import tensorflow as tf
 
-from layers._layer_norm import layer_normalize
-from layers.fused.gradients import RecurrentGradients, flat_matmul_t, sum_over_steps
+from layers.fused.gradients import RecurrentGradients, flat_matmul_t
 from layers.fused.maths import Bound, RecurrenceMath, cell_arguments, times, weight
 
 
@@ -41,27 +44,20 @@ def normalize_backward(dy, gamma, normalized, inverse_deviation):
     return inverse_deviation * (dn - mean_dn - normalized * mean_dn_n)
 
 
-def _project(inputs, kernel):
-    """`inputs @ kernel` for `(batch, time, features)` inputs, as one matrix product."""
-    shape = tf.shape(inputs)
-    flat = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), kernel)
-    return tf.reshape(flat, [shape[0], shape[1], kernel.shape[-1]])
-
-
 def _norm_weights(norm):
     return weight(norm.gamma), weight(norm.beta)
 
 
 class _NormMath(RecurrenceMath):
-    """What the layer-normalised maths share: named records, unjoined products, rows only.
+    """What the layer-normalised maths share: named records and weights, rows only.
 
     Subclasses list `RECORDS` (their records' names, in order) and the
     constructor arguments `VARIANT` (weights or settings besides
-    `RecurrenceMath`'s), all of them stored under their own names;
-    `WEIGHTS` names those that are weights, in the order of `extra_weights`.
+    `RecurrenceMath`'s, each stored under its name); `WEIGHTS` names those
+    that are weights, in the order of `extra_weights` (one that is `None`,
+    a bias without `use_bias`, is left out).
     """
 
-    joins = False
     columns_supported = False
     RECORDS = ()
     VARIANT = ()
@@ -82,15 +78,31 @@ class _NormMath(RecurrenceMath):
             arguments[name] = transform(arguments[name])
         return arguments
 
+    def join(self, kernel, input_bias):
+        # Joined steps project their raw inputs themselves, apart from the
+        # recurrent product (the two are normalised apart).
+        self.input_kernel = kernel
+
+    def _projected(self, x_t):
+        return tf.matmul(x_t, self.input_kernel) if self.joined else x_t
+
     def _records(self, parts):
         return [parts[name] for name in self.RECORDS]
 
     def _named(self, records_t):
         return dict(zip(self.RECORDS, records_t))
 
+    def _extra(self, gradients):
+        """The `extra_weights`' gradients, in their order, from `{name: gradient}`."""
+        return tuple(gradients[name] for name in self.WEIGHTS if getattr(self, name) is not None)
+
 
 class LayerNormSimpleRNNMath(_NormMath):
-    """`h = activation(LN_scale(x W + h U) + b)`: the bias comes after the normalisation (an extra weight)."""
+    """`h = activation(LN_scale(x W + h U) + b)`: the bias comes after the normalisation (an extra weight).
+
+    The sum is normalised, so compiled loops join the two products as the
+    plain cells' do.
+    """
 
     RECORDS = ("d_activation", "normalized", "inverse_deviation")
     VARIANT = ("gamma", "bias", "epsilon")
@@ -105,10 +117,12 @@ class LayerNormSimpleRNNMath(_NormMath):
             bias=bias,
             epsilon=cell.layernorm_epsilon,
         )
-        return Bound(math, _project(inputs, weight(cell.kernel)), None, None)
+        return Bound(math, inputs, weight(cell.kernel), None)
+
+    join = RecurrenceMath.join
 
     def _forward(self, x_t, h_tm1):
-        v = x_t + self.product(self.dropped(h_tm1), self.recurrent_kernel, self.recurrent_kernel_t)
+        v = self.preactivation(x_t, self.dropped(h_tm1))
         net, normalized, inverse_deviation = normalize(v, self.gamma, None, self.epsilon)
         if self.bias is not None:
             net = net + self.bias
@@ -130,28 +144,19 @@ class LayerNormSimpleRNNMath(_NormMath):
         dh_tm1 = self.dropped(self.product(dv, self.recurrent_kernel_t, self.recurrent_kernel))
         return [dh_tm1], [dv, tf.concat([d_net * normalized, d_net], axis=-1)]
 
-    def write_widths(self):
-        return [self.units, 2 * self.units]
+    def sum_widths(self):
+        return [2 * self.units]
 
     def finish(self, writes_seq, previous):
-        dv, terms = writes_seq
-        d_gamma, d_bias = tf.split(sum_over_steps(terms), 2)
-        extra = (d_gamma,) if self.bias is None else (d_gamma, d_bias)
-        return RecurrentGradients(dv, previous.matmul_t(dv), None, extra)
-
-
-def _normalized_inputs(cell, inputs, bias):
-    """`LN_kernel(inputs @ kernel) + bias` for all steps at once (TensorFlow differentiates it)."""
-    gamma, beta = _norm_weights(cell.kernel_norm)
-    projected = layer_normalize(_project(inputs, weight(cell.kernel)), gamma, beta, cell.norm_epsilon)
-    return projected if bias is None else projected + bias
+        dv, sums = writes_seq
+        d_gamma, d_bias = tf.split(sums, 2)
+        return RecurrentGradients(dv, previous.matmul_t(dv), None, self._extra({"gamma": d_gamma, "bias": d_bias}))
 
 
 class LayerNormLSTMMath(_NormMath):
-    """`z = LN_kernel(x W) + b + LN_recurrent(h U)`; `c' = f c + i g`; `h = o act(LN_state(c'))`.
+    """`z = LN_kernel(x W) + LN_recurrent(h U) + b`; `c' = f c + i g`; `h = o act(LN_state(c'))`.
 
-    The normalised input projection plus the bias arrives projected; the
-    state carried is `LN_state(c')` or, without `carry_normalized_state`, `c'`.
+    The state carried is `LN_state(c')` or, without `carry_normalized_state`, `c'`.
     """
 
     state_count = 2
@@ -166,8 +171,13 @@ class LayerNormLSTMMath(_NormMath):
         "state_deviation",
         "recurrent_normalized",
         "recurrent_deviation",
+        "kernel_normalized",
+        "kernel_deviation",
     )
     VARIANT = (
+        "kernel_gamma",
+        "kernel_beta",
+        "bias",
         "recurrent_gamma",
         "recurrent_beta",
         "state_gamma",
@@ -175,15 +185,18 @@ class LayerNormLSTMMath(_NormMath):
         "epsilon",
         "carry_normalized_state",
     )
-    WEIGHTS = ("recurrent_gamma", "recurrent_beta", "state_gamma", "state_beta")
+    WEIGHTS = VARIANT[:7]
 
     @classmethod
     def for_cell(cls, cell, inputs, recurrent_mask):
-        input_bias, _ = cls.split_bias(cell)
+        kernel_gamma, kernel_beta = _norm_weights(cell.kernel_norm)
         recurrent_gamma, recurrent_beta = _norm_weights(cell.recurrent_norm)
         state_gamma, state_beta = _norm_weights(cell.state_norm)
         math = cls(
             *cell_arguments(cell, None, recurrent_mask),
+            kernel_gamma=kernel_gamma,
+            kernel_beta=kernel_beta,
+            bias=weight(cell.bias) if cell.use_bias else None,
             recurrent_gamma=recurrent_gamma,
             recurrent_beta=recurrent_beta,
             state_gamma=state_gamma,
@@ -191,25 +204,29 @@ class LayerNormLSTMMath(_NormMath):
             epsilon=cell.norm_epsilon,
             carry_normalized_state=cell.carry_normalized_state,
         )
-        return Bound(math, _normalized_inputs(cell, inputs, input_bias), None, None)
+        return Bound(math, inputs, weight(cell.kernel), None)
 
     def _forward(self, x_t, states):
         h_tm1, c_tm1 = states
+        y_k, kernel_normalized, kernel_deviation = normalize(
+            self._projected(x_t), self.kernel_gamma, self.kernel_beta, self.epsilon
+        )
         v = self.product(self.dropped(h_tm1), self.recurrent_kernel, self.recurrent_kernel_t)
-        y, recurrent_normalized, recurrent_deviation = normalize(
+        y_r, recurrent_normalized, recurrent_deviation = normalize(
             v, self.recurrent_gamma, self.recurrent_beta, self.epsilon
         )
-        z_i, z_f, z_c, z_o = tf.split(x_t + y, 4, axis=-1)
+        z = y_k + y_r
+        if self.bias is not None:
+            z = z + self.bias
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
         gate = self.recurrent_activation.forward
         i, f, g, o = gate(z_i), gate(z_f), self.activation.forward(z_c), gate(z_o)
         c_raw = f * c_tm1 + i * g
         state, state_normalized, state_deviation = normalize(c_raw, self.state_gamma, self.state_beta, self.epsilon)
         tanh_state = self.activation.forward(state)
-        h = o * tanh_state
-        carried = state if self.carry_normalized_state else c_raw
         return dict(
-            h=h,
-            carried=carried,
+            h=o * tanh_state,
+            carried=state if self.carry_normalized_state else c_raw,
             c_tm1=c_tm1,
             i=i,
             f=f,
@@ -220,6 +237,8 @@ class LayerNormLSTMMath(_NormMath):
             state_deviation=state_deviation,
             recurrent_normalized=recurrent_normalized,
             recurrent_deviation=recurrent_deviation,
+            kernel_normalized=kernel_normalized,
+            kernel_deviation=kernel_deviation,
         )
 
     def step(self, x_t, states):
@@ -249,30 +268,60 @@ class LayerNormLSTMMath(_NormMath):
         if not self.carry_normalized_state:
             d_raw = d_raw + dc
         dz = tf.concat([d_raw * r["to_i"], d_raw * r["to_f"], d_raw * r["to_g"], dh * r["to_o"]], axis=-1)
+        d_projected = normalize_backward(dz, self.kernel_gamma, r["kernel_normalized"], r["kernel_deviation"])
         dv = normalize_backward(dz, self.recurrent_gamma, r["recurrent_normalized"], r["recurrent_deviation"])
         dh_tm1 = self.dropped(self.product(dv, self.recurrent_kernel_t, self.recurrent_kernel))
-        state_terms = tf.concat([d_state * r["state_normalized"], d_state], axis=-1)
-        return [dh_tm1, d_raw * r["forget"]], [dz, dv, dz * r["recurrent_normalized"], state_terms]
+        terms = [
+            dz * r["kernel_normalized"],
+            dz * r["recurrent_normalized"],
+            dz,
+            d_state * r["state_normalized"],
+            d_state,
+        ]
+        return [dh_tm1, d_raw * r["forget"]], [d_projected, dv, tf.concat(terms, axis=-1)]
 
     def write_widths(self):
-        return [4 * self.units, 4 * self.units, 4 * self.units, 2 * self.units]
+        return [4 * self.units, 4 * self.units]
+
+    def sum_widths(self):
+        return [14 * self.units]
 
     def finish(self, writes_seq, previous):
-        dz, dv, recurrent_terms, state_terms = writes_seq
-        d_state_gamma, d_state_beta = tf.split(sum_over_steps(state_terms), 2)
-        extra = (sum_over_steps(recurrent_terms), sum_over_steps(dz), d_state_gamma, d_state_beta)
-        return RecurrentGradients(dz, previous.matmul_t(dv), None, extra)
+        d_projected, dv, sums = writes_seq
+        units = self.units
+        kernel_gamma, recurrent_gamma, dz, state_gamma, state_beta = tf.split(
+            sums, [4 * units, 4 * units, 4 * units, units, units]
+        )
+        # The bias and both shifts are added to `z` alike: one gradient.
+        gradients = dict(
+            kernel_gamma=kernel_gamma,
+            kernel_beta=dz,
+            bias=dz,
+            recurrent_gamma=recurrent_gamma,
+            recurrent_beta=dz,
+            state_gamma=state_gamma,
+            state_beta=state_beta,
+        )
+        return RecurrentGradients(d_projected, previous.matmul_t(dv), None, self._extra(gradients))
 
 
 class _LayerNormGRUBase(_NormMath):
-    """What both layer-normalised GRUs share: their weights and how a call binds them.
+    """What both layer-normalised GRUs share: their weights, how a call binds them, the gate records.
 
-    The normalised input projection plus the input bias arrives projected
-    (`[a_z, a_r, a_h]`); `recurrent_bias` is `b'` (`reset_after` only).
+    `[a_z, a_r, a_h] = LN_kernel(x W) + b`; `recurrent_bias` is `b'` (`reset_after` only).
     """
 
-    VARIANT = ("recurrent_gamma", "recurrent_beta", "candidate_gamma", "candidate_beta", "epsilon")
-    WEIGHTS = ("recurrent_gamma", "recurrent_beta", "candidate_gamma", "candidate_beta")
+    VARIANT = (
+        "kernel_gamma",
+        "kernel_beta",
+        "input_bias",
+        "recurrent_gamma",
+        "recurrent_beta",
+        "candidate_gamma",
+        "candidate_beta",
+        "epsilon",
+    )
+    WEIGHTS = VARIANT[:7]
 
     @classmethod
     def for_cell(cls, cell, inputs, recurrent_mask):
@@ -280,17 +329,31 @@ class _LayerNormGRUBase(_NormMath):
         if cell.use_bias:
             bias = weight(cell.bias)
             input_bias, recurrent_bias = (bias[0], bias[1]) if cell.reset_after else (bias, None)
+        kernel_gamma, kernel_beta = _norm_weights(cell.kernel_norm)
         recurrent_gamma, recurrent_beta = _norm_weights(cell.recurrent_norm)
         candidate_gamma, candidate_beta = _norm_weights(cell.candidate_norm)
         math = cls(
             *cell_arguments(cell, recurrent_bias, recurrent_mask),
+            kernel_gamma=kernel_gamma,
+            kernel_beta=kernel_beta,
+            input_bias=input_bias,
             recurrent_gamma=recurrent_gamma,
             recurrent_beta=recurrent_beta,
             candidate_gamma=candidate_gamma,
             candidate_beta=candidate_beta,
             epsilon=cell.norm_epsilon,
         )
-        return Bound(math, _normalized_inputs(cell, inputs, input_bias), None, None)
+        return Bound(math, inputs, weight(cell.kernel), None)
+
+    def _inputs(self, x_t):
+        """`(a_zr, a_h, kernel_normalized, kernel_deviation)` of a step."""
+        a, kernel_normalized, kernel_deviation = normalize(
+            self._projected(x_t), self.kernel_gamma, self.kernel_beta, self.epsilon
+        )
+        if self.input_bias is not None:
+            a = a + self.input_bias
+        a_zr, a_h = tf.split(a, [2 * self.units, self.units], axis=-1)
+        return a_zr, a_h, kernel_normalized, kernel_deviation
 
     def _gate_records(self, h_tm1, candidate, zr):
         """The records of the update gate, the candidate and the reset gate's derivative."""
@@ -305,13 +368,39 @@ class _LayerNormGRUBase(_NormMath):
             to_candidate=times(1.0 - z, self.activation.derivative(candidate)),
         )
 
-    def _norm_terms(self, d_gates, gates_normalized, d_candidate, candidate_normalized):
-        return tf.concat([d_gates * gates_normalized, d_gates, d_candidate * candidate_normalized, d_candidate], -1)
+    def _projected_and_terms(self, records, d_gates, d_candidate, d_inner):
+        """The projected inputs' gradient, and the terms whose sums are the gains' and shifts' gradients."""
+        d_a = tf.concat([d_gates, d_candidate], axis=-1)
+        d_projected = normalize_backward(
+            d_a, self.kernel_gamma, records["kernel_normalized"], records["kernel_deviation"]
+        )
+        terms = [
+            d_a * records["kernel_normalized"],
+            d_a,
+            d_gates * records["gates_normalized"],
+            d_gates,
+            d_inner * records["candidate_normalized"],
+            d_inner,
+        ]
+        return d_projected, tf.concat(terms, axis=-1)
 
-    def _norm_gradients(self, terms):
-        """The gains' and shifts' gradients `(recurrent gamma, beta, candidate gamma, beta)` from the terms."""
+    def sum_widths(self):
+        return [12 * self.units]
+
+    def _sum_gradients(self, sums):
+        """`{weight name: gradient}` from the summed terms (see `_projected_and_terms`)."""
         units = self.units
-        return tuple(tf.split(sum_over_steps(terms), [2 * units, 2 * units, units, units]))
+        names = (
+            "kernel_gamma",
+            "kernel_beta",
+            "recurrent_gamma",
+            "recurrent_beta",
+            "candidate_gamma",
+            "candidate_beta",
+        )
+        gradients = dict(zip(names, tf.split(sums, [3 * units, 3 * units, 2 * units, 2 * units, units, units])))
+        gradients["input_bias"] = gradients["kernel_beta"]
+        return gradients
 
 
 class LayerNormGRUMath(_LayerNormGRUBase):
@@ -327,10 +416,13 @@ class LayerNormGRUMath(_LayerNormGRUBase):
         "gates_deviation",
         "candidate_normalized",
         "candidate_deviation",
+        "kernel_normalized",
+        "kernel_deviation",
     )
 
     def _forward(self, x_t, h_tm1):
         units = self.units
+        a_zr, a_h, kernel_normalized, kernel_deviation = self._inputs(x_t)
         v = self.product(self.dropped(h_tm1), self.recurrent_kernel, self.recurrent_kernel_t)
         v_zr, v_h = tf.split(v, [2 * units, units], axis=-1)
         gates, gates_normalized, gates_deviation = normalize(
@@ -342,13 +434,11 @@ class LayerNormGRUMath(_LayerNormGRUBase):
         if self.recurrent_bias is not None:
             gates = gates + self.recurrent_bias[: 2 * units]
             inner = inner + self.recurrent_bias[2 * units :]
-        a_zr, a_h = tf.split(x_t, [2 * units, units], axis=-1)
         zr = self.recurrent_activation.forward(a_zr + gates)
         z, r = tf.split(zr, 2, axis=-1)
         candidate = self.activation.forward(a_h + r * inner)
-        h = z * h_tm1 + (1.0 - z) * candidate
         return dict(
-            h=h,
+            h=z * h_tm1 + (1.0 - z) * candidate,
             zr=zr,
             candidate=candidate,
             inner=inner,
@@ -356,6 +446,8 @@ class LayerNormGRUMath(_LayerNormGRUBase):
             gates_deviation=gates_deviation,
             candidate_normalized=candidate_normalized,
             candidate_deviation=candidate_deviation,
+            kernel_normalized=kernel_normalized,
+            kernel_deviation=kernel_deviation,
         )
 
     def step(self, x_t, states):
@@ -381,18 +473,20 @@ class LayerNormGRUMath(_LayerNormGRUBase):
             axis=-1,
         )
         dh_tm1 = self.dropped(self.product(dv, self.recurrent_kernel_t, self.recurrent_kernel)) + dh * r["z"]
-        terms = self._norm_terms(d_gates, r["gates_normalized"], d_inner, r["candidate_normalized"])
-        return [dh_tm1], [tf.concat([d_gates, d_candidate], axis=-1), dv, terms]
+        d_projected, terms = self._projected_and_terms(r, d_gates, d_candidate, d_inner)
+        return [dh_tm1], [d_projected, dv, terms]
 
     def write_widths(self):
-        return [3 * self.units, 3 * self.units, 6 * self.units]
+        return [3 * self.units, 3 * self.units]
 
     def finish(self, writes_seq, previous):
-        d_projected, dv, terms = writes_seq
-        extra = self._norm_gradients(terms)
-        # `b'` is added after each normalisation, as its shift is: the same gradient.
-        d_recurrent_bias = None if self.recurrent_bias is None else tf.concat([extra[1], extra[3]], axis=0)
-        return RecurrentGradients(d_projected, previous.matmul_t(dv), d_recurrent_bias, extra)
+        d_projected, dv, sums = writes_seq
+        gradients = self._sum_gradients(sums)
+        d_recurrent_bias = None
+        if self.recurrent_bias is not None:
+            # `b'` is added after each recurrent normalisation, as its shift is: the same gradient.
+            d_recurrent_bias = tf.concat([gradients["recurrent_beta"], gradients["candidate_beta"]], axis=0)
+        return RecurrentGradients(d_projected, previous.matmul_t(dv), d_recurrent_bias, self._extra(gradients))
 
 
 class LayerNormGRUResetBeforeMath(_LayerNormGRUBase):
@@ -409,6 +503,8 @@ class LayerNormGRUResetBeforeMath(_LayerNormGRUBase):
         "gates_deviation",
         "candidate_normalized",
         "candidate_deviation",
+        "kernel_normalized",
+        "kernel_deviation",
     )
 
     def __init__(self, units, recurrent_kernel, *args, **kwargs):
@@ -419,24 +515,23 @@ class LayerNormGRUResetBeforeMath(_LayerNormGRUBase):
         self.kernel_h_t = tf.transpose(self.kernel_h)
 
     def _forward(self, x_t, h_tm1):
-        units = self.units
+        a_zr, a_h, kernel_normalized, kernel_deviation = self._inputs(x_t)
         s = self.dropped(h_tm1)
-        v_zr = self.product(s, self.kernel_zr, self.kernel_zr_t)
         gates, gates_normalized, gates_deviation = normalize(
-            v_zr, self.recurrent_gamma, self.recurrent_beta, self.epsilon
+            self.product(s, self.kernel_zr, self.kernel_zr_t), self.recurrent_gamma, self.recurrent_beta, self.epsilon
         )
-        a_zr, a_h = tf.split(x_t, [2 * units, units], axis=-1)
         zr = self.recurrent_activation.forward(a_zr + gates)
         z, r = tf.split(zr, 2, axis=-1)
         reset_state = r * s
-        v_h = self.product(reset_state, self.kernel_h, self.kernel_h_t)
         inner, candidate_normalized, candidate_deviation = normalize(
-            v_h, self.candidate_gamma, self.candidate_beta, self.epsilon
+            self.product(reset_state, self.kernel_h, self.kernel_h_t),
+            self.candidate_gamma,
+            self.candidate_beta,
+            self.epsilon,
         )
         candidate = self.activation.forward(a_h + inner)
-        h = z * h_tm1 + (1.0 - z) * candidate
         return dict(
-            h=h,
+            h=z * h_tm1 + (1.0 - z) * candidate,
             s=s,
             zr=zr,
             candidate=candidate,
@@ -445,6 +540,8 @@ class LayerNormGRUResetBeforeMath(_LayerNormGRUBase):
             gates_deviation=gates_deviation,
             candidate_normalized=candidate_normalized,
             candidate_deviation=candidate_deviation,
+            kernel_normalized=kernel_normalized,
+            kernel_deviation=kernel_deviation,
         )
 
     def step(self, x_t, states):
@@ -468,16 +565,15 @@ class LayerNormGRUResetBeforeMath(_LayerNormGRUBase):
         dv_zr = normalize_backward(d_gates, self.recurrent_gamma, r["gates_normalized"], r["gates_deviation"])
         ds = self.product(dv_zr, self.kernel_zr_t, self.kernel_zr) + d_reset_state * r["r"]
         dh_tm1 = self.dropped(ds) + dh * r["z"]
-        terms = self._norm_terms(d_gates, r["gates_normalized"], d_candidate, r["candidate_normalized"])
-        d_projected = tf.concat([d_gates, d_candidate], axis=-1)
+        d_projected, terms = self._projected_and_terms(r, d_gates, d_candidate, d_candidate)
         # The reset-gated state passes through to the candidate kernel's gradient.
         return [dh_tm1], [d_projected, dv_zr, dv_h, r["reset_state"], terms]
 
     def write_widths(self):
         units = self.units
-        return [3 * units, 2 * units, units, units, 6 * units]
+        return [3 * units, 2 * units, units, units]
 
     def finish(self, writes_seq, previous):
-        d_projected, dv_zr, dv_h, reset_state, terms = writes_seq
+        d_projected, dv_zr, dv_h, reset_state, sums = writes_seq
         d_kernel = tf.concat([previous.matmul_t(dv_zr), flat_matmul_t(reset_state, dv_h)], axis=-1)
-        return RecurrentGradients(d_projected, d_kernel, None, self._norm_gradients(terms))
+        return RecurrentGradients(d_projected, d_kernel, None, self._extra(self._sum_gradients(sums)))

@@ -165,9 +165,9 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         # The loops see only values that no tape follows (see `detached`).
         x, w, b = cut(inputs), cut(optional["kernel"]), cut(optional["input_bias"])
         # Compiled loops project each step's inputs themselves, joined with
-        # the recurrent product (see `RecurrenceMath.preactivation`), where
-        # the math allows it and the inputs do not come projected.
-        inner = math.detached(w, b, joined=bool(jit_compile) and w is not None and math.joins)
+        # the recurrent product (see `RecurrenceMath.preactivation`), unless
+        # the inputs come projected.
+        inner = math.detached(w, b, joined=bool(jit_compile) and w is not None)
         # One part (the whole batch), or its two halves (see `policy.splits_batch`).
         parts = []
         halves = bool(jit_compile) and policy.splits_batch(inner, x, options.save_for_gradient)
