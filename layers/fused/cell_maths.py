@@ -5,7 +5,7 @@
 arithmetic to `RecurrenceMath` (see `layers.fused.maths` for what a math
 provides); `math_class_for` picks the one for a cell of `layers.cells`, or
 of the variant cells, whose maths are in `layers.fused.gated_maths` and
-`layers.fused.norm_maths`.
+`layers.fused.norm_maths` and `layers.fused.norm_gru_maths`.
 """
 
 import tensorflow as tf
@@ -17,13 +17,9 @@ from layers.fused.gradients import (
     SplitProjectionGradient,
     flat_matmul_t,
 )
-from layers.fused.maths import RecurrenceMath, times, weight
-from layers.fused.norm_maths import (
-    LayerNormGRUMath,
-    LayerNormGRUResetBeforeMath,
-    LayerNormLSTMMath,
-    LayerNormSimpleRNNMath,
-)
+from layers.fused.maths import RecurrenceMath, ResetBeforeKernels, times, weight
+from layers.fused.norm_gru_maths import LayerNormGRUMath, LayerNormGRUResetBeforeMath
+from layers.fused.norm_maths import LayerNormLSTMMath, LayerNormSimpleRNNMath
 
 
 class _GRUJoin:
@@ -210,17 +206,10 @@ class GRUMath(_GRUJoin, RecurrenceMath):
         )
 
 
-class GRUResetBeforeMath(_GRUJoin, RecurrenceMath):
+class GRUResetBeforeMath(_GRUJoin, ResetBeforeKernels, RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state)."""
 
     record_count = 6
-
-    def __init__(self, units, recurrent_kernel, *args, **kwargs):
-        super().__init__(units, recurrent_kernel, *args, **kwargs)
-        self.kernel_zr = recurrent_kernel[:, : 2 * units]
-        self.kernel_h = recurrent_kernel[:, 2 * units :]
-        self.kernel_zr_t = tf.transpose(self.kernel_zr)
-        self.kernel_h_t = tf.transpose(self.kernel_h)
 
     def _parts(self, x_t, h_tm1):
         units = self.units

@@ -85,11 +85,6 @@ class SplitProjectionGradient:
         self.leading, self.trailing, self.split = leading, trailing, split
 
 
-def sum_over_steps(sequence):
-    """`sequence` (steps, batch, n), or (batch, steps, n), summed over its first two axes: `(n,)`."""
-    return tf.reduce_sum(sequence, axis=[0, 1])
-
-
 def input_gradients(d_projected, inputs, kernel, with_bias):
     """`InputGradients` from the projected inputs' gradient.
 

@@ -96,6 +96,22 @@ def cell_arguments(cell, recurrent_bias, recurrent_mask):
     )
 
 
+class ResetBeforeKernels:
+    """A GRU math's recurrent kernel as its gates' block and its candidate's (`reset_after=False`).
+
+    With the reset gate applied to the state before the candidate's product,
+    the two blocks multiply different operands; their transposes are made
+    here, once per call.
+    """
+
+    def __init__(self, units, recurrent_kernel, *args, **kwargs):
+        super().__init__(units, recurrent_kernel, *args, **kwargs)
+        self.kernel_zr = recurrent_kernel[:, : 2 * units]
+        self.kernel_h = recurrent_kernel[:, 2 * units :]
+        self.kernel_zr_t = tf.transpose(self.kernel_zr)
+        self.kernel_h_t = tf.transpose(self.kernel_h)
+
+
 class RecurrenceMath:
     """The step arithmetic of one call, on its recurrent weights (see the module docstring).
 

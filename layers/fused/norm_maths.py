@@ -1,7 +1,8 @@
 """The step arithmetic of the layer-normalised cells (`layers.norm_cells`).
 
 `LayerNormSimpleRNNMath`, `LayerNormLSTMMath`, `LayerNormGRUMath`
-(`reset_after=True`) and `LayerNormGRUResetBeforeMath`. Every
+(`reset_after=True`) and `LayerNormGRUResetBeforeMath` (those two in
+`layers.fused.norm_gru_maths`). Every
 normalisation runs inside the step, on the step's products (normalising the
 whole sequence's input projection at once before the loop measured slower:
 it reads and writes the whole projected sequence several times more, where
@@ -19,7 +20,7 @@ raw inputs (`joined`), form them as two products.
 
 import tensorflow as tf
 
-from layers.fused.gradients import RecurrentGradients, flat_matmul_t
+from layers.fused.gradients import RecurrentGradients
 from layers.fused.maths import Bound, RecurrenceMath, cell_arguments, times, weight
 
 
@@ -44,11 +45,24 @@ def normalize_backward(dy, gamma, normalized, inverse_deviation):
     return inverse_deviation * (dn - mean_dn - normalized * mean_dn_n)
 
 
-def _norm_weights(norm):
-    return weight(norm.gamma), weight(norm.beta)
+def norm_arguments(cell, **norms):
+    """The gains and shifts of a cell's normalisations as constructor arguments: `{key}_gamma`, `{key}_beta`.
+
+    `norms` maps each argument prefix to the name of the cell's `NormWeights`.
+    """
+    arguments = {}
+    for key, name in norms.items():
+        norm = getattr(cell, name)
+        arguments.update({f"{key}_gamma": weight(norm.gamma), f"{key}_beta": weight(norm.beta)})
+    return arguments
 
 
-class _NormMath(RecurrenceMath):
+def normalization_records(*names):
+    """The record names of normalisations `names`: each one's normalised values and inverse deviation."""
+    return tuple(f"{name}_{part}" for name in names for part in ("normalized", "deviation"))
+
+
+class NormMath(RecurrenceMath):
     """What the layer-normalised maths share: named records and weights, rows only.
 
     Subclasses list `RECORDS` (their records' names, in order) and the
@@ -86,6 +100,11 @@ class _NormMath(RecurrenceMath):
     def _projected(self, x_t):
         return tf.matmul(x_t, self.input_kernel) if self.joined else x_t
 
+    def _normalize_into(self, parts, name, v, gamma, beta):
+        """`normalize(v, ...)`'s output; its factors go into `parts` as `{name}_normalized` and `{name}_deviation`."""
+        y, parts[f"{name}_normalized"], parts[f"{name}_deviation"] = normalize(v, gamma, beta, self.epsilon)
+        return y
+
     def _records(self, parts):
         return [parts[name] for name in self.RECORDS]
 
@@ -97,7 +116,7 @@ class _NormMath(RecurrenceMath):
         return tuple(gradients[name] for name in self.WEIGHTS if getattr(self, name) is not None)
 
 
-class LayerNormSimpleRNNMath(_NormMath):
+class LayerNormSimpleRNNMath(NormMath):
     """`h = activation(LN_scale(x W + h U) + b)`: the bias comes after the normalisation (an extra weight).
 
     The sum is normalised, so compiled loops join the two products as the
@@ -153,7 +172,7 @@ class LayerNormSimpleRNNMath(_NormMath):
         return RecurrentGradients(dv, previous.matmul_t(dv), None, self._extra({"gamma": d_gamma, "bias": d_bias}))
 
 
-class LayerNormLSTMMath(_NormMath):
+class LayerNormLSTMMath(NormMath):
     """`z = LN_kernel(x W) + LN_recurrent(h U) + b`; `c' = f c + i g`; `h = o act(LN_state(c'))`.
 
     The state carried is `LN_state(c')` or, without `carry_normalized_state`, `c'`.
@@ -167,13 +186,7 @@ class LayerNormLSTMMath(_NormMath):
         "to_o",
         "h_to_state",
         "forget",
-        "state_normalized",
-        "state_deviation",
-        "recurrent_normalized",
-        "recurrent_deviation",
-        "kernel_normalized",
-        "kernel_deviation",
-    )
+    ) + normalization_records("state", "recurrent", "kernel")
     VARIANT = (
         "kernel_gamma",
         "kernel_beta",
@@ -189,18 +202,10 @@ class LayerNormLSTMMath(_NormMath):
 
     @classmethod
     def for_cell(cls, cell, inputs, recurrent_mask):
-        kernel_gamma, kernel_beta = _norm_weights(cell.kernel_norm)
-        recurrent_gamma, recurrent_beta = _norm_weights(cell.recurrent_norm)
-        state_gamma, state_beta = _norm_weights(cell.state_norm)
         math = cls(
             *cell_arguments(cell, None, recurrent_mask),
-            kernel_gamma=kernel_gamma,
-            kernel_beta=kernel_beta,
+            **norm_arguments(cell, kernel="kernel_norm", recurrent="recurrent_norm", state="state_norm"),
             bias=weight(cell.bias) if cell.use_bias else None,
-            recurrent_gamma=recurrent_gamma,
-            recurrent_beta=recurrent_beta,
-            state_gamma=state_gamma,
-            state_beta=state_beta,
             epsilon=cell.norm_epsilon,
             carry_normalized_state=cell.carry_normalized_state,
         )
@@ -208,38 +213,21 @@ class LayerNormLSTMMath(_NormMath):
 
     def _forward(self, x_t, states):
         h_tm1, c_tm1 = states
-        y_k, kernel_normalized, kernel_deviation = normalize(
-            self._projected(x_t), self.kernel_gamma, self.kernel_beta, self.epsilon
-        )
+        parts = {"c_tm1": c_tm1}
+        z = self._normalize_into(parts, "kernel", self._projected(x_t), self.kernel_gamma, self.kernel_beta)
         v = self.product(self.dropped(h_tm1), self.recurrent_kernel, self.recurrent_kernel_t)
-        y_r, recurrent_normalized, recurrent_deviation = normalize(
-            v, self.recurrent_gamma, self.recurrent_beta, self.epsilon
-        )
-        z = y_k + y_r
+        z = z + self._normalize_into(parts, "recurrent", v, self.recurrent_gamma, self.recurrent_beta)
         if self.bias is not None:
             z = z + self.bias
         z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
         gate = self.recurrent_activation.forward
         i, f, g, o = gate(z_i), gate(z_f), self.activation.forward(z_c), gate(z_o)
         c_raw = f * c_tm1 + i * g
-        state, state_normalized, state_deviation = normalize(c_raw, self.state_gamma, self.state_beta, self.epsilon)
+        state = self._normalize_into(parts, "state", c_raw, self.state_gamma, self.state_beta)
         tanh_state = self.activation.forward(state)
-        return dict(
-            h=o * tanh_state,
-            carried=state if self.carry_normalized_state else c_raw,
-            c_tm1=c_tm1,
-            i=i,
-            f=f,
-            g=g,
-            o=o,
-            tanh_state=tanh_state,
-            state_normalized=state_normalized,
-            state_deviation=state_deviation,
-            recurrent_normalized=recurrent_normalized,
-            recurrent_deviation=recurrent_deviation,
-            kernel_normalized=kernel_normalized,
-            kernel_deviation=kernel_deviation,
-        )
+        carried = state if self.carry_normalized_state else c_raw
+        parts.update(h=o * tanh_state, carried=carried, i=i, f=f, g=g, o=o, tanh_state=tanh_state)
+        return parts
 
     def step(self, x_t, states):
         parts = self._forward(x_t, states)
@@ -303,277 +291,3 @@ class LayerNormLSTMMath(_NormMath):
             state_beta=state_beta,
         )
         return RecurrentGradients(d_projected, previous.matmul_t(dv), None, self._extra(gradients))
-
-
-class _LayerNormGRUBase(_NormMath):
-    """What both layer-normalised GRUs share: their weights, how a call binds them, the gate records.
-
-    `[a_z, a_r, a_h] = LN_kernel(x W) + b`; `recurrent_bias` is `b'` (`reset_after` only).
-    """
-
-    VARIANT = (
-        "kernel_gamma",
-        "kernel_beta",
-        "input_bias",
-        "recurrent_gamma",
-        "recurrent_beta",
-        "candidate_gamma",
-        "candidate_beta",
-        "epsilon",
-    )
-    WEIGHTS = VARIANT[:7]
-
-    @classmethod
-    def for_cell(cls, cell, inputs, recurrent_mask):
-        input_bias = recurrent_bias = None
-        if cell.use_bias:
-            bias = weight(cell.bias)
-            input_bias, recurrent_bias = (bias[0], bias[1]) if cell.reset_after else (bias, None)
-        kernel_gamma, kernel_beta = _norm_weights(cell.kernel_norm)
-        recurrent_gamma, recurrent_beta = _norm_weights(cell.recurrent_norm)
-        candidate_gamma, candidate_beta = _norm_weights(cell.candidate_norm)
-        math = cls(
-            *cell_arguments(cell, recurrent_bias, recurrent_mask),
-            kernel_gamma=kernel_gamma,
-            kernel_beta=kernel_beta,
-            input_bias=input_bias,
-            recurrent_gamma=recurrent_gamma,
-            recurrent_beta=recurrent_beta,
-            candidate_gamma=candidate_gamma,
-            candidate_beta=candidate_beta,
-            epsilon=cell.norm_epsilon,
-        )
-        return Bound(math, inputs, weight(cell.kernel), None)
-
-    def _inputs(self, x_t):
-        """`(a_zr, a_h, kernel_normalized, kernel_deviation)` of a step."""
-        a, kernel_normalized, kernel_deviation = normalize(
-            self._projected(x_t), self.kernel_gamma, self.kernel_beta, self.epsilon
-        )
-        if self.input_bias is not None:
-            a = a + self.input_bias
-        a_zr, a_h = tf.split(a, [2 * self.units, self.units], axis=-1)
-        return a_zr, a_h, kernel_normalized, kernel_deviation
-
-    def _gate_records(self, h_tm1, candidate, zr):
-        """The records of the update gate, the candidate and the reset gate's derivative."""
-        z, r = tf.split(zr, 2, axis=-1)
-        d_zr = self.recurrent_activation.derivative(zr)
-        d_z, d_r = (None, None) if d_zr is None else tf.split(d_zr, 2, axis=-1)
-        return dict(
-            z=z,
-            r=r,
-            d_r=d_r,
-            to_z=times(h_tm1 - candidate, d_z),
-            to_candidate=times(1.0 - z, self.activation.derivative(candidate)),
-        )
-
-    def _projected_and_terms(self, records, d_gates, d_candidate, d_inner):
-        """The projected inputs' gradient, and the terms whose sums are the gains' and shifts' gradients."""
-        d_a = tf.concat([d_gates, d_candidate], axis=-1)
-        d_projected = normalize_backward(
-            d_a, self.kernel_gamma, records["kernel_normalized"], records["kernel_deviation"]
-        )
-        terms = [
-            d_a * records["kernel_normalized"],
-            d_a,
-            d_gates * records["gates_normalized"],
-            d_gates,
-            d_inner * records["candidate_normalized"],
-            d_inner,
-        ]
-        return d_projected, tf.concat(terms, axis=-1)
-
-    def sum_widths(self):
-        return [12 * self.units]
-
-    def _sum_gradients(self, sums):
-        """`{weight name: gradient}` from the summed terms (see `_projected_and_terms`)."""
-        units = self.units
-        names = (
-            "kernel_gamma",
-            "kernel_beta",
-            "recurrent_gamma",
-            "recurrent_beta",
-            "candidate_gamma",
-            "candidate_beta",
-        )
-        gradients = dict(zip(names, tf.split(sums, [3 * units, 3 * units, 2 * units, 2 * units, units, units])))
-        gradients["input_bias"] = gradients["kernel_beta"]
-        return gradients
-
-
-class LayerNormGRUMath(_LayerNormGRUBase):
-    """`reset_after=True`: `n = act(a_h + r (LN_candidate(s U_h) + b'_h))`, gates `LN_recurrent(s U_zr) + b'_zr`."""
-
-    RECORDS = (
-        "to_z",
-        "to_candidate",
-        "to_r",
-        "r",
-        "z",
-        "gates_normalized",
-        "gates_deviation",
-        "candidate_normalized",
-        "candidate_deviation",
-        "kernel_normalized",
-        "kernel_deviation",
-    )
-
-    def _forward(self, x_t, h_tm1):
-        units = self.units
-        a_zr, a_h, kernel_normalized, kernel_deviation = self._inputs(x_t)
-        v = self.product(self.dropped(h_tm1), self.recurrent_kernel, self.recurrent_kernel_t)
-        v_zr, v_h = tf.split(v, [2 * units, units], axis=-1)
-        gates, gates_normalized, gates_deviation = normalize(
-            v_zr, self.recurrent_gamma, self.recurrent_beta, self.epsilon
-        )
-        inner, candidate_normalized, candidate_deviation = normalize(
-            v_h, self.candidate_gamma, self.candidate_beta, self.epsilon
-        )
-        if self.recurrent_bias is not None:
-            gates = gates + self.recurrent_bias[: 2 * units]
-            inner = inner + self.recurrent_bias[2 * units :]
-        zr = self.recurrent_activation.forward(a_zr + gates)
-        z, r = tf.split(zr, 2, axis=-1)
-        candidate = self.activation.forward(a_h + r * inner)
-        return dict(
-            h=z * h_tm1 + (1.0 - z) * candidate,
-            zr=zr,
-            candidate=candidate,
-            inner=inner,
-            gates_normalized=gates_normalized,
-            gates_deviation=gates_deviation,
-            candidate_normalized=candidate_normalized,
-            candidate_deviation=candidate_deviation,
-            kernel_normalized=kernel_normalized,
-            kernel_deviation=kernel_deviation,
-        )
-
-    def step(self, x_t, states):
-        return [self._forward(x_t, states[0])["h"]]
-
-    def step_saving(self, x_t, states):
-        parts = self._forward(x_t, states[0])
-        parts.update(self._gate_records(states[0], parts["candidate"], parts["zr"]))
-        parts["to_r"] = times(parts["inner"], parts["d_r"])
-        return [parts["h"]], self._records(parts)
-
-    def backward_step(self, state_grads, records_t):
-        dh = state_grads[0]
-        r = self._named(records_t)
-        d_candidate = dh * r["to_candidate"]
-        d_inner = d_candidate * r["r"]
-        d_gates = tf.concat([dh * r["to_z"], d_candidate * r["to_r"]], axis=-1)
-        dv = tf.concat(
-            [
-                normalize_backward(d_gates, self.recurrent_gamma, r["gates_normalized"], r["gates_deviation"]),
-                normalize_backward(d_inner, self.candidate_gamma, r["candidate_normalized"], r["candidate_deviation"]),
-            ],
-            axis=-1,
-        )
-        dh_tm1 = self.dropped(self.product(dv, self.recurrent_kernel_t, self.recurrent_kernel)) + dh * r["z"]
-        d_projected, terms = self._projected_and_terms(r, d_gates, d_candidate, d_inner)
-        return [dh_tm1], [d_projected, dv, terms]
-
-    def write_widths(self):
-        return [3 * self.units, 3 * self.units]
-
-    def finish(self, writes_seq, previous):
-        d_projected, dv, sums = writes_seq
-        gradients = self._sum_gradients(sums)
-        d_recurrent_bias = None
-        if self.recurrent_bias is not None:
-            # `b'` is added after each recurrent normalisation, as its shift is: the same gradient.
-            d_recurrent_bias = tf.concat([gradients["recurrent_beta"], gradients["candidate_beta"]], axis=0)
-        return RecurrentGradients(d_projected, previous.matmul_t(dv), d_recurrent_bias, self._extra(gradients))
-
-
-class LayerNormGRUResetBeforeMath(_LayerNormGRUBase):
-    """`reset_after=False`: `n = act(a_h + LN_candidate((r s) U_h))`, gates `LN_recurrent(s U_zr)`."""
-
-    RECORDS = (
-        "to_z",
-        "to_candidate",
-        "s_to_r",
-        "r",
-        "z",
-        "reset_state",
-        "gates_normalized",
-        "gates_deviation",
-        "candidate_normalized",
-        "candidate_deviation",
-        "kernel_normalized",
-        "kernel_deviation",
-    )
-
-    def __init__(self, units, recurrent_kernel, *args, **kwargs):
-        super().__init__(units, recurrent_kernel, *args, **kwargs)
-        self.kernel_zr = recurrent_kernel[:, : 2 * units]
-        self.kernel_h = recurrent_kernel[:, 2 * units :]
-        self.kernel_zr_t = tf.transpose(self.kernel_zr)
-        self.kernel_h_t = tf.transpose(self.kernel_h)
-
-    def _forward(self, x_t, h_tm1):
-        a_zr, a_h, kernel_normalized, kernel_deviation = self._inputs(x_t)
-        s = self.dropped(h_tm1)
-        gates, gates_normalized, gates_deviation = normalize(
-            self.product(s, self.kernel_zr, self.kernel_zr_t), self.recurrent_gamma, self.recurrent_beta, self.epsilon
-        )
-        zr = self.recurrent_activation.forward(a_zr + gates)
-        z, r = tf.split(zr, 2, axis=-1)
-        reset_state = r * s
-        inner, candidate_normalized, candidate_deviation = normalize(
-            self.product(reset_state, self.kernel_h, self.kernel_h_t),
-            self.candidate_gamma,
-            self.candidate_beta,
-            self.epsilon,
-        )
-        candidate = self.activation.forward(a_h + inner)
-        return dict(
-            h=z * h_tm1 + (1.0 - z) * candidate,
-            s=s,
-            zr=zr,
-            candidate=candidate,
-            reset_state=reset_state,
-            gates_normalized=gates_normalized,
-            gates_deviation=gates_deviation,
-            candidate_normalized=candidate_normalized,
-            candidate_deviation=candidate_deviation,
-            kernel_normalized=kernel_normalized,
-            kernel_deviation=kernel_deviation,
-        )
-
-    def step(self, x_t, states):
-        return [self._forward(x_t, states[0])["h"]]
-
-    def step_saving(self, x_t, states):
-        parts = self._forward(x_t, states[0])
-        parts.update(self._gate_records(states[0], parts["candidate"], parts["zr"]))
-        parts["s_to_r"] = times(parts["s"], parts["d_r"])
-        return [parts["h"]], self._records(parts)
-
-    def backward_step(self, state_grads, records_t):
-        dh = state_grads[0]
-        r = self._named(records_t)
-        d_candidate = dh * r["to_candidate"]
-        dv_h = normalize_backward(
-            d_candidate, self.candidate_gamma, r["candidate_normalized"], r["candidate_deviation"]
-        )
-        d_reset_state = self.product(dv_h, self.kernel_h_t, self.kernel_h)
-        d_gates = tf.concat([dh * r["to_z"], d_reset_state * r["s_to_r"]], axis=-1)
-        dv_zr = normalize_backward(d_gates, self.recurrent_gamma, r["gates_normalized"], r["gates_deviation"])
-        ds = self.product(dv_zr, self.kernel_zr_t, self.kernel_zr) + d_reset_state * r["r"]
-        dh_tm1 = self.dropped(ds) + dh * r["z"]
-        d_projected, terms = self._projected_and_terms(r, d_gates, d_candidate, d_candidate)
-        # The reset-gated state passes through to the candidate kernel's gradient.
-        return [dh_tm1], [d_projected, dv_zr, dv_h, r["reset_state"], terms]
-
-    def write_widths(self):
-        units = self.units
-        return [3 * units, 2 * units, units, units]
-
-    def finish(self, writes_seq, previous):
-        d_projected, dv_zr, dv_h, reset_state, sums = writes_seq
-        d_kernel = tf.concat([previous.matmul_t(dv_zr), flat_matmul_t(reset_state, dv_h)], axis=-1)
-        return RecurrentGradients(d_projected, d_kernel, None, self._extra(self._sum_gradients(sums)))

@@ -54,8 +54,9 @@ FULL_GRID = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", [*KINDS, *VARIANT_KINDS])
 def test_fused_equals_keras_and_cell_path_full_grid(kind, training):
+    # (The variants have no Keras layer: the cell path only.)
     for setting in FULL_GRID:
         compare_setting(kind, training, **setting)
 
@@ -97,14 +98,6 @@ def test_variant_layers_compiled_loops_equal_the_cell_path(kind, setting, traini
 def test_variant_layers_equal_the_cell_path_in_every_setting(kind, training, jit_compile):
     for setting in SETTINGS:
         compare_setting(kind, training, jit_compile=jit_compile, **setting)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("training", [True, False], ids=["hand_written_bptt", "inference_loop"])
-@pytest.mark.parametrize("kind", list(VARIANT_KINDS))
-def test_variant_layers_equal_the_cell_path_full_grid(kind, training):
-    for setting in FULL_GRID:
-        compare_setting(kind, training, **setting)
 
 
 @pytest.mark.parametrize(
