@@ -9,6 +9,7 @@ says so), and, in training, back-propagation through time written by hand.
 On the JAX backend a path of the same design runs (`layers.fused_jax`: a
 `jax.lax.scan` with a hand-written `jax.custom_vjp`). Anything the fused
 paths do not support runs the cell inside `keras.layers.RNN` instead.
+The variant cells' layers (`layers.variant_sequence`) share this code.
 """
 
 import inspect

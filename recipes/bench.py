@@ -96,6 +96,7 @@ Usage:
     python -m recipes.bench --xla both            # without and with XLA
     python -m recipes.bench --size 64,100,64,256 --threads 1   # one size, one thread
     python -m recipes.bench --quick               # a few seconds, for smoke tests
+    python -m recipes.bench --size 64,100,64,256 --cells LayerNormLSTM,PeepholeLSTM   # variants against our cell
 """
 
 import argparse
