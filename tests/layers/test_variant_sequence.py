@@ -55,7 +55,11 @@ def layer_and_reference(kind, **options):
     return layer, reference
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+# Elsewhere both sides run the cell path: a few kinds show that the layers run there.
+EQUALITY_KINDS = list(KINDS) if BACKEND == "tensorflow" else ["layer_norm_lstm", "layer_norm_gru", "projection_lstm"]
+
+
+@pytest.mark.parametrize("kind", EQUALITY_KINDS)
 def test_layer_equals_rnn_of_its_cell_with_gradients(kind):
     options = dict(return_sequences=True, return_state=True, go_backwards=kind.endswith(("lstm", "gru")))
     layer, reference = layer_and_reference(kind, **options)
