@@ -8,13 +8,16 @@ coupled input-forget gate). `layers.migration` loads weights saved from
 TensorFlow Addons' cells (and `tf.compat.v1`'s LSTM cell).
 
 Sequence layers (whole sequences, with a fused TensorFlow path and
-hand-written back-propagation through time): `SimpleRNN`, `LSTM`, `GRU`.
+hand-written back-propagation through time): `SimpleRNN`, `LSTM`, `GRU`,
+and of the variant cells `LayerNormSimpleRNN`, `LayerNormLSTM`,
+`LayerNormGRU`, `PeepholeLSTM`, `ProjectionLSTM`.
 """
 
 from layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from layers.lstm_variants import PeepholeLSTMCell, ProjectionLSTMCell
 from layers.norm_cells import LayerNormGRUCell, LayerNormLSTMCell, LayerNormSimpleRNNCell
 from layers.sequence import GRU, LSTM, SimpleRNN
+from layers.variant_sequence import LayerNormGRU, LayerNormLSTM, LayerNormSimpleRNN, PeepholeLSTM, ProjectionLSTM
 
 __all__ = [
     "SimpleRNNCell",
@@ -28,4 +31,9 @@ __all__ = [
     "SimpleRNN",
     "LSTM",
     "GRU",
+    "LayerNormSimpleRNN",
+    "LayerNormLSTM",
+    "LayerNormGRU",
+    "PeepholeLSTM",
+    "ProjectionLSTM",
 ]

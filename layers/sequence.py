@@ -9,6 +9,7 @@ says so), and, in training, back-propagation through time written by hand.
 On the JAX backend a path of the same design runs (`layers.fused_jax`: a
 `jax.lax.scan` with a hand-written `jax.custom_vjp`). Anything the fused
 paths do not support runs the cell inside `keras.layers.RNN` instead.
+The variant cells' layers (`layers.variant_sequence`) share this code.
 """
 
 import inspect
@@ -42,8 +43,12 @@ class _SequenceLayer(keras.layers.RNN):
         activity_regularizer=None,
         **kwargs,
     ):
-        cell_parameters = set(inspect.signature(self.cell_class.__init__).parameters)
-        cell_parameters |= set(inspect.signature(cells._RecurrentCell.__init__).parameters)
+        # The arguments of the cell class and of every cell class it extends
+        # (a variant cell passes its base cell's on in `**kwargs`).
+        cell_parameters = set()
+        for cell_base in self.cell_class.__mro__:
+            if issubclass(cell_base, cells._RecurrentCell) and "__init__" in vars(cell_base):
+                cell_parameters |= set(inspect.signature(cell_base.__init__).parameters)
         cell_parameters -= {"self", "kwargs", "units"}
         # Accepted as Keras's layers accept them: one computation mode here.
         cell_parameters.add("implementation")
@@ -400,8 +405,14 @@ class GRU(_SequenceLayer):
     cell_class = cells.GRUCell
 
 
-for _layer_class in (SimpleRNN, LSTM, GRU):
-    _layer_class.__doc__ = _layer_class.__doc__.replace(
-        "{shared}", _SHARED_DOC.replace("{cell}", f"see `{_layer_class.cell_class.__name__}`")
+def with_shared_doc(layer_class):
+    """`layer_class`, its docstring's `{shared}` replaced by the sequence layers' shared text."""
+    layer_class.__doc__ = layer_class.__doc__.replace(
+        "{shared}", _SHARED_DOC.replace("{cell}", f"see `{layer_class.cell_class.__name__}`")
     )
+    return layer_class
+
+
+for _layer_class in (SimpleRNN, LSTM, GRU):
+    with_shared_doc(_layer_class)
 del _layer_class

@@ -20,6 +20,13 @@ units), four contenders with the same weights:
   `fused` runs the two halves of the batch on two cores at the sizes where
   that measured faster (layers/README.md#batch-halves).
 
+The variant layers (`--cells LayerNormLSTM,LayerNormGRU,LayerNormSimpleRNN,
+PeepholeLSTM,ProjectionLSTM`, `VARIANT_KINDS`) have no Keras layer and no
+floor: their contenders are `fused`, `fused-graph` and `cell` (the same
+maths built from our cell in `keras.layers.RNN`), and their speed-ups are
+relative to `cell` (the `x cell` column). `ProjectionLSTM` projects to half
+the units (`proj_units = units // 2`).
+
 Two measurements per contender, each a `tf.function` traced and run twice
 before timing:
 
@@ -89,6 +96,7 @@ Usage:
     python -m recipes.bench --xla both            # without and with XLA
     python -m recipes.bench --size 64,100,64,256 --threads 1   # one size, one thread
     python -m recipes.bench --quick               # a few seconds, for smoke tests
+    python -m recipes.bench --size 64,100,64,256 --cells LayerNormLSTM,PeepholeLSTM   # variants against our cell
 """
 
 import argparse
@@ -104,7 +112,10 @@ from recipes import _cli
 from zoo.errors import UserError
 
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
+VARIANT_KINDS = ("LayerNormSimpleRNN", "LayerNormLSTM", "LayerNormGRU", "PeepholeLSTM", "ProjectionLSTM")
 CONTENDERS = ("fused", "fused-graph", "cell", "keras")
+# The variants have no Keras layer (and no floor): `cell` is their reference.
+VARIANT_CONTENDERS = ("fused", "fused-graph", "cell")
 # With `--whole-batch`: our layer with its compiled loops on the whole batch
 # at once (`layers.fused.whole_batches`), to show what splitting it gives.
 WHOLE_BATCH = "fused-whole"
@@ -138,15 +149,23 @@ MEMORY_CONTENDERS = ("fused", "fused-graph", "keras")
 
 
 def _layer_classes(kind):
+    """(our layer, Keras's layer or `None`, our cell) of a cell kind."""
     import keras
 
     import layers
-    from layers import cells
 
-    ours = {"SimpleRNN": layers.SimpleRNN, "LSTM": layers.LSTM, "GRU": layers.GRU}[kind]
-    builtin = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}[kind]
-    cell = {"SimpleRNN": cells.SimpleRNNCell, "LSTM": cells.LSTMCell, "GRU": cells.GRUCell}[kind]
-    return ours, builtin, cell
+    builtin = {"SimpleRNN": keras.layers.SimpleRNN, "LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}.get(kind)
+    ours = getattr(layers, kind)
+    return ours, builtin, ours.cell_class
+
+
+def cell_options(kind, units):
+    """The cell arguments a kind is benchmarked with besides `units`."""
+    return {"proj_units": max(1, units // 2)} if kind == "ProjectionLSTM" else {}
+
+
+def output_width(kind, units):
+    return cell_options(kind, units).get("proj_units", units)
 
 
 def build_contender(name, kind, units):
@@ -154,15 +173,22 @@ def build_contender(name, kind, units):
     import keras
 
     ours, builtin, cell = _layer_classes(kind)
+    options = cell_options(kind, units)
     if name in ("fused", WHOLE_BATCH):  # (WHOLE_BATCH differs in how its steps are traced)
-        return ours(units, return_sequences=True)
+        return ours(units, return_sequences=True, **options)
     if name == "fused-graph":
-        return ours(units, return_sequences=True, jit_compile=False)
+        return ours(units, return_sequences=True, jit_compile=False, **options)
     if name == "cell":
-        return keras.layers.RNN(cell(units), return_sequences=True)
-    if name == "keras":
+        return keras.layers.RNN(cell(units, **options), return_sequences=True)
+    if name == "keras" and builtin is not None:
         return builtin(units, return_sequences=True)
-    raise ValueError(f"Received an invalid contender {name!r}, expected one of {CONTENDERS + (WHOLE_BATCH,)}.")
+    raise ValueError(f"Received an invalid contender {name!r} for {kind}, expected one of {contenders_of(kind)}.")
+
+
+def contenders_of(kind, whole_batch=False):
+    """The contenders timed for a kind (with `--whole-batch`, also `fused-whole`)."""
+    names = CONTENDERS if kind in CELL_KINDS else VARIANT_CONTENDERS
+    return names + ((WHOLE_BATCH,) if whole_batch else ())
 
 
 def step_functions(layer, inputs, targets, jit_compile=False):
@@ -401,14 +427,18 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,), contenders=
 
     `result[mode][label]` for every contender label (`fused`, `keras+xla`,
     ...) and the floor; ratios are against Keras's layer and the floor
-    under the same compile setting.
+    under the same compile setting. A variant kind has no Keras layer and
+    no floor: its ratios are against `cell` (`result["reference"]`), and
+    its `floor_multiple`s are `None`.
     """
     import numpy as np
 
     batch, steps, features, units = size
+    reference = "keras" if "keras" in contenders else "cell"
+    with_floor = kind in GATES
     rng = np.random.default_rng(seed)
     inputs = rng.normal(size=(batch, steps, features)).astype("float32")
-    targets = rng.normal(size=(batch, steps, units)).astype("float32")
+    targets = rng.normal(size=(batch, steps, output_width(kind, units))).astype("float32")
     weights = None
     functions = {}
     floor_details = {}
@@ -424,7 +454,7 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,), contenders=
                 functions[contender_label(name, jit_compile)] = step_functions(layer, inputs, targets, jit_compile)
             if name.startswith("fused") and layer.last_path != "fused":
                 raise RuntimeError(f"the fused contender ran the cell path: {layer.fallback_reason}")
-        for layout in FLOOR_LAYOUTS:
+        for layout in FLOOR_LAYOUTS if with_floor else ():
             label = contender_label(f"{FLOOR}-{layout}", jit_compile)
             train, infer, floor_details[label] = floor_functions(kind, size, seed, jit_compile, layout)
             functions[label] = (train, infer)
@@ -435,20 +465,23 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,), contenders=
         "inputs": features,
         "units": units,
         "xla": list(xla_settings),
+        "reference": reference,
     }
     for mode, index in (("train", 0), ("forward", 1)):
         samples = time_round_robin({label: fns[index] for label, fns in functions.items()}, repeats)
         result[mode] = {}
         for jit_compile in xla_settings:
-            # The floor is the fastest layout (by median wall time).
-            layout = min(
-                FLOOR_LAYOUTS,
-                key=lambda name: statistics.median(samples[contender_label(f"{FLOOR}-{name}", jit_compile)][0]),
-            )
-            samples[contender_label(FLOOR, jit_compile)] = samples[contender_label(f"{FLOOR}-{layout}", jit_compile)]
-            keras_walls, keras_cpus = samples[contender_label("keras", jit_compile)]
-            floor_walls, floor_cpus = samples[contender_label(FLOOR, jit_compile)]
-            for name in contenders + (FLOOR,):
+            if with_floor:
+                # The floor is the fastest layout (by median wall time).
+                layout = min(
+                    FLOOR_LAYOUTS,
+                    key=lambda name: statistics.median(samples[contender_label(f"{FLOOR}-{name}", jit_compile)][0]),
+                )
+                floor_samples = samples[contender_label(f"{FLOOR}-{layout}", jit_compile)]
+                samples[contender_label(FLOOR, jit_compile)] = floor_samples
+            keras_walls, keras_cpus = samples[contender_label(reference, jit_compile)]
+            floor_walls, floor_cpus = samples[contender_label(FLOOR, jit_compile)] if with_floor else (None, None)
+            for name in contenders + ((FLOOR,) if with_floor else ()):
                 walls, cpus = samples[contender_label(name, jit_compile)]
                 result[mode][contender_label(name, jit_compile)] = {
                     "xla": jit_compile,
@@ -463,10 +496,15 @@ def benchmark_case(kind, size, repeats, seed, xla_settings=(False,), contenders=
                     "speedup": statistics.median(keras_walls) / statistics.median(walls),
                     "paired_speedup": paired_speedup(keras_walls, walls),
                     "cpu_speedup": statistics.median(keras_cpus) / statistics.median(cpus),
-                    "floor_multiple": statistics.median(walls) / statistics.median(floor_walls),
-                    "cpu_floor_multiple": statistics.median(cpus) / statistics.median(floor_cpus),
+                    "floor_multiple": _ratio_of_medians(walls, floor_walls),
+                    "cpu_floor_multiple": _ratio_of_medians(cpus, floor_cpus),
                 }
     return result
+
+
+def _ratio_of_medians(samples, reference):
+    """`median(samples) / median(reference)`, `None` without a reference."""
+    return None if reference is None else statistics.median(samples) / statistics.median(reference)
 
 
 # ----------------------------------------------------------------- memory
@@ -582,11 +620,16 @@ def machine_description():
     }
 
 
-TIMING_HEADER = (
-    f"{'cell':9s} {'batch':>5s} {'steps':>5s} {'in':>4s} {'units':>5s}  {'mode':7s} "
-    f"{'contender':25s} {'median ms':>10s} {'x keras':>8s} {'paired x':>8s} {'cpu ms':>9s} {'cpu x':>6s} "
-    f"{'/ floor':>8s}"
-)
+def timing_header(reference="keras"):
+    """The header of `format_timing_rows`'s lines; `x keras` (or `x cell`) names the reference."""
+    return (
+        f"{'cell':18s} {'batch':>5s} {'steps':>5s} {'in':>4s} {'units':>5s}  {'mode':7s} "
+        f"{'contender':25s} {'median ms':>10s} {'x ' + reference:>8s} {'paired x':>8s} {'cpu ms':>9s} "
+        f"{'cpu x':>6s} {'/ floor':>8s}"
+    )
+
+
+TIMING_HEADER = timing_header()
 
 
 def format_timing_rows(results):
@@ -602,12 +645,13 @@ def format_timing_rows(results):
             for label, entry in result[mode].items():
                 if "layout" in entry:
                     label = label.replace(FLOOR, f"{FLOOR}({entry['layout']})")
+                floor_multiple = entry["floor_multiple"]
                 lines.append(
-                    f"{result['cell']:9s} {result['batch']:5d} {result['steps']:5d} {result['inputs']:4d} "
+                    f"{result['cell']:18s} {result['batch']:5d} {result['steps']:5d} {result['inputs']:4d} "
                     f"{result['units']:5d}  {mode:7s} {label:25s} {entry['median_ms']:10.1f} "
                     f"{entry['speedup']:8.2f} {entry['paired_speedup']:8.2f} {entry['cpu_median_ms']:9.1f} "
                     f"{entry['cpu_speedup']:6.2f} "
-                    f"{entry['floor_multiple']:8.2f}"
+                    + (f"{floor_multiple:8.2f}" if floor_multiple is not None else f"{'-':>8s}")
                 )
     return "\n".join(lines)
 
@@ -680,7 +724,8 @@ def parse_arguments(argv):
     parser.add_argument(
         "--cells",
         default=",".join(CELL_KINDS),
-        help=f"Comma-separated subset of {','.join(CELL_KINDS)} (default: all).",
+        help=f"Comma-separated subset of {','.join(CELL_KINDS)} (default: those three) and of the "
+        f"variant layers {','.join(VARIANT_KINDS)}, timed against our cell in keras.layers.RNN.",
     )
     parser.add_argument("--json", dest="json_path", default=None, help="Also write the results to this JSON file.")
     parser.add_argument(
@@ -718,7 +763,12 @@ def parse_arguments(argv):
         raise UserError(f"Received an invalid value for argument `--threads`: {args.threads}; expected >= 0.")
     if args.repeats < 1:
         raise UserError(f"Received an invalid value for argument `--repeats`: {args.repeats}; expected >= 1.")
-    args.cells = _cli.comma_separated("--cells", args.cells, CELL_KINDS)
+    args.cells = _cli.comma_separated("--cells", args.cells, CELL_KINDS + VARIANT_KINDS)
+    if args.memory and not set(args.cells) <= set(CELL_KINDS):
+        raise UserError(
+            f"Received `--memory` with --cells {','.join(args.cells)}; the memory measurement covers "
+            f"{','.join(CELL_KINDS)} only (it compares with Keras's layer)."
+        )
     if args.sizes is not None:
         args.sizes = [_parse_size(text) for text in args.sizes]
     if args.quick:
@@ -751,11 +801,14 @@ def main(argv=None):
         flush=True,
     )
     results = []
-    print(TIMING_HEADER, flush=True)
+    header = None
     for size in sizes:
         for kind in args.cells:
-            contenders = CONTENDERS + ((WHOLE_BATCH,) if args.whole_batch else ())
+            contenders = contenders_of(kind, args.whole_batch)
             results.append(benchmark_case(kind, size, args.repeats, args.seed, XLA_SETTINGS[args.xla], contenders))
+            if timing_header(results[-1]["reference"]) != header:
+                header = timing_header(results[-1]["reference"])
+                print(header, flush=True)
             print(format_timing_rows(results[-1:]), flush=True)
     memory = benchmark_memory(args.cells, args.seed) if args.memory and not args.quick else []
     if memory:

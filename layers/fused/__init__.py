@@ -1,7 +1,7 @@
 """Fused whole-sequence recurrences with hand-written back-propagation (TensorFlow).
 
-The sequence layers in `layers.sequence` use this package on the TensorFlow
-backend. For a whole sequence it runs the recurrence in one `tf.while_loop`
+The sequence layers in `layers.sequence` and `layers.variant_sequence` use
+this package on the TensorFlow backend. For a whole sequence it runs the recurrence in one `tf.while_loop`
 that does only the recurrent product and the gate arithmetic; in training
 the loop also saves, per step, the derivative factors of the gates, and
 back-propagation through time is written by hand (`tf.custom_gradient`): the
@@ -26,6 +26,8 @@ Modules, from the layer down:
   loops        the forward, saving forward and backward `tf.while_loop`s
   records      where each step's records wait for the backward loop
   cell_maths   each cell's step arithmetic, and `math_class_for`
+  norm_maths   the layer-normalised cells' step arithmetic
+  gated_maths  the LSTM variants' (peepholes, projection, coupled gate, clipping)
   maths        the step arithmetic shared by every cell
   gradients    the weight and input gradients after the loop
   activations  activations with derivatives in terms of their output

@@ -3,18 +3,23 @@
 `SimpleRNNMath`, `LSTMMath`, `GRUMath` (`reset_after=True`) and
 `GRUResetBeforeMath` (`reset_after=False`) each add a cell's gate
 arithmetic to `RecurrenceMath` (see `layers.fused.maths` for what a math
-provides); `math_class_for` picks the one for a cell of `layers.cells`.
+provides); `math_class_for` picks the one for a cell of `layers.cells`, or
+of the variant cells, whose maths are in `layers.fused.gated_maths` and
+`layers.fused.norm_maths` and `layers.fused.norm_gru_maths`.
 """
 
 import tensorflow as tf
 
 from layers._fused_checks import cell_kind
+from layers.fused.gated_maths import GatedLSTMMath
 from layers.fused.gradients import (
     RecurrentGradients,
     SplitProjectionGradient,
     flat_matmul_t,
 )
-from layers.fused.maths import RecurrenceMath, times
+from layers.fused.maths import RecurrenceMath, ResetBeforeKernels, times, weight
+from layers.fused.norm_gru_maths import LayerNormGRUMath, LayerNormGRUResetBeforeMath
+from layers.fused.norm_maths import LayerNormLSTMMath, LayerNormSimpleRNNMath
 
 
 class _GRUJoin:
@@ -109,6 +114,13 @@ class GRUMath(_GRUJoin, RecurrenceMath):
 
     record_count = 5
 
+    @staticmethod
+    def split_bias(cell):
+        if not cell.use_bias:
+            return None, None
+        bias = weight(cell.bias)
+        return bias[0], bias[1]
+
     def join(self, kernel, input_bias):
         super().join(kernel, input_bias)
         units = self.units
@@ -194,17 +206,10 @@ class GRUMath(_GRUJoin, RecurrenceMath):
         )
 
 
-class GRUResetBeforeMath(_GRUJoin, RecurrenceMath):
+class GRUResetBeforeMath(_GRUJoin, ResetBeforeKernels, RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state)."""
 
     record_count = 6
-
-    def __init__(self, units, recurrent_kernel, *args, **kwargs):
-        super().__init__(units, recurrent_kernel, *args, **kwargs)
-        self.kernel_zr = recurrent_kernel[:, : 2 * units]
-        self.kernel_h = recurrent_kernel[:, 2 * units :]
-        self.kernel_zr_t = tf.transpose(self.kernel_zr)
-        self.kernel_h_t = tf.transpose(self.kernel_h)
 
     def _parts(self, x_t, h_tm1):
         units = self.units
@@ -257,7 +262,7 @@ class GRUResetBeforeMath(_GRUJoin, RecurrenceMath):
 
 
 def math_class_for(cell):
-    """The `RecurrenceMath` class of one of our cells (`layers.cells`), or `None` (see `cell_kind`)."""
+    """The `RecurrenceMath` class of one of our cells, or `None` (see `cell_kind`)."""
     return _MATH_CLASSES.get(cell_kind(cell))
 
 
@@ -266,4 +271,11 @@ _MATH_CLASSES = {
     "lstm": LSTMMath,
     "gru": GRUMath,
     "gru_reset_before": GRUResetBeforeMath,
+    "gated_lstm": GatedLSTMMath,
+    "layer_norm_simple_rnn": LayerNormSimpleRNNMath,
+    "layer_norm_lstm": LayerNormLSTMMath,
+    "layer_norm_gru": LayerNormGRUMath,
+    "layer_norm_gru_reset_before": LayerNormGRUResetBeforeMath,
 }
+# The `cell_kind`s this path runs fused.
+FUSED_KINDS = tuple(_MATH_CLASSES)

@@ -16,12 +16,14 @@ class RecurrentGradients(NamedTuple):
 
     `projected`: the gradient of the projected inputs (a tensor, or a
     `SplitProjectionGradient`); `recurrent_kernel` and `recurrent_bias`
-    (`None` for cells without a separate recurrent bias): those weights'.
+    (`None` for cells without a separate recurrent bias): those weights';
+    `extra`: those of the math's `extra_weights`, in their order.
     """
 
     projected: object
     recurrent_kernel: tf.Tensor
     recurrent_bias: tf.Tensor | None
+    extra: tuple = ()
 
 
 class InputGradients(NamedTuple):
@@ -87,8 +89,11 @@ def input_gradients(d_projected, inputs, kernel, with_bias):
     """`InputGradients` from the projected inputs' gradient.
 
     One matrix product over all steps each; a product nobody uses is pruned
-    from the graph (e.g. `d_inputs` when the inputs are data).
+    from the graph (e.g. `d_inputs` when the inputs are data). Without a
+    `kernel` the inputs came projected, and their gradient is `d_projected`.
     """
+    if kernel is None:
+        return InputGradients(d_projected, None, None)
     flat_inputs = tf.reshape(inputs, [-1, inputs.shape[-1]])
 
     def flat(sequence):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from layers._fused_checks import unsupported_reason
 from layers.fused.activations import resolve_activation
-from layers.fused.cell_maths import GRUMath, math_class_for
+from layers.fused.cell_maths import FUSED_KINDS, math_class_for
 from layers.fused.recurrence import RecurrenceOptions, run_recurrence
 
 
@@ -45,7 +45,7 @@ class InnerLoopResult(NamedTuple):
 
 def fallback_reason(cell, sequences):
     """Why the fused path cannot run this call (a sentence), or `None` if it can."""
-    return unsupported_reason(cell, sequences, resolve_activation)
+    return unsupported_reason(cell, sequences, resolve_activation, FUSED_KINDS)
 
 
 def fused_inner_loop(cell, sequences, initial_state, mask, options):
@@ -58,8 +58,6 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options):
     """
     x = tf.convert_to_tensor(sequences)
     initial_state = [tf.convert_to_tensor(s) for s in initial_state]
-    units = cell.units
-    math_class = math_class_for(cell)
 
     # One dropout mask per sequence, the masks the layer drew for this call
     # before its loop (input mask first, then recurrent mask, from the cell's
@@ -68,33 +66,16 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options):
     if input_mask is not None:
         x = x * input_mask[:, None, :]
 
-    kernel = tf.convert_to_tensor(cell.kernel)
-    recurrent_kernel = tf.convert_to_tensor(cell.recurrent_kernel)
-    input_bias = recurrent_bias = None
-    if cell.use_bias:
-        bias = tf.convert_to_tensor(cell.bias)
-        if math_class is GRUMath:
-            input_bias, recurrent_bias = bias[0], bias[1]
-        else:
-            input_bias = bias
-
     valid = None
     if mask is not None:
         valid = tf.cast(mask, tf.bool)[:, :, None]
 
-    math = math_class(
-        units,
-        recurrent_kernel,
-        recurrent_bias,
-        recurrent_mask,
-        resolve_activation(cell.activation),
-        resolve_activation(getattr(cell, "recurrent_activation", None)),
-    )
+    bound = math_class_for(cell).for_cell(cell, x, recurrent_mask)
     h_seq, final_states = run_recurrence(
-        math,
-        x,
-        kernel,
-        input_bias,
+        bound.math,
+        bound.inputs,
+        bound.kernel,
+        bound.input_bias,
         initial_state,
         valid=valid,
         options=RecurrenceOptions(

@@ -62,7 +62,9 @@ def _swap_time_batch(sequence):
 
 
 def _project(inputs, kernel, bias):
-    """`inputs @ kernel + bias` for time-major `inputs`, as one matrix product."""
+    """`inputs @ kernel + bias` for time-major `inputs`, as one matrix product (`inputs` if no `kernel`)."""
+    if kernel is None:
+        return inputs
     shape = tf.shape(inputs)
     projected = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), kernel)
     if bias is not None:
@@ -117,7 +119,7 @@ class TimeMajorLoops:
         # forward loop: the backward pass needs only the inputs.
         steps = Steps(_project(self.inputs, self.kernel, self.input_bias))
         result = forward_saving_loop(
-            self.math, self.record_store, steps, self._valid_steps(), initial, steps.outputs(self.math.units)
+            self.math, self.record_store, steps, self._valid_steps(), initial, steps.outputs(self.math.output_width)
         )
         return SavedForward(
             _swap_time_batch(result.outputs), result.final_states, Saved(result.records, result.outputs)
@@ -171,7 +173,8 @@ class BatchMajorLoops:
         return programs[key]
 
     def forward(self, initial):
-        loop = self._loop_in_columns() if policy.keeps_columns(self.math) else self._loop_in_rows()
+        in_columns = self.math.columns_supported and policy.keeps_columns(self.math)
+        loop = self._loop_in_columns() if in_columns else self._loop_in_rows()
         return loop(self.inputs, initial, self.valid)
 
     def _loop_in_rows(self):
@@ -212,7 +215,7 @@ class BatchMajorLoops:
 
     def forward_saving(self, initial):
         def loop(x, initial, valid):
-            units = self.math.units
+            units = self.math.output_width
             result = forward_saving_loop(
                 self.math,
                 self.record_store,

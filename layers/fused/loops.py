@@ -30,7 +30,11 @@ class SavingResult(NamedTuple):
 
 
 class BackwardResult(NamedTuple):
-    """The gradients of the initial states and each of the steps' writes, as sequences."""
+    """The gradients of the initial states and each of the steps' writes, as sequences.
+
+    A math's summed writes (`RecurrenceMath.sum_widths`) follow its
+    per-step ones in `writes`, each summed over the batch and the steps.
+    """
 
     d_initial: tuple
     writes: tuple
@@ -133,12 +137,12 @@ def forward_only(math, input_steps, kernel, input_bias, initial_states, valid_st
     length = input_steps.length
 
     def projected(t):
-        if math.joined:
-            return input_steps.read(t)  # the step projects them itself
+        if math.joined or kernel is None:
+            return input_steps.read(t)  # the step projects them itself, or they come projected
         p_t = tf.matmul(input_steps.read(t), kernel)
         return p_t if input_bias is None else tf.nn.bias_add(p_t, input_bias)
 
-    outputs = input_steps.outputs(math.units)
+    outputs = input_steps.outputs(math.output_width)
 
     def body(t, states, out):
         states = list(states)
@@ -197,11 +201,16 @@ def backward_loop(math, record_store, d_h_steps, valid_steps, d_final, records, 
     """The backward loop, as a `BackwardResult`.
 
     `d_h_steps` reads the gradient of each step's output `h`, `valid_steps`
-    (optional) the mask; `write_outs` write each of the step's `writes`.
+    (optional) the mask; `write_outs` write each of the step's per-step
+    `writes`. The writes after those (`math.sum_widths()`) are summed over
+    the batch into loop variables instead: a gain's or a shift's gradient
+    needs only their sum, which saves writing and reading them per step.
     """
     length = d_h_steps.length
+    per_step = len(write_outs)
+    dtype = d_final[0].dtype
 
-    def body(t, state_grads, records, write_arrays):
+    def body(t, state_grads, records, write_arrays, sums):
         state_grads = list(state_grads)
         state_grads[0] = state_grads[0] + d_h_steps.read(t)
         records, records_t = record_store.load(records, t)
@@ -209,9 +218,9 @@ def backward_loop(math, record_store, d_h_steps, valid_steps, d_final, records, 
             # Masked step: the state passed through unchanged, and so does
             # its gradient; the step itself gets none.
             valid_t = valid_steps.read(t)
-            zero = tf.zeros_like(state_grads[0])
-            through = [tf.where(valid_t, g, zero) for g in state_grads]
-            carried = [tf.where(valid_t, zero, g) for g in state_grads]
+            zeros = [tf.zeros_like(g) for g in state_grads]  # (states may differ in width)
+            through = [tf.where(valid_t, g, zero) for g, zero in zip(state_grads, zeros)]
+            carried = [tf.where(valid_t, zero, g) for g, zero in zip(state_grads, zeros)]
             prev_grads, writes = math.backward_step(through, records_t)
             prev_grads = [p + c for p, c in zip(prev_grads, carried)]
         else:
@@ -222,11 +231,18 @@ def backward_loop(math, record_store, d_h_steps, valid_steps, d_final, records, 
             cut = _chunk_start(t, truncate_every)
             prev_grads = [tf.where(cut, tf.zeros_like(g), g) for g in prev_grads]
         write_arrays = tuple(o.write(a, t, w) for o, a, w in zip(write_outs, write_arrays, writes))
-        return t - 1, tuple(prev_grads), records, write_arrays
+        sums = tuple(s + tf.reduce_sum(w, axis=0) for s, w in zip(sums, writes[per_step:]))
+        return t - 1, tuple(prev_grads), records, write_arrays, sums
 
-    _, d_initial, _, write_arrays = tf.while_loop(
+    _, d_initial, _, write_arrays, sums = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (length - 1, tuple(d_final), records, tuple(o.empty() for o in write_outs)),
+        (
+            length - 1,
+            tuple(d_final),
+            records,
+            tuple(o.empty() for o in write_outs),
+            tuple(tf.zeros([width], dtype) for width in math.sum_widths()),
+        ),
     )
-    return BackwardResult(tuple(d_initial), tuple(o.done(a) for o, a in zip(write_outs, write_arrays)))
+    return BackwardResult(tuple(d_initial), tuple(o.done(a) for o, a in zip(write_outs, write_arrays)) + sums)

@@ -17,15 +17,25 @@ A math holds the recurrent weights of one call and provides:
       `previous` (`ShiftedStates` or `PreviousStates`) holds the states
       entering each step.
   write_widths() -> the width of each of the writes.
+  sum_widths() -> the width of each further write that the backward loop
+      sums over the batch and the steps instead of keeping per step (none
+      unless a math says so); `finish` receives the sums after the
+      per-step writes.
 
-The maths of our cells are in `layers.fused.cells`.
+A math whose cell has weights besides the kernels and biases (gains,
+shifts, peepholes, a projection) lists them in `extra_weights`, and
+`finish` returns their gradients in `RecurrentGradients.extra`, in that
+order. The maths of our cells are in `layers.fused.cell_maths`, those of the
+variant cells in `layers.fused.norm_maths` and `layers.fused.gated_maths`.
 """
 
 import copy
+from typing import NamedTuple
 
 import tensorflow as tf
 
 from layers.fused import policy
+from layers.fused.activations import resolve_activation
 from layers.fused.gradients import RecurrentGradients
 
 
@@ -55,6 +65,53 @@ def _state_product(h, kernel, kernel_t):
     return tf.transpose(tf.matmul(kernel_t, tf.transpose(h)))
 
 
+class Bound(NamedTuple):
+    """A math for one call of a cell, and the input tensors `run_recurrence` takes with it.
+
+    `inputs` are the call's inputs (after input dropout) or, with `kernel`
+    `None`, already projected (as the layer-normalised cells' are, whose
+    input projection is normalised over the whole sequence before the loop).
+    """
+
+    math: object
+    inputs: tf.Tensor
+    kernel: tf.Tensor | None
+    input_bias: tf.Tensor | None
+
+
+def weight(variable):
+    """A cell's weight as a tensor (`None` stays `None`)."""
+    return None if variable is None else tf.convert_to_tensor(variable)
+
+
+def cell_arguments(cell, recurrent_bias, recurrent_mask):
+    """`RecurrenceMath`'s constructor arguments for a call of `cell`."""
+    return (
+        cell.units,
+        weight(cell.recurrent_kernel),
+        recurrent_bias,
+        recurrent_mask,
+        resolve_activation(cell.activation),
+        resolve_activation(getattr(cell, "recurrent_activation", None)),
+    )
+
+
+class ResetBeforeKernels:
+    """A GRU math's recurrent kernel as its gates' block and its candidate's (`reset_after=False`).
+
+    With the reset gate applied to the state before the candidate's product,
+    the two blocks multiply different operands; their transposes are made
+    here, once per call.
+    """
+
+    def __init__(self, units, recurrent_kernel, *args, **kwargs):
+        super().__init__(units, recurrent_kernel, *args, **kwargs)
+        self.kernel_zr = recurrent_kernel[:, : 2 * units]
+        self.kernel_h = recurrent_kernel[:, 2 * units :]
+        self.kernel_zr_t = tf.transpose(self.kernel_zr)
+        self.kernel_h_t = tf.transpose(self.kernel_h)
+
+
 class RecurrenceMath:
     """The step arithmetic of one call, on its recurrent weights (see the module docstring).
 
@@ -65,9 +122,15 @@ class RecurrenceMath:
 
     state_count = 1
     record_count = 1
+    # Whether the compiled inference loop may keep the states as columns (`in_columns`).
+    columns_supported = True
+    # Weights besides the kernels and biases, whose gradients `finish` returns.
+    extra_weights = ()
 
     def __init__(self, units, recurrent_kernel, recurrent_bias, recurrent_mask, activation, recurrent_activation):
         self.units = units
+        # The width of the first state, the output (a projection's `proj_units`).
+        self.output_width = units
         self.recurrent_kernel = recurrent_kernel
         self.recurrent_kernel_t = tf.transpose(recurrent_kernel)
         self.recurrent_bias = recurrent_bias
@@ -101,11 +164,29 @@ class RecurrenceMath:
             cut(self.recurrent_mask),
             self.activation,
             self.recurrent_activation,
+            **self.variant_arguments(cut),
         )
         if joined:
             math.joined = True
             math.join(cut(kernel), cut(input_bias))
         return math
+
+    @classmethod
+    def for_cell(cls, cell, inputs, recurrent_mask):
+        """A `Bound` math of this class for a call of `cell` on `inputs` (after input dropout)."""
+        input_bias, recurrent_bias = cls.split_bias(cell)
+        return Bound(
+            cls(*cell_arguments(cell, recurrent_bias, recurrent_mask)), inputs, weight(cell.kernel), input_bias
+        )
+
+    @staticmethod
+    def split_bias(cell):
+        """The cell's `(input_bias, recurrent_bias)` tensors (`None` where absent)."""
+        return weight(cell.bias) if cell.use_bias else None, None
+
+    def variant_arguments(self, transform):
+        """A variant math's further constructor arguments, its weights passed through `transform`."""
+        return {}
 
     def rows(self, rows):
         """This math for a part of the batch (`rows`, a slice; `None`: all of it)."""
@@ -183,6 +264,10 @@ class RecurrenceMath:
     def write_widths(self):
         """The width of each of `backward_step`'s writes."""
         return [self.recurrent_kernel.shape[-1]]
+
+    def sum_widths(self):
+        """The width of each of `backward_step`'s summed writes, which follow its per-step ones."""
+        return []
 
     def finish(self, writes_seq, previous):
         dz = writes_seq[0]

@@ -26,6 +26,7 @@ class ListRecords:
         self.dtype = dtype
         self.count = count
         self.shape = None  # static shape of one step's stacked records, seen while tracing
+        self.widths = None  # the records' widths where they were joined along the last axis
 
     def empty(self, length):
         return tf.raw_ops.EmptyTensorList(
@@ -33,7 +34,15 @@ class ListRecords:
         )
 
     def save(self, store, t, records):
-        stacked = records[0] if self.count == 1 else tf.stack(records, axis=0)
+        if self.count > 1 and len({tuple(r.shape) for r in records}) > 1:
+            # Records of different widths (the variant cells' normalisation
+            # statistics beside their gate factors) are joined along the last
+            # axis instead, and split again by `load`.
+            self.widths = [r.shape[-1] for r in records]
+            stacked = tf.concat(records, axis=-1)
+        else:
+            self.widths = None
+            stacked = records[0] if self.count == 1 else tf.stack(records, axis=0)
         self.shape = stacked.shape
         return tf.raw_ops.TensorListPushBack(input_handle=store, tensor=stacked)
 
@@ -45,6 +54,8 @@ class ListRecords:
             input_handle=store, element_shape=tf.constant(_ANY_SHAPE), element_dtype=self.dtype
         )
         stacked.set_shape(self.shape)
+        if self.widths is not None:
+            return store, tf.split(stacked, self.widths, axis=-1)
         return store, [stacked] if self.count == 1 else tf.unstack(stacked, num=self.count, axis=0)
 
 

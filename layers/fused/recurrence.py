@@ -60,10 +60,11 @@ class _PartGradients(NamedTuple):
 
     inputs: tf.Tensor
     initial: tuple
-    kernel: tf.Tensor
+    kernel: tf.Tensor | None
     recurrent_kernel: tf.Tensor
     input_bias: tf.Tensor | None
     recurrent_bias: tf.Tensor | None
+    extra: tuple
 
 
 def _batch_parts(inputs, halves):
@@ -91,14 +92,50 @@ def _sum_parts(gradients):
     return None if gradients[0] is None else tf.add_n(list(gradients))
 
 
+class _Arguments:
+    """The tensors `run_recurrence` differentiates, as one flat list and back.
+
+    In order: the inputs, the recurrent kernel, the initial states, then
+    those of the kernel, the input bias and the recurrent bias that exist,
+    then the math's `extra_weights`.
+    """
+
+    OPTIONAL = ("kernel", "input_bias", "recurrent_bias")
+
+    def __init__(self, state_count, present, extra_count):
+        self.state_count = state_count
+        self.present = present  # the `OPTIONAL` names given
+        self.extra_count = extra_count
+
+    @classmethod
+    def of(cls, inputs, recurrent_kernel, initial_states, optional, extra):
+        present = tuple(name for name in cls.OPTIONAL if optional[name] is not None)
+        flat = [inputs, recurrent_kernel, *initial_states, *(optional[name] for name in present), *extra]
+        return cls(len(initial_states), present, len(extra)), flat
+
+    def unpack(self, flat):
+        """`(inputs, recurrent_kernel, initial, optional, extra)`; `optional` maps every `OPTIONAL` name."""
+        initial = tuple(flat[2 : 2 + self.state_count])
+        rest = flat[2 + self.state_count :]
+        optional = dict.fromkeys(self.OPTIONAL)
+        optional.update(zip(self.present, rest))
+        return flat[0], flat[1], initial, optional, tuple(rest[len(self.present) :])
+
+    def pack(self, inputs, recurrent_kernel, initial, optional, extra):
+        """The gradients in the flat order (see `of`)."""
+        return [inputs, recurrent_kernel, *initial, *(optional[name] for name in self.present), *extra]
+
+
 def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None, options=RecurrenceOptions()):
     """Run a recurrence over batch-major `inputs`, with a hand-written gradient.
 
     Args:
         math: A `RecurrenceMath` holding the recurrent weights (tensors).
-        inputs: `(batch, time, features)` (after input dropout).
-        kernel, input_bias: The input weights.
-        initial_states: List of `(batch, units)` tensors.
+        inputs: `(batch, time, features)` (after input dropout), or with
+            `kernel=None` the projected inputs, `(batch, time, n)`.
+        kernel, input_bias: The input weights (`None` for inputs that come
+            projected, or for no bias).
+        initial_states: List of `(batch, width)` tensors.
         valid: Optional boolean `(batch, time, 1)`, aligned with `inputs`;
             `False` carries the states over unchanged.
         options: `RecurrenceOptions`.
@@ -112,23 +149,25 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     batch-major tensors in place (`BatchMajorLoops`), which saves those
     copies (see layers/README.md#batch-major-sequences-in-compiled-loops).
     """
-    recurrent_kernel = math.recurrent_kernel
-    recurrent_bias = math.recurrent_bias
-    state_count = math.state_count
-    input_bias_given = input_bias is not None
     jit_compile = options.jit_compile
+    layout, flat = _Arguments.of(
+        inputs,
+        math.recurrent_kernel,
+        initial_states,
+        {"kernel": kernel, "input_bias": input_bias, "recurrent_bias": math.recurrent_bias},
+        math.extra_weights,
+    )
 
     @tf.custom_gradient
-    def recurrence(inputs, kernel, recurrent_kernel, *rest):
-        # `rest` = initial states, then the input and recurrent biases that exist.
-        initial = tuple(cut(s) for s in rest[:state_count])
-        biases = list(rest[state_count:])
-        input_bias = biases.pop(0) if input_bias_given else None
+    def recurrence(*flat):
+        inputs, _, initial, optional, _ = layout.unpack(flat)
+        initial = tuple(cut(s) for s in initial)
         # The loops see only values that no tape follows (see `detached`).
-        x, w, b = cut(inputs), cut(kernel), cut(input_bias)
+        x, w, b = cut(inputs), cut(optional["kernel"]), cut(optional["input_bias"])
         # Compiled loops project each step's inputs themselves, joined with
-        # the recurrent product (see `RecurrenceMath.preactivation`).
-        inner = math.detached(w, b, joined=bool(jit_compile))
+        # the recurrent product (see `RecurrenceMath.preactivation`), unless
+        # the inputs come projected.
+        inner = math.detached(w, b, joined=bool(jit_compile) and w is not None)
         # One part (the whole batch), or its two halves (see `policy.splits_batch`).
         parts = []
         halves = bool(jit_compile) and policy.splits_batch(inner, x, options.save_for_gradient)
@@ -166,7 +205,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                     take(d_h_seq), tuple(take(d) for d in d_final), part_saved, options.truncate_every
                 )
                 recurrent = loops.math.finish(list(backward.writes), loops.previous_states(part.initial, part_saved))
-                projected = input_gradients(recurrent.projected, loops.inputs, w, input_bias is not None)
+                projected = input_gradients(recurrent.projected, loops.inputs, w, b is not None)
                 part_grads.append(
                     _PartGradients(
                         loops.input_gradient(projected.inputs),
@@ -175,31 +214,26 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                         recurrent.recurrent_kernel,
                         projected.bias,
                         recurrent.recurrent_bias,
+                        tuple(recurrent.extra),
                     )
                 )
-            d_inputs = _join_rows([p.inputs for p in part_grads])
-            d_initial = [_join_rows(list(g)) for g in zip(*(p.initial for p in part_grads))]
-            grads = [
-                d_inputs,
-                _sum_parts([p.kernel for p in part_grads]),
+            optional_grads = {
+                "kernel": _sum_parts([p.kernel for p in part_grads]),
+                "input_bias": _sum_parts([p.input_bias for p in part_grads]),
+                "recurrent_bias": _sum_parts([p.recurrent_bias for p in part_grads]),
+            }
+            return layout.pack(
+                _join_rows([p.inputs for p in part_grads]),
                 _sum_parts([p.recurrent_kernel for p in part_grads]),
-                *d_initial,
-            ]
-            if input_bias is not None:
-                grads.append(_sum_parts([p.input_bias for p in part_grads]))
-            if recurrent_bias is not None:
-                grads.append(_sum_parts([p.recurrent_bias for p in part_grads]))
-            return grads
+                [_join_rows(list(g)) for g in zip(*(p.initial for p in part_grads))],
+                optional_grads,
+                [_sum_parts(list(g)) for g in zip(*(p.extra for p in part_grads))],
+            )
 
         return (h_seq, *final_states[1:]), gradient
 
-    args = [inputs, kernel, recurrent_kernel, *initial_states]
-    if input_bias is not None:
-        args.append(input_bias)
-    if recurrent_bias is not None:
-        args.append(recurrent_bias)
-    outputs = recurrence(*args)
+    outputs = recurrence(*flat)
     # The static shape, for graph optimisations after the layer: TensorFlow's
     # graph optimiser cannot see through the compiled loops' outputs.
-    h_seq = tf.ensure_shape(outputs[0], [inputs.shape[0], inputs.shape[1], math.units])
+    h_seq = tf.ensure_shape(outputs[0], [inputs.shape[0], inputs.shape[1], math.output_width])
     return RecurrenceResult(h_seq, [h_seq[:, -1], *outputs[1:]])

@@ -42,6 +42,20 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
             assert entry["paired_speedup"] > 0
 
 
+def test_variant_layers_are_timed_against_our_cell_without_a_floor(tmp_path):
+    path = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--cells", "ProjectionLSTM", "--json", str(path)]) == 0
+    (case,) = json.loads(path.read_text())["timing"]
+    assert case["cell"] == "ProjectionLSTM" and case["reference"] == "cell"
+    for mode in ("train", "forward"):
+        assert set(case[mode]) == {"fused", "fused-graph", "cell"}
+        assert case[mode]["cell"]["speedup"] == pytest.approx(1.0)
+        for entry in case[mode].values():
+            assert entry["median_ms"] > 0 and entry["floor_multiple"] is None
+    # The fused contenders ran fused (`benchmark_case` raises otherwise), at half the units projected.
+    assert bench.output_width("ProjectionLSTM", 256) == 128 and bench.output_width("LayerNormLSTM", 256) == 256
+
+
 def test_whole_batch_adds_our_layer_traced_without_the_split(tmp_path, monkeypatch):
     from layers.fused import policy
 
@@ -150,6 +164,7 @@ def test_memory_probe_reports_growth_that_increases_with_length():
         (["--size", "64,100,64"], "--size"),
         (["--size", "64,0,64,256"], "--size"),
         (["--threads", "-1"], "--threads"),
+        (["--memory", "--cells", "LSTM,LayerNormLSTM"], "--memory"),
     ],
 )
 def test_bad_flags_print_one_line_and_exit_non_zero(arguments, message):

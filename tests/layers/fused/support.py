@@ -1,7 +1,8 @@
 """What the tests of the fused path share: layers with equal weights, runs and comparisons.
 
 The tests check the fused whole-sequence path of `SimpleRNN`, `LSTM`, `GRU`
-against references. Every comparison runs the same weights and inputs through
+and of the variant layers (`LayerNormLSTM`, ..., `VARIANT_KINDS`) against
+references. Every comparison runs the same weights and inputs through
 
 - our layer (fused path: the forward loop saves what the hand-written BPTT
   needs when `training=True`; with `training=False` the lean inference
@@ -9,8 +10,9 @@ against references. Every comparison runs the same weights and inputs through
   before the hand-written BPTT), with its loops run as TensorFlow graph
   loops (what an eager call does by default) and compiled by XLA
   (`jit_compile=True`),
-- Keras's built-in layer (`keras.layers.LSTM`, ...), and
-- our cell inside `keras.layers.RNN` (the generic cell path),
+- Keras's built-in layer (`keras.layers.LSTM`, ...; the variants have none), and
+- our cell inside `keras.layers.RNN` (the generic cell path, differentiated
+  by TensorFlow's autodiff),
 
 and compares outputs, final states and the gradients of a fixed random
 projection of all outputs with respect to the inputs, the initial states and
@@ -35,6 +37,34 @@ KINDS = {
     "gru": (layers.GRU, keras.layers.GRU, layers.GRUCell, {"reset_after": True}),
     "gru_reset_before": (layers.GRU, keras.layers.GRU, layers.GRUCell, {"reset_after": False}),
 }
+# The variant layers, each with options that reach every branch of its
+# fused step; no Keras layer to compare with.
+VARIANT_KINDS = {
+    "layer_norm_simple_rnn": (layers.LayerNormSimpleRNN, None, layers.LayerNormSimpleRNNCell, {}),
+    "layer_norm_lstm": (layers.LayerNormLSTM, None, layers.LayerNormLSTMCell, {}),
+    "layer_norm_lstm_paper": (
+        layers.LayerNormLSTM,
+        None,
+        layers.LayerNormLSTMCell,
+        {"carry_normalized_state": False},
+    ),
+    "layer_norm_gru": (layers.LayerNormGRU, None, layers.LayerNormGRUCell, {"reset_after": True}),
+    "layer_norm_gru_reset_before": (layers.LayerNormGRU, None, layers.LayerNormGRUCell, {"reset_after": False}),
+    "peephole_lstm": (layers.PeepholeLSTM, None, layers.PeepholeLSTMCell, {}),
+    "projection_lstm": (
+        layers.ProjectionLSTM,
+        None,
+        layers.ProjectionLSTMCell,
+        {"proj_units": 4, "use_peepholes": True, "cell_clip": 0.6},
+    ),
+    "projection_lstm_coupled": (
+        layers.ProjectionLSTM,
+        None,
+        layers.ProjectionLSTMCell,
+        {"proj_units": 3, "use_peepholes": True, "coupled_input_forget_gate": True, "proj_clip": 0.3},
+    ),
+}
+ALL_KINDS = {**KINDS, **VARIANT_KINDS}
 CELL_ARGUMENTS = (
     "activation",
     "recurrent_activation",
@@ -43,12 +73,26 @@ CELL_ARGUMENTS = (
     "dropout",
     "recurrent_dropout",
     "seed",
+    "carry_normalized_state",
+    "proj_units",
+    "use_peepholes",
+    "coupled_input_forget_gate",
+    "cell_clip",
+    "proj_clip",
 )
 BATCH, TIMESTEPS, FEATURES, UNITS = 3, 5, 4, 6
 
 
+def state_widths(kind, units=UNITS):
+    """The widths of a layer's states (a projection's first state is `proj_units` wide)."""
+    options = ALL_KINDS[kind][3]
+    if "lstm" not in kind:
+        return [units]
+    return [options.get("proj_units", units), units]
+
+
 def state_count(kind):
-    return 2 if kind == "lstm" else 1
+    return len(state_widths(kind))
 
 
 def sequence_mask(pattern, batch=BATCH, timesteps=TIMESTEPS):
@@ -74,7 +118,7 @@ def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=
     go to the layers (a `seed` there is the dropout seed). Stateful layers
     need a fixed `batch`.
     """
-    ours_class, keras_class, cell_class, fixed = KINDS[kind]
+    ours_class, keras_class, cell_class, fixed = ALL_KINDS[kind]
     options = {**fixed, **options}
     ours = ours_class(units, **options)
     ours.build((batch, None, features))
@@ -90,7 +134,7 @@ def make_layers(kind, weight_seed=0, units=UNITS, features=FEATURES, with_keras=
         k: v for k, v in options.items() if k not in CELL_ARGUMENTS and k not in ("bptt_steps", "fused", "jit_compile")
     }
     references = []
-    if with_keras:
+    if with_keras and keras_class is not None:
         keras_options = {k: v for k, v in options.items() if k not in ("fused", "jit_compile")}
         builtin = keras_class(units, **keras_options) if "bptt_steps" not in options else None
         if builtin is not None:
@@ -157,7 +201,7 @@ def example_inputs(kind, seed=0, initial_state=False, batch=BATCH, timesteps=TIM
     inputs = rng.normal(size=(batch, timesteps, FEATURES)).astype("float32")
     initial = None
     if initial_state:
-        initial = [rng.normal(size=(batch, UNITS)).astype("float32") for _ in range(state_count(kind))]
+        initial = [rng.normal(size=(batch, width)).astype("float32") for width in state_widths(kind)]
     return inputs, initial
 
 
@@ -184,6 +228,18 @@ SETTINGS = [
     dict(return_sequences=True, return_state=True, mask="holes", use_bias=False, initial_state=True, go_backwards=True),
     dict(return_sequences=False, go_backwards=True, use_bias=False),
 ]
+
+
+def covering_settings(kinds, offset=0):
+    """`(kind, setting, training)` for each kind, the settings taken in turn (with `training` alternating).
+
+    A covering set for the default run: every kind once, every setting and
+    both loops across the kinds. `offset` starts elsewhere in the turn.
+    """
+    return [
+        (kind, SETTINGS[(index + offset) % len(SETTINGS)], (index + offset) % 2 == 0)
+        for index, kind in enumerate(kinds)
+    ]
 
 
 def setting_id(setting):

@@ -6,6 +6,7 @@ import pytest
 from layers.fused import policy
 from tests.layers.fused.support import (
     KINDS,
+    VARIANT_KINDS,
     assert_same,
     example_inputs,
     make_layers,
@@ -18,6 +19,27 @@ from tests.layers.fused.support import (
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("bptt_steps, jit_compile", [(None, "auto"), (2, "auto"), (None, True), (2, True)])
 def test_dropout_masks_equal_the_cell_paths_for_the_same_seed(kind, bptt_steps, jit_compile):
+    check_dropout(kind, bptt_steps, jit_compile)
+
+
+@pytest.mark.parametrize(
+    "kind, bptt_steps, jit_compile",
+    # (Every variant in every setting: `slow`, below.)
+    [("layer_norm_lstm", 2, True), ("layer_norm_gru_reset_before", None, "auto")],
+)
+def test_variant_layers_dropout_masks_equal_the_cell_paths(kind, bptt_steps, jit_compile):
+    check_dropout(kind, bptt_steps, jit_compile)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(VARIANT_KINDS))
+def test_every_variant_layers_dropout_masks_equal_the_cell_paths(kind):
+    for bptt_steps, jit_compile in [(None, "auto"), (2, "auto"), (None, True), (2, True)]:
+        check_dropout(kind, bptt_steps, jit_compile)
+
+
+def check_dropout(kind, bptt_steps, jit_compile):
+    """Dropout on the fused path against the cell path with the same seed; inference ignores it."""
     # Eager calls run graph loops under "auto"; True compiles them.
     options = dict(return_sequences=True, return_state=True, dropout=0.3, recurrent_dropout=0.4, seed=5)
     if bptt_steps:
@@ -36,7 +58,7 @@ def test_dropout_masks_equal_the_cell_paths_for_the_same_seed(kind, bptt_steps, 
     assert_same(run(fused, inputs, mask, initial), run(plain, inputs, mask, initial), "inference")
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", [*KINDS, "projection_lstm"])
 def test_dropout_masks_are_split_with_the_batch(kind, monkeypatch):
     # Training in halves: each half's loops take their rows of the recurrent
     # dropout mask, so the numbers stay those of the cell path (both traced,

@@ -17,7 +17,7 @@ from tests.layers.fused.support import example_inputs, make_layers, run, sequenc
         (dict(recurrent_activation="softsign"), "recurrent_activation"),
     ],
 )
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "layer_norm_lstm", "projection_lstm"])
 def test_fallback_is_taken_and_equals_keras_rnn_of_our_cell_exactly(kind, options, reason_part):
     ours, references = make_layers(kind, return_sequences=True, return_state=True, with_keras=False, **options)
     inputs, initial = example_inputs(kind, initial_state=True)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests.layers.fused.support import (
     KINDS,
     TIMESTEPS,
+    VARIANT_KINDS,
     assert_same,
     example_inputs,
     make_layers,
@@ -61,6 +62,27 @@ class _TruncatedReference(keras.layers.Layer):
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("bptt_steps, go_backwards, mask", [(2, False, "holes"), (3, True, "left"), (1, False, None)])
 def test_truncated_bptt_equals_stop_gradient_reference(kind, bptt_steps, go_backwards, mask):
+    check_truncation(kind, bptt_steps, go_backwards, mask)
+
+
+@pytest.mark.parametrize(
+    "kind, bptt_steps, go_backwards, mask",
+    # (Every variant in every setting: `slow`, below.)
+    [("projection_lstm", 3, True, "left")],
+)
+def test_variant_layers_truncated_bptt_equals_stop_gradient_reference(kind, bptt_steps, go_backwards, mask):
+    check_truncation(kind, bptt_steps, go_backwards, mask)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(VARIANT_KINDS))
+def test_every_variant_layers_truncated_bptt_equals_stop_gradient_reference(kind):
+    for bptt_steps, go_backwards, mask in [(2, False, "holes"), (3, True, "left"), (1, False, None)]:
+        check_truncation(kind, bptt_steps, go_backwards, mask)
+
+
+def check_truncation(kind, bptt_steps, go_backwards, mask):
+    """The fused path (graph and compiled loops, training and not) and the cell path against the reference."""
     options = dict(return_sequences=True, return_state=True, go_backwards=go_backwards, bptt_steps=bptt_steps)
     inputs, initial = example_inputs(kind, initial_state=True)
     mask_array = sequence_mask(mask)
