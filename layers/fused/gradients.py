@@ -89,11 +89,8 @@ def input_gradients(d_projected, inputs, kernel, with_bias):
     """`InputGradients` from the projected inputs' gradient.
 
     One matrix product over all steps each; a product nobody uses is pruned
-    from the graph (e.g. `d_inputs` when the inputs are data). Without a
-    `kernel` the inputs came projected, and their gradient is `d_projected`.
+    from the graph (e.g. `d_inputs` when the inputs are data).
     """
-    if kernel is None:
-        return InputGradients(d_projected, None, None)
     flat_inputs = tf.reshape(inputs, [-1, inputs.shape[-1]])
 
     def flat(sequence):

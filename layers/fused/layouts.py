@@ -62,9 +62,7 @@ def _swap_time_batch(sequence):
 
 
 def _project(inputs, kernel, bias):
-    """`inputs @ kernel + bias` for time-major `inputs`, as one matrix product (`inputs` if no `kernel`)."""
-    if kernel is None:
-        return inputs
+    """`inputs @ kernel + bias` for time-major `inputs`, as one matrix product."""
     shape = tf.shape(inputs)
     projected = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), kernel)
     if bias is not None:

@@ -137,8 +137,8 @@ def forward_only(math, input_steps, kernel, input_bias, initial_states, valid_st
     length = input_steps.length
 
     def projected(t):
-        if math.joined or kernel is None:
-            return input_steps.read(t)  # the step projects them itself, or they come projected
+        if math.joined:
+            return input_steps.read(t)  # the step projects them itself
         p_t = tf.matmul(input_steps.read(t), kernel)
         return p_t if input_bias is None else tf.nn.bias_add(p_t, input_bias)
 

@@ -68,14 +68,14 @@ def _state_product(h, kernel, kernel_t):
 class Bound(NamedTuple):
     """A math for one call of a cell, and the input tensors `run_recurrence` takes with it.
 
-    `inputs` are the call's inputs (after input dropout) or, with `kernel`
-    `None`, already projected (as the layer-normalised cells' are, whose
-    input projection is normalised over the whole sequence before the loop).
+    `inputs` are the call's inputs (after input dropout); `input_bias` is
+    added to their projection (`None` for cells whose biases come after a
+    normalisation: those are the math's own).
     """
 
     math: object
     inputs: tf.Tensor
-    kernel: tf.Tensor | None
+    kernel: tf.Tensor
     input_bias: tf.Tensor | None
 
 

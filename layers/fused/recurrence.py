@@ -60,7 +60,7 @@ class _PartGradients(NamedTuple):
 
     inputs: tf.Tensor
     initial: tuple
-    kernel: tf.Tensor | None
+    kernel: tf.Tensor
     recurrent_kernel: tf.Tensor
     input_bias: tf.Tensor | None
     recurrent_bias: tf.Tensor | None
@@ -95,12 +95,12 @@ def _sum_parts(gradients):
 class _Arguments:
     """The tensors `run_recurrence` differentiates, as one flat list and back.
 
-    In order: the inputs, the recurrent kernel, the initial states, then
-    those of the kernel, the input bias and the recurrent bias that exist,
+    In order: the inputs, the kernel, the recurrent kernel, the initial
+    states, then those of the input bias and the recurrent bias that exist,
     then the math's `extra_weights`.
     """
 
-    OPTIONAL = ("kernel", "input_bias", "recurrent_bias")
+    OPTIONAL = ("input_bias", "recurrent_bias")
 
     def __init__(self, state_count, present, extra_count):
         self.state_count = state_count
@@ -108,22 +108,22 @@ class _Arguments:
         self.extra_count = extra_count
 
     @classmethod
-    def of(cls, inputs, recurrent_kernel, initial_states, optional, extra):
+    def of(cls, inputs, kernel, recurrent_kernel, initial_states, optional, extra):
         present = tuple(name for name in cls.OPTIONAL if optional[name] is not None)
-        flat = [inputs, recurrent_kernel, *initial_states, *(optional[name] for name in present), *extra]
+        flat = [inputs, kernel, recurrent_kernel, *initial_states, *(optional[name] for name in present), *extra]
         return cls(len(initial_states), present, len(extra)), flat
 
     def unpack(self, flat):
-        """`(inputs, recurrent_kernel, initial, optional, extra)`; `optional` maps every `OPTIONAL` name."""
-        initial = tuple(flat[2 : 2 + self.state_count])
-        rest = flat[2 + self.state_count :]
+        """`(inputs, kernel, recurrent_kernel, initial, optional, extra)`; `optional` maps every `OPTIONAL` name."""
+        initial = tuple(flat[3 : 3 + self.state_count])
+        rest = flat[3 + self.state_count :]
         optional = dict.fromkeys(self.OPTIONAL)
         optional.update(zip(self.present, rest))
-        return flat[0], flat[1], initial, optional, tuple(rest[len(self.present) :])
+        return flat[0], flat[1], flat[2], initial, optional, tuple(rest[len(self.present) :])
 
-    def pack(self, inputs, recurrent_kernel, initial, optional, extra):
+    def pack(self, inputs, kernel, recurrent_kernel, initial, optional, extra):
         """The gradients in the flat order (see `of`)."""
-        return [inputs, recurrent_kernel, *initial, *(optional[name] for name in self.present), *extra]
+        return [inputs, kernel, recurrent_kernel, *initial, *(optional[name] for name in self.present), *extra]
 
 
 def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None, options=RecurrenceOptions()):
@@ -131,10 +131,8 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
 
     Args:
         math: A `RecurrenceMath` holding the recurrent weights (tensors).
-        inputs: `(batch, time, features)` (after input dropout), or with
-            `kernel=None` the projected inputs, `(batch, time, n)`.
-        kernel, input_bias: The input weights (`None` for inputs that come
-            projected, or for no bias).
+        inputs: `(batch, time, features)` (after input dropout).
+        kernel, input_bias: The input weights (`input_bias` `None` for none).
         initial_states: List of `(batch, width)` tensors.
         valid: Optional boolean `(batch, time, 1)`, aligned with `inputs`;
             `False` carries the states over unchanged.
@@ -152,22 +150,22 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     jit_compile = options.jit_compile
     layout, flat = _Arguments.of(
         inputs,
+        kernel,
         math.recurrent_kernel,
         initial_states,
-        {"kernel": kernel, "input_bias": input_bias, "recurrent_bias": math.recurrent_bias},
+        {"input_bias": input_bias, "recurrent_bias": math.recurrent_bias},
         math.extra_weights,
     )
 
     @tf.custom_gradient
     def recurrence(*flat):
-        inputs, _, initial, optional, _ = layout.unpack(flat)
+        inputs, kernel, _, initial, optional, _ = layout.unpack(flat)
         initial = tuple(cut(s) for s in initial)
         # The loops see only values that no tape follows (see `detached`).
-        x, w, b = cut(inputs), cut(optional["kernel"]), cut(optional["input_bias"])
+        x, w, b = cut(inputs), cut(kernel), cut(optional["input_bias"])
         # Compiled loops project each step's inputs themselves, joined with
-        # the recurrent product (see `RecurrenceMath.preactivation`), unless
-        # the inputs come projected.
-        inner = math.detached(w, b, joined=bool(jit_compile) and w is not None)
+        # the recurrent product (see `RecurrenceMath.preactivation`).
+        inner = math.detached(w, b, joined=bool(jit_compile))
         # One part (the whole batch), or its two halves (see `policy.splits_batch`).
         parts = []
         halves = bool(jit_compile) and policy.splits_batch(inner, x, options.save_for_gradient)
@@ -218,12 +216,12 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                     )
                 )
             optional_grads = {
-                "kernel": _sum_parts([p.kernel for p in part_grads]),
                 "input_bias": _sum_parts([p.input_bias for p in part_grads]),
                 "recurrent_bias": _sum_parts([p.recurrent_bias for p in part_grads]),
             }
             return layout.pack(
                 _join_rows([p.inputs for p in part_grads]),
+                _sum_parts([p.kernel for p in part_grads]),
                 _sum_parts([p.recurrent_kernel for p in part_grads]),
                 [_join_rows(list(g)) for g in zip(*(p.initial for p in part_grads))],
                 optional_grads,
