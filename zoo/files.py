@@ -126,7 +126,8 @@ def recover(path):
     return False
 
 
-def _process_alive(pid):
+def process_alive(pid):
+    """Whether a process `pid` may be running here (another user's, or a number past any PID, counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -150,7 +151,7 @@ def remove_stale_temporaries(path):
         # `.tmp-<name>-5-<pid>-<random>` of a destination named `<name>-5`, is not ours.
         pid, separator, random = name[len(prefix) :].partition("-")
         ours = name.startswith(prefix) and separator and random and "-" not in random and pid.isdigit()
-        if ours and not _process_alive(int(pid)):
+        if ours and not process_alive(int(pid)):
             leftover = os.path.join(parent, name)
             if os.path.isdir(leftover):
                 shutil.rmtree(leftover, ignore_errors=True)

@@ -25,7 +25,7 @@ import sys
 
 from zoo import config as config_lib
 from zoo.errors import UserError
-from zoo.files import atomic_write_json, read_json
+from zoo.files import atomic_write_json, check_output_path, process_alive, read_json
 
 try:
     import fcntl
@@ -43,16 +43,6 @@ _held = {}  # real path of a locked work directory -> [open lock file, depth]
 
 class WorkdirBusy(UserError):
     """Another live run holds the work directory."""
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
 
 
 def _holder_text(record):
@@ -100,7 +90,7 @@ def _acquire(workdir, path):
             record = _read_record(stream)
             pid = record.get("pid")
             same_host = record.get("host") == socket.gethostname()
-            if isinstance(pid, int) and pid != os.getpid() and (not same_host or _process_alive(pid)):
+            if isinstance(pid, int) and pid != os.getpid() and (not same_host or process_alive(pid)):
                 raise _busy(workdir, record)
         stream.seek(0)
         stream.truncate()
@@ -179,16 +169,10 @@ def is_locked_here(workdir):
 
 
 def check_directory(workdir):
-    """Refuse an empty `workdir` or one that names a file."""
+    """Refuse an empty `workdir`, one that names a file, or one under a file."""
     if not workdir:
         raise UserError("Received an empty value for argument `workdir`; expected a directory path.")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise UserError(f"Received `--workdir {workdir}`, which is a file; expected a directory.")
-    parent = os.path.dirname(os.path.abspath(workdir))
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        raise UserError(f"Received `--workdir {workdir}`, but {parent!r} is a file; expected a directory path.")
+    check_output_path(workdir, "--workdir", "a directory")
 
 
 # ----------------------------------------------------------------------------- fingerprints
