@@ -55,12 +55,15 @@ DIVERGENCE_FACTOR = 10.0  # the default of every task's `divergence_factor`
 
 def require_divergence_factor(value):
     """`value` as a float if it is 0 (check off) or a finite number above 1, else `UserError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == 0 or 1 < value < math.inf):
-        raise UserError(
-            f"Received an invalid value for `divergence_factor`: {value!r}; expected a finite number above 1 "
-            "(how many times its first value the training loss may reach before training stops), or 0 for no limit."
-        )
-    return float(value)
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    return require_float(
+        "divergence_factor",
+        value,
+        above=1,
+        expected="a finite number above 1 (how many times its first value the training loss may reach before "
+        "training stops), or 0 for no limit",
+    )
 
 
 # NumPy seeds must lie in [0, 2**32); TensorFlow's stateless sampling takes
