@@ -19,8 +19,16 @@ from layers._validation import positive_int, rate, resolve
 
 PACKAGE = "rnnzoo"
 
+try:
+    # `keras.layers.RNN` asks a cell of this class (a mixin of four methods,
+    # not a cell) for its dropout masks before its loop, whatever the state
+    # came from; the cells below declare it and implement all four themselves.
+    from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell as _DropoutProtocol
+except ImportError:  # pragma: no cover - depends on the Keras version
+    _DropoutProtocol = object
 
-class _RecurrentCell(keras.layers.Layer):
+
+class _RecurrentCell(keras.layers.Layer, _DropoutProtocol):
     """Shared machinery: argument checks, weights, dropout masks, config.
 
     Subclasses set `_gate_count` and implement `step`.
@@ -224,10 +232,11 @@ class _RecurrentCell(keras.layers.Layer):
                 f"{type(self).__name__} `{self.name}` with `dropout` or "
                 "`recurrent_dropout` cannot draw its dropout masks inside the "
                 "JAX loop (`lax.scan`) of `keras.layers.RNN`. It draws them "
-                "before the loop in `get_initial_state`, which `RNN` calls only "
-                "without `initial_state` and with `stateful=False`. Use the "
-                "sequence layer `layers.SimpleRNN`, `layers.LSTM` or "
-                "`layers.GRU` (which draws them before its loop in every case), "
+                "before the loop when `RNN` asks for them (`get_dropout_mask`) "
+                "or for the initial state; this loop did neither. Use "
+                "`keras.layers.RNN` itself or the sequence layer "
+                "`layers.SimpleRNN`, `layers.LSTM` or `layers.GRU` (which draw "
+                "them before their loop in every case), "
                 "or pass `unroll=True` to `keras.layers.RNN`."
             )
         ones = ops.ones((batch_size, width), dtype=self.compute_dtype)
@@ -254,6 +263,31 @@ class _RecurrentCell(keras.layers.Layer):
                 "_recurrent_mask", batch_size, self._recurrent_units, self.recurrent_dropout
             )
         return input_mask, recurrent_mask
+
+    # Keras's protocol for pre-drawn masks: `keras.layers.RNN` calls the two
+    # getters before its loop (with the first step's inputs and the first
+    # state) and the two resets after it. On JAX this is what lets a cell
+    # with dropout run in `RNN` with `initial_state` or `stateful=True`,
+    # where `RNN` never calls `get_initial_state`.
+    def get_dropout_mask(self, step_input):
+        """The input dropout mask of the current sequence, drawn now if needed (see `draw_dropout_masks`)."""
+        return self._pre_drawn_masks(step_input)[0]
+
+    def get_recurrent_dropout_mask(self, step_input):
+        """The recurrent dropout mask of the current sequence, drawn now if needed."""
+        return self._pre_drawn_masks(step_input)[1]
+
+    def reset_dropout_mask(self):
+        """Nothing to do: `keras.layers.RNN` calls this after its loop, and the
+        masks stay until the next sequence draws its own (see `_follow_sequence`)."""
+
+    def reset_recurrent_dropout_mask(self):
+        """Nothing to do (see `reset_dropout_mask`)."""
+
+    def _pre_drawn_masks(self, step_input):
+        if enclosing_rnn_call() is None or training_of_current_call() is False:
+            return None, None
+        return self.draw_dropout_masks(ops.shape(step_input)[0])
 
     def dropout_masks(self, inputs, h_tm1, training=False):
         """The (input, recurrent) dropout masks of the current sequence.

@@ -132,7 +132,7 @@ class _SequenceLayer(keras.layers.RNN):
         if keras.backend.backend() == "jax":
             from layers import fused_jax
 
-            return fused_jax.fallback_reason(self.cell, sequences, training)
+            return fused_jax.fallback_reason(self.cell, sequences)
         if keras.backend.backend() != "tensorflow":
             return f"backend {keras.backend.backend()!r} is not tensorflow"
         from layers import fused
@@ -172,6 +172,7 @@ class _SequenceLayer(keras.layers.RNN):
 
             self.last_path = "fused"
             options = fused_jax.CallOptions(
+                training=bool(training),
                 go_backwards=self.go_backwards,
                 return_sequences=self.return_sequences,
                 zero_output_for_mask=self.zero_output_for_mask,

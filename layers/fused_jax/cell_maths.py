@@ -4,18 +4,20 @@ A math is static (hashable: it is part of the `jax.custom_vjp`'s static
 arguments) and holds no arrays; every method takes the call's `Weights`.
 It provides:
 
-  step(weights, p_t, states) -> new_states
+  step(weights, p_t, states, keep=None) -> new_states
       one step before masking; `p_t` is the step's projected inputs
-      (`x_t @ kernel + input_bias`).
-  step_saving(weights, p_t, states) -> (new_states, records)
+      (`x_t @ kernel + input_bias`); `keep` is the recurrent dropout mask
+      (`None`: no dropout), which multiplies `h` where it enters the
+      recurrent products (not where the GRU's update gate mixes it in).
+  step_saving(weights, p_t, states, keep=None) -> (new_states, records)
       the same step, also returning the derivative factors that
       back-propagation needs from it, so the backward scan only multiplies.
-  backward_step(weights, state_grads, records_t) -> (prev_state_grads, writes)
+  backward_step(weights, state_grads, records_t, keep=None) -> (prev_state_grads, writes)
       the gradients of the step's input states, given those of its new
       states; `writes` are what the weight gradients need from the step.
   gradients(weights, writes, previous, records) -> RecurrentGradients
       after the backward scan, as large matrix products over all steps;
-      `previous` holds the states `h` entering each step.
+      `previous` holds the states `h` entering each step, times `keep`.
 
 `SimpleRNNMath`, `LSTMMath`, `GRUMath` (`reset_after=True`) and
 `GRUResetBeforeMath` (`reset_after=False`); `math_for` picks the one for a
@@ -55,6 +57,11 @@ def flat_matmul_t(a, b):
     return jnp.matmul(a.reshape(-1, a.shape[-1]).T, b.reshape(-1, b.shape[-1]))
 
 
+def dropped(h, keep):
+    """`h` times the recurrent dropout mask `keep` (`None`: `h` itself)."""
+    return h if keep is None else h * keep
+
+
 def flat_sum(a):
     """`a` (T, B, n) summed over its first two axes."""
     return jnp.sum(a.reshape(-1, a.shape[-1]), axis=0)
@@ -76,36 +83,36 @@ class RecurrenceMath:
 
 
 class SimpleRNNMath(RecurrenceMath):
-    def step(self, weights, p_t, states):
-        return (self.activation.forward(p_t + states[0] @ weights.recurrent_kernel),)
+    def step(self, weights, p_t, states, keep=None):
+        return (self.activation.forward(p_t + dropped(states[0], keep) @ weights.recurrent_kernel),)
 
-    def step_saving(self, weights, p_t, states):
-        (h,) = self.step(weights, p_t, states)
+    def step_saving(self, weights, p_t, states, keep=None):
+        (h,) = self.step(weights, p_t, states, keep)
         derivative = self.activation.derivative
         return (h,), (() if derivative is None else (derivative(h),))
 
-    def backward_step(self, weights, state_grads, records_t):
+    def backward_step(self, weights, state_grads, records_t, keep=None):
         dz = state_grads[0] * records_t[0] if records_t else state_grads[0]
-        return (dz @ weights.recurrent_kernel.T,), dz
+        return (dropped(dz @ weights.recurrent_kernel.T, keep),), dz
 
 
 class LSTMMath(RecurrenceMath):
     state_count = 2
 
-    def _gates(self, weights, p_t, h_tm1):
-        z_i, z_f, z_c, z_o = jnp.split(p_t + h_tm1 @ weights.recurrent_kernel, 4, axis=-1)
+    def _gates(self, weights, p_t, h_tm1, keep):
+        z_i, z_f, z_c, z_o = jnp.split(p_t + dropped(h_tm1, keep) @ weights.recurrent_kernel, 4, axis=-1)
         gate = self.recurrent_activation.forward
         return gate(z_i), gate(z_f), self.activation.forward(z_c), gate(z_o)
 
-    def step(self, weights, p_t, states):
+    def step(self, weights, p_t, states, keep=None):
         h_tm1, c_tm1 = states
-        i, f, g, o = self._gates(weights, p_t, h_tm1)
+        i, f, g, o = self._gates(weights, p_t, h_tm1, keep)
         c = f * c_tm1 + i * g
         return o * self.activation.forward(c), c
 
-    def step_saving(self, weights, p_t, states):
+    def step_saving(self, weights, p_t, states, keep=None):
         h_tm1, c_tm1 = states
-        i, f, g, o = self._gates(weights, p_t, h_tm1)
+        i, f, g, o = self._gates(weights, p_t, h_tm1, keep)
         c = f * c_tm1 + i * g
         tanh_c = self.activation.forward(c)
         gate_derivative = self.recurrent_activation.derivative
@@ -122,12 +129,12 @@ class LSTMMath(RecurrenceMath):
         )
         return (o * tanh_c, c), records
 
-    def backward_step(self, weights, state_grads, records_t):
+    def backward_step(self, weights, state_grads, records_t, keep=None):
         dh, dc = state_grads
         to_i, to_f, to_g, to_o, h_to_c, forget = records_t
         dc = dc + dh * h_to_c
         dz = jnp.concatenate([dc * to_i, dc * to_f, dc * to_g, dh * to_o], axis=-1)
-        return (dz @ weights.recurrent_kernel.T, dc * forget), dz
+        return (dropped(dz @ weights.recurrent_kernel.T, keep), dc * forget), dz
 
 
 def _derivative(activation, y):
@@ -137,17 +144,17 @@ def _derivative(activation, y):
 class _GRUStep:
     """`step` for both GRUs, whose `_parts` return `(z, r, the reset gate's operand, candidate)`."""
 
-    def step(self, weights, p_t, states):
+    def step(self, weights, p_t, states, keep=None):
         h_tm1 = states[0]
-        z, _, _, candidate = self._parts(weights, p_t, h_tm1)
+        z, _, _, candidate = self._parts(weights, p_t, h_tm1, keep)
         return (z * h_tm1 + (1.0 - z) * candidate,)
 
 
 class GRUMath(_GRUStep, RecurrenceMath):
     """GRU with `reset_after=True` (reset gate applied after the recurrent product)."""
 
-    def _parts(self, weights, p_t, h_tm1):
-        inner = h_tm1 @ weights.recurrent_kernel
+    def _parts(self, weights, p_t, h_tm1, keep):
+        inner = dropped(h_tm1, keep) @ weights.recurrent_kernel
         if weights.recurrent_bias is not None:
             inner = inner + weights.recurrent_bias
         p_z, p_r, p_h = jnp.split(p_t, 3, axis=-1)
@@ -157,9 +164,9 @@ class GRUMath(_GRUStep, RecurrenceMath):
         candidate = self.activation.forward(p_h + r * inner_h)
         return z, r, inner_h, candidate
 
-    def step_saving(self, weights, p_t, states):
+    def step_saving(self, weights, p_t, states, keep=None):
         h_tm1 = states[0]
-        z, r, inner_h, candidate = self._parts(weights, p_t, h_tm1)
+        z, r, inner_h, candidate = self._parts(weights, p_t, h_tm1, keep)
         d_candidate = times(1.0 - z, _derivative(self.activation, candidate))
         # dh times these gives the gradients of the recurrent product (z, r
         # and candidate parts) and of the candidate's projected input.
@@ -172,11 +179,11 @@ class GRUMath(_GRUStep, RecurrenceMath):
         )
         return (z * h_tm1 + (1.0 - z) * candidate,), records
 
-    def backward_step(self, weights, state_grads, records_t):
+    def backward_step(self, weights, state_grads, records_t, keep=None):
         dh = state_grads[0]
         to_z, to_r, to_inner_h, to_candidate, z = records_t
         d_inner = jnp.concatenate([dh * to_z, dh * to_r, dh * to_inner_h], axis=-1)
-        return (d_inner @ weights.recurrent_kernel.T + dh * z,), (d_inner, dh * to_candidate)
+        return (dropped(d_inner @ weights.recurrent_kernel.T, keep) + dh * z,), (d_inner, dh * to_candidate)
 
     def gradients(self, weights, writes, previous, records):
         d_inner, d_candidate_input = writes
@@ -188,30 +195,31 @@ class GRUMath(_GRUStep, RecurrenceMath):
 class GRUResetBeforeMath(_GRUStep, RecurrenceMath):
     """GRU with `reset_after=False` (reset gate applied to the state before its product)."""
 
-    def _parts(self, weights, p_t, h_tm1):
+    def _parts(self, weights, p_t, h_tm1, keep):
         units = self.units
         kernel = weights.recurrent_kernel
+        h_dropped = dropped(h_tm1, keep)
         p_zr, p_h = p_t[..., : 2 * units], p_t[..., 2 * units :]
-        zr = self.recurrent_activation.forward(p_zr + h_tm1 @ kernel[:, : 2 * units])
+        zr = self.recurrent_activation.forward(p_zr + h_dropped @ kernel[:, : 2 * units])
         z, r = jnp.split(zr, 2, axis=-1)
-        reset_h = r * h_tm1
+        reset_h = r * h_dropped
         candidate = self.activation.forward(p_h + reset_h @ kernel[:, 2 * units :])
         return z, r, reset_h, candidate
 
-    def step_saving(self, weights, p_t, states):
+    def step_saving(self, weights, p_t, states, keep=None):
         h_tm1 = states[0]
-        z, r, reset_h, candidate = self._parts(weights, p_t, h_tm1)
+        z, r, reset_h, candidate = self._parts(weights, p_t, h_tm1, keep)
         records = (
             times(1.0 - z, _derivative(self.activation, candidate)),
             times(h_tm1 - candidate, _derivative(self.recurrent_activation, z)),
-            times(h_tm1, _derivative(self.recurrent_activation, r)),
+            times(dropped(h_tm1, keep), _derivative(self.recurrent_activation, r)),
             r,
             z,
             reset_h,
         )
         return (z * h_tm1 + (1.0 - z) * candidate,), records
 
-    def backward_step(self, weights, state_grads, records_t):
+    def backward_step(self, weights, state_grads, records_t, keep=None):
         units = self.units
         kernel = weights.recurrent_kernel
         dh = state_grads[0]
@@ -219,7 +227,7 @@ class GRUResetBeforeMath(_GRUStep, RecurrenceMath):
         dn = dh * d_candidate
         d_reset_h = dn @ kernel[:, 2 * units :].T
         dzr = jnp.concatenate([dh * to_z, d_reset_h * to_r], axis=-1)
-        dh_tm1 = dzr @ kernel[:, : 2 * units].T + d_reset_h * r + dh * z
+        dh_tm1 = dropped(dzr @ kernel[:, : 2 * units].T + d_reset_h * r, keep) + dh * z
         return (dh_tm1,), (dzr, dn)
 
     def gradients(self, weights, writes, previous, records):

@@ -27,6 +27,9 @@ class CallOptions:
     """What a layer call asks of `fused_inner_loop` besides its arrays.
 
     Attributes:
+        training: Whether dropout applies: the cell's masks of the current
+            sequence (drawn before the loop) multiply the inputs and the
+            recurrent state.
         go_backwards, return_sequences, zero_output_for_mask: As in
             `keras.layers.RNN`.
         truncate_every: Truncated back-propagation through time: no gradient
@@ -34,6 +37,7 @@ class CallOptions:
             (processing order); `None` for full back-propagation.
     """
 
+    training: bool = False
     go_backwards: bool = False
     return_sequences: bool = False
     zero_output_for_mask: bool = False
@@ -48,12 +52,9 @@ class InnerLoopResult(NamedTuple):
     final_states: list
 
 
-def fallback_reason(cell, sequences, training=False):
+def fallback_reason(cell, sequences):
     """Why the fused JAX path cannot run this call (a sentence), or `None` if it can."""
-    reason = unsupported_reason(cell, sequences, resolve_activation)
-    if reason is None and training and (cell.dropout > 0.0 or cell.recurrent_dropout > 0.0):
-        reason = "dropout in training runs the cell path on the JAX backend"
-    return reason
+    return unsupported_reason(cell, sequences, resolve_activation)
 
 
 def _weights(cell):
@@ -80,7 +81,13 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options=CallOptions()
     else `last_output` with a time axis of one. Call it only where
     `fallback_reason` is `None`.
     """
-    x = jnp.swapaxes(jnp.asarray(sequences), 0, 1)  # time-major
+    input_keep = recurrent_keep = None
+    if options.training:
+        input_keep, recurrent_keep = cell.draw_dropout_masks(sequences.shape[0])
+    sequences = jnp.asarray(sequences)
+    if input_keep is not None:
+        sequences = sequences * jnp.asarray(input_keep)[:, None, :]
+    x = jnp.swapaxes(sequences, 0, 1)  # time-major
     valid = None
     if mask is not None:
         valid = jnp.swapaxes(jnp.asarray(mask).astype(bool), 0, 1)[:, :, None]
@@ -88,7 +95,14 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options=CallOptions()
         x = jnp.flip(x, axis=0)
         valid = None if valid is None else jnp.flip(valid, axis=0)
     plan = Plan(math_for(cell), options.truncate_every, UNROLL, PROJECT_EACH_STEP)
-    h_seq, final_states = run_recurrence(plan, x, _weights(cell), [jnp.asarray(s) for s in initial_state], valid)
+    h_seq, final_states = run_recurrence(
+        plan,
+        x,
+        _weights(cell),
+        [jnp.asarray(s) for s in initial_state],
+        valid,
+        None if recurrent_keep is None else jnp.asarray(recurrent_keep),
+    )
 
     # Outputs at masked steps: Keras's loop on JAX repeats the carried state
     # `h` there (the initial state before the first valid step), which is

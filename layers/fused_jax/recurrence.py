@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from layers.fused_jax.cell_maths import RecurrenceMath, Weights, flat_sum
+from layers.fused_jax.cell_maths import RecurrenceMath, Weights, dropped, flat_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +60,8 @@ def _masked(valid_t, new_states, states):
     return tuple(jnp.where(valid_t, new, old) for new, old in zip(new_states, states))
 
 
-def _scan_forward(plan, inputs, weights, initial, valid, step):
-    """The forward scan: `step(weights, p_t, states) -> (new_states, extra)` at each step.
+def _scan_forward(plan, inputs, weights, initial, valid, keep, step):
+    """The forward scan: `step(weights, p_t, states, keep) -> (new_states, extra)` at each step.
 
     Returns the final states and, stacked over the steps, `(h, extra)`.
     """
@@ -71,7 +71,7 @@ def _scan_forward(plan, inputs, weights, initial, valid, step):
         p_t, valid_t = step_inputs
         if per_step:
             p_t = _project(p_t, weights)
-        new_states, extra = step(weights, p_t, states)
+        new_states, extra = step(weights, p_t, states, keep)
         new_states = _masked(valid_t, new_states, states)
         return new_states, (new_states[0], extra)
 
@@ -79,18 +79,20 @@ def _scan_forward(plan, inputs, weights, initial, valid, step):
     return jax.lax.scan(body, tuple(initial), (xs, valid), unroll=plan.unroll)
 
 
-def _forward(plan, inputs, weights, initial, valid):
-    def step(weights, p_t, states):
-        return plan.math.step(weights, p_t, states), ()
+def _forward(plan, inputs, weights, initial, valid, keep):
+    def step(weights, p_t, states, keep):
+        return plan.math.step(weights, p_t, states, keep), ()
 
-    final_states, (sequence, _) = _scan_forward(plan, inputs, weights, initial, valid, step)
+    final_states, (sequence, _) = _scan_forward(plan, inputs, weights, initial, valid, keep, step)
     return RecurrenceResult(sequence, final_states)
 
 
-def _forward_saving(plan, inputs, weights, initial, valid):
-    final_states, (sequence, records) = _scan_forward(plan, inputs, weights, initial, valid, plan.math.step_saving)
+def _forward_saving(plan, inputs, weights, initial, valid, keep):
+    final_states, (sequence, records) = _scan_forward(
+        plan, inputs, weights, initial, valid, keep, plan.math.step_saving
+    )
     result = RecurrenceResult(sequence, final_states)
-    return result, (inputs, weights, tuple(initial), valid, sequence, records)
+    return result, (inputs, weights, tuple(initial), valid, keep, sequence, records)
 
 
 def _chunk_starts(length, truncate_every):
@@ -103,20 +105,20 @@ def _chunk_starts(length, truncate_every):
 
 def _backward(plan, saved, cotangents):
     math = plan.math
-    inputs, weights, initial, valid, sequence, records = saved
+    inputs, weights, initial, valid, keep, sequence, records = saved
     d_sequence, d_final = cotangents
 
     def body(state_grads, step_inputs):
         d_h_t, records_t, valid_t, cut_t = step_inputs
         state_grads = (state_grads[0] + d_h_t, *state_grads[1:])
         if valid_t is None:
-            prev_grads, writes = math.backward_step(weights, state_grads, records_t)
+            prev_grads, writes = math.backward_step(weights, state_grads, records_t, keep)
         else:
             # Masked step: the state passed through unchanged, and so does
             # its gradient; the step itself gets none.
             through = tuple(jnp.where(valid_t, g, 0.0) for g in state_grads)
             carried = tuple(jnp.where(valid_t, 0.0, g) for g in state_grads)
-            prev_grads, writes = math.backward_step(weights, through, records_t)
+            prev_grads, writes = math.backward_step(weights, through, records_t, keep)
             prev_grads = tuple(p + c for p, c in zip(prev_grads, carried))
         if cut_t is not None:
             # A chunk starts at this step: its incoming states are constants.
@@ -131,7 +133,7 @@ def _backward(plan, saved, cotangents):
         reverse=True,
         unroll=plan.unroll,
     )
-    previous = jnp.concatenate([initial[0][None], sequence[:-1]], axis=0)
+    previous = dropped(jnp.concatenate([initial[0][None], sequence[:-1]], axis=0), keep)
     recurrent = math.gradients(weights, writes, previous, records)
     d_projected = recurrent.projected
     flat_inputs = inputs.reshape(-1, inputs.shape[-1])
@@ -143,18 +145,18 @@ def _backward(plan, saved, cotangents):
         recurrent.recurrent_bias,
     )
     d_inputs = d_projected @ weights.kernel.T
-    return d_inputs, d_weights, tuple(d_initial), None
+    return d_inputs, d_weights, tuple(d_initial), None, None
 
 
-def _recurrence_primal(plan, inputs, weights, initial, valid):
-    return _forward(plan, inputs, weights, initial, valid)
+def _recurrence_primal(plan, inputs, weights, initial, valid, keep):
+    return _forward(plan, inputs, weights, initial, valid, keep)
 
 
 _recurrence = jax.custom_vjp(_recurrence_primal, nondiff_argnums=(0,))
 _recurrence.defvjp(_forward_saving, _backward)
 
 
-def run_recurrence(plan, inputs, weights, initial_states, valid=None):
+def run_recurrence(plan, inputs, weights, initial_states, valid=None, recurrent_keep=None):
     """Run a recurrence over time-major `inputs`, with a hand-written gradient.
 
     Args:
@@ -164,8 +166,12 @@ def run_recurrence(plan, inputs, weights, initial_states, valid=None):
         initial_states: List of `(batch, units)` arrays.
         valid: Optional boolean `(time, batch, 1)`, aligned with `inputs`;
             `False` carries the states over unchanged.
+        recurrent_keep: Optional `(batch, units)` recurrent dropout mask
+            (zeros and `1 / (1 - rate)`), the same at every step; it
+            multiplies `h` where `h` enters the recurrent products. It gets
+            no gradient.
 
     Returns:
         A `RecurrenceResult`: `h` at every step (time-major) and the final states.
     """
-    return _recurrence(plan, inputs, weights, tuple(initial_states), valid)
+    return _recurrence(plan, inputs, weights, tuple(initial_states), valid, recurrent_keep)

@@ -285,24 +285,45 @@ def test_fit_with_dropout_and_recurrent_dropout_trains(kind, network):
 
 
 def test_rnn_of_a_cell_with_dropout_and_an_initial_state():
-    # Keras's RNN asks the cell for its initial state, where the cell draws
-    # its masks before the loop, only without `initial_state`. On JAX the
-    # loop is a `lax.scan` where no masks can be drawn: a clear error.
-    rnn = keras.layers.RNN(layers.LSTMCell(UNITS, dropout=0.5, seed=1), return_sequences=True)
+    # Keras's RNN never asks the cell for its initial state when it is given
+    # one (or is stateful); it asks for the dropout masks before its loop
+    # instead, which on JAX is the only place masks can be drawn (the loop
+    # is a `lax.scan`). The masks are Keras's: equal outputs for equal seeds.
     initial_state = [np.zeros((BATCH, UNITS), "float32")] * 2
-    if BACKEND == "jax":
-        with pytest.raises(ValueError, match="layers.LSTM"):
-            rnn(sequences(), initial_state=initial_state, training=True)
-        unrolled = keras.layers.RNN(layers.LSTMCell(UNITS, dropout=0.5, seed=1), unroll=True)
-        assert tuple(unrolled(sequences(), initial_state=initial_state, training=True).shape) == (BATCH, UNITS)
-    else:
-        dropped = keras.ops.convert_to_numpy(rnn(sequences(), initial_state=initial_state, training=True))
-        plain = keras.ops.convert_to_numpy(rnn(sequences(), initial_state=initial_state))
-        assert np.max(np.abs(dropped - plain)) > 1e-2
+    ours = keras.layers.RNN(layers.LSTMCell(UNITS, dropout=0.5, recurrent_dropout=0.3, seed=1), return_sequences=True)
+    dropped = keras.ops.convert_to_numpy(ours(sequences(), initial_state=initial_state, training=True))
+    plain = keras.ops.convert_to_numpy(ours(sequences(), initial_state=initial_state))
+    assert np.max(np.abs(dropped - plain)) > 1e-2
+    ours = keras.layers.RNN(layers.LSTMCell(UNITS, dropout=0.5, seed=3), return_sequences=True)
+    theirs = keras.layers.RNN(keras.layers.LSTMCell(UNITS, dropout=0.5, seed=3), return_sequences=True)
+    for rnn in (ours, theirs):
+        rnn.build(sequences().shape)
+    theirs.set_weights(ours.get_weights())
+    outputs = [
+        keras.ops.convert_to_numpy(rnn(sequences(), initial_state=initial_state, training=True))
+        for rnn in (ours, theirs)
+    ]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=OUTPUT_TOLERANCE, rtol=0)
+    assert np.max(np.abs(outputs[0] - plain)) > 1e-2
     # The sequence layer draws its masks before its loop in every case.
     layer = layers.LSTM(UNITS, dropout=0.5, seed=1, return_sequences=True)
     dropped = keras.ops.convert_to_numpy(layer(sequences(), initial_state=initial_state, training=True))
     assert np.max(np.abs(dropped - keras.ops.convert_to_numpy(layer(sequences(), initial_state=initial_state)))) > 1e-2
+
+
+def test_stateful_rnn_of_cells_with_dropout_trains():
+    # Stateful: `RNN` takes its state from its variables, again without
+    # `get_initial_state`; stacked cells with dropout in one `RNN`.
+    cells = [layers.GRUCell(UNITS, dropout=0.3, seed=1), layers.LSTMCell(UNITS, recurrent_dropout=0.3, seed=2)]
+    model = keras.Sequential(
+        [keras.Input((TIME, FEATURES), batch_size=4), keras.layers.RNN(cells, stateful=True), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    history = model.fit(
+        rng.normal(size=(8, TIME, FEATURES)), rng.normal(size=(8, 1)), batch_size=4, epochs=2, verbose=0
+    )
+    assert np.all(np.isfinite(history.history["loss"]))
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

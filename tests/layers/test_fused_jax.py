@@ -48,6 +48,16 @@ SETTINGS = [
     {"return_sequences": False, "go_backwards": True, "initial_state": True, "use_bias": False},
     {"return_sequences": True, "bptt_steps": 3, "mask": "right", "initial_state": True},
     {"return_sequences": False, "bptt_steps": 2, "mask": "holes", "go_backwards": True},
+    # Dropout in training: both paths draw the same masks from the same seed.
+    {
+        "return_sequences": True,
+        "dropout": 0.3,
+        "recurrent_dropout": 0.4,
+        "seed": 5,
+        "mask": "holes",
+        "initial_state": True,
+    },
+    {"return_sequences": False, "recurrent_dropout": 0.5, "seed": 6, "bptt_steps": 3, "go_backwards": True},
 ]
 
 
@@ -76,12 +86,12 @@ def state_count(kind):
     return 2 if kind == "lstm" else 1
 
 
-def make_pair(kind, seed=0, **layer_arguments):
+def make_pair(kind, weight_seed=0, **layer_arguments):
     """Our layer on the fused path and on the cell path, built with the same random weights."""
     ours, _, fixed = KINDS[kind]
     fused = ours(UNITS, return_state=True, **fixed, **layer_arguments)
     cell = ours(UNITS, return_state=True, fused=False, **fixed, **layer_arguments)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(weight_seed)
     for layer in (fused, cell):
         layer.build((BATCH, STEPS, FEATURES))
     weights = [rng.uniform(-0.6, 0.6, size=w.shape).astype("float32") for w in fused.get_weights()]
@@ -238,18 +248,25 @@ def test_fused_inside_bidirectional_with_a_mask_equals_the_cell_path():
 
 def test_what_falls_back_and_why():
     inputs = np.zeros((BATCH, STEPS, FEATURES), "float32")
-    dropping = layers.LSTM(UNITS, dropout=0.5, seed=1)
-    dropping(inputs, training=True)
-    assert dropping.last_path == "cell"
-    assert "dropout" in dropping.fallback_reason
-    dropping(inputs, training=False)  # no dropout applies
-    assert dropping.last_path == "fused" and dropping.fallback_reason is None
     other = layers.GRU(UNITS, activation="softsign")
     other(inputs)
     assert other.last_path == "cell" and other.fallback_reason.startswith("activation")
     off = layers.SimpleRNN(UNITS, fused=False)
     off(inputs)
     assert (off.last_path, off.fallback_reason) == ("cell", "fused=False")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_dropout_runs_fused_and_drops(kind):
+    # Dropout runs on the fused path in training; with `training=False` no
+    # dropout applies; new masks are drawn for every call.
+    inputs = np.random.default_rng(0).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    ours, _, fixed = KINDS[kind]
+    layer = ours(UNITS, dropout=0.4, recurrent_dropout=0.4, seed=1, return_sequences=True, **fixed)
+    plain = np.asarray(layer(inputs, training=False))
+    first, second = (np.asarray(layer(inputs, training=True)) for _ in range(2))
+    assert layer.last_path == "fused" and layer.fallback_reason is None
+    assert np.max(np.abs(first - plain)) > 1e-2 and np.max(np.abs(second - first)) > 1e-2
 
 
 def _model(fused):
