@@ -237,13 +237,17 @@ def convert(serve, input_signature, weights):
     onnx = _require("onnx")
     _require("onnxruntime")  # before the conversion: the export cannot be checked without it
     function = tf.function(serving_graph.frozen(serve, weights), input_signature=input_signature, autograph=False)
-    logger = logging.getLogger("tf2onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # its INFO lines on every conversion are not for the user
+    # tf2onnx's INFO lines, and TensorFlow's warning that a Keras collection does not go into the meta graph
+    # tf2onnx exports on the way, are not for the user: errors only.
+    loggers = [logging.getLogger(name) for name in ("tf2onnx", "tensorflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         model, _ = tf2onnx.convert.from_function(function, input_signature=input_signature, opset=OPSET)
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
     onnx.checker.check_model(model)
     inputs = [tensor.name for tensor in model.graph.input]
     wanted = [spec.name for spec in input_signature]

@@ -70,7 +70,13 @@ def relative_difference(got, wanted):
     Relative where the expected value exceeds 1 in magnitude, so that
     log-probabilities near -20 and forecasts in original units (CO2 near
     400 ppm, where one float32 step is 3e-5) are held to float32's precision
-    at their size.
+    at their size. A NaN where the other has none (or an infinity where the
+    other has another value) is an infinite difference; NaN against NaN and
+    equal infinities agree.
     """
-    wanted = np.asarray(wanted)
-    return float(np.max(np.abs(np.asarray(got) - wanted) / np.maximum(1.0, np.abs(wanted)), initial=0.0))
+    got, wanted = np.asarray(got, np.float64), np.asarray(wanted, np.float64)
+    with np.errstate(invalid="ignore"):
+        differences = np.abs(got - wanted) / np.maximum(1.0, np.abs(wanted))
+    agree = (np.isnan(got) & np.isnan(wanted)) | (np.isinf(got) & (got == wanted))
+    differences = np.where(agree, 0.0, np.where(np.isnan(differences), np.inf, differences))
+    return float(np.max(differences, initial=0.0))
