@@ -217,3 +217,24 @@ def test_our_layer_as_it_is_becomes_a_loop_which_is_why_recurrent_rebuilds_it():
         assert ("Loop" in onnx_export.operators(model)) == (not operators)
         got = onnx_export.run(model.SerializeToString(), {"inputs": inputs})["outputs"]
         np.testing.assert_allclose(got, layer(inputs), atol=1e-5)  # a Loop is slower, not wrong
+
+
+@needs_onnx
+@pytest.mark.parametrize(
+    "overrides, operators, loops",
+    [
+        ({"cell": "gru", "bidirectional": False, "num_layers": 2, "pooling": "last"}, [("GRU", "forward")] * 2, 0),
+        ({"cell": "rnn", "pooling": "mean"}, [], 2),
+    ],
+)
+def test_sentiment_variants_export_and_agree(tmp_path, overrides, operators, loops):
+    from zoo.sentiment import SentimentConfig, build_model, export_text_classifier_onnx
+
+    texts = ["a splendid film", "a dull story and a flat cast", "", "splendid " * 20, "fine moving"]
+    config = SentimentConfig(units=4, embedding_dim=6, vocabulary_size=30, max_length=12, **overrides)
+    model = build_model(config, training_texts=texts)
+    _randomize([v for v in model.weights if v.dtype == "float32" and "vectorizer" not in v.path], 9)
+    # The export checks itself on these texts (and texts of 1 to 17 vocabulary words) to 1e-5.
+    report = export_text_classifier_onnx(model, ["neg", "pos"], str(tmp_path / "onnx"), check_texts=texts)
+    assert report["recurrent_operators"] == operators and report["operators"].get("Loop", 0) == loops
+    assert report["max_difference"] <= 1e-5

@@ -117,8 +117,10 @@ def _parts(model):
 
 
 def _rebuilt_network(model, rebuild):
-    """The forecaster's network with its recurrent layer rebuilt by `rebuild` (`litert.recurrent`,
-    `onnx_export.recurrent`); the other layers are called as they are."""
+    """The forecaster's network with its recurrent layer rebuilt by `rebuild`; other layers called as they are.
+
+    `rebuild` is `litert.recurrent` or `onnx_export.recurrent`.
+    """
     parts = _parts(model)
     if parts is None:
         return lambda windows: model(windows, training=False)
