@@ -59,7 +59,6 @@ from zoo.files import atomic_path
 OPSET = 17  # ONNX opset the models are written in (LSTM and GRU unchanged since opset 14)
 METADATA_KEY = "rnnzoo"  # the model's metadata_props entry holding the export's JSON metadata
 RECURRENT = ("LSTM", "GRU", "RNN")  # ONNX's recurrent operators
-LOOP = "Loop"
 
 
 def missing_onnx():
