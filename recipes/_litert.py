@@ -1,11 +1,14 @@
-"""The `export` verb's `--format`, `--batch-size`, `--quantize` and `--step` flags, and the line printed for a `.tflite` export."""
+"""The `export` verb's `--format`, `--batch-size`, `--quantize` and `--step` flags, and the line printed for a `.tflite` export.
+
+The line printed for an ONNX export is `recipes._onnx.summary`.
+"""
 
 from zoo.config import require_int
 from zoo.errors import UserError
 from zoo.files import check_output_path
 from zoo.litert_quantize import MODES, NONE
 
-FORMATS = ("savedmodel", "litert")
+FORMATS = ("savedmodel", "litert", "onnx")
 
 # The largest fixed batch a `.tflite` export takes. The export is checked
 # against Keras on whole batches, padded by repeating check rows, so the
@@ -21,7 +24,8 @@ def add_format_arguments(parser, step=True):
         choices=FORMATS,
         default="savedmodel",
         help="savedmodel (default): a SavedModel directory; litert: one .tflite file for LiteRT "
-        "(needs the ai-edge-litert package; see recipes/README.md#exports).",
+        "(needs the ai-edge-litert package); onnx: an ONNX model for ONNX Runtime (needs tf2onnx and "
+        "onnxruntime). See recipes/README.md#exports.",
     )
     parser.add_argument(
         "--batch-size",
@@ -48,7 +52,7 @@ def add_format_arguments(parser, step=True):
 
 
 def batch_size(args):
-    """The `.tflite` batch size of `args`; a `.tflite` flag with the SavedModel format is an error."""
+    """The `.tflite` batch size of `args`; a `.tflite` flag with another format is an error."""
     if args.format != "litert":
         given = [
             flag
@@ -58,7 +62,7 @@ def batch_size(args):
         if getattr(args, "step", False):
             given.append("--step")
         if given:
-            raise UserError(f"Received {given[0]} with --format savedmodel; it applies to --format litert only.")
+            raise UserError(f"Received {given[0]} with --format {args.format}; it applies to --format litert only.")
         return None
     if args.batch_size is None:
         return 1
@@ -67,12 +71,20 @@ def batch_size(args):
     return require_int("--batch-size", args.batch_size, minimum=None, maximum=MAX_BATCH_SIZE, expected=expected)
 
 
-def check_path(path, flag, export_format):
-    """A `UserError` naming `flag` if the export could not be written at `path` (None: the default path)."""
+def check_path(path, flag, export_format, onnx_directory=False):
+    """A `UserError` naming `flag` if the export could not be written at `path` (None: the default path).
+
+    An ONNX export is one `.onnx` file, or with `onnx_directory` a directory
+    (the sentiment model and its vocabulary).
+    """
     if path is None:
         return
     if export_format == "litert":
         check_output_path(path, flag, "a path for the .tflite file", is_file=True)
+    elif export_format == "onnx" and not onnx_directory:
+        check_output_path(path, flag, "a path for the .onnx file", is_file=True)
+    elif export_format == "onnx":
+        check_output_path(path, flag, "a directory for the ONNX model and its vocabulary")
     else:
         check_output_path(path, flag, "a directory for the SavedModel")
 

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import config as config_lib
-from zoo import litert, litert_quantize, litert_step, registry
+from zoo import litert, litert_quantize, litert_step, onnx_export, registry
 from zoo.char_lm import export as char_export
 from zoo.char_lm import model as char_model
 from zoo.char_lm.evaluate import load_run, run_source
@@ -24,7 +24,8 @@ from zoo.sentiment.evaluate import load_trained_model
 from zoo.sentiment.model import build_model  # noqa: F401 (registers the sentiment layers for loading)
 
 MODES = litert_quantize.MODES
-FORMATS = ("SavedModel", ".tflite float", ".tflite int8")
+FORMATS = ("SavedModel", ".tflite float", ".tflite int8", "ONNX Runtime")
+ONNX = "ONNX Runtime"  # no `step` signature: whole sequences only
 
 
 def _size(path):
@@ -196,9 +197,18 @@ def _saved_model_calls(directory, sequence_name, sequence_inputs, step_inputs):
     return (lambda: serve(**sequence_tensors)), (lambda: step(**step_tensors))
 
 
+def _onnx_call(path, inputs):
+    """One ONNX Runtime call of the model at `path` on `inputs`, on one thread."""
+    session = onnx_export.session(path, threads=1)
+    return lambda: session.run(None, inputs)
+
+
 def _latency_rows(recipe, sequence_what, calls_by_format, repeats, calls):
+    """`calls_by_format` maps each format to (sequence call, step call or None)."""
     sequences = _median_seconds({name: pair[0] for name, pair in calls_by_format.items()}, repeats, calls)
-    steps = _median_seconds({name: pair[1] for name, pair in calls_by_format.items()}, repeats, calls)
+    steps = _median_seconds(
+        {name: pair[1] for name, pair in calls_by_format.items() if pair[1] is not None}, repeats, calls
+    )
     return [(recipe, sequence_what, sequences), (recipe, "one step (`step`)", steps)]
 
 
@@ -217,6 +227,9 @@ def char_lm_latency(workdir, directory, length, repeats, calls):
         path = os.path.join(directory, f"char_lm-step-{mode}.tflite")
         char_export.export_litert(workdir, path=path, quantize=mode, step=True)
         calls_by_format[label] = _litert_calls(path, {"character_ids": ids}, step_inputs)
+    onnx_path = os.path.join(directory, "char_lm.onnx")
+    char_export.export_onnx(workdir, path=onnx_path)
+    calls_by_format[ONNX] = (_onnx_call(onnx_path, {"character_ids": ids}), None)
     recipe = f"char_lm ({config.cell} {config.num_layers}x{config.units})"
     return _latency_rows(recipe, f"{length} characters", calls_by_format, repeats, calls)
 
@@ -241,6 +254,9 @@ def forecast_latency(workdir, name, directory, repeats, calls):
     calls_by_format = {"SavedModel": _saved_model_calls(saved, "serving_default", sequence_inputs, step_inputs)}
     for mode, label in (("none", ".tflite float"), ("int8", ".tflite int8")):
         calls_by_format[label] = _litert_calls(paths[mode], sequence_inputs, step_inputs)
+    onnx_path = os.path.join(directory, "forecast.onnx")
+    forecast_export.export_onnx(config, workdir, name, onnx_path)
+    calls_by_format[ONNX] = (_onnx_call(onnx_path, sequence_inputs), None)
     recipe = f"forecast ({name} {config.units} units, {prepared.series.name})"
     return _latency_rows(recipe, f"one window ({config.window} steps)", calls_by_format, repeats, calls)
 
@@ -267,6 +283,10 @@ def sentiment_latency(workdir, class_file_pairs, directory, repeats, calls):
             interpreter.reset_all_variables(),
             runner(token_ids=ids),
         )
+    onnx_report = sentiment_export.export_text_classifier_onnx(
+        model, class_names, os.path.join(directory, "sentiment-onnx")
+    )
+    contenders[ONNX] = _onnx_call(onnx_report["path"], {"token_ids": ids})
     seconds = _median_seconds(contenders, repeats, calls)
     return [("sentiment (BiLSTM)", f"one sentence (padded to {ids.shape[1]} tokens)", seconds)]
 

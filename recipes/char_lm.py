@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from recipes import _cli, _litert
+from recipes import _cli, _litert, _onnx
 from zoo.errors import UserError
 
 
@@ -137,19 +137,20 @@ def build_parser():
 
     export = verbs.add_parser(
         "export",
-        help="Write a SavedModel with `generate` and `next_char_log_probs` signatures, or a .tflite model.",
+        help="Write a SavedModel with `generate` and `next_char_log_probs` signatures, or a .tflite or ONNX model.",
         description="SavedModel signatures (no project import needed to use them): "
         "generate(prompt: string, length: int32, temperature: float32, seed: int32) -> {text: string}; "
         "next_char_log_probs(prompt: string) -> {characters: [V] string, log_probs: [V] float32}, "
         "where characters[0] is '' and stands for any character unseen in training. "
         "With --format litert: one .tflite file, serving_default(character_ids: int32[batch, time]) -> "
-        "{log_probs: [batch, time, V] float32}, the characters in its metadata (recipes/char_lm.md#export).",
+        "{log_probs: [batch, time, V] float32}, the characters in its metadata (recipes/char_lm.md#export). "
+        "With --format onnx: one .onnx file taking character_ids int32[batch, time] to log_probs, the same way.",
     )
     _cli.add_run_arguments(export, training=False)
     export.add_argument(
         "--path",
         help="Export directory (default: WORKDIR/export), or with --format litert the .tflite file "
-        "(default: WORKDIR/export.tflite).",
+        "(default: WORKDIR/export.tflite), with --format onnx the .onnx file (default: WORKDIR/export.onnx).",
     )
     export.add_argument("--checkpoint", choices=("best", "last"), default="best", help="Which checkpoint.")
     _litert.add_format_arguments(export)
@@ -273,6 +274,9 @@ def _export(args):
             step=args.step,
         )
         print(_litert.summary(report))
+        return 0
+    if args.format == "onnx":
+        print(_onnx.summary(export_lib.export_onnx(args.workdir, path=args.path, which=args.checkpoint)))
         return 0
     path = export_lib.export(args.workdir, path=args.path, which=args.checkpoint)
     print(f"exported SavedModel to {path} (signatures: generate, next_char_log_probs, step)")

@@ -18,7 +18,7 @@ training part.
 import argparse
 import os
 
-from recipes import _cli, _litert
+from recipes import _cli, _litert, _onnx
 from zoo import config as config_lib
 from zoo import workdir as workdir_lib
 from zoo.distribute import is_chief
@@ -153,6 +153,9 @@ def command_export(args):
         )
         print(_litert.summary(report))
         return
+    if args.format == "onnx":
+        print(_onnx.summary(export_lib.export_onnx(config, args.workdir, name, args.output)))
+        return
     path = export_lib.export(config, args.workdir, name, args.output)
     step = "" if name == "conv" else "; step: one observation plus the states -> output plus the new states"
     print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast{step})")
@@ -224,7 +227,8 @@ def build_parser():
     evaluate.set_defaults(handler=command_evaluate)
 
     export = verbs.add_parser(
-        "export", help="Write a SavedModel or a .tflite model: window in original units -> forecast in original units."
+        "export",
+        help="Write a SavedModel, a .tflite or an .onnx model: window in original units -> forecast in original units.",
     )
     _cli.add_run_arguments(export, training=False)
     export.add_argument(
@@ -233,7 +237,7 @@ def build_parser():
     export.add_argument(
         "--output",
         help="Export directory (default: WORKDIR/export/MODEL), or with --format litert the .tflite file "
-        "(default: WORKDIR/export/MODEL.tflite).",
+        "(default: WORKDIR/export/MODEL.tflite), with --format onnx the .onnx file (default: WORKDIR/export/MODEL.onnx).",
     )
     _litert.add_format_arguments(export)
     export.set_defaults(handler=command_export)

@@ -9,9 +9,10 @@ int8 `.tflite` model and scores each, and the Keras model, on the run's own
 held-out data: the char LM's validation text (nats/char, rows of
 `--row-length` characters each read from a zero state), the sentiment run's
 test split (accuracy), the forecaster's test windows (MASE). `latency` times
-the SavedModel, the float and the int8 `.tflite` model on one CPU thread:
-one whole sequence (`serving_default`) and one time step (`step`), the median
-of `--repeats` alternated rounds. Exports go to a temporary directory.
+the SavedModel, the float and the int8 `.tflite` model and the ONNX model
+(ONNX Runtime) on one CPU thread: one whole sequence (`serving_default`) and
+one time step (`step`; the ONNX export has none), the median of `--repeats`
+alternated rounds. Exports go to a temporary directory.
 """
 
 import argparse
@@ -29,7 +30,7 @@ def build_parser():
     verbs = parser.add_subparsers(dest="verb", required=True)
     for verb, help_text in (
         ("quantization", "Quality and size of the float, dynamic-range and int8 .tflite exports."),
-        ("latency", "Per-sequence and per-step latency of the SavedModel and the .tflite exports, one thread."),
+        ("latency", "Per-sequence and per-step latency of the SavedModel, .tflite and ONNX exports, one thread."),
     ):
         sub = verbs.add_parser(verb, help=help_text, description=help_text)
         sub.add_argument("--char-lm", metavar="WORKDIR", help="A trained char_lm run (its text as it trained on).")

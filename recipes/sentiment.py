@@ -31,7 +31,7 @@ import dataclasses
 import os
 import sys
 
-from recipes import _cli, _litert
+from recipes import _cli, _litert, _onnx
 from zoo.errors import UserError, UserFileNotFoundError
 
 DESCRIPTION = __doc__
@@ -269,32 +269,51 @@ def command_evaluate(args):
     return 0
 
 
-def _calibration_texts(args):
-    """The training texts of the run's split of `--class-file` data, for an int8 export; () when not needed."""
+def _run_split(args):
+    """(training texts, held-out test texts) of the run's split of its `--class-file` data."""
     from zoo import config as config_lib
     from zoo import sentiment
 
+    class_names = _trained_class_names(args.workdir)
+    config = config_lib.load(sentiment.SentimentConfig, os.path.join(args.workdir, "config.json"))
+    dataset = sentiment.load_class_files(_class_file_pairs(args.class_file), class_names=class_names)
+    training_indices, test_indices = sentiment.stratified_split(dataset.labels, config.test_fraction, config.seed)
+    return [dataset.texts[index] for index in training_indices], [dataset.texts[index] for index in test_indices]
+
+
+def _calibration_texts(args):
+    """The training texts of the run's split of `--class-file` data, for an int8 export; () when not needed."""
     if _litert.quantize(args) != "int8":
-        if args.class_file:
-            raise UserError("Received --class-file with export; it applies to --format litert --quantize int8 only.")
         return ()
     if not args.class_file:
         raise UserError(
             "Received --quantize int8 without --class-file; expected the run's class files (NAME=PATH, one per "
             "class) to calibrate on its training texts."
         )
-    class_names = _trained_class_names(args.workdir)
-    config = config_lib.load(sentiment.SentimentConfig, os.path.join(args.workdir, "config.json"))
-    dataset = sentiment.load_class_files(_class_file_pairs(args.class_file), class_names=class_names)
-    training_indices, _ = sentiment.stratified_split(dataset.labels, config.test_fraction, config.seed)
-    return [dataset.texts[index] for index in training_indices]
+    return _run_split(args)[0]
 
 
 def command_export(args):
     from zoo import sentiment
 
     batch_size = _litert.batch_size(args)
-    _litert.check_path(args.output, "--output", args.format)
+    _litert.check_path(args.output, "--output", args.format, onnx_directory=True)
+    if args.class_file and args.format != "onnx" and _litert.quantize(args) != "int8":
+        raise UserError(
+            "Received --class-file with export; it applies to --format litert --quantize int8 and --format onnx only."
+        )
+    if args.format == "onnx":
+        if args.baseline:
+            raise UserError("Received --baseline with --format onnx; the ONNX export takes the recurrent model.")
+        check_texts = ["a fine film", ""] + (_run_split(args)[1] if args.class_file else [])
+        report = sentiment.export_text_classifier_onnx(
+            sentiment.load_trained_model(args.workdir),
+            _trained_class_names(args.workdir),
+            args.output or os.path.join(args.workdir, "onnx"),
+            check_texts=check_texts,
+        )
+        print(_onnx.summary(report))
+        return 0
     if args.format == "litert":
         if args.baseline:
             raise UserError("Received --baseline with --format litert; the .tflite export takes the recurrent model.")
@@ -413,15 +432,17 @@ def build_parser():
 
     export = verbs.add_parser(
         "export",
-        help="Write a SavedModel taking raw strings, or a .tflite model taking token ids.",
+        help="Write a SavedModel taking raw strings, or a .tflite or ONNX model taking token ids.",
         description="SavedModel whose serving_default takes a batch of strings; with --format litert, a .tflite "
-        "model whose serving_default takes right-padded token ids (vocabulary in its metadata).",
+        "model whose serving_default takes right-padded token ids (vocabulary in its metadata); with --format onnx, "
+        "a directory holding model.onnx (right-padded token ids in) and vocabulary.txt.",
     )
     export.add_argument("--workdir", required=True, help="Work directory of a `train` run (without --folds).")
     export.add_argument(
         "--output",
         help="Destination directory (default: WORKDIR/export), or with --format litert the .tflite file "
-        "(default: WORKDIR/export.tflite).",
+        "(default: WORKDIR/export.tflite), or with --format onnx the directory for model.onnx and vocabulary.txt "
+        "(default: WORKDIR/onnx).",
     )
     export.add_argument("--baseline", action="store_true", help="Export the baseline instead of the recurrent model.")
     _litert.add_format_arguments(export, step=False)
@@ -431,7 +452,8 @@ def build_parser():
         default=[],
         metavar="NAME=PATH",
         help="With --quantize int8: the run's class files (as for train); the int8 model calibrates on the "
-        "training part of the run's split.",
+        "training part of the run's split. With --format onnx: the ONNX model is also checked on the held-out "
+        "test part of the run's split.",
     )
 
     predict = verbs.add_parser(

@@ -47,7 +47,7 @@ import tensorflow as tf
 
 import layers
 from zoo import litert_flatbuffer as _flatbuffer
-from zoo import litert_quantize, litert_step
+from zoo import litert_quantize, litert_step, serving_graph
 from zoo.errors import UserError, UserIsADirectoryError
 from zoo.files import atomic_path
 
@@ -57,28 +57,9 @@ cell_clips, finish, metadata = _flatbuffer.cell_clips, _flatbuffer.finish, _flat
 operator_types, operators = _flatbuffer.operator_types, _flatbuffer.operators
 SIGNATURE = "serving_default"
 CONVERTER_CELL_CLIP = 10.0  # what the converter writes into every fused LSTM op (lstm_utils.cc)
-_MERGE = {
-    "concat": lambda forward, backward: tf.concat([forward, backward], axis=-1),
-    "sum": lambda forward, backward: forward + backward,
-    "mul": lambda forward, backward: forward * backward,
-    "ave": lambda forward, backward: (forward + backward) / 2.0,
-}
 
 
 # ----------------------------------------------------------------------------- recurrent layers as TF graphs
-
-
-def _scan(step, sequences, states):
-    """`step(x_t, states) -> (output, states)` over time-major `sequences`: (time-major outputs, final states)."""
-    steps = tf.shape(sequences)[0]
-    outputs = tf.TensorArray(sequences.dtype, size=steps, element_shape=states[0].shape)
-
-    def body(index, outputs, *states):
-        output, states = step(sequences[index], list(states))
-        return (index + 1, outputs.write(index, output), *states)
-
-    _, outputs, *states = tf.while_loop(lambda index, *_: index < steps, body, (tf.constant(0), outputs, *states))
-    return outputs.stack(), states
 
 
 def _keras_lstm(inputs, initial_h, initial_c, kernel, recurrent_kernel, bias):
@@ -97,7 +78,7 @@ def _keras_lstm(inputs, initial_h, initial_c, kernel, recurrent_kernel, bias):
         h = tf.sigmoid(o) * tf.tanh(c)
         return h, [h, c]
 
-    outputs, (h, c) = _scan(step, projected, [initial_h, initial_c])
+    outputs, (h, c) = serving_graph.scan(step, projected, [initial_h, initial_c])
     outputs = tf.transpose(outputs, (1, 0, 2))
     return outputs[:, -1], outputs, h, c, tf.constant(0.0)
 
@@ -119,14 +100,6 @@ def _reverse(sequences, lengths):
     return tf.gather(sequences, indices, batch_dims=1)
 
 
-def _last(sequences, lengths):
-    """Each row's output at its last valid step (zeros for an empty row)."""
-    if lengths is None:
-        return sequences[:, -1]
-    last = tf.gather(sequences, tf.maximum(lengths - 1, 0), batch_dims=1)
-    return tf.where((lengths > 0)[:, None], last, tf.zeros_like(last))
-
-
 def recurrent(layer, inputs, lengths=None):
     """What `layer` returns for `inputs` (batch-major, static batch size), as a graph the converter takes.
 
@@ -138,19 +111,18 @@ def recurrent(layer, inputs, lengths=None):
     every valid step (and for `return_sequences=False`).
     """
     if isinstance(layer, keras.layers.Bidirectional):
-        if layer.merge_mode not in _MERGE:
-            raise ValueError(f"Bidirectional merge_mode {layer.merge_mode!r} is not supported; expected concat.")
+        serving_graph.check_bidirectional(layer)
         forward = _direction(layer.forward_layer, inputs, lengths, backwards=False)
         backward = _direction(layer.backward_layer, inputs, lengths, backwards=True)
         if layer.return_sequences:
             backward = _reverse(backward, lengths)
         else:
-            forward, backward = _last(forward, lengths), _last(backward, lengths)
-        return _MERGE[layer.merge_mode](forward, backward)
+            forward, backward = serving_graph.last_valid(forward, lengths), serving_graph.last_valid(backward, lengths)
+        return serving_graph.MERGE[layer.merge_mode](forward, backward)
     if layer.go_backwards:
         raise ValueError(f"Layer {layer.name!r}: go_backwards outside Bidirectional is not supported.")
     outputs = _direction(layer, inputs, lengths, backwards=False)
-    return outputs if layer.return_sequences else _last(outputs, lengths)
+    return outputs if layer.return_sequences else serving_graph.last_valid(outputs, lengths)
 
 
 def _direction(layer, inputs, lengths, backwards):
@@ -182,7 +154,9 @@ def _direction(layer, inputs, lengths, backwards):
         return outputs
     sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
     states = [tf.zeros([batch, size], inputs.dtype) for size in sizes]
-    outputs, _ = _scan(lambda x, states: cell.step(x, states, None), tf.transpose(inputs, (1, 0, 2)), states)
+    outputs, _ = serving_graph.scan(
+        lambda x, states: cell.step(x, states, None), tf.transpose(inputs, (1, 0, 2)), states
+    )
     return tf.transpose(outputs, (1, 0, 2))
 
 
@@ -202,20 +176,13 @@ def convert(serve, input_signature, weights, *, step=None, quantize=litert_quant
     (`(signature, inputs)` pairs). Returns (bytes, how many fused LSTM ops
     they should hold).
     """
-    values = [(variable, keras.ops.convert_to_numpy(variable)) for variable in weights]
-
-    def frozen(function):
-        def call(*inputs):
-            with keras.StatelessScope(state_mapping=[(variable, tf.constant(value)) for variable, value in values]):
-                return function(*inputs)
-
-        return call
-
     functions = {SIGNATURE: (serve, input_signature)}
     if step is not None:
         functions[litert_step.STEP] = (step.function, step.input_signature)
     concretes = {
-        name: tf.function(frozen(function), input_signature=signature, autograph=False).get_concrete_function()
+        name: tf.function(
+            serving_graph.frozen(function, weights), input_signature=signature, autograph=False
+        ).get_concrete_function()
         for name, (function, signature) in functions.items()
     }
     with tempfile.TemporaryDirectory() as directory:
@@ -333,7 +300,7 @@ def run_steps(model, sequences, states):
 def _difference(got, wanted, name):
     if got.shape != np.shape(wanted):
         raise RuntimeError(f"The .tflite output {name!r} has shape {got.shape}; expected {np.shape(wanted)}.")
-    return float(np.max(np.abs(got - wanted) / np.maximum(1.0, np.abs(wanted)), initial=0.0))
+    return serving_graph.relative_difference(got, wanted)
 
 
 def compare_steps(model, step):

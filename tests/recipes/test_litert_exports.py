@@ -9,11 +9,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from recipes import char_lm, forecast, sentiment
-from tests.recipes.test_char_lm import TINY as CHAR_LM_TINY
-from tests.recipes.test_char_lm import _sets, _words_text
-from tests.recipes.test_forecast import TINY as FORECAST_TINY
-from tests.recipes.test_forecast import write_series
-from tests.recipes.test_sentiment import NEGATIVE, POSITIVE, TINY_SETTINGS, class_files  # noqa: F401
+from tests.recipes.test_char_lm import _words_text
+from tests.recipes.test_sentiment import NEGATIVE, POSITIVE
 from zoo import litert, registry
 from zoo.char_lm import data as char_data
 from zoo.char_lm.evaluate import load_run
@@ -58,12 +55,8 @@ def _assert_builtin_only(model, fused_lstms):
 
 
 @pytest.fixture(scope="module")
-def char_lm_run(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("char_lm")
-    text = directory / "corpus.txt"
-    text.write_text(_words_text(), encoding="utf-8")
-    workdir = str(directory / "run")
-    assert char_lm.main(["train", "--workdir", workdir, "--text", str(text), "--quiet", *_sets(CHAR_LM_TINY)]) == 0
+def char_lm_run(trained_char_lm):
+    workdir = trained_char_lm
     assert char_lm.main(["export", "--workdir", workdir, "--format", "litert", "--batch-size", "2"]) == 0
     assert char_lm.main(["export", "--workdir", workdir]) == 0
     return workdir
@@ -97,14 +90,8 @@ def test_export_flags_are_checked(char_lm_run, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def forecast_run(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("forecast")
-    csv_path = write_series(directory / "demand.csv")
-    workdir = str(directory / "run")
-    arguments = ["--workdir", workdir, "--csv", csv_path, "--target", "demand", "--time-column", "day", "--seed", "3"]
-    settings = [*FORECAST_TINY, "models=lstm,gru-autoregressive", "classical_models="]
-    overrides = [item for setting in settings for item in ("--set", setting)]
-    assert forecast.main(["train", *arguments, *overrides, "--verbose", "0"]) == 0
+def forecast_run(trained_forecast):
+    workdir = trained_forecast
     for name in ("lstm", "gru-autoregressive"):
         assert forecast.main(["export", "--workdir", workdir, "--model", name, "--format", "litert"]) == 0
     assert forecast.main(["export", "--workdir", workdir, "--model", "lstm"]) == 0
@@ -131,11 +118,8 @@ def test_forecast_litert_equals_keras_on_validation_windows(forecast_run, name, 
 
 
 @pytest.fixture(scope="module")
-def sentiment_run(tmp_path_factory, class_files):  # noqa: F811
-    workdir = str(tmp_path_factory.mktemp("sentiment") / "run")
-    assert (
-        sentiment.main(["train", "--workdir", workdir, *class_files, *TINY_SETTINGS, "--no-baseline", "--quiet"]) == 0
-    )
+def sentiment_run(trained_sentiment):
+    workdir = trained_sentiment
     assert sentiment.main(["export", "--workdir", workdir, "--format", "litert"]) == 0
     assert sentiment.main(["export", "--workdir", workdir]) == 0
     return workdir
@@ -303,12 +287,12 @@ def test_forecast_quantized_exports(forecast_run, tmp_path):
     assert _tflite(path) == model_bytes  # the refused export left the earlier file alone
 
 
-def test_sentiment_int8_export_calibrates_on_the_class_files(sentiment_run, class_files, tmp_path):  # noqa: F811
+def test_sentiment_int8_export_calibrates_on_the_class_files(sentiment_run, export_class_files, tmp_path):
     path = str(tmp_path / "int8.tflite")
     arguments = ["export", "--workdir", sentiment_run, "--format", "litert", "--output", path]
     with pytest.raises(UserError, match="--class-file"):
         sentiment.main([*arguments, "--quantize", "int8"])
-    assert sentiment.main([*arguments, "--quantize", "int8", *class_files]) == 0
+    assert sentiment.main([*arguments, "--quantize", "int8", *export_class_files]) == 0
     model_bytes = _tflite(path)
     _assert_builtin_only(model_bytes, fused_lstms=2)
     assert {inputs[0] for inputs, _ in litert.operator_types(model_bytes, litert.FUSED_LSTM)} == {"INT8"}

@@ -326,3 +326,32 @@ def test_baseline_learns_a_separable_toy_set(mode):
     assert after["accuracy"] == 1.0 and after["roc_auc"] == 1.0
     assert before["accuracy"] < 0.9
     assert model.get_layer("logistic_regression").kernel.shape[0] <= 200
+
+
+@pytest.mark.parametrize("standardize", ["lower_and_strip_punctuation", "lower", "strip_punctuation", None])
+def test_python_token_ids_equal_the_vectorizer(standardize):
+    from zoo.sentiment.export import python_token_ids
+
+    # Upper case beyond ASCII, white space beyond ASCII, punctuation inside words, empty and long texts.
+    texts = [
+        "Splendid!!  FILM\tand\ndull.",
+        "\u00c9COLE \u00c9tait splendid",
+        "a\u00a0b splendid\u2003film",
+        "it's splendid-ish, (really) [UNK]",
+        "",
+        "   ",
+        "film " * 9,
+        "never seen before",
+    ]
+    vectorizer = keras.layers.TextVectorization(standardize=standardize, max_tokens=40)
+    vectorizer.adapt(texts[:-1])
+    max_length = 6
+    wanted = keras.ops.convert_to_numpy(vectorizer(tf.constant(texts)))[:, :max_length]
+    wanted = np.pad(wanted, ((0, 0), (0, max_length - wanted.shape[1])))
+    vocabulary = vectorizer.get_vocabulary()
+    got = python_token_ids(texts, vocabulary, vectorizer.get_config()["standardize"], max_length)
+    np.testing.assert_array_equal(got, wanted)
+    assert got.dtype == np.int32 and (got == 1).any()  # unknown words
+    if standardize in ("lower_and_strip_punctuation", "lower"):
+        # TensorFlow lower-cases ASCII letters only, and splits on ASCII white space only.
+        assert "\u00c9cole" in vocabulary and "\u00e9cole" not in vocabulary and "a\u00a0b" in vocabulary

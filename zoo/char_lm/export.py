@@ -1,11 +1,11 @@
-"""Exports of a character language model: a SavedModel (`generate`, `next_char_log_probs`) or a `.tflite` model."""
+"""Exports of a character language model: a SavedModel (`generate`, `next_char_log_probs`), a `.tflite` or an ONNX model."""
 
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from zoo import litert, litert_quantize, litert_step, registry
+from zoo import litert, litert_quantize, litert_step, onnx_export, registry
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
 from zoo.char_lm.evaluate import load_run, run_source
@@ -16,6 +16,7 @@ from zoo.export import export_saved_model
 
 EXPORT_DIR = "export"
 LITERT_FILE = "export.tflite"
+ONNX_FILE = "export.onnx"
 CHECK_ROWS = 256  # validation sequences (of seq_len characters) the .tflite is checked on
 STEP_CHECK_BATCHES = 2  # of those, the batches the `step` signature is stepped through
 CALIBRATION_ROWS = 64  # training sequences an int8 export calibrates on (the first STEP_CHECK_BATCHES also stepped)
@@ -208,6 +209,57 @@ def export_litert(
         step=stepper,
         quantize=quantize,
         representative=representative,
+    )
+
+
+def export_onnx(workdir, *, path=None, which="best", source=None):
+    """Write an ONNX model: character ids `(batch, time)` -> next-character log-probabilities.
+
+    Input `character_ids: int32[batch, time]` (any batch size and length),
+    output `log_probs: float32[batch, time, V]`: at every position, the
+    log-probabilities of the character after it, from a zero state. Id `i`
+    is `characters[i]` of the model's metadata (`onnx_export.metadata`),
+    id 0 any character unseen in training. The LSTMs (GRUs) are ONNX's own
+    operators (see `zoo.onnx_export`). Before it replaces an earlier file,
+    the model, run by ONNX Runtime, must equal the Keras model to 1e-5
+    (relative beyond magnitude 1) on the first `CHECK_ROWS` validation
+    sequences of `seq_len` characters. Returns the report of
+    `onnx_export.export` (path `WORKDIR/export.onnx` by default).
+    """
+    path = path or os.path.join(workdir, ONNX_FILE)
+    onnx_export.check_file_path(path)
+    config, vocabulary, model = load_run(workdir, which)
+    reference = registry.build(f"char_lm/{config.cell}", config, vocabulary_size=vocabulary.size, stateful=False)
+    reference.set_weights(model.get_weights())
+    corpus = load_corpus(source or run_source(workdir), config, vocabulary)
+    batches = _sequence_batches(corpus.validation_ids, config.seq_len, CHECK_ROWS, 64, "validation")
+    expected = [{"log_probs": tf.nn.log_softmax(reference(batch, training=False)).numpy()} for batch in batches]
+    embedding, recurrent_layers, logits = (
+        model.get_layer("embedding"),
+        model_lib.recurrent_layers(model),
+        model.get_layer("logits"),
+    )
+
+    def serve(character_ids):
+        hidden = embedding(character_ids)
+        for layer in recurrent_layers:
+            hidden = onnx_export.recurrent(layer, hidden)
+        return {"log_probs": tf.nn.log_softmax(logits(hidden))}
+
+    return onnx_export.export(
+        path,
+        serve,
+        [tf.TensorSpec([None, None], tf.int32, name="character_ids")],
+        model.weights,
+        metadata={
+            "task": "char_lm",
+            "inputs": {"character_ids": "int32[batch, time]: ids of characters; 0 for any unseen one"},
+            "outputs": {"log_probs": "float32[batch, time, V]: log-probabilities of the next character"},
+            "characters": vocabulary.tokens,
+        },
+        batches=[{"character_ids": batch} for batch in batches],
+        expected=expected,
+        expected_recurrent=onnx_export.expected_operators(recurrent_layers),
     )
 
 

@@ -1,4 +1,4 @@
-"""Exports of a trained forecaster (a SavedModel or a `.tflite` model): a window in original units in, the forecast out."""
+"""Exports of a trained forecaster (a SavedModel, a `.tflite` or an `.onnx` model): a window in original units in, the forecast out."""
 
 import os
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import cells, litert, litert_quantize, litert_step
+from zoo import cells, litert, litert_quantize, litert_step, onnx_export
 from zoo.config import require_int
 from zoo.errors import UserError
 from zoo.export import export_saved_model
@@ -116,17 +116,33 @@ def _parts(model):
     return model.get_layer("center"), recurrent, model.get_layer(index=len(model.layers) - 2), model.layers[-1]
 
 
-def _litert_network(model):
-    """The forecaster's network with its recurrent layer rebuilt by `litert.recurrent` (others called as they are)."""
+def _rebuilt_network(model, rebuild):
+    """The forecaster's network with its recurrent layer rebuilt by `rebuild`; other layers called as they are.
+
+    `rebuild` is `litert.recurrent` or `onnx_export.recurrent`.
+    """
     parts = _parts(model)
     if parts is None:
         return lambda windows: model(windows, training=False)
     center, recurrent, changes, add_last = parts
 
     def network(windows):
-        return add_last(changes(litert.recurrent(recurrent, center(windows))), windows)
+        return add_last(changes(rebuild(recurrent, center(windows))), windows)
 
     return network
+
+
+def _validation_windows(config, prepared, model, name):
+    """(normalised windows, raw windows in original units, the trained model's forecasts) of every validation window.
+
+    The raw windows are float32 `(count, window, features)`; the forecasts
+    float32 `(count, horizon)` in original units.
+    """
+    origins = prepared.split.origins("validation", config.window, config.horizon)
+    normalized = windows_at(prepared.normalized, origins, config.window)
+    raw_windows = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
+    expected = prepared.normalizer.denormalize_target(neural_forecast(model, name, normalized, config.horizon))
+    return normalized, raw_windows, expected.astype(np.float32)
 
 
 def step_output_name(autoregressive):
@@ -206,17 +222,12 @@ def export_litert(
     model = load_trained(workdir, name)
     if step and _parts(model) is None:
         raise UserError(f"Received --step for model {name!r}, which has no recurrent layer; expected a recurrent one.")
-    origins = prepared.split.origins("validation", config.window, config.horizon)
-    normalized = windows_at(prepared.normalized, origins, config.window)
-    raw_windows = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
-    expected = prepared.normalizer.denormalize_target(neural_forecast(model, name, normalized, config.horizon)).astype(
-        np.float32
-    )
+    normalized, raw_windows, expected = _validation_windows(config, prepared, model, name)
     window_batches, _ = litert.in_batches(raw_windows, batch_size)
     forecast_batches, _ = litert.in_batches(expected, batch_size)
     mean = tf.constant(prepared.normalizer.mean, tf.float32)
     std = tf.constant(prepared.normalizer.std, tf.float32)
-    network, autoregressive = _litert_network(model), is_autoregressive(name)
+    network, autoregressive = _rebuilt_network(model, litert.recurrent), is_autoregressive(name)
     squeeze = (lambda windows: windows[:, :, 0]) if config.features == 1 else (lambda windows: windows)
 
     def serve(window):
@@ -264,4 +275,60 @@ def export_litert(
         step=stepper,
         quantize=quantize,
         representative=representative,
+    )
+
+
+ONNX_CHECK_BATCH = 64  # validation windows per ONNX Runtime call when an ONNX export is checked
+
+
+def export_onnx(config, workdir, name, path=None, *, series=None):
+    """Write model `name` as an ONNX model: windows in original units -> their forecasts.
+
+    Input `window: float32[batch, window]` (or `[batch, window,
+    features]`), any batch size; output `forecast: float32[batch,
+    horizon]` in original units, normalisation included. The recurrent
+    layer is ONNX's own `LSTM` or `GRU` operator (a SimpleRNN a `Loop`; see
+    `zoo.onnx_export`); an autoregressive model runs it once per forecast
+    step. Before it replaces an earlier file, the model, run by ONNX
+    Runtime, must give the trained model's forecasts on every validation
+    window to 1e-5 (relative beyond magnitude 1: near 400 ppm, one float32
+    step is 3e-5). Returns the report of `onnx_export.export` (path
+    `WORKDIR/export/NAME.onnx` by default).
+    """
+    name = _trained_name(config, name)
+    path = path or os.path.join(workdir, "export", f"{name}.onnx")
+    onnx_export.check_file_path(path)
+    prepared = prepare(config, series)
+    model = load_trained(workdir, name)
+    _, raw_windows, expected = _validation_windows(config, prepared, model, name)
+    if config.features == 1:
+        raw_windows = raw_windows[:, :, 0]
+    mean, std = prepared.normalizer.mean.astype(np.float32), prepared.normalizer.std.astype(np.float32)
+    network, autoregressive = _rebuilt_network(model, onnx_export.recurrent), is_autoregressive(name)
+
+    def serve(window):
+        # Constants made while tracing: tf2onnx would make captured tensors inputs of the model.
+        return serve_forecast(network, window, tf.constant(mean), tf.constant(std), autoregressive, config.horizon)
+
+    shape = [None, config.window] + ([] if config.features == 1 else [config.features])
+    parts = _parts(model)
+    recurrent_layers = [] if parts is None else [parts[1]]
+    starts = range(0, len(raw_windows), ONNX_CHECK_BATCH)
+    return onnx_export.export(
+        path,
+        serve,
+        [tf.TensorSpec(shape, tf.float32, name="window")],
+        model.weights,
+        metadata={
+            "task": "forecast",
+            "model": name,
+            "inputs": {"window": f"float32{shape}: the last {config.window} observations, in original units"},
+            "outputs": {"forecast": f"float32[batch, {config.horizon}]: the next {config.horizon} target values"},
+            "columns": list(prepared.series.columns),
+        },
+        batches=[{"window": raw_windows[start : start + ONNX_CHECK_BATCH]} for start in starts],
+        expected=[{"forecast": expected[start : start + ONNX_CHECK_BATCH]} for start in starts],
+        expected_recurrent=onnx_export.expected_operators(
+            recurrent_layers, calls=config.horizon if autoregressive else 1
+        ),
     )

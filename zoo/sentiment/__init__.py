@@ -25,7 +25,11 @@ from zoo.sentiment.evaluate import (
     predict_probabilities,
     roc_auc,
 )
-from zoo.sentiment.export import export_text_classifier, export_text_classifier_litert
+from zoo.sentiment.export import (
+    export_text_classifier,
+    export_text_classifier_litert,
+    export_text_classifier_onnx,
+)
 from zoo.sentiment.model import (
     AdversarialTextClassifier,
     MaskedGlobalMaxPooling1D,
@@ -57,6 +61,7 @@ __all__ = [
     "predict_probabilities",
     "export_text_classifier",
     "export_text_classifier_litert",
+    "export_text_classifier_onnx",
     "classification_metrics",
     "confusion_matrix",
     "macro_f1",
