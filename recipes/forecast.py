@@ -63,11 +63,14 @@ def format_table(metrics, steps=None):
     """A plain-text table: one row per model, overall and per-step MASE."""
     horizon = metrics["horizon"]
     steps = steps or sorted({1, max(1, horizon // 4), max(1, horizon // 2), horizon})
-    header = f"{'model':<27}{'MAE':>9}{'RMSE':>9}{'MASE':>8}" + "".join(f"{'MASE@' + str(step):>10}" for step in steps)
+    width = max([27, *(len(name) + 1 for name in metrics["models"])])
+    header = f"{'model':<{width}}{'MAE':>9}{'RMSE':>9}{'MASE':>8}" + "".join(
+        f"{'MASE@' + str(step):>10}" for step in steps
+    )
     lines = [header, "-" * len(header)]
     ranked = sorted(metrics["models"].items(), key=lambda item: item[1]["mase"])
     for name, scores in ranked:
-        row = f"{name:<27}{scores['mae']:>9.4f}{scores['rmse']:>9.4f}{scores['mase']:>8.3f}"
+        row = f"{name:<{width}}{scores['mae']:>9.4f}{scores['rmse']:>9.4f}{scores['mase']:>8.3f}"
         row += "".join(f"{scores['mase_per_step'][step - 1]:>10.3f}" for step in steps)
         lines.append(row)
     return "\n".join(lines)

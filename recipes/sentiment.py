@@ -169,12 +169,14 @@ def _input_fingerprints(args, dataset):
 
 
 def command_train(args, cells=None):
+    from zoo import cells as cell_names
     from zoo import workdir as workdir_lib
     from zoo.config import require_int
     from zoo.distribute import is_chief
 
     config = _config(args)
     config.validate()
+    cell_names.require_proj_units(config.proj_units, cells or [config.cell], "--cells" if cells else "cell")
     if args.folds is not None:  # `--folds 0` used to mean "no cross-validation", silently
         require_int("--folds", args.folds, minimum=2, expected="an integer >= 2 (omit it for one train/test split)")
     if args.max_folds is not None:

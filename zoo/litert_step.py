@@ -4,7 +4,8 @@ A `step` signature lets a device run a recurrent model one time step at a
 time (generation, online forecasting), keeping the states itself: it feeds
 each call's state outputs to the next call, starting from zeros. The states
 are named per recurrent layer `i` (in the order the network runs them):
-`h{i}` (and `c{i}` for an LSTM), float32 `(batch, units)`. The same step
+`h{i}` (and `c{i}` for an LSTM), float32 `(batch, size)`: `units`, except
+a projection LSTM's `h{i}`, which has its `proj_units`. The same step
 function serves the SavedModel and the `.tflite` model; in the `.tflite` it
 is plain builtin ops (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD), not the
 fused LSTM op, so it keeps no state of its own between calls.
@@ -19,6 +20,17 @@ import tensorflow as tf
 import layers
 
 STEP = "step"
+# Our sequence layers, plain and variant, that the exports read and step through.
+SEQUENCE_LAYERS = (
+    layers.SimpleRNN,
+    layers.LSTM,
+    layers.GRU,
+    layers.LayerNormSimpleRNN,
+    layers.LayerNormLSTM,
+    layers.LayerNormGRU,
+    layers.PeepholeLSTM,
+    layers.ProjectionLSTM,
+)
 
 
 @dataclasses.dataclass
@@ -50,29 +62,34 @@ def state_names(recurrent_layers):
     return names
 
 
+def _sizes(layer):
+    sizes = layer.cell.state_size
+    return list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
+
+
 def zero_states(recurrent_layers, batch_size):
-    """The initial states `{name: zeros (batch_size, units)}` of `recurrent_layers`."""
+    """The initial states `{name: zeros (batch_size, size)}` of `recurrent_layers`."""
     return {
-        name: np.zeros((batch_size, layer.cell.units), np.float32)
+        name: np.zeros((batch_size, size), np.float32)
         for layer, names in zip(recurrent_layers, state_names(recurrent_layers))
-        for name in names
+        for name, size in zip(names, _sizes(layer))
     }
 
 
 def state_specs(recurrent_layers, batch_size):
     """`tf.TensorSpec`s of the states of `recurrent_layers`, in order."""
     return [
-        tf.TensorSpec([batch_size, layer.cell.units], tf.float32, name=name)
+        tf.TensorSpec([batch_size, size], tf.float32, name=name)
         for layer, names in zip(recurrent_layers, state_names(recurrent_layers))
-        for name in names
+        for name, size in zip(names, _sizes(layer))
     ]
 
 
 def _check_layer(layer):
-    if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)) or layer.go_backwards:
+    if not isinstance(layer, SEQUENCE_LAYERS) or layer.go_backwards:
         raise ValueError(
-            f"Layer {layer.name!r} ({type(layer).__name__}) cannot be stepped; expected a forward LSTM, GRU or "
-            "SimpleRNN of ours (a bidirectional layer reads its whole input)."
+            f"Layer {layer.name!r} ({type(layer).__name__}) cannot be stepped; expected a forward recurrent layer "
+            "of ours (a bidirectional layer reads its whole input)."
         )
 
 

@@ -111,6 +111,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, class_files):
         (["--data", str(table), *class_files], "several data sources"),
         ([*class_files, "--set", "units=-3"], "`units`: -3"),
         ([*class_files, "--set", "colour=red"], "Unknown config field 'colour'"),
+        ([*class_files, "--set", "proj_units=4"], "proj_units=4 with cell=lstm; proj_units applies to projection_lstm"),
     ]
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
@@ -122,6 +123,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, class_files):
         assert "Traceback" not in err
     code, _, err = run_cli(["predict", "--workdir", workdir, "fine"], capsys)
     assert code == 2 and "No metrics.json" in err
+    code, _, err = run_cli(
+        ["benchmark", "--workdir", workdir, *class_files, "--cells", "layernorm_gru,lstm", "--set", "proj_units=4"],
+        capsys,
+    )
+    assert code == 2 and "proj_units=4 with --cells=layernorm_gru,lstm" in err
 
 
 def test_tfds_source_through_the_command_line(tmp_path, capsys):

@@ -444,8 +444,39 @@ def test_cell_names_accept_the_old_spellings():
     assert cells.canonical_name("simple_rnn-autoregressive") == "rnn-autoregressive"
     assert cells.canonical_name("conv") == "conv"
     assert cells.is_cell("SimpleRNN") and not cells.is_cell("conv")
-    with pytest.raises(UserError, match=r"`cell`: 'transformer'; expected one of \['rnn', 'lstm', 'gru'\]"):
+    with pytest.raises(
+        UserError, match=r"`cell`: 'transformer'; expected one of \['rnn', 'lstm', 'gru', 'layernorm_rnn', "
+    ):
         cells.canonical("transformer")
+
+
+def test_variant_cell_names_and_their_arguments():
+    import layers
+
+    expected = {
+        "layernorm_rnn": layers.LayerNormSimpleRNN,
+        "layernorm_lstm": layers.LayerNormLSTM,
+        "layernorm_gru": layers.LayerNormGRU,
+        "peephole_lstm": layers.PeepholeLSTM,
+        "projection_lstm": layers.ProjectionLSTM,
+    }
+    assert {name: cells.layer_class(name) for name in cells.VARIANTS} == expected
+    assert all(cells.is_cell(name) and cells.canonical(name) == name for name in cells.VARIANTS)
+    assert cells.canonical_name("layernorm_gru-autoregressive") == "layernorm_gru-autoregressive"
+    message = str(pytest.raises(UserError, cells.canonical, "layernorm", "models").value)
+    assert message.count("\n") == 0 and "`models`: 'layernorm'" in message
+    assert all(repr(name) in message for name in cells.CELLS)
+    # projection_lstm projects to units // 2 (at least 1) unless proj_units says otherwise; no other cell takes it.
+    assert cells.layer_arguments("projection_lstm", 64) == {"proj_units": 32}
+    assert cells.layer_arguments("projection_lstm", 1) == {"proj_units": 1}
+    assert cells.layer_arguments("projection_lstm", 64, 48) == {"proj_units": 48}
+    assert cells.layer_arguments("layernorm_lstm", 64, 48) == {} and cells.layer_arguments("LSTM", 64) == {}
+    assert cells.require_proj_units(0, ["lstm"]) == 0
+    assert cells.require_proj_units(8, ["conv", "projection_lstm-autoregressive"], "models") == 8
+    with pytest.raises(UserError, match=r"proj_units=8 with models=lstm,gru; proj_units applies to projection_lstm"):
+        cells.require_proj_units(8, ["lstm", "gru"], "models")
+    with pytest.raises(UserError, match=r"`proj_units`.*expected 0 \(units // 2 for projection_lstm\)"):
+        cells.require_proj_units(-1, ["projection_lstm"])
 
 
 def test_registry_resolves_cell_aliases_and_lists_known_names():

@@ -96,9 +96,13 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
     # each recurrent layer), so the state carried between batches is exact.
     hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
     for index in range(config.num_layers):
-        hidden = layer_class(config.units, return_sequences=True, stateful=stateful, name=f"{config.cell}_{index}")(
-            hidden
-        )
+        hidden = layer_class(
+            config.units,
+            return_sequences=True,
+            stateful=stateful,
+            name=f"{config.cell}_{index}",
+            **cells.layer_arguments(config.cell, config.units, config.proj_units),
+        )(hidden)
         hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
     logits = keras.layers.Dense(vocabulary_size, name="logits")(hidden)
     return keras.Model(ids, logits, name=f"char_lm_{config.cell}")

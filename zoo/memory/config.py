@@ -14,7 +14,7 @@ from zoo.config import (
 )
 from zoo.errors import UserError
 from zoo.memory.data import TASKS, copy_layout
-from zoo.memory.model import MODELS, require_model, width_for_budget
+from zoo.memory.model import DEFAULT_MODELS, MODELS, require_model, width_for_budget
 
 # The longest sequence (adding length or copy delay) a run accepts. The
 # stored states of back-propagation through time grow with the length T:
@@ -29,7 +29,7 @@ class MemoryConfig:
     """One model on one memory task."""
 
     task: Literal["adding", "copy"] = "adding"  # which task
-    model: str = "lstm"  # which model: rnn, lstm, gru (see zoo.cells) or conv
+    model: str = "lstm"  # which model: a cell of zoo.cells (rnn, lstm, gru, layernorm_lstm, ...) or conv
     length: int = 100  # T: adding sequence length, or the copy task's delay
     parameter_budget: int = 4500  # trainable weights; the width is chosen to come closest
     conv_layers: int = 4  # causal conv layers, dilations 1, 2, 4, ... (receptive field 1 + 2*(2**n - 1))
@@ -89,7 +89,9 @@ class StudyConfig:
 
     adding_lengths: tuple[int, ...] = (25, 50, 100, 200, 400)  # adding problem lengths T to train at
     copy_delays: tuple[int, ...] = (10, 25, 50, 100)  # copy task delays T (sequence length T + 2 * copy_length)
-    models: tuple[str, ...] = MODELS  # compared models, from rnn, lstm, gru, conv
+    models: tuple[str, ...] = (
+        DEFAULT_MODELS  # compared models: conv and cells of zoo.cells (rnn, lstm, gru, layernorm_lstm, ...)
+    )
     train_steps: int = 400  # batches per training run, the same for every model and length
     batch_size: int = 64  # sequences per batch
     evaluations: int = 4  # test-error measurements per run (train_steps must be a multiple)

@@ -1,8 +1,11 @@
-"""The four compared models, built at matched parameter counts.
+"""The compared models, built at matched parameter counts.
 
-Our `SimpleRNN`, `LSTM` and `GRU`, and a causal dilated convolution with a
-fixed receptive field; `width_for_budget` picks each model's width so that
-its parameter count comes closest to a common budget.
+Our `SimpleRNN`, `LSTM` and `GRU` (the study's default four with the
+convolution), the variant cells of `zoo.cells` (`layernorm_lstm`, ...), and a
+causal dilated convolution with a fixed receptive field; `width_for_budget`
+picks each model's width so that its parameter count comes closest to a
+common budget. A `projection_lstm` of width `u` projects to `u // 2`
+(`zoo.cells.projection_units`), and its head reads the projection.
 """
 
 import dataclasses
@@ -15,6 +18,7 @@ from zoo.errors import UserError
 from zoo.memory.data import ADDING_FEATURES, copy_layout
 
 MODELS = (*cells.CELLS, "conv")
+DEFAULT_MODELS = (*cells.PLAIN, "conv")  # the study's default comparison
 CONV_KERNEL_SIZE = 3  # kernel width of every causal convolution layer
 
 
@@ -44,12 +48,25 @@ def parameter_count(model, width, task, conv_layers=4, copy_length=10, alphabet_
     model = cells.canonical_name(require_model("model", model))
     features, outputs = _task_sizes(task, copy_length, alphabet_size)
     head = (width + 1) * outputs
+    lstm = 4 * width * (features + width + 1)
+    gru = 3 * width * (features + width + 2)  # reset_after=True: two bias rows
     if model == "rnn":
         return width * (features + width + 1) + head
     if model == "lstm":
-        return 4 * width * (features + width + 1) + head
-    if model == "gru":  # reset_after=True: two bias rows
-        return 3 * width * (features + width + 2) + head
+        return lstm + head
+    if model == "gru":
+        return gru + head
+    if model == "layernorm_rnn":  # one gamma, no beta
+        return width * (features + width + 2) + head
+    if model == "layernorm_lstm":  # gamma and beta over 4u (kernel), 4u (recurrent), u (state)
+        return lstm + 18 * width + head
+    if model == "layernorm_gru":  # gamma and beta over 3u (kernel), 2u (recurrent), u (candidate)
+        return gru + 12 * width + head
+    if model == "peephole_lstm":  # three peephole vectors
+        return lstm + 3 * width + head
+    if model == "projection_lstm":  # the recurrent kernel and the head read the projection
+        projection = cells.projection_units(width)
+        return 4 * width * (features + projection + 1) + width * projection + (projection + 1) * outputs
     first = CONV_KERNEL_SIZE * features * width + width
     rest = (conv_layers - 1) * (CONV_KERNEL_SIZE * width * width + width)
     return first + rest + head
@@ -82,7 +99,11 @@ def build_model(config):
     inputs = keras.Input((config.sequence_length, features), name="sequence")
     if cells.is_cell(config.model):
         hidden = cells.layer_class(config.model)(
-            width, return_sequences=every_step, bptt_steps=config.bptt_steps, name="recurrent"
+            width,
+            return_sequences=every_step,
+            bptt_steps=config.bptt_steps,
+            name="recurrent",
+            **cells.layer_arguments(config.model, width),
         )(inputs)
     else:
         hidden = inputs

@@ -489,10 +489,10 @@ def render_report(metrics, plots, plot_problem):
             f"## Gradient flow (adding problem, T = {config['probe_length']})",
             "",
             "Mean over test sequences of the norm of d(squared error at the last step) / d(state at step T-1-distance), "
-            "the total derivative through every later step (state = h, or (h, c) for the LSTM), measured by running "
-            "our cell step by step under `tf.GradientTape`. `init`: the same weights before training; `trained`: after "
-            "the ladder run at this length (a small trained error also shrinks every entry, so compare the shape "
-            "along a column). Last row: norm at the largest distance divided by norm at distance 0.",
+            "the total derivative through every later step (state = h, or (h, c) for an LSTM, or (r, c) for a "
+            "projection LSTM, r being its projected output), measured by running our cell step by step under "
+            "`tf.GradientTape`. `init`: the same weights before training; `trained`: after the ladder run at this "
+            "length (a small trained error also shrinks every entry, so compare the shape along a column). Last row: norm at the largest distance divided by norm at distance 0.",
             "",
             table,
             "",

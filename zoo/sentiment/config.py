@@ -22,8 +22,11 @@ STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "non
 @dataclasses.dataclass
 class SentimentConfig:
     # --- recurrent model -------------------------------------------------
-    cell: str = "lstm"  # recurrent cell, from `layers`: rnn, lstm or gru (see zoo.cells)
+    cell: str = (
+        "lstm"  # recurrent cell, from `layers`: rnn, lstm, gru or a variant such as layernorm_lstm (see zoo.cells)
+    )
     units: int = 64  # hidden units per direction and layer
+    proj_units: int = 0  # projection_lstm only: size of its projected output and state; 0 = units // 2
     num_layers: int = 1  # stacked recurrent layers
     bidirectional: bool = True  # wrap each recurrent layer in keras.layers.Bidirectional
     pooling: Literal["last", "max", "mean"] = (
@@ -115,6 +118,8 @@ class SentimentConfig:
         require_float("ngram_learning_rate", self.ngram_learning_rate, above=0.0, optional=True)
         require_float("max_minutes", self.max_minutes, above=0.0, optional=True)
         cells.canonical(self.cell)
+        # Not checked against `cell`: the benchmark trains the cells of its --cells instead, and checks those.
+        cells.require_proj_units(self.proj_units)
         require_choice("monitor", self.monitor, MONITORS)
         require_choice("member_validation", self.member_validation, MEMBER_VALIDATION)
         for name in ("ensemble", "baseline_ensemble"):

@@ -332,6 +332,7 @@ def build_model(config, num_classes=2, training_texts=None):
             return_sequences=not last or config.pooling != "last",
             recurrent_dropout=config.recurrent_dropout,
             name=f"{config.cell}_{index + 1}",
+            **cells.layer_arguments(config.cell, config.units, config.proj_units),
         )
         if config.bidirectional:
             recurrent = keras.layers.Bidirectional(recurrent, name=f"bidirectional_{config.cell}_{index + 1}")

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo import cells as cell_names
 from zoo import checkpoints, registry, training
 from zoo.callbacks import chief_writes
 from zoo.config import require_int
@@ -350,6 +351,7 @@ def train_and_evaluate(
     train.require_classes(2)
     train.require_text()
     cells = list(cells or [config.cell])
+    cell_names.require_proj_units(config.proj_units, cells, "cells")
     num_classes = len(train.class_names)
     inner_indices, validation_indices = stratified_split(train.labels, config.validation_fraction, config.seed)
     inner, validation = train.subset(inner_indices), train.subset(validation_indices)
