@@ -14,9 +14,7 @@ MAX_MARKOV_ORDER = 20
 class CharLMConfig:
     """Hyper-parameters of a character language model run (`--set key=value`)."""
 
-    cell: str = (
-        "lstm"  # recurrent cell of every layer: rnn, lstm, gru or a variant such as layernorm_lstm (see zoo.cells)
-    )
+    cell: str = "lstm"  # recurrent cell of every layer: rnn, lstm, gru, layernorm_lstm, ... (see zoo.cells)
     units: int = 512  # state size of each recurrent layer
     proj_units: int = 0  # projection_lstm only: size of its output and fed-back state; 0 = units // 2
     num_layers: int = 1  # recurrent layers stacked

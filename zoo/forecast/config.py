@@ -41,9 +41,7 @@ class ForecastConfig:
     validation_fraction: float = 0.15  # share of the series (after training, before test) for early stopping
     test_fraction: float = 0.15  # final share of the series, only used for the reported metrics
     season_period: int = 0  # seasonal period in steps; 0 infers it from the training part; 1 means none
-    models: tuple[str, ...] = (
-        "lstm",
-    )  # neural models to train: conv, a cell of zoo.cells (rnn, lstm, gru, layernorm_lstm, ...), CELL-autoregressive
+    models: tuple[str, ...] = ("lstm",)  # conv, CELL, CELL-autoregressive; CELL: rnn, lstm, gru, layernorm_lstm, ...
     units: int = 64  # recurrent units (and convolution filters)
     proj_units: int = 0  # projection_lstm models only: size of the projected output and state; 0 = units // 2
     epochs: int = 60  # maximum epochs per model

@@ -89,9 +89,7 @@ class StudyConfig:
 
     adding_lengths: tuple[int, ...] = (25, 50, 100, 200, 400)  # adding problem lengths T to train at
     copy_delays: tuple[int, ...] = (10, 25, 50, 100)  # copy task delays T (sequence length T + 2 * copy_length)
-    models: tuple[str, ...] = (
-        DEFAULT_MODELS  # compared models: conv and cells of zoo.cells (rnn, lstm, gru, layernorm_lstm, ...)
-    )
+    models: tuple[str, ...] = DEFAULT_MODELS  # compared models: conv and cells (rnn, lstm, gru, layernorm_lstm, ...)
     train_steps: int = 400  # batches per training run, the same for every model and length
     batch_size: int = 64  # sequences per batch
     evaluations: int = 4  # test-error measurements per run (train_steps must be a multiple)

@@ -22,9 +22,7 @@ STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "non
 @dataclasses.dataclass
 class SentimentConfig:
     # --- recurrent model -------------------------------------------------
-    cell: str = (
-        "lstm"  # recurrent cell, from `layers`: rnn, lstm, gru or a variant such as layernorm_lstm (see zoo.cells)
-    )
+    cell: str = "lstm"  # recurrent cell, from `layers`: rnn, lstm, gru, layernorm_lstm, ... (see zoo.cells)
     units: int = 64  # hidden units per direction and layer
     proj_units: int = 0  # projection_lstm only: size of its projected output and state; 0 = units // 2
     num_layers: int = 1  # stacked recurrent layers
