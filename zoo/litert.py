@@ -105,9 +105,10 @@ def _keras_lstm(inputs, initial_h, initial_c, kernel, recurrent_kernel, bias):
 
 
 def _fusable(cell):
-    # Exactly `LSTMCell`: the variants subclass it, but the converter fuses only the plain LSTM's composite.
+    # Exactly `LSTMCell` (ours or Keras's): our variants subclass ours, but the converter fuses only the plain
+    # LSTM's composite. Both keep the gates in the order i, f, c, o, as `_keras_lstm` reads them.
     return (
-        type(cell) is layers.LSTMCell
+        type(cell) in (layers.LSTMCell, keras.layers.LSTMCell)
         and keras.activations.serialize(cell.activation) == "tanh"
         and keras.activations.serialize(cell.recurrent_activation) == "sigmoid"
     )
@@ -134,7 +135,8 @@ def recurrent(layer, inputs, lengths=None):
     """What `layer` returns for `inputs` (batch-major, static batch size), as a graph the converter takes.
 
     `layer` is one of our sequence layers (`litert_step.SEQUENCE_LAYERS`: `layers.LSTM`,
-    `GRU`, `SimpleRNN` and the variants' layers) or a
+    `GRU`, `SimpleRNN` and the variants' layers), Keras's `SimpleRNN`, `LSTM`
+    or `GRU`, or a
     `keras.layers.Bidirectional` of one, starting from
     zero states. `lengths` (int32, `(batch,)`), if given, is the number of
     valid steps of each row, the rest being padding on the right: the
@@ -160,7 +162,10 @@ def recurrent(layer, inputs, lengths=None):
 def _direction(layer, inputs, lengths, backwards):
     """All outputs of one direction, in the order it reads them (reversed within lengths if `backwards`)."""
     if not isinstance(layer, litert_step.SEQUENCE_LAYERS):
-        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is not one of our recurrent layers.")
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) is not one of our recurrent layers or Keras's "
+            "SimpleRNN, LSTM or GRU."
+        )
     if layer.return_state:
         raise ValueError(f"Layer {layer.name!r}: return_state is not supported.")
     if backwards:
@@ -186,7 +191,9 @@ def _direction(layer, inputs, lengths, backwards):
         return outputs
     sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
     states = [tf.zeros([batch, size], inputs.dtype) for size in sizes]
-    outputs, _ = _scan(lambda x, states: cell.step(x, states, None), tf.transpose(inputs, (1, 0, 2)), states)
+    outputs, _ = _scan(
+        lambda x, states: litert_step.cell_step(cell, x, states), tf.transpose(inputs, (1, 0, 2)), states
+    )
     return tf.transpose(outputs, (1, 0, 2))
 
 

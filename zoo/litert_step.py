@@ -20,7 +20,8 @@ import tensorflow as tf
 import layers
 
 STEP = "step"
-# Our sequence layers, plain and variant, that the exports read and step through.
+# The sequence layers that the exports read and step through: ours, plain and
+# variant, and Keras's built-in ones (a recipe's `implementation="keras"`).
 SEQUENCE_LAYERS = (
     layers.SimpleRNN,
     layers.LSTM,
@@ -30,7 +31,19 @@ SEQUENCE_LAYERS = (
     layers.LayerNormGRU,
     layers.PeepholeLSTM,
     layers.ProjectionLSTM,
+    keras.layers.SimpleRNN,
+    keras.layers.LSTM,
+    keras.layers.GRU,
 )
+LSTM_CELLS = (layers.LSTMCell, keras.layers.LSTMCell)  # cells whose states are (h, c)
+
+
+def cell_step(cell, inputs, states):
+    """One step of a recurrent `cell` (ours or Keras's) without dropout: (output, new states as a list)."""
+    if isinstance(cell, (keras.layers.SimpleRNNCell, keras.layers.LSTMCell, keras.layers.GRUCell)):
+        output, new_states = cell(inputs, list(states), training=False)
+        return output, list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+    return cell.step(inputs, list(states), None)
 
 
 @dataclasses.dataclass
@@ -58,7 +71,7 @@ def state_names(recurrent_layers):
     names = []
     for index, layer in enumerate(recurrent_layers):
         _check_layer(layer)
-        names.append([f"h{index}", f"c{index}"] if isinstance(layer.cell, layers.LSTMCell) else [f"h{index}"])
+        names.append([f"h{index}", f"c{index}"] if isinstance(layer.cell, LSTM_CELLS) else [f"h{index}"])
     return names
 
 
@@ -89,7 +102,7 @@ def _check_layer(layer):
     if not isinstance(layer, SEQUENCE_LAYERS) or layer.go_backwards:
         raise ValueError(
             f"Layer {layer.name!r} ({type(layer).__name__}) cannot be stepped; expected a forward recurrent layer "
-            "of ours (a bidirectional layer reads its whole input)."
+            "of ours or Keras's SimpleRNN, LSTM or GRU (a bidirectional layer reads its whole input)."
         )
 
 
@@ -101,7 +114,7 @@ def run_layers(recurrent_layers, inputs, states):
     states, new_states, hidden = list(states), {}, inputs
     for layer, names in zip(recurrent_layers, state_names(recurrent_layers)):
         layer_states, states = states[: len(names)], states[len(names) :]
-        hidden, layer_states = layer.cell.step(hidden, layer_states, None)
+        hidden, layer_states = cell_step(layer.cell, hidden, layer_states)
         new_states.update(zip(names, layer_states))
     return hidden, new_states
 

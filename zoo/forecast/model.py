@@ -64,7 +64,8 @@ def _compile(model, config):
 
 
 def _recurrent_layer(config, recurrent):
-    return cells.layer_class(recurrent)(
+    """Our layer for the cell `recurrent`, or Keras's with `config.implementation="keras"`."""
+    return cells.layer_class(recurrent, config.implementation)(
         config.units, name=recurrent, **cells.layer_arguments(recurrent, config.units, config.proj_units)
     )
 

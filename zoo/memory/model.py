@@ -86,9 +86,9 @@ def width_for_budget(model, parameter_budget, task, conv_layers=4, copy_length=1
 def build_model(config):
     """The compiled model for `config`.
 
-    Recurrent models are `Input -> <our layer> (named "recurrent") -> Dense
-    (named "head")`; the adding problem reads the last step, the copy task
-    every step. The convolutional model stacks causal Conv1D layers with
+    Recurrent models are `Input -> <our layer, or Keras's with
+    implementation="keras"> (named "recurrent") -> Dense (named "head")`;
+    the adding problem reads the last step, the copy task every step. The convolutional model stacks causal Conv1D layers with
     dilations 1, 2, 4, ...; on the adding problem its last step sees only the
     last `receptive_field(conv_layers)` inputs.
     """
@@ -98,11 +98,13 @@ def build_model(config):
     width = config.width
     inputs = keras.Input((config.sequence_length, features), name="sequence")
     if cells.is_cell(config.model):
-        hidden = cells.layer_class(config.model)(
+        # Keras's layers take no `bptt_steps` (`MemoryConfig.validate` refuses one with them).
+        truncation = {} if config.implementation == "keras" else {"bptt_steps": config.bptt_steps}
+        hidden = cells.layer_class(config.model, config.implementation)(
             width,
             return_sequences=every_step,
-            bptt_steps=config.bptt_steps,
             name="recurrent",
+            **truncation,
             **cells.layer_arguments(config.model, width),
         )(inputs)
     else:
