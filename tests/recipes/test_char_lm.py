@@ -205,10 +205,50 @@ def test_a_variant_cell_resumes_loads_and_exports(tmp_path, text_file, capsys):
     assert litert.metadata(open(report["path"], "rb").read())["states"] == {"h0": [1, 6], "c0": [1, 16]}
 
 
+def test_benchmark_trains_ours_and_keras_side_by_side(tmp_path, text_file, capsys):
+    workdir = str(tmp_path / "bench")
+    assert recipe.main(["benchmark", "--workdir", workdir, "--text", text_file, *_sets(TINY)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] in (["ours"], ["keras"])}
+    assert set(rows) == {"ours", "keras"}
+    for epochs, first, median, final, best in rows.values():
+        assert epochs == "2" and float(first) > 0 and float(median) > 0
+        assert math.isfinite(float(final)) and math.isfinite(float(best))
+    assert "time per epoch, keras / ours: " in out and "same initial weights: yes" in out
+    result = json.load(open(os.path.join(workdir, "benchmark.json")))
+    assert result["same_initial_weights"] is True
+    ours, theirs = result["implementations"]["ours"], result["implementations"]["keras"]
+    assert len(ours["epoch_seconds"]) == len(theirs["epoch_seconds"]) == 2
+    # The same weights, data and dropout draws: the two implementations of the same network learn the same.
+    np.testing.assert_allclose(ours["val_nats_per_char"], theirs["val_nats_per_char"], atol=1e-3)
+    comparison = result["summary"]["keras_over_ours"]
+    assert comparison["median_epoch_time_ratio"] == pytest.approx(theirs["epoch_seconds"][1] / ours["epoch_seconds"][1])
+
+
 @pytest.mark.parametrize(
     "make_argv, words",
     [
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "unitz=3"], ["unitz", "Known fields"]),
+        (
+            lambda tmp, text: ["benchmark", "--workdir", tmp, "--text", text, "--set", "cell=peephole_lstm"],
+            ["implementation='keras' with cell=peephole_lstm", "no built-in layer"],
+        ),
+        (
+            lambda tmp, text: ["benchmark", "--workdir", tmp, "--text", text, "--implementations", "ours,tf"],
+            ["`--implementations`", "'ours,tf'", "ours, keras"],
+        ),
+        (
+            lambda tmp, text: [
+                "train",
+                "--workdir",
+                tmp,
+                "--set",
+                "implementation=keras",
+                "--set",
+                "cell=layernorm_gru",
+            ],
+            ["implementation='keras' with cell=layernorm_gru"],
+        ),
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "cell=transformer"], ["cell", "transformer"]),
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "units=0"], ["units", "positive"]),
         (
@@ -279,7 +319,7 @@ def test_help_explains_every_verb(capsys):
         recipe.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for verb in ("train", "evaluate", "sample", "export", "baselines"):
+    for verb in ("train", "evaluate", "sample", "export", "baselines", "benchmark"):
         assert verb in out
 
 

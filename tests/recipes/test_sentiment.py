@@ -240,7 +240,7 @@ def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, clas
     report = json.loads(open(os.path.join(workdir, "metrics.json")).read())
     assert report["protocol"] == "stratified 2-fold cross-validation, seed 0"
     assert [fold["examples"]["test"] for fold in report["folds"]] == [24, 24]
-    for name in ("gru", "baseline"):
+    for name in ("gru", "gru-keras", "baseline"):
         accuracy = report["summary"][name]["accuracy"]
         values = [fold["models"][name]["accuracy"] for fold in report["folds"]]
         assert accuracy["values"] == values
@@ -248,6 +248,16 @@ def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, clas
         assert accuracy["std"] == pytest.approx(np.std(values, ddof=1))
         assert name in out
     assert "CNN-rand" in out and "76.10" in out
+    # The benchmark trains Keras's GRU beside ours in every fold and puts them side by side.
+    (row,) = report["ours_against_keras"]
+    assert (row["model"], row["ours"], row["keras"], row["folds"]) == ("gru", "gru", "gru-keras", 2)
+    assert row["ours_seconds_per_fold"] > 0 and row["keras_seconds_per_fold"] > 0
+    assert row["accuracy_difference"][0] == pytest.approx(
+        np.mean(
+            [fold["models"]["gru-keras"]["accuracy"] - fold["models"]["gru"]["accuracy"] for fold in report["folds"]]
+        )
+    )
+    assert "ours against Keras's" in out
     # Resuming reuses the finished folds instead of training again.
     assert recipe.main([*argv, "--resume"]) == 0
     assert "reusing" not in capsys.readouterr().out  # --quiet

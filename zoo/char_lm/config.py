@@ -17,9 +17,7 @@ class CharLMConfig:
     cell: str = "lstm"  # recurrent cell of every layer: rnn, lstm, gru, layernorm_lstm, ... (see zoo.cells)
     units: int = 512  # state size of each recurrent layer
     proj_units: int = 0  # projection_lstm only: size of its output and fed-back state; 0 = units // 2
-    implementation: str = (
-        "ours"  # recurrent layers: ours (layers/) or keras (keras.layers.SimpleRNN/LSTM/GRU; rnn, lstm, gru only)
-    )
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
     dropout: float = 0.25  # dropout on the embedding and after every recurrent layer (training only)

@@ -44,9 +44,7 @@ class ForecastConfig:
     models: tuple[str, ...] = ("lstm",)  # conv, CELL, CELL-autoregressive; CELL: rnn, lstm, gru, layernorm_lstm, ...
     units: int = 64  # recurrent units (and convolution filters)
     proj_units: int = 0  # projection_lstm models only: size of the projected output and state; 0 = units // 2
-    implementation: str = (
-        "ours"  # recurrent layers: ours (layers/) or keras (keras.layers.SimpleRNN/LSTM/GRU; rnn, lstm, gru only)
-    )
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     epochs: int = 60  # maximum epochs per model
     patience: int = 12  # stop a model after this many epochs without a better validation loss
     plateau_patience: int = (

@@ -33,9 +33,7 @@ class MemoryConfig:
     length: int = 100  # T: adding sequence length, or the copy task's delay
     parameter_budget: int = 4500  # trainable weights; the width is chosen to come closest
     conv_layers: int = 4  # causal conv layers, dilations 1, 2, 4, ... (receptive field 1 + 2*(2**n - 1))
-    implementation: str = (
-        "ours"  # recurrent layers: ours (layers/) or keras (keras.layers.SimpleRNN/LSTM/GRU; rnn, lstm, gru only)
-    )
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     bptt_steps: int | None = None  # truncated BPTT chunk length for recurrent models (ours only); None = full
     mark_distance: int | None = None  # adding: None = one mark per half; d = first mark d steps before the last
     copy_length: int = 10  # copy: letters to remember
@@ -99,7 +97,7 @@ class StudyConfig:
     adding_lengths: tuple[int, ...] = (25, 50, 100, 200, 400)  # adding problem lengths T to train at
     copy_delays: tuple[int, ...] = (10, 25, 50, 100)  # copy task delays T (sequence length T + 2 * copy_length)
     models: tuple[str, ...] = DEFAULT_MODELS  # compared models: conv and cells (rnn, lstm, gru, layernorm_lstm, ...)
-    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (keras.layers.SimpleRNN/LSTM/GRU; rnn, lstm, gru only; needs truncation_models empty)
+    implementation: str = "ours"  # ours (layers/) or keras (Keras's; rnn, lstm, gru only; truncation_models empty)
     train_steps: int = 400  # batches per training run, the same for every model and length
     batch_size: int = 64  # sequences per batch
     evaluations: int = 4  # test-error measurements per run (train_steps must be a multiple)

@@ -25,9 +25,7 @@ class SentimentConfig:
     cell: str = "lstm"  # recurrent cell, from `layers`: rnn, lstm, gru, layernorm_lstm, ... (see zoo.cells)
     units: int = 64  # hidden units per direction and layer
     proj_units: int = 0  # projection_lstm only: size of its projected output and state; 0 = units // 2
-    implementation: str = (
-        "ours"  # recurrent layers: ours (layers/) or keras (keras.layers.SimpleRNN/LSTM/GRU; rnn, lstm, gru only)
-    )
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     num_layers: int = 1  # stacked recurrent layers
     bidirectional: bool = True  # wrap each recurrent layer in keras.layers.Bidirectional
     pooling: Literal["last", "max", "mean"] = (
