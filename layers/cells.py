@@ -35,6 +35,9 @@ class _RecurrentCell(keras.layers.Layer, _DropoutProtocol):
     """
 
     _gate_count = 1
+    # Whether the dropout seed generator is made before the initializers
+    # (Keras's SimpleRNNCell) or after them (its LSTMCell and GRUCell).
+    _seed_generator_first = False
 
     def __init__(
         self,
@@ -60,6 +63,17 @@ class _RecurrentCell(keras.layers.Layer, _DropoutProtocol):
         kwargs.pop("implementation", None)
         super().__init__(**kwargs)
         self.units = positive_int("units", units)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(
+                f"Received an invalid value for argument `seed`, expected an integer or None, got {seed!r}."
+            )
+        self.seed = seed
+        # An unseeded initializer or seed generator draws its seed from the
+        # global generator when it is made, so making them in the order of the
+        # Keras cell of the same name gives the same initial weights for the
+        # same `keras.utils.set_random_seed`.
+        if self._seed_generator_first:
+            self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.activation = resolve("activation", activations.get, activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = resolve("kernel_initializer", initializers.get, kernel_initializer)
@@ -73,12 +87,8 @@ class _RecurrentCell(keras.layers.Layer, _DropoutProtocol):
         self.bias_constraint = resolve("bias_constraint", constraints.get, bias_constraint)
         self.dropout = rate("dropout", dropout)
         self.recurrent_dropout = rate("recurrent_dropout", recurrent_dropout)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(
-                f"Received an invalid value for argument `seed`, expected an integer or None, got {seed!r}."
-            )
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        if not self._seed_generator_first:
+            self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.output_size = self.units
         self.reset_dropout_masks()
 
@@ -404,6 +414,7 @@ class SimpleRNNCell(_RecurrentCell):
     """
 
     _gate_count = 1
+    _seed_generator_first = True
 
     def step(self, inputs, states, recurrent_mask):
         h_tm1 = states[0]

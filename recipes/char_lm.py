@@ -6,6 +6,7 @@
     python -m recipes.char_lm sample --workdir runs/shakespeare --prompt "ROMEO:" --length 300
     python -m recipes.char_lm export --workdir runs/shakespeare
     python -m recipes.char_lm baselines --text tinyshakespeare.txt
+    python -m recipes.char_lm benchmark --workdir runs/bench --text tinyshakespeare.txt --set epochs=3
 
 The corpus is a UTF-8 file (--text), a TensorFlow Datasets corpus (--tfds), or
 by default the English help text shipped with CPython (pydoc_data.topics).
@@ -14,6 +15,8 @@ reads the text as `batch_size` contiguous streams, `seq_len` characters at a
 time, carrying the recurrent state across batches (truncated BPTT), and
 reports validation nats/char, bits/char and perplexity each epoch next to
 Markov (interpolated Kneser-Ney) baselines scored on the same characters.
+`--set implementation=keras` builds the same model with Keras's LSTM (GRU,
+SimpleRNN); `benchmark` trains ours and Keras's side by side.
 """
 
 import argparse
@@ -165,6 +168,25 @@ def build_parser():
     baselines.formatter_class = argparse.RawDescriptionHelpFormatter
     _cli.add_run_arguments(baselines, workdir_required=False, training=False)
     _add_source_arguments(baselines)
+
+    benchmark = verbs.add_parser(
+        "benchmark",
+        help="Train the model with our layers and with Keras's, side by side: seconds per epoch, validation loss.",
+        description="Ours against Keras's: one model per implementation from the same config, corpus and seed "
+        "(the same initial weights), trained in one process an epoch at a time, alternating which goes first. "
+        "Prints a row per implementation (first epoch, which includes tracing; median seconds per epoch after "
+        "it; final and best validation nats/char), a row per epoch, and the time ratio keras / ours. Writes "
+        "WORKDIR/benchmark.json. No checkpoints: `train` makes a run to keep.",
+        epilog=fields,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _cli.add_run_arguments(benchmark, training=False)
+    _add_source_arguments(benchmark)
+    benchmark.add_argument(
+        "--implementations",
+        default="ours,keras",
+        help="Comma-separated implementations to train, from ours, keras (default: ours,keras).",
+    )
     return parser
 
 
@@ -178,6 +200,8 @@ def main(argv):
         return _sample(args)
     if args.verb == "export":
         return _export(args)
+    if args.verb == "benchmark":
+        return _benchmark(args)
     return _baselines(args)
 
 
@@ -302,6 +326,25 @@ def _baselines(args):
         from zoo.files import atomic_write_json
 
         atomic_write_json(os.path.join(args.workdir, "baselines.json"), metrics)
+    return 0
+
+
+def _benchmark(args):
+    from zoo import cells
+    from zoo.char_lm import benchmark as benchmark_lib
+
+    implementations = _cli.comma_separated("--implementations", args.implementations, cells.IMPLEMENTATIONS)
+    config = _config(args)
+    benchmark_lib.require_implementations(implementations, config.cell, "--implementations")
+    result = benchmark_lib.benchmark(
+        config, args.workdir, source=_source(args), implementations=implementations, log=print
+    )
+    print(
+        f"corpus: {result['corpus']} ({result['characters']} characters, vocabulary {result['vocabulary_size']}); "
+        f"{config.cell} {config.num_layers}x{config.units}, {result['parameters']:,} parameters"
+    )
+    print(benchmark_lib.format_benchmark(result))
+    print(f"results: {os.path.join(args.workdir, benchmark_lib.BENCHMARK_FILE)}")
     return 0
 
 

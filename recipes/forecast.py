@@ -4,7 +4,7 @@
     python -m recipes.forecast evaluate --workdir runs/co2         # table + metrics.json + forecast.png
     python -m recipes.forecast export --workdir runs/co2 --model lstm
     python -m recipes.forecast train --workdir runs/mine --csv data.csv --target load --time-column date
-    python -m recipes.forecast benchmark --workdir runs/bench      # every model on CO2 and El Nino
+    python -m recipes.forecast benchmark --workdir runs/bench      # every model on CO2 and El Nino, ours and Keras's
 
 Every model is scored on the same test windows (the last part of the series,
 never seen in training or normalisation): last value, seasonal naive, a
@@ -12,13 +12,18 @@ linear AR(window) fitted by least squares, with statsmodels Holt-Winters
 and a dynamic harmonic regression (Fourier terms + ARIMA errors),
 a 1-D convolution, and SimpleRNN/LSTM/GRU in single-shot and autoregressive
 form. MASE < 1 means better than the seasonal naive forecast on the
-training part.
+training part. `--set implementation=keras` builds the recurrent models with
+Keras's SimpleRNN/LSTM/GRU instead of ours; `benchmark` trains both and
+compares them side by side.
 """
 
 import argparse
+import dataclasses
 import os
+import statistics
 
 from recipes import _cli, _litert, _onnx
+from zoo import cells
 from zoo import config as config_lib
 from zoo import workdir as workdir_lib
 from zoo.distribute import is_chief
@@ -63,11 +68,14 @@ def format_table(metrics, steps=None):
     """A plain-text table: one row per model, overall and per-step MASE."""
     horizon = metrics["horizon"]
     steps = steps or sorted({1, max(1, horizon // 4), max(1, horizon // 2), horizon})
-    header = f"{'model':<27}{'MAE':>9}{'RMSE':>9}{'MASE':>8}" + "".join(f"{'MASE@' + str(step):>10}" for step in steps)
+    width = max([27, *(len(name) + 1 for name in metrics["models"])])
+    header = f"{'model':<{width}}{'MAE':>9}{'RMSE':>9}{'MASE':>8}" + "".join(
+        f"{'MASE@' + str(step):>10}" for step in steps
+    )
     lines = [header, "-" * len(header)]
     ranked = sorted(metrics["models"].items(), key=lambda item: item[1]["mase"])
     for name, scores in ranked:
-        row = f"{name:<27}{scores['mae']:>9.4f}{scores['rmse']:>9.4f}{scores['mase']:>8.3f}"
+        row = f"{name:<{width}}{scores['mae']:>9.4f}{scores['rmse']:>9.4f}{scores['mase']:>8.3f}"
         row += "".join(f"{scores['mase_per_step'][step - 1]:>10.3f}" for step in steps)
         lines.append(row)
     return "\n".join(lines)
@@ -161,21 +169,111 @@ def command_export(args):
     print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast{step})")
 
 
+def _benchmark_runs(config, implementations, workdir):
+    """The `(config, workdir)` of each implementation's run of the benchmark `config`.
+
+    Keras's run trains the models that have a Keras built-in layer (the
+    plain cells, single-shot and autoregressive); the convolution and the
+    variants do not depend on the implementation. With ours beside it, it
+    fits no classical model (ours' run scores them).
+    """
+    runs = []
+    for implementation in implementations:
+        run_config = dataclasses.replace(config, implementation=implementation)
+        if implementation == "keras":
+            models = tuple(name for name in config.models if cells.has_keras_layer(name))
+            if not models:
+                raise UserError(
+                    f"Received --implementations with keras, but none of the models ({', '.join(config.models)}) "
+                    f"has a Keras built-in layer; expected some of {', '.join(cells.PLAIN)} (or their "
+                    "-autoregressive forms)."
+                )
+            classical = () if "ours" in implementations else config.classical_models
+            run_config = dataclasses.replace(run_config, models=models, classical_models=classical)
+        run_config.validate()
+        runs.append((run_config, os.path.join(workdir, implementation)))
+    return runs
+
+
+def _seconds_per_epoch(summary):
+    """(first epoch seconds, median seconds of the later epochs) of a training summary; None where unknown."""
+    seconds = summary.get("epoch_seconds") or []
+    return (seconds[0] if seconds else None), (statistics.median(seconds[1:]) if len(seconds) > 1 else None)
+
+
+def _cell(value, spec, width):
+    return f"{format(value, spec) if value is not None else '-':>{width}}"
+
+
+def side_by_side(trained, scored):
+    """Ours against Keras's, a row per model that both trained: seconds per epoch, their ratio, epochs, MASE.
+
+    `trained` and `scored` map "ours" and "keras" to the runs' training
+    summaries and evaluation metrics. Seconds per epoch are the median after
+    the first epoch (which includes tracing), training and validation.
+    """
+    names = [name for name in trained["keras"] if name in trained["ours"]]
+    header = (
+        f"{'model':<22}{'first s ours':>13}{'keras':>7}{'s/epoch ours':>14}{'keras':>7}{'keras/ours':>12}"
+        f"{'epochs ours':>13}{'keras':>7}{'MASE ours':>11}{'keras':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for name in names:
+        (first_ours, median_ours), (first_keras, median_keras) = (
+            _seconds_per_epoch(trained["ours"][name]),
+            _seconds_per_epoch(trained["keras"][name]),
+        )
+        ratio = median_keras / median_ours if median_ours and median_keras else None
+        lines.append(
+            f"{name:<22}{_cell(first_ours, '.2f', 13)}{_cell(first_keras, '.2f', 7)}{_cell(median_ours, '.3f', 14)}"
+            f"{_cell(median_keras, '.3f', 7)}{_cell(ratio, '.2f', 11)}{'x' if ratio else ' '}"
+            f"{trained['ours'][name]['epochs']:>13}{trained['keras'][name]['epochs']:>7}"
+            f"{scored['ours']['models'][name]['mase']:>11.3f}{scored['keras']['models'][name]['mase']:>8.3f}"
+        )
+    return "\n".join(lines)
+
+
 def command_benchmark(args):
     base = list(_cli.overrides_with_seed(args))
+    implementations = _cli.comma_separated("--implementations", args.implementations, cells.IMPLEMENTATIONS)
+    only = _cli.comma_separated("--only", args.only, tuple(BENCHMARK_RUNS)) if args.only else tuple(BENCHMARK_RUNS)
     sections = []
     for run_name, overrides in BENCHMARK_RUNS.items():
-        if args.only and run_name not in args.only.split(","):
+        if run_name not in only:
             continue
         config = config_lib.apply_overrides(ForecastConfig(), [*overrides, f"models={','.join(NEURAL_MODELS)}", *base])
-        workdir = os.path.join(args.workdir, run_name)
-        print(f"== {run_name}: {workdir}")
-        train_lib.train(config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print)
-        metrics = evaluate_lib.evaluate(config, workdir, log=print)
-        text = report(metrics)
-        print(text)
-        sections.append(f"## {run_name}\n\n```\n{text}\n```\n")
+        runs = _benchmark_runs(config, implementations, os.path.join(args.workdir, run_name))
+        print(f"== {run_name}: {', '.join(workdir for _, workdir in runs)}")
+        trained = train_lib.train_interleaved(
+            [
+                (run_config, workdir, training_log(implementation))
+                for (run_config, workdir), implementation in zip(runs, implementations)
+            ],
+            resume=args.resume,
+            strategy=args.strategy,
+            verbose=args.verbose,
+        )
+        scored = {}
+        for (run_config, workdir), implementation in zip(runs, implementations):
+            metrics = evaluate_lib.evaluate(run_config, workdir, log=print)
+            scored[implementation] = metrics
+            text = report(metrics)
+            print(f"-- {run_name}, {implementation}")
+            print(text)
+            sections.append(f"## {run_name}, {implementation}\n\n```\n{text}\n```\n")
+        if "ours" in scored and "keras" in scored:
+            text = side_by_side(dict(zip(implementations, trained)), scored)
+            print(
+                f"-- {run_name}: ours against Keras's (seconds per epoch: training and validation, median after the first)"
+            )
+            print(text)
+            sections.append(f"## {run_name}: ours against Keras's\n\n```\n{text}\n```\n")
     atomic_write_text(os.path.join(args.workdir, "benchmark.md"), "\n".join(sections))
+
+
+def training_log(implementation):
+    """The benchmark's progress lines for one implementation's run, prefixed with it."""
+    return lambda message: print(f"[{implementation}] {message}")
 
 
 def config_help():
@@ -243,10 +341,21 @@ def build_parser():
     export.set_defaults(handler=command_export)
 
     benchmark = verbs.add_parser(
-        "benchmark", help="Train and score every model on CO2 (26-week horizon) and El Nino (12 months)."
+        "benchmark",
+        help="Train and score every model on CO2 (26-week horizon) and El Nino (12 months), ours and Keras's.",
+        description="Each series is a run per implementation in WORKDIR/SERIES/IMPLEMENTATION: ours trains every "
+        "model, Keras's the models with a Keras built-in layer (rnn, lstm, gru, single-shot and autoregressive), "
+        "one model at a time, alternating the implementations. Prints each run's table and, with both, a row per "
+        "model: seconds per epoch (first, and the median after it), their ratio keras / ours, epochs run and "
+        "MASE. Writes WORKDIR/benchmark.md.",
     )
     _cli.add_run_arguments(benchmark)
     benchmark.add_argument("--only", help=f"Comma-separated subset of {list(BENCHMARK_RUNS)}.")
+    benchmark.add_argument(
+        "--implementations",
+        default="ours,keras",
+        help="Comma-separated implementations of the recurrent layers to train, from ours, keras (default: both).",
+    )
     progress_argument(benchmark)
     benchmark.set_defaults(handler=command_benchmark)
     return parser

@@ -89,7 +89,10 @@ def build_parser():
     )
     run_parser.add_argument("--steps", type=int, help="Training batches per run (same as --set train_steps=N).")
     run_parser.add_argument(
-        "--models", type=_name_list, help="Models to compare, from rnn,lstm,gru,conv (same as --set models=...)."
+        "--models",
+        type=_name_list,
+        help="Models to compare (default rnn,lstm,gru,conv), from conv and the cells of zoo.cells: rnn, lstm, gru, "
+        "layernorm_rnn, layernorm_lstm, layernorm_gru, peephole_lstm, projection_lstm (same as --set models=...).",
     )
     report_parser = verbs.add_parser(
         "report",

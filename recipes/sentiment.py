@@ -6,6 +6,7 @@
     python -m recipes.sentiment export   --workdir runs/rt                          (SavedModel: strings -> probabilities)
     python -m recipes.sentiment predict  --workdir runs/rt "a gorgeous film" "a tedious mess"
     python -m recipes.sentiment benchmark --workdir runs/bench --class-file ... --folds 10 --cells lstm,gru
+    (the benchmark trains each cell with our layers and with Keras's: --implementations ours,keras)
 
 Data: a CSV/TSV/JSON Lines table (--data, --text-column, --label-column), one
 file per class (--class-file NAME=PATH, one example per line), or TensorFlow
@@ -168,22 +169,36 @@ def _input_fingerprints(args, dataset):
     return {f"the examples of {dataset.source}": workdir_lib.fingerprint_json(examples)}
 
 
-def command_train(args, cells=None):
+def command_train(args, cells=None, implementations=None):
+    from zoo import cells as cell_names
     from zoo import workdir as workdir_lib
     from zoo.config import require_int
     from zoo.distribute import is_chief
 
     config = _config(args)
     config.validate()
+    cell_names.require_proj_units(config.proj_units, cells or [config.cell], "--cells" if cells else "cell")
     if args.folds is not None:  # `--folds 0` used to mean "no cross-validation", silently
         require_int("--folds", args.folds, minimum=2, expected="an integer >= 2 (omit it for one train/test split)")
     if args.max_folds is not None:
         require_int("--max-folds", args.max_folds)
     with workdir_lib.locked(args.workdir, hold=is_chief()):
-        return _train(args, config, cells)
+        return _train(args, config, cells, implementations)
 
 
-def _train(args, config, cells):
+def _comparison_pairs(config, cells):
+    """`(label, our model's name, Keras's model's name)` for each of `cells` with a Keras built-in layer."""
+    from zoo import cells as cell_names
+
+    pairs = []
+    for cell in cells:
+        if cell_names.has_keras_layer(cell):
+            ours = dataclasses.replace(config, cell=cell, implementation="ours").model_name
+            pairs.append((ours, ours, dataclasses.replace(config, cell=cell, implementation="keras").model_name))
+    return pairs
+
+
+def _train(args, config, cells, implementations):
     from zoo import sentiment
     from zoo.distribute import get_strategy, is_chief
     from zoo.files import atomic_write_json
@@ -205,6 +220,8 @@ def _train(args, config, cells):
     )
     if cells is not None:
         common["cells"] = cells
+    if implementations is not None:
+        common["implementations"] = implementations
     print(f"data: {len(dataset)} examples from {dataset.source}; classes {dataset.class_counts()}", flush=True)
     if args.folds:
         report = sentiment.cross_validate(config, dataset, args.workdir, args.folds, max_folds=args.max_folds, **common)
@@ -213,6 +230,11 @@ def _train(args, config, cells):
             raise UserError("Received --max-folds without --folds; expected both (e.g. --folds 10 --max-folds 3).")
         report = sentiment.train_test_split_run(config, dataset, args.workdir, **common)
     report.update(config=dataclasses.asdict(config), data_source=dataset.source, class_names=list(dataset.class_names))
+    comparing = implementations is not None and {"ours", "keras"} <= set(implementations)
+    if comparing:
+        report["ours_against_keras"] = sentiment.compare_implementations(
+            report, _comparison_pairs(config, cells or [config.cell])
+        )
     if is_chief():
         atomic_write_json(os.path.join(args.workdir, "metrics.json"), report)
     print(report["protocol"])
@@ -220,6 +242,13 @@ def _train(args, config, cells):
         print(sentiment.format_table(report, PUBLISHED_RT_POLARITY if args.published else None))
     else:
         _print_metrics(report)
+    if comparing:
+        print(
+            "ours against Keras's (same folds and seeds; test accuracy in %, mean ± std over folds; seconds per "
+            "epoch: training and validation, median of every epoch after a training's first; seconds per fold: "
+            "training until early stopping)"
+        )
+        print(sentiment.format_comparison(report["ours_against_keras"]))
     if is_chief():
         print(f"metrics written to {os.path.join(args.workdir, 'metrics.json')}")
     else:
@@ -415,6 +444,13 @@ def build_parser():
     bench.add_argument(
         "--cells", default="lstm,gru", help="Comma-separated recurrent cells to compare (default lstm,gru)."
     )
+    bench.add_argument(
+        "--implementations",
+        default="ours,keras",
+        help="Comma-separated implementations of the recurrent layers, from ours, keras (default: both). Keras's "
+        "models (named ...-keras) are trained for the cells with a Keras built-in layer (rnn, lstm, gru), in each "
+        "fold beside ours, alternating which goes first; the table adds ours against Keras's.",
+    )
 
     evaluate = verbs.add_parser(
         "evaluate",
@@ -485,8 +521,14 @@ def main(argv):
             raise UserError(
                 f"Received --cells {args.cells!r}; expected a comma-separated subset of {list(cell_names.CELLS)}."
             )
+        implementations = _cli.comma_separated("--implementations", args.implementations, cell_names.IMPLEMENTATIONS)
+        if "keras" in implementations and not any(cell_names.has_keras_layer(cell) for cell in cells):
+            raise UserError(
+                f"Received --implementations {args.implementations} with --cells {args.cells}: no cell has a Keras "
+                f"built-in layer; expected some of {', '.join(cell_names.PLAIN)} (or --implementations ours)."
+            )
         args.published = True
-        return command_train(args, cells=cells)
+        return command_train(args, cells=cells, implementations=implementations)
     return {"evaluate": command_evaluate, "export": command_export, "predict": command_predict}[args.verb](args)
 
 

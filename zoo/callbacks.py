@@ -1,4 +1,4 @@
-"""The callbacks behind `zoo.training.fit`: checkpoints, the divergence guard, the time budget, backups.
+"""The callbacks behind `zoo.training.fit`: checkpoints, the divergence guard, the time budget, backups, epoch times.
 
 Each writes through `zoo.files.atomic_path` (on the chief only, under a
 multi-worker strategy), so a process killed mid-write leaves the previous
@@ -37,6 +37,27 @@ def chief_writes(path):
         yield os.path.join(scratch, os.path.basename(path))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """The wall-clock seconds of every epoch: its training batches and its validation.
+
+    Placed first among `fit`'s callbacks, its `on_epoch_end` runs before the
+    others' (checkpoint writing is not counted). The first epoch of a
+    session includes tracing the model's functions; an epoch stopped by the
+    time budget is counted up to where it stopped.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._started)
 
 
 class BestSoFar:

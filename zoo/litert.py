@@ -16,9 +16,11 @@ weight read as a constant:
   initial c, kernel, recurrent kernel, bias) with a static batch size,
   five results of which only the first two (last output, all outputs) are
   used, and no mask argument;
-- a GRU, a SimpleRNN (no fused builtin kernel) or an LSTM with other
-  activations becomes a `tf.while_loop` over the cell's own `step`, which
-  converts to the builtin `WHILE` op with builtin ops inside;
+- a GRU, a SimpleRNN (no fused builtin kernel), an LSTM with other
+  activations and every variant cell (layer-normalised, peephole and
+  projection LSTMs: the converter fuses only the plain LSTM's composite)
+  becomes a `tf.while_loop` over the cell's own `step`, which converts to
+  the builtin `WHILE` op with builtin ops inside;
 - masking: the fused kernel takes no mask, so padded batches must be
   padded on the right; the lengths are passed in, the backward direction
   of a `Bidirectional` layer reads each sequence reversed within its
@@ -84,8 +86,10 @@ def _keras_lstm(inputs, initial_h, initial_c, kernel, recurrent_kernel, bias):
 
 
 def _fusable(cell):
+    # Exactly `LSTMCell` (ours or Keras's): our variants subclass ours, but the converter fuses only the plain
+    # LSTM's composite. Both keep the gates in the order i, f, c, o, as `_keras_lstm` reads them.
     return (
-        isinstance(cell, layers.LSTMCell)
+        type(cell) in (layers.LSTMCell, keras.layers.LSTMCell)
         and keras.activations.serialize(cell.activation) == "tanh"
         and keras.activations.serialize(cell.recurrent_activation) == "sigmoid"
     )
@@ -103,8 +107,10 @@ def _reverse(sequences, lengths):
 def recurrent(layer, inputs, lengths=None):
     """What `layer` returns for `inputs` (batch-major, static batch size), as a graph the converter takes.
 
-    `layer` is one of our sequence layers (`layers.LSTM`, `GRU`,
-    `SimpleRNN`) or a `keras.layers.Bidirectional` of one, starting from
+    `layer` is one of our sequence layers (`litert_step.SEQUENCE_LAYERS`: `layers.LSTM`,
+    `GRU`, `SimpleRNN` and the variants' layers), Keras's `SimpleRNN`, `LSTM`
+    or `GRU`, or a
+    `keras.layers.Bidirectional` of one, starting from
     zero states. `lengths` (int32, `(batch,)`), if given, is the number of
     valid steps of each row, the rest being padding on the right: the
     result then equals the Keras layer's under the mask `step < length` at
@@ -127,8 +133,11 @@ def recurrent(layer, inputs, lengths=None):
 
 def _direction(layer, inputs, lengths, backwards):
     """All outputs of one direction, in the order it reads them (reversed within lengths if `backwards`)."""
-    if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)):
-        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is not one of our recurrent layers.")
+    if not isinstance(layer, litert_step.SEQUENCE_LAYERS):
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) is not one of our recurrent layers or Keras's "
+            "SimpleRNN, LSTM or GRU."
+        )
     if layer.return_state:
         raise ValueError(f"Layer {layer.name!r}: return_state is not supported.")
     if backwards:
@@ -155,7 +164,7 @@ def _direction(layer, inputs, lengths, backwards):
     sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
     states = [tf.zeros([batch, size], inputs.dtype) for size in sizes]
     outputs, _ = serving_graph.scan(
-        lambda x, states: cell.step(x, states, None), tf.transpose(inputs, (1, 0, 2)), states
+        lambda x, states: litert_step.cell_step(cell, x, states), tf.transpose(inputs, (1, 0, 2)), states
     )
     return tf.transpose(outputs, (1, 0, 2))
 

@@ -11,8 +11,8 @@
   `UNIDIRECTIONAL_SEQUENCE_LSTM`). Inputs and outputs stay float32 (int32 ids
   stay int32): the model quantizes and dequantizes at its edges, so its
   signatures are those of the float model. A model with a builtin `WHILE`
-  loop (a GRU, a SimpleRNN, an LSTM with other activations) is refused: the
-  converter (TensorFlow 2.21) crashes calibrating it.
+  loop (a GRU, a SimpleRNN, a variant cell, an LSTM with other activations)
+  is refused: the converter (TensorFlow 2.21) crashes calibrating it.
 """
 
 from zoo.errors import UserError
@@ -33,8 +33,9 @@ def check_quantizable(counts, quantize, representative):
         return
     if counts.get("WHILE"):
         raise UserError(
-            "Received quantize='int8' for a model with a recurrent loop (WHILE: a GRU, a SimpleRNN or an LSTM with "
-            "other activations); expected an LSTM model (fused kernel), or quantize='dynamic'."
+            "Received quantize='int8' for a model with a recurrent loop (WHILE: a GRU, a SimpleRNN, a variant cell "
+            "such as layernorm_lstm, or an LSTM with other activations); expected a plain LSTM model (fused kernel), "
+            "or quantize='dynamic'."
         )
     if not representative:
         raise UserError("Received quantize='int8' without representative data; expected some inputs to calibrate on.")

@@ -4,7 +4,8 @@ A `step` signature lets a device run a recurrent model one time step at a
 time (generation, online forecasting), keeping the states itself: it feeds
 each call's state outputs to the next call, starting from zeros. The states
 are named per recurrent layer `i` (in the order the network runs them):
-`h{i}` (and `c{i}` for an LSTM), float32 `(batch, units)`. The same step
+`h{i}` (and `c{i}` for an LSTM), float32 `(batch, size)`: `units`, except
+a projection LSTM's `h{i}`, which has its `proj_units`. The same step
 function serves the SavedModel and the `.tflite` model; in the `.tflite` it
 is plain builtin ops (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD), not the
 fused LSTM op, so it keeps no state of its own between calls.
@@ -19,6 +20,30 @@ import tensorflow as tf
 import layers
 
 STEP = "step"
+# The sequence layers that the exports read and step through: ours, plain and
+# variant, and Keras's built-in ones (a recipe's `implementation="keras"`).
+SEQUENCE_LAYERS = (
+    layers.SimpleRNN,
+    layers.LSTM,
+    layers.GRU,
+    layers.LayerNormSimpleRNN,
+    layers.LayerNormLSTM,
+    layers.LayerNormGRU,
+    layers.PeepholeLSTM,
+    layers.ProjectionLSTM,
+    keras.layers.SimpleRNN,
+    keras.layers.LSTM,
+    keras.layers.GRU,
+)
+LSTM_CELLS = (layers.LSTMCell, keras.layers.LSTMCell)  # cells whose states are (h, c)
+
+
+def cell_step(cell, inputs, states):
+    """One step of a recurrent `cell` (ours or Keras's) without dropout: (output, new states as a list)."""
+    if isinstance(cell, (keras.layers.SimpleRNNCell, keras.layers.LSTMCell, keras.layers.GRUCell)):
+        output, new_states = cell(inputs, list(states), training=False)
+        return output, list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+    return cell.step(inputs, list(states), None)
 
 
 @dataclasses.dataclass
@@ -46,33 +71,38 @@ def state_names(recurrent_layers):
     names = []
     for index, layer in enumerate(recurrent_layers):
         _check_layer(layer)
-        names.append([f"h{index}", f"c{index}"] if isinstance(layer.cell, layers.LSTMCell) else [f"h{index}"])
+        names.append([f"h{index}", f"c{index}"] if isinstance(layer.cell, LSTM_CELLS) else [f"h{index}"])
     return names
 
 
+def _sizes(layer):
+    sizes = layer.cell.state_size
+    return list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
+
+
 def zero_states(recurrent_layers, batch_size):
-    """The initial states `{name: zeros (batch_size, units)}` of `recurrent_layers`."""
+    """The initial states `{name: zeros (batch_size, size)}` of `recurrent_layers`."""
     return {
-        name: np.zeros((batch_size, layer.cell.units), np.float32)
+        name: np.zeros((batch_size, size), np.float32)
         for layer, names in zip(recurrent_layers, state_names(recurrent_layers))
-        for name in names
+        for name, size in zip(names, _sizes(layer))
     }
 
 
 def state_specs(recurrent_layers, batch_size):
     """`tf.TensorSpec`s of the states of `recurrent_layers`, in order."""
     return [
-        tf.TensorSpec([batch_size, layer.cell.units], tf.float32, name=name)
+        tf.TensorSpec([batch_size, size], tf.float32, name=name)
         for layer, names in zip(recurrent_layers, state_names(recurrent_layers))
-        for name in names
+        for name, size in zip(names, _sizes(layer))
     ]
 
 
 def _check_layer(layer):
-    if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)) or layer.go_backwards:
+    if not isinstance(layer, SEQUENCE_LAYERS) or layer.go_backwards:
         raise ValueError(
-            f"Layer {layer.name!r} ({type(layer).__name__}) cannot be stepped; expected a forward LSTM, GRU or "
-            "SimpleRNN of ours (a bidirectional layer reads its whole input)."
+            f"Layer {layer.name!r} ({type(layer).__name__}) cannot be stepped; expected a forward recurrent layer "
+            "of ours or Keras's SimpleRNN, LSTM or GRU (a bidirectional layer reads its whole input)."
         )
 
 
@@ -84,7 +114,7 @@ def run_layers(recurrent_layers, inputs, states):
     states, new_states, hidden = list(states), {}, inputs
     for layer, names in zip(recurrent_layers, state_names(recurrent_layers)):
         layer_states, states = states[: len(names)], states[len(names) :]
-        hidden, layer_states = layer.cell.step(hidden, layer_states, None)
+        hidden, layer_states = cell_step(layer.cell, hidden, layer_states)
         new_states.update(zip(names, layer_states))
     return hidden, new_states
 

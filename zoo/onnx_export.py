@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 import layers
-from zoo import serving_graph
+from zoo import litert_step, serving_graph
 from zoo.errors import UserError, UserIsADirectoryError
 from zoo.files import atomic_path
 
@@ -91,9 +91,13 @@ def operator_for(layer):
     if isinstance(layer, keras.layers.Bidirectional):
         layer = layer.forward_layer
     cell = layer.cell
-    if type(cell) is layers.LSTMCell and _activations(cell) == ("tanh", "sigmoid"):
+    if type(cell) in (layers.LSTMCell, keras.layers.LSTMCell) and _activations(cell) == ("tanh", "sigmoid"):
         return "LSTM"
-    if type(cell) is layers.GRUCell and cell.reset_after and _activations(cell) == ("tanh", "sigmoid"):
+    if (
+        type(cell) in (layers.GRUCell, keras.layers.GRUCell)
+        and cell.reset_after
+        and _activations(cell) == ("tanh", "sigmoid")
+    ):
         return "GRU"
     return None
 
@@ -172,8 +176,10 @@ def _reverse(time_major, lengths):
 
 def _direction(layer, time_major, lengths):
     """Time-major outputs of one direction of `layer` over `time_major`, from zero states."""
-    if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)):
-        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is not one of our recurrent layers.")
+    if not isinstance(layer, litert_step.SEQUENCE_LAYERS):
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) is not one of the recurrent layers this export knows."
+        )
     if layer.return_state:
         raise ValueError(f"Layer {layer.name!r}: return_state is not supported.")
     cell = layer.cell
@@ -188,7 +194,7 @@ def _direction(layer, time_major, lengths):
     else:
 
         def step(x, states):
-            return cell.step(x, states, None)
+            return litert_step.cell_step(cell, x, states)
 
     return _loop(step, time_major, states, lengths)
 
@@ -197,7 +203,9 @@ def recurrent(layer, inputs, lengths=None):
     """What `layer` returns for `inputs` (batch-major), as a graph tf2onnx turns into ONNX's LSTM or GRU operator.
 
     `layer` is one of our sequence layers (`layers.LSTM`, `GRU`,
-    `SimpleRNN`) or a `keras.layers.Bidirectional` of one, starting from
+    `SimpleRNN` and the variants, which run as a `Loop`), one of Keras's
+    (`keras.layers.LSTM`, `GRU`, `SimpleRNN`, as `implementation=keras`
+    builds them), or a `keras.layers.Bidirectional` of one, starting from
     zero states. `lengths` (int32, `(batch,)`), if given, is the number of
     valid steps of each row, the rest being padding on the right: the
     result then equals the Keras layer's under the mask `step < length` at

@@ -35,6 +35,7 @@ import keras
 from zoo.callbacks import (
     AtomicCheckpoint,
     DivergenceGuard,
+    EpochTimer,
     ResumableBackup,
     TimeBudget,
 )
@@ -173,7 +174,8 @@ def fit(
     (the recipes refuse that through `zoo.workdir.prepare_workdir`).
 
     Returns a dict: `history` (per-epoch logs), `seconds` (wall time),
-    `time_budget_exhausted`, `already_finished`, and the paths of the
+    `epoch_seconds` (each epoch of this session, training and validation;
+    see `zoo.callbacks.EpochTimer`), `time_budget_exhausted`, `already_finished`, and the paths of the
     checkpoints. Raises `TrainingDiverged` if the loss became NaN or
     infinite, or exceeded `divergence_factor` times the run's first loss
     (see `DivergenceGuard`); the last good checkpoint stays in place.
@@ -188,7 +190,8 @@ def fit(
     guard = DivergenceGuard(checkpoint, divergence_factor)
     budget = TimeBudget(max_minutes)
     backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, guard, budget)
-    all_callbacks = [guard, budget, backup, checkpoint, *callbacks]
+    timer = EpochTimer()
+    all_callbacks = [timer, guard, budget, backup, checkpoint, *callbacks]
     if tensorboard:
         all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, LOG_DIR)))
     finished = _finished_run(workdir, checkpoint_dir, resume)
@@ -252,7 +255,12 @@ def fit(
                 else " No checkpoint was saved: no epoch ended before the loss diverged."
             )
         )
-    result = {"history": history, "seconds": seconds, "time_budget_exhausted": budget.exhausted}
+    result = {
+        "history": history,
+        "seconds": seconds,
+        "epoch_seconds": timer.seconds,
+        "time_budget_exhausted": budget.exhausted,
+    }
     if not budget.exhausted:
         # Recorded before the backup goes, so a run killed in between is still seen as finished.
         if is_chief():
@@ -289,6 +297,7 @@ def _finished_run(workdir, checkpoint_dir, resume):
     return {
         "history": record["history"],
         "seconds": record["seconds"],
+        "epoch_seconds": record.get("epoch_seconds", []),
         "time_budget_exhausted": False,
         **_checkpoint_paths(checkpoint_dir),
         "already_finished": True,

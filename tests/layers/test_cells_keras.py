@@ -96,6 +96,24 @@ def test_cell_weights_have_keras_names_shapes_and_order(kind, use_bias):
         assert tuple(ours.bias.shape) == (2, 15)
 
 
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
+def test_same_seed_gives_the_keras_layers_initial_weights(kind):
+    # A model with our layer and one with Keras's, each built after the same global seed, start equal:
+    # the recipes' `implementation=keras` comparisons are paired.
+    our_class = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}[kind]
+    keras_class, _ = KERAS_LAYERS[kind]
+    weights = []
+    for layer_class in (our_class, keras_class):
+        keras.utils.set_random_seed(7)
+        inputs = keras.Input((None, 3))
+        recurrent = keras.layers.Bidirectional(layer_class(4, return_sequences=True, dropout=0.1))
+        model = keras.Model(inputs, keras.layers.Dense(2)(recurrent(inputs)))
+        weights.append(model.get_weights())
+    assert len(weights[0]) == len(weights[1]) == 8
+    for ours, theirs in zip(*weights):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 @pytest.mark.parametrize("kind", list(OUR_CELLS))
 @pytest.mark.parametrize("direction", ["ours_to_keras", "keras_to_ours"])
 def test_cell_set_weights_both_directions_gives_equal_steps(kind, direction):

@@ -180,12 +180,81 @@ def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, text_file, capsys)
     assert json.load(open(os.path.join(workdir, "config.json")))["seq_len"] == 50
 
 
+def test_a_variant_cell_resumes_loads_and_exports(tmp_path, text_file, capsys):
+    import layers
+    from zoo import litert
+    from zoo.char_lm import export as export_lib
+
+    workdir = str(tmp_path / "run")
+    # 4 batches per epoch (as above); the budget stops each session after one batch.
+    overrides = [*TINY, "cell=projection_lstm", "proj_units=6", "seq_len=50", "epochs=1", "max_minutes=0.00001"]
+    arguments = ["train", "--workdir", workdir, "--text", text_file, "--quiet", *_sets(overrides)]
+    assert recipe.main(arguments) == 0
+    assert recipe.main([*arguments, "--resume"]) == 0
+    assert "resuming from epoch 1, batch 1" in capsys.readouterr().out
+    position = os.path.join(workdir, "backup", "latest", "position.json")
+    assert json.load(open(position)) == {"epoch": 0, "batch": 2}
+    model = keras.saving.load_model(os.path.join(workdir, "checkpoints", "last.keras"), safe_mode=True)
+    (layer,) = model_lib.recurrent_layers(model)
+    assert isinstance(layer, layers.ProjectionLSTM) and layer.cell.state_size == [6, 16]
+    # The .tflite (a WHILE loop: the converter fuses only the plain LSTM) and its step signature, whose h0 has
+    # the projection's size, must equal the Keras model to 1e-5 or the export raises.
+    report = export_lib.export_litert(workdir, step=True)
+    assert report["operators"]["WHILE"] == 1 and litert.FUSED_LSTM not in report["operators"]
+    assert report["max_difference"] <= 1e-5 and report["max_step_difference"] <= 1e-5
+    assert litert.metadata(open(report["path"], "rb").read())["states"] == {"h0": [1, 6], "c0": [1, 16]}
+
+
+def test_benchmark_trains_ours_and_keras_side_by_side(tmp_path, text_file, capsys):
+    workdir = str(tmp_path / "bench")
+    assert recipe.main(["benchmark", "--workdir", workdir, "--text", text_file, *_sets(TINY)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] in (["ours"], ["keras"])}
+    assert set(rows) == {"ours", "keras"}
+    for epochs, first, median, final, best in rows.values():
+        assert epochs == "2" and float(first) > 0 and float(median) > 0
+        assert math.isfinite(float(final)) and math.isfinite(float(best))
+    assert "time per epoch, keras / ours: " in out and "same initial weights: yes" in out
+    result = json.load(open(os.path.join(workdir, "benchmark.json")))
+    assert result["same_initial_weights"] is True
+    ours, theirs = result["implementations"]["ours"], result["implementations"]["keras"]
+    assert len(ours["epoch_seconds"]) == len(theirs["epoch_seconds"]) == 2
+    # The same weights, data and dropout draws: the two implementations of the same network learn the same.
+    np.testing.assert_allclose(ours["val_nats_per_char"], theirs["val_nats_per_char"], atol=1e-3)
+    comparison = result["summary"]["keras_over_ours"]
+    assert comparison["median_epoch_time_ratio"] == pytest.approx(theirs["epoch_seconds"][1] / ours["epoch_seconds"][1])
+
+
 @pytest.mark.parametrize(
     "make_argv, words",
     [
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "unitz=3"], ["unitz", "Known fields"]),
+        (
+            lambda tmp, text: ["benchmark", "--workdir", tmp, "--text", text, "--set", "cell=peephole_lstm"],
+            ["implementation='keras' with cell=peephole_lstm", "no built-in layer"],
+        ),
+        (
+            lambda tmp, text: ["benchmark", "--workdir", tmp, "--text", text, "--implementations", "ours,tf"],
+            ["`--implementations`", "'ours,tf'", "ours, keras"],
+        ),
+        (
+            lambda tmp, text: [
+                "train",
+                "--workdir",
+                tmp,
+                "--set",
+                "implementation=keras",
+                "--set",
+                "cell=layernorm_gru",
+            ],
+            ["implementation='keras' with cell=layernorm_gru"],
+        ),
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "cell=transformer"], ["cell", "transformer"]),
         (lambda tmp, text: ["train", "--workdir", tmp, "--set", "units=0"], ["units", "positive"]),
+        (
+            lambda tmp, text: ["train", "--workdir", tmp, "--set", "proj_units=8"],
+            ["proj_units=8 with cell=lstm", "projection_lstm only"],
+        ),
         (lambda tmp, text: ["train", "--workdir", tmp, "--text", tmp + "/nope.txt"], ["nope.txt", "does not exist"]),
         (
             lambda tmp, text: ["train", "--workdir", tmp, "--text", text, "--set", "batch_size=64"],
@@ -250,7 +319,7 @@ def test_help_explains_every_verb(capsys):
         recipe.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for verb in ("train", "evaluate", "sample", "export", "baselines"):
+    for verb in ("train", "evaluate", "sample", "export", "baselines", "benchmark"):
         assert verb in out
 
 

@@ -252,3 +252,65 @@ def test_table_and_verdict_say_who_wins():
     text = forecast.verdict(metrics)
     assert "Best recurrent model: lstm (MASE 0.600)" in text
     assert "beats seasonal_naive" in text and "does NOT beat linear_ar" in text and "does NOT beat holt_winters" in text
+
+
+def test_benchmark_runs_keras_only_where_it_has_a_built_in_layer(tmp_path):
+    import keras
+
+    from zoo.forecast.model import build_model
+
+    config = ForecastConfig(models=("conv", "lstm", "layernorm_gru", "simple_rnn-autoregressive"))
+    (ours, ours_dir), (theirs, theirs_dir) = forecast._benchmark_runs(config, ("ours", "keras"), str(tmp_path))
+    assert (ours_dir, theirs_dir) == (str(tmp_path / "ours"), str(tmp_path / "keras"))
+    assert ours.models == config.models and ours.implementation == "ours"
+    assert theirs.models == ("lstm", "simple_rnn-autoregressive") and theirs.implementation == "keras"
+    assert theirs.classical_models == () and ours.classical_models == config.classical_models
+    ((alone, _),) = forecast._benchmark_runs(config, ("keras",), str(tmp_path))
+    assert alone.classical_models == config.classical_models
+    model = build_model(theirs, "simple_rnn-autoregressive")
+    assert [type(layer) for layer in model.layers if isinstance(layer, keras.layers.RNN)] == [keras.layers.SimpleRNN]
+    with pytest.raises(ValueError, match=r"none of the models \(conv, peephole_lstm\) has a Keras built-in layer"):
+        forecast._benchmark_runs(ForecastConfig(models=("conv", "peephole_lstm")), ("ours", "keras"), str(tmp_path))
+
+
+def test_interleaved_runs_alternate_model_by_model(tmp_path, monkeypatch):
+    calls = []
+
+    def train_model(config, workdir, prepared, name, distribution, resume, verbose, log):
+        calls.append((config.implementation, name))
+        return {"epochs": 1}
+
+    monkeypatch.setattr(train_lib, "_train_model", train_model)
+    base = ForecastConfig(window=12, horizon=4, classical_models=())
+    runs = [
+        (ForecastConfig(**{**vars(base), "models": ("conv", "lstm", "gru")}), str(tmp_path / "ours"), print),
+        (
+            ForecastConfig(**{**vars(base), "models": ("lstm", "gru"), "implementation": "keras"}),
+            str(tmp_path / "k"),
+            print,
+        ),
+    ]
+    summaries = train_lib.train_interleaved(runs)
+    assert calls == [("ours", "conv"), ("keras", "lstm"), ("ours", "lstm"), ("ours", "gru"), ("keras", "gru")]
+    assert [list(summary) for summary in summaries] == [["conv", "lstm", "gru"], ["lstm", "gru"]]
+
+
+def test_side_by_side_puts_each_model_of_both_runs_in_a_row():
+    def summary(seconds):
+        return {"epochs": len(seconds), "epoch_seconds": seconds}
+
+    trained = {
+        "ours": {"conv": summary([3.0, 1.0]), "lstm": summary([5.0, 1.0, 2.0, 3.0]), "gru": summary([4.0])},
+        "keras": {"lstm": summary([6.0, 3.0, 4.0, 6.0]), "gru": summary([2.0])},
+    }
+    scored = {
+        "ours": {"models": {"conv": {"mase": 0.5}, "lstm": {"mase": 0.6}, "gru": {"mase": 0.7}}},
+        "keras": {"models": {"lstm": {"mase": 0.61}, "gru": {"mase": 0.72}}},
+    }
+    lines = forecast.side_by_side(trained, scored).splitlines()
+    assert lines[0].split()[:2] == ["model", "first"] and len(lines) == 4
+    lstm, gru = lines[2].split(), lines[3].split()
+    # first 5 / 6 s; median after the first 2 / 4 s: keras / ours 2x; 4 epochs each; MASE 0.600 / 0.610
+    assert lstm == ["lstm", "5.00", "6.00", "2.000", "4.000", "2.00x", "4", "4", "0.600", "0.610"]
+    # One epoch: no median, no ratio.
+    assert gru == ["gru", "4.00", "2.00", "-", "-", "-", "1", "1", "0.700", "0.720"]

@@ -9,7 +9,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from recipes import char_lm, forecast, sentiment
-from tests.recipes.test_char_lm import _words_text
+from tests.recipes.test_char_lm import _sets, _words_text
+from tests.recipes.test_forecast import TINY as FORECAST_TINY
+from tests.recipes.test_forecast import write_series
 from tests.recipes.test_sentiment import NEGATIVE, POSITIVE
 from zoo import litert, registry
 from zoo.char_lm import data as char_data
@@ -160,6 +162,40 @@ def test_sentiment_litert_refuses_what_it_cannot_express(sentiment_run, tmp_path
     with pytest.raises(UserError, match="ensemble"):
         export_text_classifier_litert(build_ensemble(members), ["neg", "pos"], str(tmp_path / "e.tflite"))
     assert not os.path.exists(tmp_path / "e.tflite")
+
+
+def test_sentiment_variant_cell_exports_match_keras_under_the_mask(tmp_path):
+    # A bidirectional layer-normalised GRU: the .tflite runs each direction as a WHILE loop over the cell's step,
+    # the backward one reading each text reversed within its length.
+    config = SentimentConfig(cell="layernorm_gru", units=3, embedding_dim=4, vocabulary_size=40, max_length=12)
+    model = build_model(config, training_texts=POSITIVE + NEGATIVE)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        if variable.dtype == "float32" and "vectorizer" not in variable.path:
+            variable.assign(rng.normal(0.0, 0.6, variable.shape).astype("float32"))
+    texts = [*POSITIVE[:3], *NEGATIVE[:3], "", "splendid " * 20]
+    wanted = np.asarray(model(tf.constant(texts)))
+    assert np.abs(wanted[:, 1] - 0.5).max() > 0.1
+    path = str(tmp_path / "gru.tflite")
+    report = export_text_classifier_litert(model, ["neg", "pos"], path)
+    assert report["operators"]["WHILE"] == 2 and litert.FUSED_LSTM not in report["operators"]
+    np.testing.assert_allclose(_litert_probabilities(_tflite(path), token_ids(model, texts)), wanted, atol=1e-5)
+
+
+def test_forecast_variant_cell_exports(tmp_path):
+    csv_path = write_series(tmp_path / "demand.csv")
+    workdir = str(tmp_path / "run")
+    settings = [*FORECAST_TINY, "models=peephole_lstm", "classical_models="]
+    arguments = ["--workdir", workdir, "--csv", csv_path, "--target", "demand", "--time-column", "day"]
+    assert forecast.main(["train", *arguments, *_sets(settings), "--verbose", "0"]) == 0
+    name = "peephole_lstm"
+    # Both exports check themselves against the trained model (the .tflite and its step signature to 1e-5).
+    assert forecast.main(["export", "--workdir", workdir, "--model", name, "--format", "litert", "--step"]) == 0
+    counts = _assert_builtin_only(_tflite(os.path.join(workdir, "export", f"{name}.tflite")), fused_lstms=0)
+    assert counts["WHILE"] >= 1
+    assert forecast.main(["export", "--workdir", workdir, "--model", name]) == 0
+    loaded = tf.saved_model.load(os.path.join(workdir, "export", name))
+    assert sorted(loaded.signatures) == ["serving_default", "step"]
 
 
 def test_no_export_holds_a_device_specific_op(char_lm_run, forecast_run, sentiment_run):

@@ -81,6 +81,20 @@ def test_resume_reuses_finished_runs(finished_study, capsys):
     assert [r["test_error"] for r in after["ladder"]] == [r["test_error"] for r in before["ladder"]]
 
 
+def test_variant_cells_run_in_the_ladder_and_the_probe(tmp_path, capsys):
+    workdir = str(tmp_path / "variants")
+    one_run = ["--set", "copy_delays=", "--set", "truncation_models="]  # the adding problem at T = 8 only
+    # The projection LSTM's state is (r, c) of two sizes (the probe is checked against autodiff in tests/zoo).
+    assert recipe.main(["run", "--workdir", workdir, *TINY, *one_run, "--models", "projection_lstm"]) == 0
+    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+    (result,) = metrics["ladder"]
+    assert result["name"] == "adding-T8-projection_lstm" and result["recurrent_path"] == "fused"
+    assert len(result["state_gradient_trained"]) == 8 and min(result["state_gradient_at_init"]) > 0
+    assert result["parameters"] == memory.parameter_count("projection_lstm", result["width"], "adding")
+    report = open(os.path.join(workdir, "report.md")).read()
+    assert "| distance | projection_lstm init | projection_lstm trained |" in report
+
+
 def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, capsys):
     workdir = str(tmp_path / "new")
     one_run = ["--set", "copy_delays=", "--set", "truncation_models="]  # the adding problem at T = 8 only

@@ -111,6 +111,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, class_files):
         (["--data", str(table), *class_files], "several data sources"),
         ([*class_files, "--set", "units=-3"], "`units`: -3"),
         ([*class_files, "--set", "colour=red"], "Unknown config field 'colour'"),
+        ([*class_files, "--set", "proj_units=4"], "proj_units=4 with cell=lstm; proj_units applies to projection_lstm"),
     ]
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
@@ -122,6 +123,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, class_files):
         assert "Traceback" not in err
     code, _, err = run_cli(["predict", "--workdir", workdir, "fine"], capsys)
     assert code == 2 and "No metrics.json" in err
+    code, _, err = run_cli(
+        ["benchmark", "--workdir", workdir, *class_files, "--cells", "layernorm_gru,lstm", "--set", "proj_units=4"],
+        capsys,
+    )
+    assert code == 2 and "proj_units=4 with --cells=layernorm_gru,lstm" in err
 
 
 def test_tfds_source_through_the_command_line(tmp_path, capsys):
@@ -211,7 +217,7 @@ def test_train_evaluate_export_predict_end_to_end(tmp_path, capsys, class_files)
     assert code == 2 and "already holds a run" in err
 
 
-def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, class_files):
+def _cross_validation(tmp_path, class_files, implementations):
     workdir = str(tmp_path / "cv")
     argv = [
         "benchmark",
@@ -223,6 +229,8 @@ def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, clas
         "2",
         "--cells",
         "gru",
+        "--implementations",
+        implementations,
         "--set",
         "bidirectional=false",
         "--set",
@@ -230,11 +238,18 @@ def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, clas
         "--quiet",
     ]
     assert recipe.main(argv) == 0
+    return workdir, argv
+
+
+def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, class_files):
+    # Keras's GRU (`implementation=keras`), so that the default suite trains the recipe with it once.
+    workdir, argv = _cross_validation(tmp_path, class_files, "keras")
     out = capsys.readouterr().out
     report = json.loads(open(os.path.join(workdir, "metrics.json")).read())
     assert report["protocol"] == "stratified 2-fold cross-validation, seed 0"
     assert [fold["examples"]["test"] for fold in report["folds"]] == [24, 24]
-    for name in ("gru", "baseline"):
+    assert set(report["summary"]) == {"gru-keras", "baseline"} and "ours_against_keras" not in report
+    for name in ("gru-keras", "baseline"):
         accuracy = report["summary"][name]["accuracy"]
         values = [fold["models"][name]["accuracy"] for fold in report["folds"]]
         assert accuracy["values"] == values
@@ -247,6 +262,22 @@ def test_cross_validation_reports_mean_and_std_over_folds(tmp_path, capsys, clas
     assert "reusing" not in capsys.readouterr().out  # --quiet
     again = json.loads(open(os.path.join(workdir, "metrics.json")).read())
     assert again["summary"] == report["summary"]
+
+
+@pytest.mark.slow
+def test_benchmark_trains_ours_and_keras_in_every_fold_side_by_side(tmp_path, capsys, class_files):
+    workdir, _ = _cross_validation(tmp_path, class_files, "ours,keras")
+    out = capsys.readouterr().out
+    report = json.loads(open(os.path.join(workdir, "metrics.json")).read())
+    assert set(report["summary"]) == {"gru", "gru-keras", "baseline"}
+    (row,) = report["ours_against_keras"]
+    assert (row["model"], row["ours"], row["keras"], row["folds"]) == ("gru", "gru", "gru-keras", 2)
+    assert row["ours_seconds_per_fold"] > 0 and row["keras_seconds_per_fold"] > 0
+    differences = [
+        fold["models"]["gru-keras"]["accuracy"] - fold["models"]["gru"]["accuracy"] for fold in report["folds"]
+    ]
+    assert row["accuracy_difference"][0] == pytest.approx(np.mean(differences))
+    assert "ours against Keras's" in out
 
 
 def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, capsys, class_files):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo import registry
+from zoo import cells, registry
 from zoo.char_lm import baselines as markov
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
@@ -175,7 +175,7 @@ def _full_stream_nats(stateless, inputs, targets):
 
 
 def test_registry_builds_each_cell():
-    assert registry.names("char_lm/") == ["char_lm/gru", "char_lm/lstm", "char_lm/rnn"]
+    assert registry.names("char_lm/") == sorted(f"char_lm/{cell}" for cell in cells.CELLS)
     model = registry.get("char_lm/gru")(_tiny_config(), vocabulary_size=11)
     assert model.output_shape == (3, None, 11)
     assert [type(layer).__name__ for layer in model_lib.recurrent_layers(model)] == ["GRU", "GRU"]
@@ -186,7 +186,7 @@ def test_registry_builds_each_cell():
         registry.build("char_lm/lstm", _tiny_config())
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "projection_lstm"])
 def test_stream_evaluation_carries_state_and_resets_between_evaluations(cell):
     config = _tiny_config(cell=cell)
     keras.utils.set_random_seed(1)

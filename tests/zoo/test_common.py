@@ -133,6 +133,7 @@ def test_fit_writes_checkpoints_resumes_and_stops_on_nan(tmp_path):
     )
     losses = result["history"]["loss"]
     assert len(losses) == 3 and losses[-1] < losses[0]
+    assert len(result["epoch_seconds"]) == 3 and all(seconds > 0 for seconds in result["epoch_seconds"])
     restored = keras.saving.load_model(result["last_checkpoint"], safe_mode=True)
     assert restored.evaluate(_dataset(x, y), verbose=0) == pytest.approx(result["history"]["val_loss"][-1], rel=1e-5)
     assert os.path.exists(result["best_checkpoint"])
@@ -444,8 +445,107 @@ def test_cell_names_accept_the_old_spellings():
     assert cells.canonical_name("simple_rnn-autoregressive") == "rnn-autoregressive"
     assert cells.canonical_name("conv") == "conv"
     assert cells.is_cell("SimpleRNN") and not cells.is_cell("conv")
-    with pytest.raises(UserError, match=r"`cell`: 'transformer'; expected one of \['rnn', 'lstm', 'gru'\]"):
+    with pytest.raises(
+        UserError, match=r"`cell`: 'transformer'; expected one of \['rnn', 'lstm', 'gru', 'layernorm_rnn', "
+    ):
         cells.canonical("transformer")
+
+
+def test_variant_cell_names_and_their_arguments():
+    import layers
+
+    expected = {
+        "layernorm_rnn": layers.LayerNormSimpleRNN,
+        "layernorm_lstm": layers.LayerNormLSTM,
+        "layernorm_gru": layers.LayerNormGRU,
+        "peephole_lstm": layers.PeepholeLSTM,
+        "projection_lstm": layers.ProjectionLSTM,
+    }
+    assert {name: cells.layer_class(name) for name in cells.VARIANTS} == expected
+    assert all(cells.is_cell(name) and cells.canonical(name) == name for name in cells.VARIANTS)
+    assert cells.canonical_name("layernorm_gru-autoregressive") == "layernorm_gru-autoregressive"
+    message = str(pytest.raises(UserError, cells.canonical, "layernorm", "models").value)
+    assert message.count("\n") == 0 and "`models`: 'layernorm'" in message
+    assert all(repr(name) in message for name in cells.CELLS)
+    # projection_lstm projects to units // 2 (at least 1) unless proj_units says otherwise; no other cell takes it.
+    assert cells.layer_arguments("projection_lstm", 64) == {"proj_units": 32}
+    assert cells.layer_arguments("projection_lstm", 1) == {"proj_units": 1}
+    assert cells.layer_arguments("projection_lstm", 64, 48) == {"proj_units": 48}
+    assert cells.layer_arguments("layernorm_lstm", 64, 48) == {} and cells.layer_arguments("LSTM", 64) == {}
+    assert cells.require_proj_units(0, ["lstm"]) == 0
+    assert cells.require_proj_units(8, ["conv", "projection_lstm-autoregressive"], "models") == 8
+    with pytest.raises(UserError, match=r"proj_units=8 with models=lstm,gru; proj_units applies to projection_lstm"):
+        cells.require_proj_units(8, ["lstm", "gru"], "models")
+    with pytest.raises(UserError, match=r"`proj_units`.*expected 0 \(units // 2 for projection_lstm\)"):
+        cells.require_proj_units(-1, ["projection_lstm"])
+
+
+def test_implementation_picks_our_layer_or_keras_built_in():
+    import layers
+
+    assert cells.IMPLEMENTATIONS == ("ours", "keras")
+    assert [cells.layer_class(name, "keras") for name in ("rnn", "simple_rnn", "LSTM", "gru")] == [
+        keras.layers.SimpleRNN,
+        keras.layers.SimpleRNN,
+        keras.layers.LSTM,
+        keras.layers.GRU,
+    ]
+    assert cells.layer_class("lstm", "ours") is cells.layer_class("lstm") is layers.LSTM
+    assert cells.require_implementation("keras", ["conv", "gru-autoregressive", "simple_rnn"], "models") == "keras"
+    assert cells.has_keras_layer("simple_rnn-autoregressive") and not cells.has_keras_layer("peephole_lstm")
+    assert not cells.has_keras_layer("conv")
+    for name in cells.VARIANTS:
+        with pytest.raises(UserError, match=f"implementation='keras' with cell={name}; Keras has no built-in layer"):
+            cells.layer_class(name, "keras")
+        assert cells.layer_class(name, "ours") is cells.layer_class(name)
+    with pytest.raises(UserError, match=r"models=layernorm_gru-autoregressive; .*set implementation=ours"):
+        cells.require_implementation("keras", ["lstm", "layernorm_gru-autoregressive"], "models")
+    with pytest.raises(UserError, match=r"`implementation`: 'tf'; expected one of \['ours', 'keras'\]"):
+        cells.layer_class("lstm", "tf")
+
+
+def _recipe_configs():
+    from zoo.char_lm.config import CharLMConfig
+    from zoo.forecast.config import ForecastConfig
+    from zoo.memory.config import MemoryConfig, StudyConfig
+    from zoo.sentiment.config import SentimentConfig
+
+    return {
+        "cell": (CharLMConfig, SentimentConfig),
+        "models": (ForecastConfig, StudyConfig),
+        "model": (MemoryConfig,),
+    }
+
+
+def test_every_recipe_config_checks_implementation():
+    for field, classes in _recipe_configs().items():
+        for config_class in classes:
+            base = config_class()
+            if config_class.__name__ == "StudyConfig":
+                base = dataclasses.replace(base, truncation_models=())
+            assert base.implementation == "ours"
+            assert config_lib.apply_overrides(base, ["implementation=keras"]).implementation == "keras"
+            message = str(pytest.raises(UserError, config_lib.apply_overrides, base, ["implementation=Keras"]).value)
+            assert (
+                message == "Received an invalid value for `implementation`: 'Keras'; expected one of ['ours', 'keras']."
+            )
+            variant = "layernorm_lstm" if field != "models" else "conv,layernorm_lstm"
+            with pytest.raises(UserError, match=f"implementation='keras' with {field}=layernorm_lstm; Keras has no"):
+                config_lib.apply_overrides(base, [f"{field}={variant}", "implementation=keras"])
+
+
+def test_arguments_only_our_layers_take_are_refused_with_keras():
+    from zoo.memory.config import MemoryConfig, StudyConfig
+    from zoo.memory.model import build_model
+
+    with pytest.raises(UserError, match=r"bptt_steps=5 with implementation='keras'; Keras's layers have no truncated"):
+        MemoryConfig(bptt_steps=5, implementation="keras").validate()
+    with pytest.raises(UserError, match=r"truncation_models=lstm,gru; the truncated-BPTT runs need `bptt_steps`"):
+        StudyConfig(implementation="keras").validate()
+    model = build_model(MemoryConfig(length=4, parameter_budget=50, implementation="keras"))
+    assert type(model.get_layer("recurrent")) is keras.layers.LSTM
+    run = StudyConfig(implementation="keras", truncation_models=()).run_config("adding", "gru", 8)
+    assert run.implementation == "keras"
 
 
 def test_registry_resolves_cell_aliases_and_lists_known_names():

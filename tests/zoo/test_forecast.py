@@ -184,6 +184,9 @@ def test_missing_csv_file_and_config_checks(tmp_path):
         ForecastConfig(models=("transformer",)).validate()
     with pytest.raises(ValueError, match="`horizon`: 0"):
         ForecastConfig(horizon=0).validate()
+    with pytest.raises(ValueError, match="proj_units=4 with models=lstm,conv; proj_units applies to projection_lstm"):
+        ForecastConfig(models=("lstm", "conv"), proj_units=4).validate()
+    ForecastConfig(models=("conv", "projection_lstm-autoregressive"), proj_units=4).validate()
 
 
 # ----------------------------------------------------------------------------- baselines with known answers
@@ -300,6 +303,11 @@ def test_registry_builds_every_forecaster_with_the_right_shapes():
         model = registry.build(f"forecast/{name}", config)
         output = model(np.zeros((2, 6, 2), np.float32))
         assert tuple(output.shape) == ((2, 2) if name.endswith("autoregressive") else (2, 3)), name
+    # projection_lstm projects to units // 2 unless proj_units says otherwise.
+    assert registry.build("forecast/projection_lstm", config).get_layer("projection_lstm").cell.proj_units == 2
+    config.proj_units = 3
+    assert registry.build("forecast/projection_lstm-autoregressive", config).output_shape == (None, 2)
+    assert registry.build("forecast/projection_lstm", config).get_layer("projection_lstm").cell.proj_units == 3
 
 
 def test_models_forecast_relative_to_the_last_value():

@@ -13,7 +13,9 @@ from zoo import litert
 
 BATCH, STEPS, FEATURES, UNITS = 3, 6, 4, 5
 LENGTHS = np.array([STEPS, 2, 0], np.int32)  # a full row, a padded one, an empty one
-CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
+# Ours, and Keras's built-in LSTM (a recipe's `implementation=keras`; Keras's other cells take the loops'
+# path, whose steps `test_step_signatures_step_keras_cells_as_their_layers_run` checks).
+CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN, "keras_lstm": keras.layers.LSTM}
 
 
 def _randomize(weights, seed, scale=0.6):
@@ -74,7 +76,7 @@ def test_operators_are_builtin_and_lstm_is_fused(converted):
     cell, result = converted
     assert not [name for name in result.operators if name.startswith("CUSTOM:") or "Flex" in name]
     assert not [name for name in result.operators if "Cudnn" in name or "VARIABLE" in name]
-    if cell == "lstm":
+    if cell.endswith("lstm"):
         # One fused op per direction: 1 + 2 + 2, and no loop left.
         assert result.fused_lstms == 5 and result.operators[litert.FUSED_LSTM] == 5
         assert "WHILE" not in result.operators
@@ -104,7 +106,7 @@ def test_fused_lstm_keeps_its_states_between_calls_unless_reset(converted):
     runner = interpreter.get_signature_runner(litert.SIGNATURE)
     first = runner(inputs=inputs, lengths=LENGTHS)["plain"]
     second = runner(inputs=inputs, lengths=LENGTHS)["plain"]
-    if cell == "lstm":
+    if cell.endswith("lstm"):
         # The fused op's states are variable tensors: the second call starts from the first call's final states.
         assert np.abs(second - first).max() > 1e-2
     else:
@@ -188,3 +190,22 @@ def test_check_operators_refuses_flex_custom_and_unfused():
 def test_in_batches_pads_the_last_batch():
     batches, count = litert.in_batches(np.arange(5)[:, None], 2)
     assert count == 5 and [batch[:, 0].tolist() for batch in batches] == [[0, 1], [2, 3], [4, 4]]
+
+
+@pytest.mark.parametrize("layer_class", [keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU])
+def test_step_signatures_step_keras_cells_as_their_layers_run(layer_class):
+    from zoo import litert_step
+
+    layer = layer_class(UNITS, return_sequences=True)
+    layer.build((BATCH, STEPS, FEATURES))
+    _randomize(layer.weights, 3)
+    inputs = _inputs(3)
+    states = list(litert_step.zero_states([layer], BATCH).values())
+    outputs = []
+    for step in range(STEPS):
+        output, named = litert_step.run_layers([layer], inputs[:, step], states)
+        states = list(named.values())
+        outputs.append(np.asarray(output))
+    expected_names = ["h0", "c0"] if layer_class is keras.layers.LSTM else ["h0"]
+    assert list(named) == expected_names
+    np.testing.assert_allclose(np.stack(outputs, axis=1), np.asarray(layer(inputs)), atol=1e-5)

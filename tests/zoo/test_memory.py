@@ -197,6 +197,30 @@ def test_state_gradient_of_our_lstm_equals_keras_lstm():
     assert ours_norms[-1] > ours_norms[0] > 0  # the far past matters less, but not zero
 
 
+def test_state_gradient_of_a_projection_lstm_is_the_layers_initial_state_gradient():
+    # The state is (r, c), r of proj_units = width // 2. d(loss)/d(state at step t) is also the gradient of the
+    # loss with respect to the initial state of the (fused) layer run over the steps after t.
+    config = memory.MemoryConfig(task="adding", model="projection_lstm", length=7, parameter_budget=300)
+    model = memory.build_model(config)
+    recurrent, head = model.get_layer("recurrent"), model.get_layer("head")
+    assert recurrent.cell.state_size == [config.width // 2, config.width]
+    inputs, targets = memory.adding_batch(np.random.default_rng(0), 5, 7)
+    inputs, targets = tf.constant(inputs, tf.float32), tf.constant(targets, tf.float32)
+    norms = memory.model_state_gradient_norms(model, config, inputs, targets)
+    stepper = layers.ProjectionLSTM.from_config({**recurrent.get_config(), "return_state": True})
+    stepper.build(inputs.shape)
+    stepper.set_weights(recurrent.get_weights())
+    for t in (0, 3, 6):
+        _, r, c = stepper(inputs[:, : t + 1])
+        with tf.GradientTape() as tape:
+            tape.watch([r, c])
+            last = stepper(inputs[:, t + 1 :], initial_state=[r, c])[0] if t < 6 else r
+            loss = tf.reduce_sum(tf.square(head(last)[:, 0] - targets[:, 0]))
+        gradients = tape.gradient(loss, [r, c], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        expected = tf.reduce_mean(tf.sqrt(sum(tf.reduce_sum(tf.square(g), axis=-1) for g in gradients)))
+        np.testing.assert_allclose(norms[t], float(expected), rtol=1e-4)
+
+
 def test_truncation_cuts_gradients_where_the_chunks_say():
     layer = layers.LSTM(3, bptt_steps=4)
     inputs = np.random.default_rng(0).normal(size=(2, 14, 2)).astype("float32")

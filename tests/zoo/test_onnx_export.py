@@ -134,6 +134,32 @@ def test_forms_without_an_onnx_operator_run_as_a_loop_and_agree():
     np.testing.assert_allclose(got["lstm"], lstm(inputs), atol=1e-5)
 
 
+@needs_onnx
+def test_keras_layers_and_variant_layers_export_and_agree():
+    # `implementation=keras` builds Keras's layers: the same operators as ours. A variant runs as a Loop.
+    lstm = keras.layers.LSTM(UNITS, return_sequences=True)
+    gru = keras.layers.GRU(UNITS)
+    variant = layers.ProjectionLSTM(UNITS, proj_units=3, use_peepholes=True, return_sequences=True)
+    for seed, layer in enumerate((lstm, gru, variant)):
+        layer.build((BATCH, STEPS, FEATURES))
+        _randomize(layer.weights, seed, scale=0.4)
+    assert onnx_export.expected_operators([lstm, gru, variant]) == [("GRU", "forward"), ("LSTM", "forward")]
+    model = onnx_export.convert(
+        lambda a, b, c: {
+            "lstm": onnx_export.recurrent(lstm, a),
+            "gru": onnx_export.recurrent(gru, b),
+            "variant": onnx_export.recurrent(variant, c),
+        },
+        [tf.TensorSpec([None, None, FEATURES], tf.float32, name=name) for name in "abc"],
+        [*lstm.weights, *gru.weights, *variant.weights],
+    )
+    assert onnx_export.operators(model)["Loop"] == 1
+    inputs = _inputs(5)
+    got = onnx_export.run(model.SerializeToString(), {"a": inputs, "b": inputs, "c": inputs})
+    for name, layer in (("lstm", lstm), ("gru", gru), ("variant", variant)):
+        np.testing.assert_allclose(got[name], layer(inputs), atol=1e-5, err_msg=name)
+
+
 def _lstm_export(path, expected=None, **overrides):
     layer = layers.LSTM(UNITS, return_sequences=True)
     layer.build((1, STEPS, FEATURES))

@@ -355,3 +355,47 @@ def test_python_token_ids_equal_the_vectorizer(standardize):
     if standardize in ("lower_and_strip_punctuation", "lower"):
         # TensorFlow lower-cases ASCII letters only, and splits on ASCII white space only.
         assert "\u00c9cole" in vocabulary and "\u00e9cole" not in vocabulary and "a\u00a0b" in vocabulary
+
+
+def test_ours_against_keras_pairs_the_folds_where_both_trained():
+    from zoo.sentiment.evaluate import compare_implementations, format_comparison
+
+    def model(accuracy, seconds, epochs_run=3):
+        return {
+            "accuracy": accuracy,
+            "epoch_seconds": seconds,
+            "train_seconds": sum(map(sum, seconds)) if seconds and isinstance(seconds[0], list) else sum(seconds),
+            "epochs_run": epochs_run,
+        }
+
+    folds = [
+        {"models": {"bilstm": model(0.70, [9.0, 1.0, 1.0]), "bilstm-keras": model(0.72, [5.0, 2.0, 2.0])}},
+        {"models": {"bilstm": model(0.80, [9.0, 1.0, 3.0]), "bilstm-keras": model(0.76, [5.0, 4.0, 2.0])}},
+        {"models": {"bilstm": model(0.90, [9.0, 1.0])}},  # Keras's did not train here: not compared
+        # An ensemble's epochs, per member: every member's first is left out.
+        {
+            "models": {
+                "bigru-ensemble2": model(0.6, [[4.0, 1.0], [4.0, 1.0]], [2, 2]),
+                "bigru-keras-ensemble2": model(0.6, [[4.0, 3.0], [4.0, 3.0]], [2, 2]),
+            }
+        },
+    ]
+    pairs = [
+        ("bilstm", "bilstm", "bilstm-keras"),
+        ("bigru-ensemble2", "bigru-ensemble2", "bigru-keras-ensemble2"),
+        ("birnn", "birnn", "birnn-keras"),
+    ]
+    lstm, gru = compare_implementations({"folds": folds}, pairs)
+    assert lstm["folds"] == 2
+    assert lstm["ours_accuracy"] == pytest.approx((0.75, np.std([0.70, 0.80], ddof=1)))
+    assert lstm["accuracy_difference"] == pytest.approx((-0.01, np.std([0.02, -0.04], ddof=1)))
+    assert lstm["ours_seconds_per_epoch"] == 1.0 and lstm["keras_seconds_per_epoch"] == 2.0
+    assert lstm["epoch_time_ratio"] == 2.0 and lstm["fold_time_ratio"] == pytest.approx(10.0 / 12.0)
+    assert (gru["folds"], gru["ours_seconds_per_epoch"], gru["keras_seconds_per_epoch"], gru["ours_epochs"]) == (
+        1,
+        1.0,
+        3.0,
+        4.0,
+    )
+    row = format_comparison([lstm]).splitlines()[2].split()
+    assert row[:2] == ["bilstm", "2"] and "2.00x" in row and "-1.00" in row

@@ -14,8 +14,10 @@ MAX_MARKOV_ORDER = 20
 class CharLMConfig:
     """Hyper-parameters of a character language model run (`--set key=value`)."""
 
-    cell: str = "lstm"  # recurrent cell of every layer: rnn, lstm or gru (see zoo.cells)
+    cell: str = "lstm"  # recurrent cell of every layer: rnn, lstm, gru, layernorm_lstm, ... (see zoo.cells)
     units: int = 512  # state size of each recurrent layer
+    proj_units: int = 0  # projection_lstm only: size of its output and fed-back state; 0 = units // 2
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
     dropout: float = 0.25  # dropout on the embedding and after every recurrent layer (training only)
@@ -37,6 +39,8 @@ class CharLMConfig:
             require_int(name, getattr(self, name))
         require_seed("seed", self.seed)
         cells.canonical(self.cell)
+        cells.require_proj_units(self.proj_units, [self.cell])
+        cells.require_implementation(self.implementation, [self.cell])
         require_float("dropout", self.dropout, minimum=0.0, below=1.0)
         for name in ("learning_rate", "clip_norm"):
             require_float(name, getattr(self, name), above=0.0)

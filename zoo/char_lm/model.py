@@ -72,6 +72,8 @@ def bits_from_nats(nats):
 def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
     """Embedding -> dropout -> `num_layers` x (recurrent layer -> dropout) -> logits.
 
+    The recurrent layers are ours, or Keras's with `config.implementation="keras"`.
+
     With `stateful=True` (training and stream evaluation) the batch size is
     fixed to `batch_size` (default `config.batch_size`) and every recurrent
     layer keeps its last state as the initial state of the next batch.
@@ -88,7 +90,7 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
         `(batch, time, vocabulary_size)` logits.
     """
     require_int("vocabulary_size", vocabulary_size, minimum=2)
-    layer_class = cells.layer_class(config.cell)
+    layer_class = cells.layer_class(config.cell, config.implementation)
     batch_size = (batch_size or config.batch_size) if stateful else None
     ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="character_ids")
     hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, name="embedding")(ids)
@@ -96,9 +98,13 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
     # each recurrent layer), so the state carried between batches is exact.
     hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
     for index in range(config.num_layers):
-        hidden = layer_class(config.units, return_sequences=True, stateful=stateful, name=f"{config.cell}_{index}")(
-            hidden
-        )
+        hidden = layer_class(
+            config.units,
+            return_sequences=True,
+            stateful=stateful,
+            name=f"{config.cell}_{index}",
+            **cells.layer_arguments(config.cell, config.units, config.proj_units),
+        )(hidden)
         hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
     logits = keras.layers.Dense(vocabulary_size, name="logits")(hidden)
     return keras.Model(ids, logits, name=f"char_lm_{config.cell}")

@@ -41,8 +41,10 @@ class ForecastConfig:
     validation_fraction: float = 0.15  # share of the series (after training, before test) for early stopping
     test_fraction: float = 0.15  # final share of the series, only used for the reported metrics
     season_period: int = 0  # seasonal period in steps; 0 infers it from the training part; 1 means none
-    models: tuple[str, ...] = ("lstm",)  # neural models to train: conv, rnn, lstm, gru, CELL-autoregressive
+    models: tuple[str, ...] = ("lstm",)  # conv, CELL, CELL-autoregressive; CELL: rnn, lstm, gru, layernorm_lstm, ...
     units: int = 64  # recurrent units (and convolution filters)
+    proj_units: int = 0  # projection_lstm models only: size of the projected output and state; 0 = units // 2
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     epochs: int = 60  # maximum epochs per model
     patience: int = 12  # stop a model after this many epochs without a better validation loss
     plateau_patience: int = (
@@ -94,6 +96,8 @@ class ForecastConfig:
         unknown = [name for name in self.models if not is_neural_model(name)]
         if unknown:
             raise UserError(f"Received unknown `models` {unknown}; expected names from {list(NEURAL_MODELS)}.")
+        cells.require_proj_units(self.proj_units, self.models, "models")
+        cells.require_implementation(self.implementation, self.models, "models")
 
     @property
     def features(self):

@@ -1,4 +1,4 @@
-"""Neural forecasters: a 1-D convolution and our SimpleRNN/LSTM/GRU in two forms.
+"""Neural forecasters: a 1-D convolution and each of our recurrent cells (`zoo.cells`) in two forms.
 
 Every model reads a normalised window (batch, window, features) and works
 relative to the window's last observation: the window is re-centred on its
@@ -63,11 +63,18 @@ def _compile(model, config):
     return model
 
 
+def _recurrent_layer(config, recurrent):
+    """Our layer for the cell `recurrent`, or Keras's with `config.implementation="keras"`."""
+    return cells.layer_class(recurrent, config.implementation)(
+        config.units, name=recurrent, **cells.layer_arguments(recurrent, config.units, config.proj_units)
+    )
+
+
 def build_single_shot(config, recurrent="lstm"):
     """Recurrent encoder over the window; Dense maps the final state to `horizon` steps."""
     windows = _window_input(config)
     centered = CenterOnLastStep(name="center")(windows)
-    state = cells.layer_class(recurrent)(config.units, name=recurrent)(centered)
+    state = _recurrent_layer(config, recurrent)(centered)
     changes = keras.layers.Dense(config.horizon, name="forecast_changes")(state)
     forecast = AddLastStep(1, name="forecast")(changes, windows)
     return _compile(keras.Model(windows, forecast, name=f"forecast_{recurrent}"), config)
@@ -77,7 +84,7 @@ def build_autoregressive(config, recurrent="lstm"):
     """Recurrent encoder that predicts the next step of every feature."""
     windows = _window_input(config)
     centered = CenterOnLastStep(name="center")(windows)
-    state = cells.layer_class(recurrent)(config.units, name=recurrent)(centered)
+    state = _recurrent_layer(config, recurrent)(centered)
     changes = keras.layers.Dense(config.features, name="next_step_changes")(state)
     next_step = AddLastStep(config.features, name="next_step")(changes, windows)
     return _compile(keras.Model(windows, next_step, name=f"forecast_{recurrent}_autoregressive"), config)

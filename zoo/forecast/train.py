@@ -5,7 +5,7 @@ Layout of a work directory:
     config.json                    the run's ForecastConfig
     models/<name>/checkpoints/     last.keras, best.keras (lowest validation loss)
     models/<name>/logs/            TensorBoard logs
-    models/<name>/training.json    history and wall time of a finished model
+    models/<name>/training.json    history, wall time and seconds per epoch of a finished model
     metrics.json                   every model's test metrics (overall and per step)
     forecast.png                   test forecasts against the truth
     export/<name>/                 SavedModel: window in original units -> forecast in original units
@@ -14,6 +14,7 @@ Layout of a work directory:
 default is silent.
 """
 
+import contextlib
 import os
 
 import keras
@@ -57,9 +58,45 @@ def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=t
     "<name>: resuming from epoch E, batch B (backup of <time>)" (or, on
     `resume` without a backup, "<name>: nothing to resume: starting fresh").
     """
-    config.validate()
-    with workdir_lib.locked(workdir, hold=is_chief()):
-        return _train(config, workdir, resume, strategy, verbose, log, series)
+    (summaries,) = train_interleaved(
+        [(config, workdir, log)], resume=resume, strategy=strategy, verbose=verbose, series=series
+    )
+    return summaries
+
+
+def train_interleaved(runs, *, resume=False, strategy="default", verbose=0, series=None):
+    """Train several runs' models one model at a time: model 1 of every run, then model 2, ...
+
+    `runs` is a list of `(config, workdir, log)`. Each run is trained as
+    `train` trains it (its own work directory, config and log); a model
+    name is trained in every run whose `models` hold it, in turn, the
+    order of the runs reversed at every other name. Runs that differ only
+    in `implementation` are then timed under the same load (a shared
+    machine's load changes over minutes). Returns a list of
+    {name: training summary}, one per run.
+    """
+    for config, _, _ in runs:
+        config.validate()
+    with contextlib.ExitStack() as stack:
+        for _, workdir, _ in runs:
+            stack.enter_context(workdir_lib.locked(workdir, hold=is_chief()))
+        opened = [_open_run(config, workdir, resume, log, series) for config, workdir, log in runs]
+        # One strategy for all models: a MultiWorkerMirroredStrategy is created once per process.
+        distribution = get_strategy(strategy)
+        names = []
+        for config, _, _ in opened:
+            names += [name for name in config.models if name not in names]
+        summaries = [{} for _ in runs]
+        for position, name in enumerate(names):
+            order = list(range(len(runs)))[:: -1 if position % 2 else 1]
+            for index in order:
+                config, workdir, prepared = opened[index]
+                if name in config.models:
+                    summaries[index][name] = _train_model(
+                        config, workdir, prepared, name, distribution, resume, verbose, runs[index][2]
+                    )
+    # In each run's own order of `models`.
+    return [{name: summary[name] for name in config.models} for summary, (config, _, _) in zip(summaries, opened)]
 
 
 def _input_fingerprints(config, given, loaded):
@@ -69,7 +106,8 @@ def _input_fingerprints(config, given, loaded):
     return {f"the series {loaded.name!r}": workdir_lib.fingerprint_bytes(loaded.values.tobytes())}
 
 
-def _train(config, workdir, resume, strategy, verbose, log, series):
+def _open_run(config, workdir, resume, log, series):
+    """Check and prepare `workdir` for `config`, load the series; (the saved config, workdir, prepared data)."""
     workdir_lib.refuse_existing_run(workdir, (MODELS_DIR,), resume=resume, holds="a run with trained models")
     prepared = prepare(config, series)
     inputs = _input_fingerprints(config, series, prepared.series)
@@ -81,57 +119,57 @@ def _train(config, workdir, resume, strategy, verbose, log, series):
         f"{prepared.series.filled}; season period {prepared.season_period}"
         f"{' (inferred)' if prepared.season_period_inferred else ''}"
     )
-    summaries = {}
-    # One strategy for all models: a MultiWorkerMirroredStrategy is created once per process.
-    distribution = get_strategy(strategy)
-    for name in config.models:
-        directory = model_dir(workdir, name)
-        summary_path = os.path.join(directory, "training.json")
-        if resume and os.path.exists(summary_path):
-            log(f"{name}: already trained, skipped")
-            summaries[name] = read_json(summary_path)
-            continue
-        # The same seed for every model, so one model's numbers do not depend on which others ran first.
-        training.set_seed(config.seed)
-        train_inputs, train_targets = supervised_arrays(prepared, config, name, "train")
-        validation_inputs, validation_targets = supervised_arrays(prepared, config, name, "validation")
-        with distribution.scope():
-            model = build_model(config, name)
-        log(f"{name}: {model.count_params()} parameters, {len(train_inputs)} training windows")
-        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
-        if config.plateau_patience:
-            callbacks.append(
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor="val_loss", factor=0.5, patience=config.plateau_patience, verbose=0
-                )
+    return config, workdir, prepared
+
+
+def _train_model(config, workdir, prepared, name, distribution, resume, verbose, log):
+    """Train model `name` of the run in `workdir` (or reuse it, finished, on `resume`); its training summary."""
+    directory = model_dir(workdir, name)
+    summary_path = os.path.join(directory, "training.json")
+    if resume and os.path.exists(summary_path):
+        log(f"{name}: already trained, skipped")
+        return read_json(summary_path)
+    # The same seed for every model, so one model's numbers do not depend on which others ran first.
+    training.set_seed(config.seed)
+    train_inputs, train_targets = supervised_arrays(prepared, config, name, "train")
+    validation_inputs, validation_targets = supervised_arrays(prepared, config, name, "validation")
+    with distribution.scope():
+        model = build_model(config, name)
+    log(f"{name}: {model.count_params()} parameters, {len(train_inputs)} training windows")
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
+    if config.plateau_patience:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=config.plateau_patience, verbose=0
             )
-        result = training.fit(
-            model,
-            windows_dataset(train_inputs, train_targets, config.batch_size, shuffle_seed=config.seed),
-            workdir=directory,
-            epochs=config.epochs,
-            validation_data=windows_dataset(validation_inputs, validation_targets, 256),
-            max_minutes=config.max_minutes,
-            callbacks=callbacks,
-            verbose=verbose,
-            tensorboard=training.tensorboard_available(),
-            log=training.prefixed(log, name),
-            resume=resume,
-            divergence_factor=config.divergence_factor,
         )
-        validation_losses = result["history"].get("val_loss", [])
-        summary = {
-            "epochs": len(result["history"].get("loss", [])),
-            "seconds": result["seconds"],
-            "time_budget_exhausted": result["time_budget_exhausted"],
-            "best_validation_loss": min(validation_losses) if validation_losses else None,
-            "history": result["history"],
-        }
-        if is_chief():
-            atomic_write_json(summary_path, summary)
-        log(
-            f"{name}: {summary['epochs']} epochs in {summary['seconds']:.0f}s, best validation loss "
-            f"{summary['best_validation_loss']:.4f}{' (time budget reached)' if summary['time_budget_exhausted'] else ''}"
-        )
-        summaries[name] = summary
-    return summaries
+    result = training.fit(
+        model,
+        windows_dataset(train_inputs, train_targets, config.batch_size, shuffle_seed=config.seed),
+        workdir=directory,
+        epochs=config.epochs,
+        validation_data=windows_dataset(validation_inputs, validation_targets, 256),
+        max_minutes=config.max_minutes,
+        callbacks=callbacks,
+        verbose=verbose,
+        tensorboard=training.tensorboard_available(),
+        log=training.prefixed(log, name),
+        resume=resume,
+        divergence_factor=config.divergence_factor,
+    )
+    validation_losses = result["history"].get("val_loss", [])
+    summary = {
+        "epochs": len(result["history"].get("loss", [])),
+        "seconds": result["seconds"],
+        "epoch_seconds": result["epoch_seconds"],
+        "time_budget_exhausted": result["time_budget_exhausted"],
+        "best_validation_loss": min(validation_losses) if validation_losses else None,
+        "history": result["history"],
+    }
+    if is_chief():
+        atomic_write_json(summary_path, summary)
+    log(
+        f"{name}: {summary['epochs']} epochs in {summary['seconds']:.0f}s, best validation loss "
+        f"{summary['best_validation_loss']:.4f}{' (time budget reached)' if summary['time_budget_exhausted'] else ''}"
+    )
+    return summary

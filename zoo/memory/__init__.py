@@ -19,13 +19,14 @@ the past, so they measure how far back a model can remember and learn:
   guess on the last steps, a cross-entropy per step of
   `copy_length * log(alphabet_size) / (delay + 2 * copy_length)`.
 
-The package builds the four compared models at matched parameter counts
-(`model`: our `SimpleRNN`, `LSTM`, `GRU`, and a causal dilated convolution
-with a fixed receptive field), trains one of them on one task (`train`),
-measures how the loss at the last step depends on the recurrent state at each
-earlier step (`evaluate.state_gradient_norms`), and runs the whole study with
-its report (`study`). Importing it registers the model builders `memory/rnn`,
-`memory/lstm`, `memory/gru` and `memory/conv`.
+The package builds the compared models at matched parameter counts
+(`model`: our `SimpleRNN`, `LSTM`, `GRU` and a causal dilated convolution
+with a fixed receptive field, the study's default four, and the variant
+cells of `zoo.cells` such as `layernorm_lstm`), trains one of them on one task
+(`train`), measures how the loss at the last step depends on the recurrent
+state at each earlier step (`evaluate.state_gradient_norms`), and runs the
+whole study with its report (`study`). Importing it registers the model
+builders `memory/<cell>` for every cell name and `memory/conv`.
 """
 
 from zoo.memory.baselines import baseline_error, empirical_baseline_error
@@ -47,6 +48,7 @@ from zoo.memory.evaluate import (
     untruncated_copy,
 )
 from zoo.memory.model import (
+    DEFAULT_MODELS,
     MODELS,
     build_model,
     parameter_count,
@@ -73,6 +75,7 @@ __all__ = [
     "reachable_distance",
     "state_gradient_norms",
     "untruncated_copy",
+    "DEFAULT_MODELS",
     "MODELS",
     "build_model",
     "parameter_count",

@@ -14,7 +14,7 @@ from zoo.config import (
 )
 from zoo.errors import UserError
 from zoo.memory.data import TASKS, copy_layout
-from zoo.memory.model import MODELS, require_model, width_for_budget
+from zoo.memory.model import DEFAULT_MODELS, MODELS, require_model, width_for_budget
 
 # The longest sequence (adding length or copy delay) a run accepts. The
 # stored states of back-propagation through time grow with the length T:
@@ -29,11 +29,12 @@ class MemoryConfig:
     """One model on one memory task."""
 
     task: Literal["adding", "copy"] = "adding"  # which task
-    model: str = "lstm"  # which model: rnn, lstm, gru (see zoo.cells) or conv
+    model: str = "lstm"  # which model: a cell of zoo.cells (rnn, lstm, gru, layernorm_lstm, ...) or conv
     length: int = 100  # T: adding sequence length, or the copy task's delay
     parameter_budget: int = 4500  # trainable weights; the width is chosen to come closest
     conv_layers: int = 4  # causal conv layers, dilations 1, 2, 4, ... (receptive field 1 + 2*(2**n - 1))
-    bptt_steps: int | None = None  # truncated BPTT chunk length for recurrent models; None = full
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
+    bptt_steps: int | None = None  # truncated BPTT chunk length for recurrent models (ours only); None = full
     mark_distance: int | None = None  # adding: None = one mark per half; d = first mark d steps before the last
     copy_length: int = 10  # copy: letters to remember
     alphabet_size: int = 8  # copy: distinct letters
@@ -50,10 +51,16 @@ class MemoryConfig:
         for name in ("length", "parameter_budget", "conv_layers", "copy_length", "alphabet_size"):
             require_int(name, getattr(self, name))
         require_int("length", self.length, maximum=MAX_LENGTH)
+        cells.require_implementation(self.implementation, [self.model], "model")
         if self.bptt_steps is not None:
             require_int("bptt_steps", self.bptt_steps)
             if self.model == "conv":
                 raise UserError("Received `bptt_steps` for model 'conv'; truncation applies to recurrent models only.")
+            if self.implementation == "keras":
+                raise UserError(
+                    f"Received bptt_steps={self.bptt_steps} with implementation='keras'; Keras's layers have no "
+                    "truncated back-propagation through time (leave bptt_steps unset, or set implementation=ours)."
+                )
         if self.mark_distance is not None:
             if self.task != "adding":
                 raise UserError("Received `mark_distance` for task 'copy'; it applies to the adding problem only.")
@@ -89,7 +96,8 @@ class StudyConfig:
 
     adding_lengths: tuple[int, ...] = (25, 50, 100, 200, 400)  # adding problem lengths T to train at
     copy_delays: tuple[int, ...] = (10, 25, 50, 100)  # copy task delays T (sequence length T + 2 * copy_length)
-    models: tuple[str, ...] = MODELS  # compared models, from rnn, lstm, gru, conv
+    models: tuple[str, ...] = DEFAULT_MODELS  # compared models: conv and cells (rnn, lstm, gru, layernorm_lstm, ...)
+    implementation: str = "ours"  # ours (layers/) or keras (Keras's; rnn, lstm, gru only; truncation_models empty)
     train_steps: int = 400  # batches per training run, the same for every model and length
     batch_size: int = 64  # sequences per batch
     evaluations: int = 4  # test-error measurements per run (train_steps must be a multiple)
@@ -149,6 +157,13 @@ class StudyConfig:
             require_model("models", model)
         for model in self.truncation_models:
             cells.canonical(model, "truncation_models")
+        cells.require_implementation(self.implementation, self.models, "models")
+        if self.implementation == "keras" and self.truncation_models:
+            raise UserError(
+                f"Received implementation='keras' with truncation_models={','.join(self.truncation_models)}; the "
+                "truncated-BPTT runs need `bptt_steps`, which Keras's layers do not have (set truncation_models= "
+                "to leave them out, or implementation=ours)."
+            )
         if self.probe_length and self.probe_length not in self.adding_lengths:
             raise UserError(
                 f"Received probe_length={self.probe_length}, which is not among adding_lengths "
@@ -172,6 +187,7 @@ class StudyConfig:
         config = MemoryConfig(
             task=task,
             model=model,
+            implementation=self.implementation,
             length=length,
             parameter_budget=self.parameter_budget,
             conv_layers=self.conv_layers,

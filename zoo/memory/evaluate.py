@@ -25,7 +25,10 @@ def state_gradient_norms(cell, inputs, last_step_loss, initial_states=None):
     Runs `cell` step by step over `inputs` (batch, steps, features), adding a
     zero tensor to every state after each step; the gradient of the loss with
     respect to that zero tensor at step t is d(loss)/d(state_t), the total
-    derivative through all later steps. For an LSTM the state is (h_t, c_t).
+    derivative through all later steps. For an LSTM the state is (h_t, c_t);
+    for a projection LSTM (r_t, c_t), the projection r_t of size `proj_units`
+    being its output and fed-back state. The norm is over all of a step's
+    states together.
 
     Args:
         cell: A recurrent cell (ours or any Keras-contract cell).

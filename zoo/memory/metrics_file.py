@@ -9,6 +9,8 @@ from zoo.memory.config import StudyConfig
 # What `run_study` writes at the top level, with the JSON type of each entry.
 STUDY_ENTRIES = {"config": dict, "ladder": list, "truncation": list, "solved": dict, "environment": dict}
 ENVIRONMENT_ENTRIES = ("cpu_count", "load_average_at_start", "load_average_at_end", "seconds")
+# Study settings added after studies had been run, with the value every earlier study had.
+ADDED_SETTINGS = {"implementation": "ours"}
 
 
 def _problem(metrics):
@@ -18,7 +20,9 @@ def _problem(metrics):
     wrong = [name for name, kind in STUDY_ENTRIES.items() if not isinstance(metrics.get(name), kind)]
     if wrong:
         return f"it lacks {wrong} (or they have the wrong type)"
-    missing = sorted({field.name for field in dataclasses.fields(StudyConfig)} - set(metrics["config"]))
+    missing = sorted(
+        {field.name for field in dataclasses.fields(StudyConfig)} - set(metrics["config"]) - set(ADDED_SETTINGS)
+    )
     if missing:
         return f"its `config` lacks the study settings {missing}"
     missing = [name for name in ENVIRONMENT_ENTRIES if name not in metrics["environment"]]
@@ -39,4 +43,6 @@ def read_study_metrics(path):
     problem = _problem(metrics)
     if problem:
         raise UserError(f"The metrics file {str(path)!r} is not a memory study's: {problem}; expected {expected}.")
+    for name, value in ADDED_SETTINGS.items():
+        metrics["config"].setdefault(name, value)
     return metrics

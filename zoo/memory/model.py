@@ -1,8 +1,11 @@
-"""The four compared models, built at matched parameter counts.
+"""The compared models, built at matched parameter counts.
 
-Our `SimpleRNN`, `LSTM` and `GRU`, and a causal dilated convolution with a
-fixed receptive field; `width_for_budget` picks each model's width so that
-its parameter count comes closest to a common budget.
+Our `SimpleRNN`, `LSTM` and `GRU` (the study's default four with the
+convolution), the variant cells of `zoo.cells` (`layernorm_lstm`, ...), and a
+causal dilated convolution with a fixed receptive field; `width_for_budget`
+picks each model's width so that its parameter count comes closest to a
+common budget. A `projection_lstm` of width `u` projects to `u // 2`
+(`zoo.cells.projection_units`), and its head reads the projection.
 """
 
 import dataclasses
@@ -15,6 +18,7 @@ from zoo.errors import UserError
 from zoo.memory.data import ADDING_FEATURES, copy_layout
 
 MODELS = (*cells.CELLS, "conv")
+DEFAULT_MODELS = (*cells.PLAIN, "conv")  # the study's default comparison
 CONV_KERNEL_SIZE = 3  # kernel width of every causal convolution layer
 
 
@@ -44,12 +48,25 @@ def parameter_count(model, width, task, conv_layers=4, copy_length=10, alphabet_
     model = cells.canonical_name(require_model("model", model))
     features, outputs = _task_sizes(task, copy_length, alphabet_size)
     head = (width + 1) * outputs
+    lstm = 4 * width * (features + width + 1)
+    gru = 3 * width * (features + width + 2)  # reset_after=True: two bias rows
     if model == "rnn":
         return width * (features + width + 1) + head
     if model == "lstm":
-        return 4 * width * (features + width + 1) + head
-    if model == "gru":  # reset_after=True: two bias rows
-        return 3 * width * (features + width + 2) + head
+        return lstm + head
+    if model == "gru":
+        return gru + head
+    if model == "layernorm_rnn":  # one gamma, no beta
+        return width * (features + width + 2) + head
+    if model == "layernorm_lstm":  # gamma and beta over 4u (kernel), 4u (recurrent), u (state)
+        return lstm + 18 * width + head
+    if model == "layernorm_gru":  # gamma and beta over 3u (kernel), 2u (recurrent), u (candidate)
+        return gru + 12 * width + head
+    if model == "peephole_lstm":  # three peephole vectors
+        return lstm + 3 * width + head
+    if model == "projection_lstm":  # the recurrent kernel and the head read the projection
+        projection = cells.projection_units(width)
+        return 4 * width * (features + projection + 1) + width * projection + (projection + 1) * outputs
     first = CONV_KERNEL_SIZE * features * width + width
     rest = (conv_layers - 1) * (CONV_KERNEL_SIZE * width * width + width)
     return first + rest + head
@@ -69,9 +86,9 @@ def width_for_budget(model, parameter_budget, task, conv_layers=4, copy_length=1
 def build_model(config):
     """The compiled model for `config`.
 
-    Recurrent models are `Input -> <our layer> (named "recurrent") -> Dense
-    (named "head")`; the adding problem reads the last step, the copy task
-    every step. The convolutional model stacks causal Conv1D layers with
+    Recurrent models are `Input -> <our layer, or Keras's with
+    implementation="keras"> (named "recurrent") -> Dense (named "head")`;
+    the adding problem reads the last step, the copy task every step. The convolutional model stacks causal Conv1D layers with
     dilations 1, 2, 4, ...; on the adding problem its last step sees only the
     last `receptive_field(conv_layers)` inputs.
     """
@@ -81,8 +98,14 @@ def build_model(config):
     width = config.width
     inputs = keras.Input((config.sequence_length, features), name="sequence")
     if cells.is_cell(config.model):
-        hidden = cells.layer_class(config.model)(
-            width, return_sequences=every_step, bptt_steps=config.bptt_steps, name="recurrent"
+        # Keras's layers take no `bptt_steps` (`MemoryConfig.validate` refuses one with them).
+        truncation = {} if config.implementation == "keras" else {"bptt_steps": config.bptt_steps}
+        hidden = cells.layer_class(config.model, config.implementation)(
+            width,
+            return_sequences=every_step,
+            name="recurrent",
+            **truncation,
+            **cells.layer_arguments(config.model, width),
         )(inputs)
     else:
         hidden = inputs

@@ -417,6 +417,13 @@ def write_plots(metrics, workdir):
     return written, None
 
 
+def _layers_text(config):
+    """Which recurrent layers the study trained: ours, or Keras's (`implementation`; ours in studies before it)."""
+    if config.get("implementation", "ours") == "keras":
+        return "Keras's built-in recurrent layers (`keras.layers.SimpleRNN`, `LSTM`, `GRU`)"
+    return "our recurrent layers (`layers/`)"
+
+
 def render_report(metrics, plots, plot_problem):
     """Returns the markdown report of a study's metrics (marked partial when not complete).
 
@@ -434,7 +441,7 @@ def render_report(metrics, plots, plot_problem):
             if metrics.get("complete", True)
             else ["**Partial report: the study is still running or was stopped; `run --resume` completes it.**", ""]
         ),
-        f"Every run: {config['train_steps']} batches of {config['batch_size']} sequences, Adam "
+        f"Every run: {_layers_text(config)}, {config['train_steps']} batches of {config['batch_size']} sequences, Adam "
         f"(learning rate {config['learning_rate']}, clipnorm {config['clipnorm']}), about "
         f"{config['parameter_budget']} weights per model, seed {config['seed']}; test on "
         f"{config['test_size']} held-out sequences. A length is *solved* when the test error is below "
@@ -489,10 +496,10 @@ def render_report(metrics, plots, plot_problem):
             f"## Gradient flow (adding problem, T = {config['probe_length']})",
             "",
             "Mean over test sequences of the norm of d(squared error at the last step) / d(state at step T-1-distance), "
-            "the total derivative through every later step (state = h, or (h, c) for the LSTM), measured by running "
-            "our cell step by step under `tf.GradientTape`. `init`: the same weights before training; `trained`: after "
-            "the ladder run at this length (a small trained error also shrinks every entry, so compare the shape "
-            "along a column). Last row: norm at the largest distance divided by norm at distance 0.",
+            "the total derivative through every later step (state = h, or (h, c) for an LSTM, or (r, c) for a "
+            "projection LSTM, r being its projected output), measured by running the trained cell step by step under "
+            "`tf.GradientTape`. `init`: the same weights before training; `trained`: after the ladder run at this "
+            "length (a small trained error also shrinks every entry, so compare the shape along a column). Last row: norm at the largest distance divided by norm at distance 0.",
             "",
             table,
             "",

@@ -18,7 +18,9 @@ from zoo.sentiment.data import (
 )
 from zoo.sentiment.evaluate import (
     classification_metrics,
+    compare_implementations,
     confusion_matrix,
+    format_comparison,
     format_table,
     load_trained_model,
     macro_f1,
@@ -57,6 +59,8 @@ __all__ = [
     "train_test_split_run",
     "cross_validate",
     "format_table",
+    "compare_implementations",
+    "format_comparison",
     "load_trained_model",
     "predict_probabilities",
     "export_text_classifier",

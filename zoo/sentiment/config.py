@@ -22,8 +22,10 @@ STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "non
 @dataclasses.dataclass
 class SentimentConfig:
     # --- recurrent model -------------------------------------------------
-    cell: str = "lstm"  # recurrent cell, from `layers`: rnn, lstm or gru (see zoo.cells)
+    cell: str = "lstm"  # recurrent cell, from `layers`: rnn, lstm, gru, layernorm_lstm, ... (see zoo.cells)
     units: int = 64  # hidden units per direction and layer
+    proj_units: int = 0  # projection_lstm only: size of its projected output and state; 0 = units // 2
+    implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     num_layers: int = 1  # stacked recurrent layers
     bidirectional: bool = True  # wrap each recurrent layer in keras.layers.Bidirectional
     pooling: Literal["last", "max", "mean"] = (
@@ -115,6 +117,9 @@ class SentimentConfig:
         require_float("ngram_learning_rate", self.ngram_learning_rate, above=0.0, optional=True)
         require_float("max_minutes", self.max_minutes, above=0.0, optional=True)
         cells.canonical(self.cell)
+        cells.require_implementation(self.implementation, [self.cell])
+        # Not checked against `cell`: the benchmark trains the cells of its --cells instead, and checks those.
+        cells.require_proj_units(self.proj_units)
         require_choice("monitor", self.monitor, MONITORS)
         require_choice("member_validation", self.member_validation, MEMBER_VALIDATION)
         for name in ("ensemble", "baseline_ensemble"):
@@ -129,10 +134,14 @@ class SentimentConfig:
 
     @property
     def single_model_name(self):
-        """A short name for one recurrent model: `bilstm`, `gru`, `2xbigru`, `bilstm+ngrams`, ..."""
+        """A short name for one recurrent model: `bilstm`, `gru`, `2xbigru`, `bilstm+ngrams`, `bilstm-keras`, ...
+
+        `-keras` ends the name of a model built with Keras's layers (`implementation="keras"`).
+        """
         name = ("bi" if self.bidirectional else "") + self.cell
         name = name if self.num_layers == 1 else f"{self.num_layers}x{name}"
-        return name + ("+ngrams" if self.ngram_head else "") + ("+adv" if self.adversarial else "")
+        name += ("+ngrams" if self.ngram_head else "") + ("+adv" if self.adversarial else "")
+        return name + ("-keras" if self.implementation == "keras" else "")
 
     def _ensemble_suffix(self, count):
         """`-ensembleN` for N > 1 members (`-ensembleN-disjoint` when each holds out its own validation slice)."""

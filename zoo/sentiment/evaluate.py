@@ -223,6 +223,75 @@ def format_table(summary_or_report, reference=None):
     return "\n".join(lines)
 
 
+def _later_epoch_seconds(entry):
+    """The seconds of every epoch after the first (which includes tracing) of a model's training, every member's."""
+    seconds = entry.get("epoch_seconds") or []
+    runs = seconds if seconds and isinstance(seconds[0], list) else [seconds]
+    return [value for run in runs for value in run[1:]]
+
+
+def _mean_std(values):
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+
+
+def compare_implementations(report, pairs):
+    """Ours against Keras's, per pair `(label, our model's name, Keras's model's name)` that both trained.
+
+    `report` is a cross-validation's (`folds`) or one split's. Per pair:
+    the folds where both trained, the test accuracy of each (mean and
+    standard deviation over those folds) and the paired difference keras
+    - ours, the median seconds per epoch (training and validation, every
+    epoch after a training's first, pooled over folds) of each and their
+    ratio keras / ours, and the mean training seconds per fold of each.
+    """
+    folds = report["folds"] if "folds" in report else [report]
+    rows = []
+    for label, ours, theirs in pairs:
+        both = [fold["models"] for fold in folds if ours in fold["models"] and theirs in fold["models"]]
+        if not both:
+            continue
+        row = {"model": label, "ours": ours, "keras": theirs, "folds": len(both)}
+        for side, name in (("ours", ours), ("keras", theirs)):
+            row[f"{side}_accuracy"] = _mean_std([models[name]["accuracy"] for models in both])
+            later = [value for models in both for value in _later_epoch_seconds(models[name])]
+            row[f"{side}_seconds_per_epoch"] = float(np.median(later)) if later else None
+            row[f"{side}_seconds_per_fold"] = float(np.mean([models[name]["train_seconds"] for models in both]))
+            row[f"{side}_epochs"] = float(np.mean([np.sum(models[name]["epochs_run"]) for models in both]))
+        row["accuracy_difference"] = _mean_std(
+            [models[theirs]["accuracy"] - models[ours]["accuracy"] for models in both]
+        )
+        per_epoch = row["ours_seconds_per_epoch"], row["keras_seconds_per_epoch"]
+        row["epoch_time_ratio"] = per_epoch[1] / per_epoch[0] if all(per_epoch) else None
+        row["fold_time_ratio"] = row["keras_seconds_per_fold"] / row["ours_seconds_per_fold"]
+        rows.append(row)
+    return rows
+
+
+def format_comparison(rows):
+    """The rows of `compare_implementations` as a plain-text table (accuracy in %)."""
+    header = (
+        f"{'model':<14}{'folds':>6}{'accuracy ours':>16}{'keras':>15}{'keras - ours':>15}"
+        f"{'s/epoch ours':>14}{'keras':>7}{'keras/ours':>12}{'s/fold ours':>13}{'keras':>7}{'keras/ours':>12}"
+    )
+    lines = [header, "-" * len(header)]
+
+    def accuracy(pair, sign=""):
+        return f"{pair[0] * 100:{sign}.2f} ± {pair[1] * 100:.2f}"
+
+    def seconds(value, digits):
+        return f"{value:.{digits}f}" if value is not None else "-"
+
+    for row in rows:
+        epoch_ratio = f"{row['epoch_time_ratio']:.2f}x" if row["epoch_time_ratio"] is not None else "-"
+        lines.append(
+            f"{row['model']:<14}{row['folds']:>6}{accuracy(row['ours_accuracy']):>16}{accuracy(row['keras_accuracy']):>15}"
+            f"{accuracy(row['accuracy_difference'], '+'):>15}{seconds(row['ours_seconds_per_epoch'], 2):>14}"
+            f"{seconds(row['keras_seconds_per_epoch'], 2):>7}{epoch_ratio:>12}{row['ours_seconds_per_fold']:>13.1f}"
+            f"{row['keras_seconds_per_fold']:>7.1f}{row['fold_time_ratio']:>11.2f}x"
+        )
+    return "\n".join(lines)
+
+
 def load_trained_model(workdir, baseline=False):
     """The evaluated model of a training run in `workdir` (recurrent, or the baseline)."""
     path = os.path.join(workdir, BASELINE_NAME, MODEL_FILE) if baseline else os.path.join(workdir, MODEL_FILE)

@@ -324,7 +324,7 @@ def build_model(config, num_classes=2, training_texts=None):
     if config.spatial_dropout:
         hidden = keras.layers.SpatialDropout1D(config.spatial_dropout, seed=config.seed, name="spatial_dropout")(hidden)
     hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
-    recurrent_class = cells.layer_class(config.cell)
+    recurrent_class = cells.layer_class(config.cell, config.implementation)
     for index in range(config.num_layers):
         last = index == config.num_layers - 1
         recurrent = recurrent_class(
@@ -332,6 +332,7 @@ def build_model(config, num_classes=2, training_texts=None):
             return_sequences=not last or config.pooling != "last",
             recurrent_dropout=config.recurrent_dropout,
             name=f"{config.cell}_{index + 1}",
+            **cells.layer_arguments(config.cell, config.units, config.proj_units),
         )
         if config.bidirectional:
             recurrent = keras.layers.Bidirectional(recurrent, name=f"bidirectional_{config.cell}_{index + 1}")
@@ -347,7 +348,7 @@ def build_model(config, num_classes=2, training_texts=None):
             [logits, _ngram_logits(config, num_classes, training_texts, texts)]
         )
     probabilities = keras.layers.Softmax(name="probabilities")(logits)
-    name = f"sentiment_{config.single_model_name.replace('+', '_')}"
+    name = f"sentiment_{config.single_model_name.replace('+', '_').replace('-', '_')}"
     if config.adversarial:
         return AdversarialTextClassifier(texts, probabilities, epsilon=config.adversarial, name=name)
     return keras.Model(texts, probabilities, name=name)

@@ -20,10 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo import cells as cell_names
 from zoo import checkpoints, registry, training
 from zoo.callbacks import chief_writes
-from zoo.config import require_int
+from zoo.config import require_choice, require_int
 from zoo.distribute import is_chief
+from zoo.errors import UserError
 from zoo.files import atomic_write_json, read_json
 from zoo.sentiment.data import make_dataset, stratified_folds, stratified_split
 from zoo.sentiment.evaluate import BASELINE_NAME, MODEL_FILE, report_model, summarize
@@ -105,6 +107,7 @@ def _training_summary(result):
         if history.get("val_accuracy") and best_index is not None
         else None,
         "train_seconds": round(result["seconds"], 1),
+        "epoch_seconds": [round(seconds, 3) for seconds in result["epoch_seconds"]],
         "time_budget_exhausted": result["time_budget_exhausted"],
     }
 
@@ -171,6 +174,7 @@ def _train_members(config, build, splits, model_dir, train_options, *, name, lab
         "epochs_run": [entry["epochs_run"] for entry in summaries],
         "best_epoch": [entry["best_epoch"] for entry in summaries],
         "train_seconds": round(sum(entry["train_seconds"] for entry in summaries), 1),
+        "epoch_seconds": [entry.get("epoch_seconds", []) for entry in summaries],
         "time_budget_exhausted": any(entry["time_budget_exhausted"] for entry in summaries),
         "monitor": train_options["monitor"],
     }
@@ -320,6 +324,8 @@ def train_and_evaluate(
     workdir,
     *,
     cells=None,
+    implementations=None,
+    order=0,
     include_baseline=True,
     verbose=0,
     strategy=None,
@@ -336,6 +342,15 @@ def train_and_evaluate(
 
     Args:
         cells: Recurrent cells to train (default: `config.cell`).
+        implementations: For each cell, the implementations of its layers
+            to train, "ours" and/or "keras" (default:
+            `config.implementation`); Keras's models (named `...-keras`)
+            are trained for the cells that have a Keras built-in layer
+            only. From the same config and seed, ours and Keras's start from
+            the same weights.
+        order: With several implementations, which goes first for each
+            cell: as listed for an even `order`, reversed for an odd one
+            (cross-validation alternates it by fold).
         nested: Put every recurrent model in `workdir/<model name>` instead
             of training the first one directly in `workdir`.
         resume: Passed to `train_recurrent` and `train_baseline`: with it, a
@@ -350,6 +365,23 @@ def train_and_evaluate(
     train.require_classes(2)
     train.require_text()
     cells = list(cells or [config.cell])
+    cell_names.require_proj_units(config.proj_units, cells, "cells")
+    implementations = list(implementations or [config.implementation])
+    for implementation in implementations:
+        require_choice("implementation", implementation, cell_names.IMPLEMENTATIONS)
+    if order % 2:
+        implementations.reverse()
+    trained = [
+        (cell, implementation)
+        for cell in cells
+        for implementation in implementations
+        if implementation != "keras" or cell_names.has_keras_layer(cell)
+    ]
+    if not trained:
+        raise UserError(
+            f"Received implementations {implementations} for cells {cells}: none of them has a Keras built-in "
+            f"layer; expected some of {list(cell_names.PLAIN)} with implementation keras."
+        )
     num_classes = len(train.class_names)
     inner_indices, validation_indices = stratified_split(train.labels, config.validation_fraction, config.seed)
     inner, validation = train.subset(inner_indices), train.subset(validation_indices)
@@ -358,8 +390,8 @@ def train_and_evaluate(
         "examples": {"train": len(inner), "validation": len(validation), "test": len(test)},
         "models": {},
     }
-    for position, cell in enumerate(cells):
-        model_config = dataclasses.replace(config, cell=cell)
+    for position, (cell, implementation) in enumerate(trained):
+        model_config = dataclasses.replace(config, cell=cell, implementation=implementation)
         name = model_config.model_name
         model_dir = workdir if position == 0 and not nested else os.path.join(workdir, name)
         log(f"training {name} ({len(inner)} train / {len(validation)} validation examples) in {model_dir}")
@@ -447,6 +479,7 @@ def cross_validate(config, dataset, workdir, folds=10, *, max_folds=None, resume
             log=log,
             resume=resume,
             label=f"fold {fold + 1}/{folds}",
+            order=fold,
             **kwargs,
         )
         report["fold"] = fold + 1
