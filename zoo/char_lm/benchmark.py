@@ -192,10 +192,14 @@ def format_benchmark(result):
     if comparison:
         lines += [
             "",
-            f"time per epoch, keras / ours: {comparison['median_epoch_time_ratio']:.2f}x (median of epochs "
-            f"{comparison['epochs_compared']}; range {comparison['min_epoch_time_ratio']:.2f}-"
-            f"{comparison['max_epoch_time_ratio']:.2f}); final validation, keras - ours: "
-            f"{comparison['final_val_difference']:+.4f} nats/char",
+            f"time per epoch, keras / ours: {comparison['median_epoch_time_ratio']:.2f}x ("
+            + (
+                f"median of epochs {comparison['epochs_compared']}; range {comparison['min_epoch_time_ratio']:.2f}-"
+                f"{comparison['max_epoch_time_ratio']:.2f}"
+                if "-" in comparison["epochs_compared"]
+                else f"epoch {comparison['epochs_compared']}"
+            )
+            + f"); final validation, keras - ours: {comparison['final_val_difference']:+.4f} nats/char",
         ]
     lines.append(
         "same initial weights: "
