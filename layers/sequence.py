@@ -90,9 +90,12 @@ class _SequenceLayer(keras.layers.RNN):
         # As in Keras, not saved in the config (`Bidirectional` copies it).
         self.use_cudnn = use_cudnn
         # Which path the last call (or trace, inside `tf.function`) took,
-        # "fused" or "cell", and why the cell path was taken.
+        # "fused" or "cell", and why the cell path was taken; on the fused
+        # TensorFlow path, which loops ran ("graph", "compiled" or
+        # "compiled halves"; else `None`).
         self.last_path = None
         self.fallback_reason = None
+        self.last_loops = None
 
     def __getattr__(self, name):
         # On PyTorch a layer is a `torch.nn.Module`, which keeps sublayers
@@ -167,6 +170,7 @@ class _SequenceLayer(keras.layers.RNN):
             )
         reason = self._fallback_reason(sequences, training)
         self.fallback_reason = reason
+        self.last_loops = None
         if reason is None and keras.backend.backend() == "jax":
             from layers import fused_jax
 
@@ -190,7 +194,9 @@ class _SequenceLayer(keras.layers.RNN):
                 truncate_every=self.bptt_steps,
                 jit_compile=self._compiles_loops(sequences, training),
             )
-            return fused.fused_inner_loop(self.cell, sequences, list(initial_state), mask, options)
+            result = fused.fused_inner_loop(self.cell, sequences, list(initial_state), mask, options)
+            self.last_loops = result.loops
+            return result.last_output, result.outputs, result.final_states
         self.last_path = "cell"
         if self.bptt_steps is None:
             return super().inner_loop(sequences, initial_state, mask, training=training)
@@ -298,7 +304,9 @@ _SHARED_DOC = """
     the cell inside `keras.layers.RNN`, with results identical to
     `keras.layers.RNN(cell)` (with `bptt_steps`, the cell path cuts the
     gradients as described below). `last_path` ("fused" or "cell") and
-    `fallback_reason` record what the last call (or trace) did.
+    `fallback_reason` record what the last call (or trace) did, and
+    `last_loops` which loops the fused TensorFlow path ran ("graph",
+    "compiled", or "compiled halves": the batch's two halves at once).
 
     Truncated back-propagation through time. With `bptt_steps=k` the
     sequence is cut, in processing order (reversed with `go_backwards`),

@@ -36,11 +36,15 @@ class CallOptions:
 
 
 class InnerLoopResult(NamedTuple):
-    """`(last_output, outputs, final_states)`, as `keras.layers.RNN.inner_loop` returns them."""
+    """`(last_output, outputs, final_states)`, as `keras.layers.RNN.inner_loop` returns them, and `loops`.
+
+    `loops` says which loops ran (see `RecurrenceResult`).
+    """
 
     last_output: tf.Tensor
     outputs: tf.Tensor
     final_states: list
+    loops: str
 
 
 def fallback_reason(cell, sequences):
@@ -71,7 +75,7 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options):
         valid = tf.cast(mask, tf.bool)[:, :, None]
 
     bound = math_class_for(cell).for_cell(cell, x, recurrent_mask)
-    h_seq, final_states = run_recurrence(
+    h_seq, final_states, loops = run_recurrence(
         bound.math,
         bound.inputs,
         bound.kernel,
@@ -109,4 +113,4 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options):
         if output_valid is not None:
             last_output = tf.where(output_valid[:, -1], last_output, tf.zeros_like(last_output))
         outputs = last_output[:, None, :]
-    return InnerLoopResult(last_output, outputs, final_states)
+    return InnerLoopResult(last_output, outputs, final_states, loops)

@@ -40,11 +40,14 @@ class RecurrenceResult(NamedTuple):
 
     `sequence`: the carried first state (`h`) at every step,
     `(batch, time, units)` in processing order; `final_states`: the list of
-    final states.
+    final states; `loops`: which loops ran, "graph", "compiled" or
+    "compiled halves" (the batch's two halves at once, see
+    `policy.splits_batch`).
     """
 
     sequence: tf.Tensor
     final_states: list
+    loops: str
 
 
 class _BatchPart(NamedTuple):
@@ -139,7 +142,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         options: `RecurrenceOptions`.
 
     Returns:
-        A `RecurrenceResult`: `(sequence, final_states)`.
+        A `RecurrenceResult`: `(sequence, final_states, loops)`.
 
     Graph loops run time-major (each step's slice contiguous): `inputs`
     are transposed (and reversed, `backwards`) first and the outputs
@@ -157,6 +160,9 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         math.extra_weights,
     )
 
+    # One part (the whole batch), or its two halves (see `policy.splits_batch`).
+    halves = bool(jit_compile) and policy.splits_batch(math, inputs, options.save_for_gradient)
+
     @tf.custom_gradient
     def recurrence(*flat):
         inputs, kernel, _, initial, optional, _ = layout.unpack(flat)
@@ -166,9 +172,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         # Compiled loops project each step's inputs themselves, joined with
         # the recurrent product (see `RecurrenceMath.preactivation`).
         inner = math.detached(w, b, joined=bool(jit_compile))
-        # One part (the whole batch), or its two halves (see `policy.splits_batch`).
         parts = []
-        halves = bool(jit_compile) and policy.splits_batch(inner, x, options.save_for_gradient)
         for rows in _batch_parts(x, halves):
             take = _rows_taker(rows)
             if jit_compile:
@@ -234,4 +238,5 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     # The static shape, for graph optimisations after the layer: TensorFlow's
     # graph optimiser cannot see through the compiled loops' outputs.
     h_seq = tf.ensure_shape(outputs[0], [inputs.shape[0], inputs.shape[1], math.output_width])
-    return RecurrenceResult(h_seq, [h_seq[:, -1], *outputs[1:]])
+    loops = "compiled halves" if halves else "compiled" if jit_compile else "graph"
+    return RecurrenceResult(h_seq, [h_seq[:, -1], *outputs[1:]], loops)

@@ -115,3 +115,17 @@ def test_transposed_step_product_is_taken_for_wide_kernels():
         # Two transposes of the operands plus the one of the kernel passed in.
         assert transposes == (3 if width >= policy.TRANSPOSED_PRODUCT_WIDTH else 1), width
         np.testing.assert_allclose(graph(h, kernel), h.numpy() @ kernel.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_last_loops_says_which_loops_ran():
+    def traced(layer, shape, training=False):
+        tf.function(lambda x: layer(x, training=training)).get_concrete_function(tf.TensorSpec(shape))
+        return layer.last_loops
+
+    assert traced(layers.GRU(8), (policy.SPLIT_MIN_BATCH, 4, 3)) == "compiled halves"
+    assert traced(layers.GRU(8), (policy.SPLIT_MIN_BATCH - 1, 4, 3)) == "compiled"
+    assert traced(layers.GRU(8), (16, None, 3), training=True) == "graph"
+    assert traced(layers.GRU(8, jit_compile=False), (16, 4, 3)) == "graph"
+    layer = layers.GRU(8, fused=False)
+    layer(tf.zeros((2, 4, 3)))
+    assert (layer.last_path, layer.last_loops) == ("cell", None)
