@@ -46,7 +46,10 @@ first round, not counted, traces and compiles everything. Reported per
 ratio of Keras's median to the contender's (`x keras`), the paired ratio
 (`paired x`: per round, Keras's median batch time over the contender's,
 then the median over rounds, which cancels load changes slower than a
-round) and its spread, the lowest and highest of those per-round ratios.
+round) and its spread, the lowest and highest of those per-round ratios;
+and the median process CPU time per batch (all threads, the input
+pipeline's included) with Keras's over it (`cpu x`), which depends less on
+other processes on a shared machine.
 `loops` names the loops our layer ran in the last step traced
 (`layer.last_loops`: "compiled halves", printed `compiled-halves`,
 "compiled" or "graph").
@@ -163,20 +166,26 @@ def make_inputs(case, batches, seed):
 
 
 def batch_timer():
-    """A Keras callback that keeps the wall time of every training and prediction batch (`.seconds`)."""
+    """A Keras callback that keeps the wall and process CPU time of every training and prediction batch.
+
+    In `.seconds` and `.cpu_seconds`; the CPU time is that of all the
+    process's threads (the input pipeline's too).
+    """
     import keras
 
     class BatchTimer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.seconds = []
-            self._start = None
+            self.cpu_seconds = []
+            self._start = self._cpu_start = None
 
         def _begin(self, batch, logs=None):
-            self._start = time.perf_counter()
+            self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
         def _end(self, batch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
+            self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
         on_train_batch_begin = on_predict_batch_begin = _begin
         on_train_batch_end = on_predict_batch_end = _end
@@ -193,14 +202,14 @@ def _batch_setting(name):
 
 
 def run_mode(model, name, mode, inputs):
-    """One `fit` (one epoch) or `predict` over `inputs`; the wall seconds of each batch."""
+    """One `fit` (one epoch) or `predict` over `inputs`; (wall seconds, CPU seconds) of each batch."""
     timer = batch_timer()
     with _batch_setting(name):
         if mode == "fit":
             model.fit(*inputs.fit_args, epochs=1, verbose=0, callbacks=[timer], **inputs.fit_kwargs)
         else:
             model.predict(*inputs.predict_args, verbose=0, callbacks=[timer], **inputs.predict_kwargs)
-    return timer.seconds
+    return timer.seconds, timer.cpu_seconds
 
 
 def paired_ratios(reference_rounds, rounds):
@@ -211,29 +220,39 @@ def paired_ratios(reference_rounds, rounds):
     ]
 
 
-def summarise(samples, loops, contenders):
+def _every(rounds):
+    return [second for one_round in rounds for second in one_round]
+
+
+def summarise(samples, cpu_samples, loops, contenders):
     """Per mode and contender: medians, ratios to Keras and their spread (see the module docstring).
 
-    `samples[mode][name]` is a list of rounds, each a list of batch seconds.
+    `samples[mode][name]` is a list of rounds, each a list of batch wall
+    seconds; `cpu_samples` the same of process CPU seconds.
     """
     summary = {}
     for mode in MODES:
         keras_rounds = samples[mode]["keras"]
-        keras_median = statistics.median([s for r in keras_rounds for s in r])
+        keras_median = statistics.median(_every(keras_rounds))
+        keras_cpu_median = statistics.median(_every(cpu_samples[mode]["keras"]))
         summary[mode] = {}
         for name in contenders:
             rounds = samples[mode][name]
-            every = [s for r in rounds for s in r]
+            every = _every(rounds)
+            cpu_median = statistics.median(_every(cpu_samples[mode][name]))
             ratios = paired_ratios(keras_rounds, rounds)
             summary[mode][name] = {
                 "loops": loops[mode].get(name),
                 "median_ms": 1e3 * statistics.median(every),
                 "speedup": keras_median / statistics.median(every),
+                "cpu_median_ms": 1e3 * cpu_median,
+                "cpu_speedup": keras_cpu_median / cpu_median if cpu_median > 0 else float("nan"),
                 "paired_speedup": statistics.median(ratios),
                 "paired_min": min(ratios),
                 "paired_max": max(ratios),
                 "round_ratios": ratios,
                 "batches": len(every),
+                "batch_ms": [[round(1e3 * second, 3) for second in r] for r in rounds],
             }
     return summary
 
@@ -251,6 +270,7 @@ def benchmark_case(case, rounds, batches, seed, contenders):
             weights = models[name].get_weights()
         models[name].set_weights(weights)
     samples = {mode: {name: [] for name in contenders} for mode in MODES}
+    cpu_samples = {mode: {name: [] for name in contenders} for mode in MODES}
     loops = {mode: {} for mode in MODES}
     names = list(contenders)
     for round_index in range(rounds + 1):  # round 0 traces and compiles: not counted
@@ -258,9 +278,10 @@ def benchmark_case(case, rounds, batches, seed, contenders):
         order = names[shift:] + names[:shift]
         for mode in MODES:
             for name in order:
-                seconds = run_mode(models[name], name, mode, inputs)
+                seconds, cpu_seconds = run_mode(models[name], name, mode, inputs)
                 if round_index:
                     samples[mode][name].append(seconds)
+                    cpu_samples[mode][name].append(cpu_seconds)
                 else:
                     recurrent = models[name].layers[1 if case.path == "padded" else 0]
                     loops[mode][name] = getattr(recurrent, "last_loops", None)
@@ -275,13 +296,14 @@ def benchmark_case(case, rounds, batches, seed, contenders):
         "units": units,
         "path": case.path,
         "outputs": case.outputs,
-        **summarise(samples, loops, contenders),
+        **summarise(samples, cpu_samples, loops, contenders),
     }
 
 
 HEADER = (
     f"{'cell':9s} {'batch':>5s} {'steps':>5s} {'in':>4s} {'units':>5s} {'path':8s} {'outputs':9s} {'mode':7s} "
-    f"{'contender':12s} {'loops':15s} {'median ms':>9s} {'x keras':>7s} {'paired x':>8s} {'range':>11s}"
+    f"{'contender':12s} {'loops':15s} {'median ms':>9s} {'x keras':>7s} {'paired x':>8s} {'range':>11s} "
+    f"{'cpu ms':>8s} {'cpu x':>6s}"
 )
 
 
@@ -295,7 +317,8 @@ def format_rows(result):
                 f"{result['cell']:9s} {result['batch']:5d} {result['steps']:5d} {result['inputs']:4d} "
                 f"{result['units']:5d} {result['path']:8s} {result['outputs']:9s} {mode:7s} {name:12s} "
                 f"{(entry['loops'] or '-').replace(' ', '-'):15s} {entry['median_ms']:9.1f} {entry['speedup']:7.2f} "
-                f"{entry['paired_speedup']:8.2f} {spread:>11s}"
+                f"{entry['paired_speedup']:8.2f} {spread:>11s} {entry['cpu_median_ms']:8.1f} "
+                f"{entry['cpu_speedup']:6.2f}"
             )
     return "\n".join(lines)
 
@@ -305,7 +328,7 @@ def parse_rows(text):
     rows = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) != 14 or fields[0] not in CELL_KINDS:
+        if len(fields) != 16 or fields[0] not in CELL_KINDS:
             continue
         low, high = fields[13].split("-")
         rows.append(
@@ -322,6 +345,8 @@ def parse_rows(text):
                 "paired_speedup": float(fields[12]),
                 "paired_min": float(low),
                 "paired_max": float(high),
+                "cpu_median_ms": float(fields[14]),
+                "cpu_speedup": float(fields[15]),
             }
         )
     return rows

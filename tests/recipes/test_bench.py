@@ -193,7 +193,7 @@ def _fit_mode_rows(arguments, capsys):
     rows = _bench_fit.parse_rows(capsys.readouterr().out)
     assert rows
     for row in rows:
-        for name in ("median_ms", "speedup", "paired_speedup", "paired_min", "paired_max"):
+        for name in ("median_ms", "speedup", "paired_speedup", "paired_min", "paired_max", "cpu_median_ms"):
             assert math.isfinite(row[name]) and row[name] > 0, (row, name)
         assert row["paired_min"] <= row["paired_speedup"] <= row["paired_max"]
         if row["contender"] == "keras":
