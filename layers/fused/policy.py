@@ -89,20 +89,83 @@ def whole_batches():
         _splitting.pop()
 
 
+def cgroup_cpu_limit(root="/sys/fs/cgroup"):
+    """The CPU quota of the cgroup mounted at `root` in cores (a container's `--cpus`), or `None` without one.
+
+    cgroup v2 keeps it in `cpu.max` ("quota period", or "max"), v1 in
+    `cpu/cpu.cfs_quota_us` (-1 for none) and `cpu/cpu.cfs_period_us`.
+    """
+    candidates = (
+        (os.path.join(root, "cpu.max"), None),
+        (os.path.join(root, "cpu", "cpu.cfs_quota_us"), os.path.join(root, "cpu", "cpu.cfs_period_us")),
+    )
+    for quota_path, period_path in candidates:
+        try:
+            with open(quota_path) as handle:
+                fields = handle.read().split()
+            if period_path is not None:
+                with open(period_path) as handle:
+                    fields += handle.read().split()
+            quota, period = fields[0], float(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if quota in ("max", "-1") or period <= 0:
+            return None
+        try:
+            return float(quota) / period
+        except ValueError:
+            return None
+    return None
+
+
+def available_cores():
+    """The CPU cores this process can run on at once.
+
+    Its CPU affinity (`os.sched_getaffinity`: `taskset`, a container's
+    cpuset), where the system reports one, else `os.cpu_count()`; and no
+    more than a cgroup's CPU quota, in whole cores (a container started
+    with `--cpus=1.5` runs on one and a half cores' time: one whole core).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (no affinity on macOS and Windows)
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, max(1, int(limit)))
+    return cores
+
+
+def batch_parts(cores, inter_op_threads):
+    """How many parts compiled loops may run a batch in: 2 (its halves) or 1.
+
+    `cores`: the cores available (`available_cores`); `inter_op_threads`:
+    TensorFlow's inter-op threads (`tf.config.threading`, where 0 is its
+    default, one per available core), which run the two parts' programs at
+    the same time. Two parts need two of each: on one core the halves run
+    one after the other, and their smaller products only cost time (see
+    layers/README.md#batch-halves). More cores keep two parts: more were not
+    measured, and the other cores run TensorFlow's intra-op work (the
+    products outside the loops) and the input pipeline.
+    """
+    threads = cores if inter_op_threads <= 0 else min(cores, inter_op_threads)
+    return 2 if threads >= 2 else 1
+
+
 def splits_batch(math, inputs, training=False):
     """Whether compiled loops run the batch as two halves (see `SPLIT_MIN_BATCH`).
 
     Only inside a traced function that is not compiled as a whole (an eager
     call, or one program, would run the halves one after the other), with a
-    known batch and a graph executor allowed to run two ops at once, and
-    not within `whole_batches()`.
+    known batch, two cores and a graph executor allowed to run two ops at
+    once (`batch_parts`), and not within `whole_batches()`.
     `training`: the loops of a training call (the saving forward loop and
     the backward loop), else the inference loop.
     """
     batch = inputs.shape[0]
     if not _splitting[-1] or tf.executing_eagerly() or batch is None or inside_compiled_function():
         return False
-    if tf.config.threading.get_inter_op_parallelism_threads() == 1 or (os.cpu_count() or 1) < 2:
+    if batch_parts(available_cores(), tf.config.threading.get_inter_op_parallelism_threads()) < 2:
         return False
     if training:
         return batch >= SPLIT_TRAINING_MIN_BATCH and math.units <= SPLIT_TRAINING_MAX_UNITS

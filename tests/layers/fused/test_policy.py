@@ -129,3 +129,54 @@ def test_last_loops_says_which_loops_ran():
     layer = layers.GRU(8, fused=False)
     layer(tf.zeros((2, 4, 3)))
     assert (layer.last_path, layer.last_loops) == ("cell", None)
+
+
+@pytest.mark.parametrize(
+    "cores, inter_op_threads, parts",
+    [
+        (1, 0, 1),  # one core: the halves would run one after the other
+        (2, 0, 2),  # TensorFlow's default inter-op threads: one per core
+        (8, 0, 2),
+        (64, 0, 2),
+        (64, 1, 1),  # one op at a time
+        (2, 8, 2),
+        (1, 4, 1),
+    ],
+)
+def test_batch_parts_follow_the_cores_and_inter_op_threads(cores, inter_op_threads, parts):
+    assert policy.batch_parts(cores, inter_op_threads) == parts
+
+
+def test_available_cores_are_the_affinity_within_the_cgroup_quota(monkeypatch, tmp_path):
+    read_limit = policy.cgroup_cpu_limit
+    monkeypatch.setattr(policy.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(policy, "cgroup_cpu_limit", lambda: None)
+    assert policy.available_cores() == 4
+    monkeypatch.setattr(policy, "cgroup_cpu_limit", lambda: 1.5)
+    assert policy.available_cores() == 1
+    monkeypatch.setattr(policy, "cgroup_cpu_limit", lambda: 0.5)
+    assert policy.available_cores() == 1
+    # The quota files: cgroup v2, then v1.
+    assert read_limit(str(tmp_path)) is None
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert read_limit(str(tmp_path)) is None
+    (tmp_path / "cpu.max").write_text("250000 100000\n")
+    assert read_limit(str(tmp_path)) == 2.5
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert read_limit(str(tmp_path)) is None
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    assert read_limit(str(tmp_path)) == 1.0
+
+
+def test_one_available_core_runs_the_whole_batch(monkeypatch):
+    answers = record_splits(monkeypatch)
+    layer = layers.GRU(8, return_sequences=True)
+    monkeypatch.setattr(policy, "available_cores", lambda: 1)
+    tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec((16, 4, 3)))
+    assert set(answers) == {False} and layer.last_loops == "compiled"
+    monkeypatch.setattr(policy, "available_cores", lambda: 2)
+    tf.function(lambda x: layer(x, training=True)).get_concrete_function(tf.TensorSpec((16, 4, 3)))
+    assert answers[-1] is True and layer.last_loops == "compiled halves"
