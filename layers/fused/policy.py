@@ -156,20 +156,24 @@ def splits_batch(math, inputs, training=False):
     """Whether compiled loops run the batch as two halves (see `SPLIT_MIN_BATCH`).
 
     Only inside a traced function that is not compiled as a whole (an eager
-    call, or one program, would run the halves one after the other), with a
-    known batch, two cores and a graph executor allowed to run two ops at
-    once (`batch_parts`), and not within `whole_batches()`.
+    call, or one program, would run the halves one after the other), with
+    two cores and a graph executor allowed to run two ops at once
+    (`batch_parts`), and not within `whole_batches()`.
     `training`: the loops of a training call (the saving forward loop and
     the backward loop), else the inference loop.
     """
     batch = inputs.shape[0]
-    if not _splitting[-1] or tf.executing_eagerly() or batch is None or inside_compiled_function():
+    if not _splitting[-1] or tf.executing_eagerly() or inside_compiled_function():
         return False
     if batch_parts(available_cores(), tf.config.threading.get_inter_op_parallelism_threads()) < 2:
         return False
+    # An unknown batch (a dataset's, without `drop_remainder`) is taken to
+    # be the size it usually is, at least `SPLIT_WIDE_MIN_BATCH`; a smaller
+    # one (a partial last batch) runs in halves too, correctly, even with
+    # one row (an empty half).
     if training:
-        return batch >= SPLIT_TRAINING_MIN_BATCH and math.units <= SPLIT_TRAINING_MAX_UNITS
-    return batch >= (SPLIT_WIDE_MIN_BATCH if math.units >= SPLIT_WIDE_UNITS else SPLIT_MIN_BATCH)
+        return (batch is None or batch >= SPLIT_TRAINING_MIN_BATCH) and math.units <= SPLIT_TRAINING_MAX_UNITS
+    return batch is None or batch >= (SPLIT_WIDE_MIN_BATCH if math.units >= SPLIT_WIDE_UNITS else SPLIT_MIN_BATCH)
 
 
 def keeps_columns(math):
@@ -178,7 +182,12 @@ def keeps_columns(math):
 
 
 def compiles_by_default(units, batch, training):
-    """Whether `jit_compile="auto"` compiles a traced call with known shapes."""
+    """Whether `jit_compile="auto"` compiles a traced call with a known time dimension.
+
+    `batch` is `None` where the traced call does not know it: training
+    wider than `COMPILED_MAX_UNITS` then runs graph loops, since the batch
+    may be smaller than `COMPILED_WIDE_MIN_BATCH`.
+    """
     if not training:
         return True
-    return units <= COMPILED_MAX_UNITS or batch >= COMPILED_WIDE_MIN_BATCH
+    return units <= COMPILED_MAX_UNITS or (batch is not None and batch >= COMPILED_WIDE_MIN_BATCH)

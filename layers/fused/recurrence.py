@@ -71,10 +71,14 @@ class _PartGradients(NamedTuple):
 
 
 def _batch_parts(inputs, halves):
-    """The rows of each part of the batch: `[None]` (all) or its two halves."""
+    """The rows of each part of the batch: `[None]` (all) or its two halves.
+
+    With an unknown batch the halves are cut where the running batch's
+    middle is (one compiled program runs each new shape).
+    """
     if not halves:
         return [None]
-    half = inputs.shape[0] // 2
+    half = inputs.shape[0] // 2 if inputs.shape[0] is not None else tf.shape(inputs)[0] // 2
     return [slice(None, half), slice(half, None)]
 
 

@@ -93,6 +93,23 @@ def compare_in_halves(kind, setting, mode, monkeypatch):
         assert_same(result, run(reference, inputs, mask, initial, training=training), f"{kind} {setting} vs {name}")
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("kind, training", [("lstm", True), ("gru", False)])
+def test_an_unknown_batch_is_compiled_in_halves(kind, training, batch, monkeypatch):
+    # A dataset's batches without `drop_remainder`: the traced call does not
+    # know the batch, compiles by default and cuts the halves where the
+    # running batch's middle is, down to a batch of one (an empty half).
+    answers = record_splits(monkeypatch)
+    ours, references = make_layers(kind, return_sequences=True, return_state=True)
+    inputs, initial = example_inputs(kind, initial_state=True, batch=batch)
+    mask = sequence_mask("holes", batch=batch)
+    result = run(ours, inputs, mask, initial, training=training, traced="batch unknown")
+    assert answers == [True] and ours.last_loops == "compiled halves"
+    for name, reference in references:
+        expected = run(reference, inputs, mask, initial, training=training)
+        assert_same(result, expected, f"{kind} batch {batch} vs {name}")
+
+
 def test_halves_share_one_compiled_program(monkeypatch):
     # Both halves call one program, compiled once, where their shapes and
     # math agree.

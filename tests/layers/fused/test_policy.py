@@ -50,7 +50,11 @@ def test_batch_is_split_at_the_measured_sizes_only(monkeypatch):
     assert traced(layers.SimpleRNN, 32, 8) is False  # batch below SPLIT_MIN_BATCH
     assert traced(layers.LSTM, 1024, 32) is True
     assert traced(layers.LSTM, 1024, 16) is False  # SPLIT_WIDE_MIN_BATCH
-    assert traced(layers.SimpleRNN, 32, None) is None  # an unknown batch is not compiled
+    # An unknown batch (a dataset's) is compiled, and split where the units allow.
+    assert traced(layers.SimpleRNN, 32, None) is True
+    assert traced(layers.SimpleRNN, 1024, None) is True
+    assert traced(layers.LSTM, 256, None, training=True) is True
+    assert traced(layers.LSTM, 1024, None, training=True) is None  # graph loops: the batch may be small
     # Training, with recurrent dropout (each half takes its rows of the mask).
     assert traced(layers.LSTM, 256, 64, training=True, recurrent_dropout=0.5) is True
     assert traced(layers.GRU, 512, 8, training=True) is True
@@ -87,8 +91,12 @@ def test_loops_are_compiled_when_traced_with_known_shapes():
         assert compiled_functions(layers.LSTM(5), training), training
         assert compiled_functions(layers.LSTM(5, jit_compile=True), training), training
         assert not compiled_functions(layers.LSTM(5, jit_compile=False), training), training
-        for unknown in (tf.TensorSpec((None, 4, 3)), tf.TensorSpec((2, None, 3))):
-            assert not compiled_functions(layers.LSTM(5), training, unknown), (training, unknown)
+        # An unknown time dimension (padded to each batch's longest) runs
+        # graph loops; an unknown batch (a dataset's) is compiled.
+        unknown_time, unknown_batch = tf.TensorSpec((2, None, 3)), tf.TensorSpec((None, 4, 3))
+        assert not compiled_functions(layers.LSTM(5), training, unknown_time), training
+        assert compiled_functions(layers.LSTM(5), training, unknown_batch), training
+        for unknown in (unknown_time, unknown_batch):
             assert compiled_functions(layers.LSTM(5, jit_compile=True), training, unknown), (training, unknown)
     # "auto" compiles only the sizes where compiling was measured to pay:
     # inference at any size; training up to 512 units, and more units only
@@ -97,6 +105,7 @@ def test_loops_are_compiled_when_traced_with_known_shapes():
     narrow_batch = tf.TensorSpec((policy.COMPILED_WIDE_MIN_BATCH - 1, 2, 3))
     assert compiled_functions(layers.LSTM(512), True, narrow_batch)
     assert not compiled_functions(layers.LSTM(513), True, narrow_batch)
+    assert not compiled_functions(layers.LSTM(513), True, tf.TensorSpec((None, 2, 3)))
     assert compiled_functions(layers.GRU(513), True, wide_batch)
     assert not compiled_functions(layers.SimpleRNN(513), True, narrow_batch)
     for training in (True, False):
