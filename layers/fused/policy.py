@@ -12,11 +12,14 @@ import os
 
 import tensorflow as tf
 
-# Widest `[batch, n]` step product still computed directly; wider ones are
-# computed transposed (`RecurrenceMath.product`): TensorFlow's CPU kernels
-# were faster so from n = 1024 up, and no faster at 256 and 768 (see
+# Graph loops compute a step's `[batch, k] @ [k, n]` transposed,
+# `(kernel^T @ h^T)^T` (`RecurrenceMath.product`), where TensorFlow's CPU
+# kernels ran that faster: a large kernel (k * n of 3 Mi entries or more: an
+# LSTM or GRU of 1024 units) with a small batch (32 rows or fewer). Smaller
+# kernels, and batches of 48 rows or more, ran faster directly (see
 # layers/README.md#transposed-step-products).
-TRANSPOSED_PRODUCT_WIDTH = 1024
+TRANSPOSED_PRODUCT_MIN_SIZE = 3 * 1024 * 1024
+TRANSPOSED_PRODUCT_MAX_BATCH = 32
 
 # When `jit_compile="auto"` compiles the loops (see `compiles_by_default`).
 # Up to 512 units compiling was faster at every size tried; at 1024 units it
@@ -174,6 +177,17 @@ def splits_batch(math, inputs, training=False):
     if training:
         return (batch is None or batch >= SPLIT_TRAINING_MIN_BATCH) and math.units <= SPLIT_TRAINING_MAX_UNITS
     return batch is None or batch >= (SPLIT_WIDE_MIN_BATCH if math.units >= SPLIT_WIDE_UNITS else SPLIT_MIN_BATCH)
+
+
+def transposes_product(batch, depth, width):
+    """Whether a graph loop computes a step's `[batch, depth] @ [depth, width]` transposed.
+
+    See `TRANSPOSED_PRODUCT_MIN_SIZE`; `None` for an unknown dimension,
+    which takes the direct product.
+    """
+    if None in (batch, depth, width):
+        return False
+    return batch <= TRANSPOSED_PRODUCT_MAX_BATCH and depth * width >= TRANSPOSED_PRODUCT_MIN_SIZE
 
 
 def keeps_columns(math):

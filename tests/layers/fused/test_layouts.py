@@ -28,7 +28,9 @@ def test_compiled_inference_in_columns_equals_keras_and_cell_path(kind, setting,
     monkeypatch.setattr(policy, "COLUMN_MIN_WIDTH", 1)
     calls = []
     original = layouts.BatchMajorLoops._loop_in_columns
-    monkeypatch.setattr(layouts.BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
+    monkeypatch.setattr(
+        layouts.BatchMajorLoops, "_loop_in_columns", lambda self, *args: calls.append(1) or original(self, *args)
+    )
     compare_setting(kind, False, jit_compile=True, **setting)
     assert calls
 
@@ -39,7 +41,9 @@ def test_compiled_inference_of_a_wide_layer_runs_in_columns(kind, monkeypatch):
     # short masked batch.
     calls = []
     original = layouts.BatchMajorLoops._loop_in_columns
-    monkeypatch.setattr(layouts.BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
+    monkeypatch.setattr(
+        layouts.BatchMajorLoops, "_loop_in_columns", lambda self, *args: calls.append(1) or original(self, *args)
+    )
     units = -(-policy.COLUMN_MIN_WIDTH // (4 if kind == "lstm" else 3))
     ours, references = make_layers(kind, units=units, jit_compile=True, return_sequences=True)
     inputs, _ = example_inputs(kind)
@@ -153,8 +157,8 @@ def test_compiled_inference_in_columns_with_a_gradient(monkeypatch):
 @pytest.mark.parametrize("setting", SETTINGS[:4], ids=setting_id)
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_transposed_step_products_give_the_same_numbers(kind, setting, training, monkeypatch):
-    # Wide step products are computed as (kernel^T @ h^T)^T; lowering the
-    # width at which that starts runs every step product of these tiny
-    # layers (forward and backward) in that form.
-    monkeypatch.setattr(policy, "TRANSPOSED_PRODUCT_WIDTH", 1)
+    # Large kernels' step products with a small batch are computed as
+    # (kernel^T @ h^T)^T; lowering the size at which that starts runs every
+    # step product of these tiny layers (forward and backward) in that form.
+    monkeypatch.setattr(policy, "TRANSPOSED_PRODUCT_MIN_SIZE", 1)
     compare_setting(kind, training, **setting)

@@ -114,15 +114,30 @@ def test_loops_are_compiled_when_traced_with_known_shapes():
     assert compiled_functions(layers.SimpleRNN(1024), False, narrow_batch)
 
 
-def test_transposed_step_product_is_taken_for_wide_kernels():
+@pytest.mark.parametrize(
+    "batch, depth, width, transposed",
+    [
+        (policy.TRANSPOSED_PRODUCT_MAX_BATCH, 1024, 3072, True),  # a GRU of 1024 units
+        (policy.TRANSPOSED_PRODUCT_MAX_BATCH, 1024, 3071, False),
+        (policy.TRANSPOSED_PRODUCT_MAX_BATCH + 1, 1024, 4096, False),
+        (16, 256, 1024, False),  # an LSTM of 256 units
+        (None, 1024, 4096, False),
+    ],
+)
+def test_transposed_step_product_is_taken_for_large_kernels_and_small_batches(batch, depth, width, transposed):
+    assert policy.transposes_product(batch, depth, width) is transposed
+
+
+def test_transposed_step_product_gives_the_same_numbers(monkeypatch):
     rng = np.random.default_rng(0)
     h = tf.constant(rng.normal(size=(3, 8)).astype("float32"))
-    for width in (policy.TRANSPOSED_PRODUCT_WIDTH - 1, policy.TRANSPOSED_PRODUCT_WIDTH):
-        kernel = tf.constant(rng.normal(size=(8, width)).astype("float32"))
+    kernel = tf.constant(rng.normal(size=(8, 5)).astype("float32"))
+    for transposed in (False, True):
+        monkeypatch.setattr(policy, "transposes_product", lambda batch, depth, width: transposed)
         graph = tf.function(lambda h, k: maths._state_product(h, k, tf.transpose(k))).get_concrete_function(h, kernel)
         transposes = sum(op.type == "Transpose" for op in graph.graph.get_operations())
         # Two transposes of the operands plus the one of the kernel passed in.
-        assert transposes == (3 if width >= policy.TRANSPOSED_PRODUCT_WIDTH else 1), width
+        assert transposes == (3 if transposed else 1), transposed
         np.testing.assert_allclose(graph(h, kernel), h.numpy() @ kernel.numpy(), rtol=1e-5, atol=1e-5)
 
 
