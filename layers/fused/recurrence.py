@@ -27,20 +27,25 @@ class RecurrenceOptions:
             cluster; the weight-gradient products stay outside, as
             TensorFlow's own kernels.
         backwards: Process the steps from the last to the first.
+        sequence: If `False` (inference of a layer that returns its last
+            output only), the forward loop writes no step's output and
+            `RecurrenceResult.sequence` is `None`. Training always writes
+            them (graph loops' weight gradients read them).
     """
 
     truncate_every: int | None = None
     save_for_gradient: bool = True
     jit_compile: bool = False
     backwards: bool = False
+    sequence: bool = True
 
 
 class RecurrenceResult(NamedTuple):
     """`run_recurrence`'s results.
 
     `sequence`: the carried first state (`h`) at every step,
-    `(batch, time, units)` in processing order; `final_states`: the list of
-    final states; `loops`: which loops ran, "graph", "compiled" or
+    `(batch, time, units)` in processing order (`None` without
+    `RecurrenceOptions.sequence`); `final_states`: the list of final states; `loops`: which loops ran, "graph", "compiled" or
     "compiled halves" (the batch's two halves at once, see
     `policy.splits_batch`).
     """
@@ -155,6 +160,8 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     copies (see layers/README.md#batch-major-sequences-in-compiled-loops).
     """
     jit_compile = options.jit_compile
+    # Without the sequence, the custom gradient's first output is the final `h`.
+    sequence = options.sequence or options.save_for_gradient
     layout, flat = _Arguments.of(
         inputs,
         kernel,
@@ -189,19 +196,24 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
             results = [part.loops.forward_saving(part.initial) for part in parts]
             saved = [result.saved for result in results]
         else:
-            results = [part.loops.forward(part.initial) for part in parts]
+            results = [part.loops.forward(part.initial, sequence) for part in parts]
             saved = None
-        h_seq = _join_rows([result.outputs for result in results])
+        h_seq = _join_rows([result.outputs for result in results]) if sequence else None
         final_states = tuple(_join_rows(list(states)) for states in zip(*(result.final_states for result in results)))
 
-        def gradient(d_h_seq, *d_final_extra):
+        def gradient(d_first, *d_final_extra):
             # (No `nonlocal`: AutoGraph, converting a caller's code, breaks it.)
             what_was_saved = saved
             if what_was_saved is None:
                 what_was_saved = [part.loops.forward_saving(part.initial).saved for part in parts]
-            if d_h_seq is None:
-                d_h_seq = tf.zeros_like(h_seq)
-            d_final = [tf.zeros_like(final_states[0])]
+            if h_seq is not None:
+                d_h_seq = tf.zeros_like(h_seq) if d_first is None else d_first
+                d_final = [tf.zeros_like(final_states[0])]
+            else:
+                # Only the final `h` was returned: its gradient enters the backward loop as the final state's.
+                shape = tf.concat([tf.shape(x)[:2], [math.output_width]], axis=0)
+                d_h_seq = tf.zeros(shape, final_states[0].dtype)
+                d_final = [tf.zeros_like(final_states[0]) if d_first is None else d_first]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
             part_grads = []
@@ -236,11 +248,14 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                 [_sum_parts(list(g)) for g in zip(*(p.extra for p in part_grads))],
             )
 
-        return (h_seq, *final_states[1:]), gradient
+        return (final_states[0] if h_seq is None else h_seq, *final_states[1:]), gradient
 
     outputs = recurrence(*flat)
+    loops = "compiled halves" if halves else "compiled" if jit_compile else "graph"
+    if not sequence:
+        final_h = tf.ensure_shape(outputs[0], [inputs.shape[0], math.output_width])
+        return RecurrenceResult(None, [final_h, *outputs[1:]], loops)
     # The static shape, for graph optimisations after the layer: TensorFlow's
     # graph optimiser cannot see through the compiled loops' outputs.
     h_seq = tf.ensure_shape(outputs[0], [inputs.shape[0], inputs.shape[1], math.output_width])
-    loops = "compiled halves" if halves else "compiled" if jit_compile else "graph"
     return RecurrenceResult(h_seq, [h_seq[:, -1], *outputs[1:]], loops)
