@@ -133,7 +133,7 @@ def test_transposed_step_product_gives_the_same_numbers(monkeypatch):
     h = tf.constant(rng.normal(size=(3, 8)).astype("float32"))
     kernel = tf.constant(rng.normal(size=(8, 5)).astype("float32"))
     for transposed in (False, True):
-        monkeypatch.setattr(policy, "transposes_product", lambda batch, depth, width: transposed)
+        monkeypatch.setattr(policy, "transposes_product", lambda batch, depth, width, answer=transposed: answer)
         graph = tf.function(lambda h, k: maths._state_product(h, k, tf.transpose(k))).get_concrete_function(h, kernel)
         transposes = sum(op.type == "Transpose" for op in graph.graph.get_operations())
         # Two transposes of the operands plus the one of the kernel passed in.
