@@ -90,9 +90,12 @@ class _SequenceLayer(keras.layers.RNN):
         # As in Keras, not saved in the config (`Bidirectional` copies it).
         self.use_cudnn = use_cudnn
         # Which path the last call (or trace, inside `tf.function`) took,
-        # "fused" or "cell", and why the cell path was taken.
+        # "fused" or "cell", and why the cell path was taken; on the fused
+        # TensorFlow path, which loops ran ("graph", "compiled" or
+        # "compiled halves"; else `None`).
         self.last_path = None
         self.fallback_reason = None
+        self.last_loops = None
 
     def __getattr__(self, name):
         # On PyTorch a layer is a `torch.nn.Module`, which keeps sublayers
@@ -147,11 +150,14 @@ class _SequenceLayer(keras.layers.RNN):
 
         from layers import fused
 
-        # Compiled code is specialised to its shapes and cached with the
-        # traced function. An eager call would compile anew every time, and
-        # an unknown batch or time dimension suggests shapes that change
-        # from call to call.
-        if tf.executing_eagerly() or None in tuple(sequences.shape[:2]):
+        # Compiled code is specialised to its shapes: XLA compiles it for
+        # each new shape a traced call runs on, and caches it. An eager call
+        # would compile anew every time, and an unknown time dimension
+        # (sequences padded to the longest in each batch) suggests a new
+        # length at every call. An unknown batch is a dataset's batch
+        # without `drop_remainder` (or arrays with a partial last batch):
+        # one or two sizes, so it compiles (see `compiles_by_default`).
+        if tf.executing_eagerly() or sequences.shape[1] is None:
             return False
         return fused.compiles_by_default(self.cell.units, sequences.shape[0], bool(training))
 
@@ -167,6 +173,7 @@ class _SequenceLayer(keras.layers.RNN):
             )
         reason = self._fallback_reason(sequences, training)
         self.fallback_reason = reason
+        self.last_loops = None
         if reason is None and keras.backend.backend() == "jax":
             from layers import fused_jax
 
@@ -191,7 +198,9 @@ class _SequenceLayer(keras.layers.RNN):
                 truncate_every=self.bptt_steps,
                 jit_compile=self._compiles_loops(sequences, training),
             )
-            return fused.fused_inner_loop(self.cell, sequences, list(initial_state), mask, options)
+            result = fused.fused_inner_loop(self.cell, sequences, list(initial_state), mask, options)
+            self.last_loops = result.loops
+            return result.last_output, result.outputs, result.final_states
         self.last_path = "cell"
         if self.bptt_steps is None:
             return super().inner_loop(sequences, initial_state, mask, training=training)
@@ -281,8 +290,8 @@ _SHARED_DOC = """
     are single matrix products over all steps after it. With `training=False` nothing
     is saved for back-propagation (fast inference); a gradient taken anyway
     runs the saving forward loop again, then the same backward loop. Inside
-    a `tf.function` with known batch and time dimensions (as in Keras's
-    `fit`, `evaluate` and `predict` on fixed-size batches), the loops are
+    a `tf.function` with a known time dimension (as in Keras's `fit`,
+    `evaluate` and `predict` on sequences of a fixed length), the loops are
     compiled with XLA at the sizes where that pays (see `jit_compile`); the
     model itself needs no XLA.
     The fused path supports `return_sequences`, `return_state`,
@@ -299,7 +308,9 @@ _SHARED_DOC = """
     the cell inside `keras.layers.RNN`, with results identical to
     `keras.layers.RNN(cell)` (with `bptt_steps`, the cell path cuts the
     gradients as described below). `last_path` ("fused" or "cell") and
-    `fallback_reason` record what the last call (or trace) did.
+    `fallback_reason` record what the last call (or trace) did, and
+    `last_loops` which loops the fused TensorFlow path ran ("graph",
+    "compiled", or "compiled halves": the batch's two halves at once).
 
     Truncated back-propagation through time. With `bptt_steps=k` the
     sequence is cut, in processing order (reversed with `go_backwards`),
@@ -323,13 +334,15 @@ _SHARED_DOC = """
             which makes them faster on a CPU (see layers/README.md#speed)
             but costs a compilation (a second or two) for every new input
             shape. `"auto"` (default): compiled when the layer is called
-            inside a `tf.function`, the batch and time dimensions are known
-            there, and the size is one where compiling was measured to pay
-            (inference at any size; training up to 512 units, or more with
-            a batch of 64 or more; see `layers.fused.compiles_by_default`
-            and layers/README.md#compiling-the-loops).
-            An eager call, or a traced one with a dimension unknown (say,
-            texts padded to the longest in each batch), runs graph loops.
+            inside a `tf.function`, the time dimension is known there, and
+            the size is one where compiling was measured to pay (inference
+            at any size; training up to 512 units, or more with a known
+            batch of 64 or more; see `layers.fused.compiles_by_default` and
+            layers/README.md#compiling-the-loops). An unknown batch (a
+            dataset's batches without `drop_remainder`) compiles once per
+            batch size met. An eager call, or a traced one with the time
+            dimension unknown (say, texts padded to the longest in each
+            batch), runs graph loops.
             `True`: always compiled (an eager call compiles every time).
             `False`: never.
         **kwargs: Cell arguments ({cell}: activation, dropout, ...) and base

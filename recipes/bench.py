@@ -88,6 +88,11 @@ resident set size (`VmHWM`) over that size for the first step, which
 compiles the loops where they are compiled (XLA's compiler takes memory
 once), and, with the peak reset, for four later steps (see `memory_point`).
 
+With `--mode fit`, the layers are timed where users run them instead:
+`model.fit` and `model.predict` of a small Keras model per batch, on arrays,
+a `tf.data` pipeline and padded variable-length batches, against the same
+model with Keras's layer (see `recipes._bench_fit`).
+
 Usage:
 
     python -m recipes.bench                       # default grid, 15 repeats
@@ -97,6 +102,8 @@ Usage:
     python -m recipes.bench --size 64,100,64,256 --threads 1   # one size, one thread
     python -m recipes.bench --quick               # a few seconds, for smoke tests
     python -m recipes.bench --size 64,100,64,256 --cells LayerNormLSTM,PeepholeLSTM   # variants against our cell
+    python -m recipes.bench --mode fit            # model.fit / predict, 64,100,64,256, 7 rounds
+    python -m recipes.bench --mode fit --cells GRU --paths padded --outputs last --rounds 9
 """
 
 import argparse
@@ -108,7 +115,7 @@ import subprocess
 import sys
 import time
 
-from recipes import _cli
+from recipes import _bench_fit, _cli
 from zoo.errors import UserError
 
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
@@ -125,6 +132,7 @@ FLOOR = "floor"
 # `floor_functions`); the fastest is the floor.
 FLOOR_LAYOUTS = ("rows", "columns", "rows-halves", "columns-halves")
 XLA_SETTINGS = {"off": (False,), "on": (True,), "both": (False, True)}
+MODES = ("layer", "fit")
 # Gate blocks per cell: the recurrent kernel is [units, GATES * units].
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 GRIDS = {
@@ -703,15 +711,26 @@ def parse_arguments(argv):
         description="Time our fused SimpleRNN/LSTM/GRU, our cells in keras.layers.RNN and "
         "Keras's built-in layers (training step and forward pass).",
     )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="layer",
+        help="layer (default): the layer alone, a training step and a forward pass in their own "
+        "tf.function; fit: model.fit and model.predict of Sequential([Input, layer, (pooling), Dense]) "
+        "per batch, on arrays, a tf.data pipeline and padded variable-length batches.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights, inputs and targets (default 0).")
     parser.add_argument(
-        "--repeats", type=int, default=15, help="Timed calls per contender and measurement (default 15)."
+        "--repeats",
+        type=int,
+        default=None,
+        help="Layer mode: timed calls per contender and measurement (default 15).",
     )
     parser.add_argument(
         "--grid",
         choices=sorted(GRIDS),
-        default="default",
-        help="Sizes to run: small, default or full (default: default).",
+        default=None,
+        help="Layer mode: sizes to run, small, default or full (default: default).",
     )
     parser.add_argument(
         "--size",
@@ -719,7 +738,8 @@ def parse_arguments(argv):
         action="append",
         default=None,
         metavar="B,T,I,U",
-        help="Time this size (batch,steps,inputs,units) instead of the grid; repeatable.",
+        help="Time this size (batch,steps,inputs,units) instead of the grid; repeatable. "
+        f"Fit mode: default {','.join(map(str, _bench_fit.DEFAULT_SIZE))}.",
     )
     parser.add_argument(
         "--cells",
@@ -758,7 +778,41 @@ def parse_arguments(argv):
     parser.add_argument(
         "--quick", action="store_true", help="Tiny sizes and 3 repeats: checks that everything runs, not speed."
     )
+    parser.add_argument(
+        "--paths",
+        default=None,
+        help=f"Fit mode: comma-separated subset of {','.join(_bench_fit.PATHS)} (default: all): NumPy arrays, "
+        "a tf.data pipeline with prefetch, padded batches of random lengths with a Masking layer.",
+    )
+    parser.add_argument(
+        "--outputs",
+        default=None,
+        help="Fit mode: comma-separated subset of sequences,last (default: both): return_sequences=True "
+        "(then pooled) or False.",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"Fit mode: timed rounds, each one fit and one predict per contender, alternated "
+        f"(default {_bench_fit.DEFAULT_ROUNDS}; one more, not counted, traces and compiles).",
+    )
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=None,
+        help=f"Fit mode: batches per fit and per predict (default {_bench_fit.DEFAULT_BATCHES}).",
+    )
     args = parser.parse_args(argv)
+    if args.mode == "fit":
+        return _fit_arguments(args)
+    for flag, value in (("--paths", args.paths), ("--outputs", args.outputs), ("--rounds", args.rounds)):
+        if value is not None:
+            raise UserError(f"Received `{flag}` with --mode layer; it applies to --mode fit only.")
+    if args.batches is not None:
+        raise UserError("Received `--batches` with --mode layer; it applies to --mode fit only.")
+    args.repeats = 15 if args.repeats is None else args.repeats
+    args.grid = args.grid or "default"
     if args.threads < 0:
         raise UserError(f"Received an invalid value for argument `--threads`: {args.threads}; expected >= 0.")
     if args.repeats < 1:
@@ -776,6 +830,82 @@ def parse_arguments(argv):
     return args
 
 
+def _positive(flag, value):
+    if value < 1:
+        raise UserError(f"Received an invalid value for argument `{flag}`: {value}; expected >= 1.")
+    return value
+
+
+def _fit_arguments(args):
+    """Check and complete the arguments of `--mode fit`."""
+    for flag, given in (
+        ("--repeats", args.repeats is not None),
+        ("--grid", args.grid is not None),
+        ("--memory", args.memory),
+        ("--xla", args.xla != "off"),
+        ("--quick", args.quick),
+    ):
+        if given:
+            raise UserError(
+                f"Received `{flag}` with --mode fit; it applies to --mode layer only "
+                "(fit mode takes --size, --rounds and --batches)."
+            )
+    if args.threads < 0:
+        raise UserError(f"Received an invalid value for argument `--threads`: {args.threads}; expected >= 0.")
+    args.cells = _cli.comma_separated("--cells", args.cells, _bench_fit.CELL_KINDS)
+    args.paths = _cli.comma_separated("--paths", args.paths or ",".join(_bench_fit.PATHS), _bench_fit.PATHS)
+    args.outputs = _cli.comma_separated("--outputs", args.outputs or ",".join(_bench_fit.OUTPUTS), _bench_fit.OUTPUTS)
+    args.rounds = _positive("--rounds", _bench_fit.DEFAULT_ROUNDS if args.rounds is None else args.rounds)
+    args.batches = _positive("--batches", _bench_fit.DEFAULT_BATCHES if args.batches is None else args.batches)
+    args.sizes = [_parse_size(text) for text in args.sizes] if args.sizes else [_bench_fit.DEFAULT_SIZE]
+    return args
+
+
+def _run_fit_mode(args, started):
+    """`--mode fit`: print the table (and write the JSON report); the exit status."""
+    print(
+        f"machine: {started['cpu']}, {started['cores']} cores, load average "
+        f"{' '.join(f'{v:.2f}' for v in started['load_average'])}; TensorFlow {started['tensorflow']}, "
+        f"Keras {started['keras']}; mode fit, {args.rounds} rounds of {args.batches} batches, seed {args.seed}, "
+        f"threads {args.threads or 'default'}",
+        flush=True,
+    )
+    results = _bench_fit.run(
+        args.sizes,
+        args.cells,
+        args.paths,
+        args.outputs,
+        args.rounds,
+        args.batches,
+        args.seed,
+        args.whole_batch,
+        lambda text: print(text, flush=True),
+    )
+    finished = machine_description()["load_average"]
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in finished)}")
+    if args.json_path:
+        report = {
+            "machine": started,
+            "load_average_end": finished,
+            "arguments": {
+                "mode": "fit",
+                "seed": args.seed,
+                "sizes": [list(size) for size in args.sizes],
+                "cells": list(args.cells),
+                "paths": list(args.paths),
+                "outputs": list(args.outputs),
+                "rounds": args.rounds,
+                "batches": args.batches,
+                "threads": args.threads,
+                "whole_batch": args.whole_batch,
+            },
+            "fit": results,
+        }
+        with open(args.json_path, "w") as handle:
+            json.dump(report, handle, indent=2)
+    return 0
+
+
 def main(argv=None):
     """Run the benchmark named by the command line; return the exit status."""
     args = parse_arguments(sys.argv[1:] if argv is None else argv)
@@ -791,6 +921,8 @@ def main(argv=None):
         except RuntimeError as error:  # TensorFlow already started in this process
             raise UserError(f"Cannot apply `--threads {args.threads}`: {error}") from None
     keras.utils.set_random_seed(args.seed)
+    if args.mode == "fit":
+        return _run_fit_mode(args, machine_description())
     sizes = QUICK_SIZES if args.quick else args.sizes or GRIDS[args.grid]
     started = machine_description()
     print(
@@ -820,6 +952,7 @@ def main(argv=None):
             "machine": started,
             "load_average_end": finished,
             "arguments": {
+                "mode": "layer",
                 "seed": args.seed,
                 "repeats": args.repeats,
                 "grid": "quick" if args.quick else "sizes" if args.sizes else args.grid,

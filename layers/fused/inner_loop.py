@@ -36,11 +36,15 @@ class CallOptions:
 
 
 class InnerLoopResult(NamedTuple):
-    """`(last_output, outputs, final_states)`, as `keras.layers.RNN.inner_loop` returns them."""
+    """`(last_output, outputs, final_states)`, as `keras.layers.RNN.inner_loop` returns them, and `loops`.
+
+    `loops` says which loops ran (see `RecurrenceResult`).
+    """
 
     last_output: tf.Tensor
     outputs: tf.Tensor
     final_states: list
+    loops: str
 
 
 def fallback_reason(cell, sequences):
@@ -71,7 +75,7 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options):
         valid = tf.cast(mask, tf.bool)[:, :, None]
 
     bound = math_class_for(cell).for_cell(cell, x, recurrent_mask)
-    h_seq, final_states = run_recurrence(
+    h_seq, final_states, loops = run_recurrence(
         bound.math,
         bound.inputs,
         bound.kernel,
@@ -83,30 +87,32 @@ def fused_inner_loop(cell, sequences, initial_state, mask, options):
             save_for_gradient=bool(options.training),
             jit_compile=options.jit_compile,
             backwards=options.go_backwards,
+            # Inference of a layer that returns its last output only needs
+            # no step's output: the loops write none.
+            sequence=bool(options.return_sequences),
         ),
     )
 
     # Outputs at masked steps: Keras repeats the previous output (zeros
     # before the first valid step), which equals the carried state once a
     # valid step has been seen; with `zero_output_for_mask` they are zeros.
-    # `h_seq` is batch-major in processing order.
-    if valid is None:
-        output_valid = None
-    else:
-        if options.go_backwards:
-            valid = tf.reverse(valid, [1])
-        if options.zero_output_for_mask:
-            output_valid = valid
-        else:
-            output_valid = tf.cumsum(tf.cast(valid, tf.int32), axis=1) > 0
+    # `h_seq` is batch-major in processing order; the last output is the
+    # final `h` (also where no sequence was written).
+    if valid is not None and options.go_backwards:
+        valid = tf.reverse(valid, [1])
     if options.return_sequences:
         outputs = h_seq
-        if output_valid is not None:
+        if valid is not None:
+            if options.zero_output_for_mask:
+                output_valid = valid
+            else:
+                output_valid = tf.cumsum(tf.cast(valid, tf.int32), axis=1) > 0
             outputs = tf.where(output_valid, outputs, tf.zeros_like(outputs))
         last_output = outputs[:, -1]
     else:
-        last_output = h_seq[:, -1]
-        if output_valid is not None:
-            last_output = tf.where(output_valid[:, -1], last_output, tf.zeros_like(last_output))
+        last_output = final_states[0]
+        if valid is not None:
+            last_valid = valid[:, -1] if options.zero_output_for_mask else tf.reduce_any(valid, axis=1)
+            last_output = tf.where(last_valid, last_output, tf.zeros_like(last_output))
         outputs = last_output[:, None, :]
-    return InnerLoopResult(last_output, outputs, final_states)
+    return InnerLoopResult(last_output, outputs, final_states, loops)

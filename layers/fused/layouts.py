@@ -15,7 +15,7 @@ products stay outside the compiled loops, as TensorFlow's own
 matrix-product kernels.
 
 `TimeMajorLoops` and `BatchMajorLoops` give `run_recurrence` one interface:
-`forward(initial)`, `forward_saving(initial)`, `backward(...)`,
+`forward(initial, sequence)`, `forward_saving(initial)`, `backward(...)`,
 `previous_states(initial, saved)` and `input_gradient(d_inputs)`, plus
 `math` and `inputs` (in the loops' layout and order).
 """
@@ -107,9 +107,11 @@ class TimeMajorLoops:
     def _valid_steps(self):
         return None if self.valid is None else Steps(self.valid)
 
-    def forward(self, initial):
-        result = forward_only(self.math, Steps(self.inputs), self.kernel, self.input_bias, initial, self._valid_steps())
-        return ForwardResult(_swap_time_batch(result.outputs), result.final_states)
+    def forward(self, initial, sequence=True):
+        result = forward_only(
+            self.math, Steps(self.inputs), self.kernel, self.input_bias, initial, self._valid_steps(), sequence
+        )
+        return ForwardResult(None if result.outputs is None else _swap_time_batch(result.outputs), result.final_states)
 
     def forward_saving(self, initial):
         """A `SavedForward`; its `saved` is what `backward` needs."""
@@ -170,22 +172,23 @@ class BatchMajorLoops:
             programs[key] = _compiled(make_loop())
         return programs[key]
 
-    def forward(self, initial):
+    def forward(self, initial, sequence=True):
         in_columns = self.math.columns_supported and policy.keeps_columns(self.math)
-        loop = self._loop_in_columns() if in_columns else self._loop_in_rows()
+        loop = self._loop_in_columns(sequence) if in_columns else self._loop_in_rows(sequence)
         return loop(self.inputs, initial, self.valid)
 
-    def _loop_in_rows(self):
+    def _loop_in_rows(self, sequence):
         def loop(x, initial, valid):
-            return forward_only(self.math, Steps(x, 1, self.backwards), None, None, initial, self._valid_steps(valid))
+            steps = Steps(x, 1, self.backwards)
+            return forward_only(self.math, steps, None, None, initial, self._valid_steps(valid), sequence)
 
-        return self._program("forward in rows", lambda: loop)
+        return self._program(("forward in rows", sequence), lambda: loop)
 
-    def _loop_in_columns(self):
+    def _loop_in_columns(self, sequence):
         """The compiled inference loop with states as columns, `(units, batch)` (see `policy.COLUMN_MIN_WIDTH`)."""
-        return self._program("forward in columns", self._make_loop_in_columns)
+        return self._program(("forward in columns", sequence), lambda: self._make_loop_in_columns(sequence))
 
-    def _make_loop_in_columns(self):
+    def _make_loop_in_columns(self, sequence):
         """The inputs (and mask) are transposed to `(time, n, batch)` in processing order inside the compiled
         program, and the outputs back; the transposed kernels are made here, once for the parts that share it."""
         math = self.math.in_columns()
@@ -203,9 +206,10 @@ class BatchMajorLoops:
                 None,
                 [tf.transpose(state) for state in initial],
                 None if valid is None else Steps(columns(valid)),
+                sequence,
             )
             return ForwardResult(
-                tf.transpose(in_columns.outputs, [2, 0, 1]),
+                None if in_columns.outputs is None else tf.transpose(in_columns.outputs, [2, 0, 1]),
                 tuple(tf.transpose(state) for state in in_columns.final_states),
             )
 

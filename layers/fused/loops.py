@@ -120,11 +120,13 @@ def _chunk_start(t, truncate_every):
     return tf.logical_and(t > 0, tf.math.floormod(t, truncate_every) == 0)
 
 
-def forward_only(math, input_steps, kernel, input_bias, initial_states, valid_steps):
+def forward_only(math, input_steps, kernel, input_bias, initial_states, valid_steps, sequence=True):
     """The recurrence with nothing saved for the gradient, as a `ForwardResult`.
 
     `input_steps` and `valid_steps` (optional) are `Steps`; the outputs have the
-    layout of `input_steps`, in processing order.
+    layout of `input_steps`, in processing order. Without `sequence` (a
+    layer that returns its last output only) no step's output is written,
+    and `outputs` is `None`.
 
     Each step projects its own inputs (`x_t @ kernel + input_bias`, a small
     product; joined with the recurrent one in compiled loops) inside the
@@ -142,22 +144,21 @@ def forward_only(math, input_steps, kernel, input_bias, initial_states, valid_st
         p_t = tf.matmul(input_steps.read(t), kernel)
         return p_t if input_bias is None else tf.nn.bias_add(p_t, input_bias)
 
-    outputs = input_steps.outputs(math.output_width)
+    outputs = input_steps.outputs(math.output_width) if sequence else None
 
-    def body(t, states, out):
+    def body(t, states, *out):
         states = list(states)
         new_states = math.step(projected(t), states)
         if valid_steps is not None:
             valid_t = valid_steps.read(t)
             new_states = [tf.where(valid_t, new, old) for new, old in zip(new_states, states)]
-        return t + 1, tuple(new_states), outputs.write(out, t, new_states[0])
+        if outputs is None:
+            return t + 1, tuple(new_states)
+        return t + 1, tuple(new_states), outputs.write(out[0], t, new_states[0])
 
-    _, final_states, out = tf.while_loop(
-        lambda t, *_: t < length,
-        body,
-        (tf.constant(0), tuple(initial_states), outputs.empty()),
-    )
-    return ForwardResult(outputs.done(out), tuple(final_states))
+    loop_variables = (tf.constant(0), tuple(initial_states)) + (() if outputs is None else (outputs.empty(),))
+    _, final_states, *out = tf.while_loop(lambda t, *_: t < length, body, loop_variables)
+    return ForwardResult(None if outputs is None else outputs.done(out[0]), tuple(final_states))
 
 
 def forward_saving_loop(math, record_store, input_steps, valid_steps, initial, h_out, prev_out=None):

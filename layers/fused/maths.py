@@ -52,15 +52,13 @@ def times(x, factor):
 def _state_product(h, kernel, kernel_t):
     """`h @ kernel` for a step's `[batch, k]` operand; `kernel_t` is `kernel^T`.
 
-    For a result at least `policy.TRANSPOSED_PRODUCT_WIDTH` wide it is
-    computed as `(kernel^T @ h^T)^T`: TensorFlow's CPU matrix product is much
-    slower for a short, wide result (`[batch, gates * units]` with a small
-    batch) than for the transposed, tall one, by more than the two small
-    transposes cost. The sums are the same; only their rounding order may
-    differ.
+    For a large kernel and a small batch (`policy.transposes_product`) it
+    is computed as `(kernel^T @ h^T)^T`: TensorFlow's CPU matrix product is
+    slower for a short result of a large kernel than for the transposed,
+    tall one, by more than the two small transposes cost. The sums are the
+    same; only their rounding order may differ.
     """
-    width = kernel.shape[-1]
-    if width is None or width < policy.TRANSPOSED_PRODUCT_WIDTH:
+    if not policy.transposes_product(h.shape[0], kernel.shape[0], kernel.shape[-1]):
         return tf.matmul(h, kernel)
     return tf.transpose(tf.matmul(kernel_t, tf.transpose(h)))
 

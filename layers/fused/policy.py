@@ -12,11 +12,14 @@ import os
 
 import tensorflow as tf
 
-# Widest `[batch, n]` step product still computed directly; wider ones are
-# computed transposed (`RecurrenceMath.product`): TensorFlow's CPU kernels
-# were faster so from n = 1024 up, and no faster at 256 and 768 (see
+# Graph loops compute a step's `[batch, k] @ [k, n]` transposed,
+# `(kernel^T @ h^T)^T` (`RecurrenceMath.product`), where TensorFlow's CPU
+# kernels ran that faster: a large kernel (k * n of 3 Mi entries or more: an
+# LSTM or GRU of 1024 units) with a small batch (32 rows or fewer). Smaller
+# kernels, and batches of 48 rows or more, ran faster directly (see
 # layers/README.md#transposed-step-products).
-TRANSPOSED_PRODUCT_WIDTH = 1024
+TRANSPOSED_PRODUCT_MIN_SIZE = 3 * 1024 * 1024
+TRANSPOSED_PRODUCT_MAX_BATCH = 32
 
 # When `jit_compile="auto"` compiles the loops (see `compiles_by_default`).
 # Up to 512 units compiling was faster at every size tried; at 1024 units it
@@ -89,24 +92,102 @@ def whole_batches():
         _splitting.pop()
 
 
+def cgroup_cpu_limit(root="/sys/fs/cgroup"):
+    """The CPU quota of the cgroup mounted at `root` in cores (a container's `--cpus`), or `None` without one.
+
+    cgroup v2 keeps it in `cpu.max` ("quota period", or "max"), v1 in
+    `cpu/cpu.cfs_quota_us` (-1 for none) and `cpu/cpu.cfs_period_us`.
+    """
+    candidates = (
+        (os.path.join(root, "cpu.max"), None),
+        (os.path.join(root, "cpu", "cpu.cfs_quota_us"), os.path.join(root, "cpu", "cpu.cfs_period_us")),
+    )
+    for quota_path, period_path in candidates:
+        try:
+            with open(quota_path) as handle:
+                fields = handle.read().split()
+            if period_path is not None:
+                with open(period_path) as handle:
+                    fields += handle.read().split()
+            quota, period = fields[0], float(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if quota in ("max", "-1") or period <= 0:
+            return None
+        try:
+            return float(quota) / period
+        except ValueError:
+            return None
+    return None
+
+
+def available_cores():
+    """The CPU cores this process can run on at once.
+
+    Its CPU affinity (`os.sched_getaffinity`: `taskset`, a container's
+    cpuset), where the system reports one, else `os.cpu_count()`; and no
+    more than a cgroup's CPU quota, in whole cores (a container started
+    with `--cpus=1.5` runs on one and a half cores' time: one whole core).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (no affinity on macOS and Windows)
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, max(1, int(limit)))
+    return cores
+
+
+def batch_parts(cores, inter_op_threads):
+    """How many parts compiled loops may run a batch in: 2 (its halves) or 1.
+
+    `cores`: the cores available (`available_cores`); `inter_op_threads`:
+    TensorFlow's inter-op threads (`tf.config.threading`, where 0 is its
+    default, one per available core), which run the two parts' programs at
+    the same time. Two parts need two of each: on one core the halves run
+    one after the other, and their smaller products only cost time (see
+    layers/README.md#batch-halves). More cores keep two parts: more were not
+    measured, and the other cores run TensorFlow's intra-op work (the
+    products outside the loops) and the input pipeline.
+    """
+    threads = cores if inter_op_threads <= 0 else min(cores, inter_op_threads)
+    return 2 if threads >= 2 else 1
+
+
 def splits_batch(math, inputs, training=False):
     """Whether compiled loops run the batch as two halves (see `SPLIT_MIN_BATCH`).
 
     Only inside a traced function that is not compiled as a whole (an eager
-    call, or one program, would run the halves one after the other), with a
-    known batch and a graph executor allowed to run two ops at once, and
-    not within `whole_batches()`.
+    call, or one program, would run the halves one after the other), with
+    two cores and a graph executor allowed to run two ops at once
+    (`batch_parts`), and not within `whole_batches()`.
     `training`: the loops of a training call (the saving forward loop and
     the backward loop), else the inference loop.
     """
     batch = inputs.shape[0]
-    if not _splitting[-1] or tf.executing_eagerly() or batch is None or inside_compiled_function():
+    if not _splitting[-1] or tf.executing_eagerly() or inside_compiled_function():
         return False
-    if tf.config.threading.get_inter_op_parallelism_threads() == 1 or (os.cpu_count() or 1) < 2:
+    if batch_parts(available_cores(), tf.config.threading.get_inter_op_parallelism_threads()) < 2:
         return False
+    # An unknown batch (a dataset's, without `drop_remainder`) is taken to
+    # be the size it usually is, at least `SPLIT_WIDE_MIN_BATCH`; a smaller
+    # one (a partial last batch) runs in halves too, correctly, even with
+    # one row (an empty half).
     if training:
-        return batch >= SPLIT_TRAINING_MIN_BATCH and math.units <= SPLIT_TRAINING_MAX_UNITS
-    return batch >= (SPLIT_WIDE_MIN_BATCH if math.units >= SPLIT_WIDE_UNITS else SPLIT_MIN_BATCH)
+        return (batch is None or batch >= SPLIT_TRAINING_MIN_BATCH) and math.units <= SPLIT_TRAINING_MAX_UNITS
+    return batch is None or batch >= (SPLIT_WIDE_MIN_BATCH if math.units >= SPLIT_WIDE_UNITS else SPLIT_MIN_BATCH)
+
+
+def transposes_product(batch, depth, width):
+    """Whether a graph loop computes a step's `[batch, depth] @ [depth, width]` transposed.
+
+    See `TRANSPOSED_PRODUCT_MIN_SIZE`; `None` for an unknown dimension,
+    which takes the direct product.
+    """
+    if None in (batch, depth, width):
+        return False
+    return batch <= TRANSPOSED_PRODUCT_MAX_BATCH and depth * width >= TRANSPOSED_PRODUCT_MIN_SIZE
 
 
 def keeps_columns(math):
@@ -115,7 +196,12 @@ def keeps_columns(math):
 
 
 def compiles_by_default(units, batch, training):
-    """Whether `jit_compile="auto"` compiles a traced call with known shapes."""
+    """Whether `jit_compile="auto"` compiles a traced call with a known time dimension.
+
+    `batch` is `None` where the traced call does not know it: training
+    wider than `COMPILED_MAX_UNITS` then runs graph loops, since the batch
+    may be smaller than `COMPILED_WIDE_MIN_BATCH`.
+    """
     if not training:
         return True
-    return units <= COMPILED_MAX_UNITS or batch >= COMPILED_WIDE_MIN_BATCH
+    return units <= COMPILED_MAX_UNITS or (batch is not None and batch >= COMPILED_WIDE_MIN_BATCH)

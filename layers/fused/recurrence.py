@@ -27,24 +27,32 @@ class RecurrenceOptions:
             cluster; the weight-gradient products stay outside, as
             TensorFlow's own kernels.
         backwards: Process the steps from the last to the first.
+        sequence: If `False` (inference of a layer that returns its last
+            output only), the forward loop writes no step's output and
+            `RecurrenceResult.sequence` is `None`. Training always writes
+            them (graph loops' weight gradients read them).
     """
 
     truncate_every: int | None = None
     save_for_gradient: bool = True
     jit_compile: bool = False
     backwards: bool = False
+    sequence: bool = True
 
 
 class RecurrenceResult(NamedTuple):
     """`run_recurrence`'s results.
 
     `sequence`: the carried first state (`h`) at every step,
-    `(batch, time, units)` in processing order; `final_states`: the list of
-    final states.
+    `(batch, time, units)` in processing order (`None` without
+    `RecurrenceOptions.sequence`); `final_states`: the list of final states; `loops`: which loops ran, "graph", "compiled" or
+    "compiled halves" (the batch's two halves at once, see
+    `policy.splits_batch`).
     """
 
     sequence: tf.Tensor
     final_states: list
+    loops: str
 
 
 class _BatchPart(NamedTuple):
@@ -68,10 +76,14 @@ class _PartGradients(NamedTuple):
 
 
 def _batch_parts(inputs, halves):
-    """The rows of each part of the batch: `[None]` (all) or its two halves."""
+    """The rows of each part of the batch: `[None]` (all) or its two halves.
+
+    With an unknown batch the halves are cut where the running batch's
+    middle is (one compiled program runs each new shape).
+    """
     if not halves:
         return [None]
-    half = inputs.shape[0] // 2
+    half = inputs.shape[0] // 2 if inputs.shape[0] is not None else tf.shape(inputs)[0] // 2
     return [slice(None, half), slice(half, None)]
 
 
@@ -139,7 +151,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         options: `RecurrenceOptions`.
 
     Returns:
-        A `RecurrenceResult`: `(sequence, final_states)`.
+        A `RecurrenceResult`: `(sequence, final_states, loops)`.
 
     Graph loops run time-major (each step's slice contiguous): `inputs`
     are transposed (and reversed, `backwards`) first and the outputs
@@ -148,6 +160,8 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
     copies (see layers/README.md#batch-major-sequences-in-compiled-loops).
     """
     jit_compile = options.jit_compile
+    # Without the sequence, the custom gradient's first output is the final `h`.
+    sequence = options.sequence or options.save_for_gradient
     layout, flat = _Arguments.of(
         inputs,
         kernel,
@@ -156,6 +170,9 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         {"input_bias": input_bias, "recurrent_bias": math.recurrent_bias},
         math.extra_weights,
     )
+
+    # One part (the whole batch), or its two halves (see `policy.splits_batch`).
+    halves = bool(jit_compile) and policy.splits_batch(math, inputs, options.save_for_gradient)
 
     @tf.custom_gradient
     def recurrence(*flat):
@@ -166,9 +183,7 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
         # Compiled loops project each step's inputs themselves, joined with
         # the recurrent product (see `RecurrenceMath.preactivation`).
         inner = math.detached(w, b, joined=bool(jit_compile))
-        # One part (the whole batch), or its two halves (see `policy.splits_batch`).
         parts = []
-        halves = bool(jit_compile) and policy.splits_batch(inner, x, options.save_for_gradient)
         for rows in _batch_parts(x, halves):
             take = _rows_taker(rows)
             if jit_compile:
@@ -181,19 +196,24 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
             results = [part.loops.forward_saving(part.initial) for part in parts]
             saved = [result.saved for result in results]
         else:
-            results = [part.loops.forward(part.initial) for part in parts]
+            results = [part.loops.forward(part.initial, sequence) for part in parts]
             saved = None
-        h_seq = _join_rows([result.outputs for result in results])
+        h_seq = _join_rows([result.outputs for result in results]) if sequence else None
         final_states = tuple(_join_rows(list(states)) for states in zip(*(result.final_states for result in results)))
 
-        def gradient(d_h_seq, *d_final_extra):
+        def gradient(d_first, *d_final_extra):
             # (No `nonlocal`: AutoGraph, converting a caller's code, breaks it.)
             what_was_saved = saved
             if what_was_saved is None:
                 what_was_saved = [part.loops.forward_saving(part.initial).saved for part in parts]
-            if d_h_seq is None:
-                d_h_seq = tf.zeros_like(h_seq)
-            d_final = [tf.zeros_like(final_states[0])]
+            if h_seq is not None:
+                d_h_seq = tf.zeros_like(h_seq) if d_first is None else d_first
+                d_final = [tf.zeros_like(final_states[0])]
+            else:
+                # Only the final `h` was returned: its gradient enters the backward loop as the final state's.
+                shape = tf.concat([tf.shape(x)[:2], [math.output_width]], axis=0)
+                d_h_seq = tf.zeros(shape, final_states[0].dtype)
+                d_final = [tf.zeros_like(final_states[0]) if d_first is None else d_first]
             for index, d in enumerate(d_final_extra):
                 d_final.append(tf.zeros_like(final_states[index + 1]) if d is None else d)
             part_grads = []
@@ -228,10 +248,14 @@ def run_recurrence(math, inputs, kernel, input_bias, initial_states, valid=None,
                 [_sum_parts(list(g)) for g in zip(*(p.extra for p in part_grads))],
             )
 
-        return (h_seq, *final_states[1:]), gradient
+        return (final_states[0] if h_seq is None else h_seq, *final_states[1:]), gradient
 
     outputs = recurrence(*flat)
+    loops = "compiled halves" if halves else "compiled" if jit_compile else "graph"
+    if not sequence:
+        final_h = tf.ensure_shape(outputs[0], [inputs.shape[0], math.output_width])
+        return RecurrenceResult(None, [final_h, *outputs[1:]], loops)
     # The static shape, for graph optimisations after the layer: TensorFlow's
     # graph optimiser cannot see through the compiled loops' outputs.
     h_seq = tf.ensure_shape(outputs[0], [inputs.shape[0], inputs.shape[1], math.output_width])
-    return RecurrenceResult(h_seq, [h_seq[:, -1], *outputs[1:]])
+    return RecurrenceResult(h_seq, [h_seq[:, -1], *outputs[1:]], loops)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from recipes import bench
+from zoo.errors import UserError
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -17,6 +18,7 @@ def test_quick_run_times_every_contender_and_writes_json(tmp_path):
     assert bench.main(["--quick", "--cells", "GRU", "--seed", "3", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["arguments"] == {
+        "mode": "layer",
         "seed": 3,
         "repeats": 3,
         "grid": "quick",
@@ -178,3 +180,89 @@ def test_bad_flags_print_one_line_and_exit_non_zero(arguments, message):
     assert completed.returncode == 2
     assert completed.stderr.strip().startswith("error:") and message in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+# ------------------------------------------------------------- --mode fit
+def _fit_mode_rows(arguments, capsys):
+    """Run `--mode fit` with `arguments`; its printed rows, each checked, and its JSON report."""
+    import math
+
+    from recipes import _bench_fit
+
+    assert bench.main(["--mode", "fit", *arguments]) == 0
+    rows = _bench_fit.parse_rows(capsys.readouterr().out)
+    assert rows
+    for row in rows:
+        for name in ("median_ms", "speedup", "paired_speedup", "paired_min", "paired_max", "cpu_median_ms"):
+            assert math.isfinite(row[name]) and row[name] > 0, (row, name)
+        assert row["paired_min"] <= row["paired_speedup"] <= row["paired_max"]
+        if row["contender"] == "keras":
+            assert row["loops"] == "-" and row["paired_speedup"] == pytest.approx(1.0)
+    return rows
+
+
+def test_fit_mode_times_fit_and_predict_of_every_contender(tmp_path, capsys):
+    path = tmp_path / "fit.json"
+    arguments = ["--cells", "GRU", "--size", "4,5,3,6", "--paths", "padded", "--outputs", "last"]
+    rows = _fit_mode_rows([*arguments, "--rounds", "2", "--batches", "2", "--json", str(path)], capsys)
+    keys = [(row["mode"], row["contender"]) for row in rows]
+    assert sorted(keys) == sorted((m, c) for m in ("fit", "predict") for c in ("fused", "fused-graph", "keras"))
+    for row in rows:
+        assert (row["cell"], row["size"], row["path"], row["outputs"]) == ("GRU", (4, 5, 3, 6), "padded", "last")
+        # Lengths unknown to the traced step: graph loops.
+        assert row["loops"] in ("graph", "-")
+    report = json.loads(path.read_text())
+    assert report["arguments"]["mode"] == "fit" and report["arguments"]["rounds"] == 2
+    (case,) = report["fit"]
+    for mode in ("fit", "predict"):
+        for entry in case[mode].values():
+            # Every timed batch: 2 rounds of 2 batches.
+            assert entry["batches"] == 4 and len(entry["round_ratios"]) == 2
+
+
+@pytest.mark.slow  # about a minute: every path and output, four contenders
+def test_fit_mode_runs_every_path_and_output(capsys):
+    arguments = ["--cells", "SimpleRNN", "--size", "16,5,3,6", "--rounds", "1", "--batches", "2", "--whole-batch"]
+    rows = _fit_mode_rows(arguments, capsys)
+    assert len(rows) == 3 * 2 * 2 * 4  # paths, outputs, modes, contenders
+    loops = {(row["path"], row["mode"], row["contender"]): row["loops"] for row in rows if row["outputs"] == "last"}
+    # Known shapes compile the loops (a batch of 16 in halves) unless the
+    # contender says otherwise; unknown lengths (padded) run graph loops.
+    assert loops[("arrays", "fit", "fused")] == "compiled-halves"
+    assert loops[("arrays", "fit", "fused-whole")] == "compiled"
+    assert loops[("arrays", "fit", "fused-graph")] == "graph"
+    assert loops[("padded", "fit", "fused")] == "graph"
+
+
+def test_fit_mode_padded_batches_have_their_own_lengths():
+    import numpy as np
+
+    from recipes import _bench_fit
+
+    case = _bench_fit.Case("LSTM", (4, 10, 3, 2), "padded", "sequences")
+    (dataset,) = _bench_fit.make_inputs(case, batches=3, seed=0).fit_args
+    lengths = []
+    for x, y in dataset:
+        assert x.shape[0] == 4 and y.shape == (4, 1)
+        steps = np.abs(x.numpy()).sum(axis=-1) > 0
+        # Zeros only after each sequence's end, and the longest fills the batch.
+        assert (np.sort(steps, axis=1)[:, ::-1] == steps).all() and steps[:, -1].any()
+        lengths.append(x.shape[1])
+    assert min(lengths) >= 5 and max(lengths) <= 10
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--mode", "fit", "--cells", "LayerNormLSTM"], "--cells"),
+        (["--mode", "fit", "--paths", "arrays,csv"], "--paths"),
+        (["--mode", "fit", "--outputs", "all"], "--outputs"),
+        (["--mode", "fit", "--rounds", "0"], "--rounds"),
+        (["--mode", "fit", "--memory"], "--memory"),
+        (["--mode", "fit", "--repeats", "3"], "--repeats"),
+        (["--rounds", "3"], "--rounds"),
+    ],
+)
+def test_fit_mode_flags_are_checked(arguments, message):
+    with pytest.raises(UserError, match=message):
+        bench.parse_arguments(arguments)

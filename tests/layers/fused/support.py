@@ -154,11 +154,13 @@ def run(layer, inputs, mask=None, initial_state=None, training=False, loss_seed=
     The loss is a fixed random projection of every output, so every output
     element gets its own weight in the gradient. With `traced`, the call and
     its gradient run inside one `tf.function` (as in `fit` or `predict`),
-    else eagerly.
+    else eagerly; with `traced="batch unknown"`, one traced with the batch
+    dimension unknown (as `fit` traces a dataset's batches).
     """
     inputs = tf.constant(inputs)
     initial = None if initial_state is None else [tf.constant(s) for s in initial_state]
     mask = None if mask is None else tf.constant(mask)
+    batch = inputs.shape[0]  # (the outputs of a trace may not know it)
 
     def outputs_and_gradients(inputs, initial, mask):
         with tf.GradientTape() as tape:
@@ -168,14 +170,37 @@ def run(layer, inputs, mask=None, initial_state=None, training=False, loss_seed=
             result = layer(inputs, mask=mask, initial_state=initial, training=training)
             outputs = list(result) if isinstance(result, (list, tuple)) else [result]
             rng = np.random.default_rng(loss_seed)
-            loss = sum(tf.reduce_sum(o * rng.normal(size=o.shape).astype(o.dtype.name)) for o in outputs)
+            loss = sum(tf.reduce_sum(o * rng.normal(size=[batch, *o.shape[1:]]).astype(o.dtype.name)) for o in outputs)
         sources = [inputs] + (initial or []) + list(layer.trainable_weights)
         return outputs, tape.gradient(loss, sources)
 
+    if traced == "batch unknown":
+
+        def unknown_batch(tensor):
+            return None if tensor is None else tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype)
+
+        signature = [unknown_batch(inputs), None if initial is None else [unknown_batch(s) for s in initial]]
+        signature.append(unknown_batch(mask))
+        with_arguments = outputs_and_gradients
+        # (`input_signature` takes tensors only: the `None`s stay outside.)
+        present = [index for index, spec in enumerate(signature) if spec is not None]
+        traced_call = tf.function(
+            lambda *given: with_arguments(*_fill(given, present, 3)), input_signature=[signature[i] for i in present]
+        )
+        outputs, gradients = traced_call(*[(inputs, initial, mask)[i] for i in present])
+        return [np.asarray(o) for o in outputs], [np.asarray(g) for g in gradients]
     if traced:
         outputs_and_gradients = tf.function(outputs_and_gradients)
     outputs, gradients = outputs_and_gradients(inputs, initial, mask)
     return [np.asarray(o) for o in outputs], [np.asarray(g) for g in gradients]
+
+
+def _fill(given, present, count):
+    """`count` arguments: those `given`, at the indices `present`, and `None` elsewhere."""
+    arguments = [None] * count
+    for index, value in zip(present, given):
+        arguments[index] = value
+    return arguments
 
 
 def differences(ours, reference):

@@ -28,7 +28,9 @@ def test_compiled_inference_in_columns_equals_keras_and_cell_path(kind, setting,
     monkeypatch.setattr(policy, "COLUMN_MIN_WIDTH", 1)
     calls = []
     original = layouts.BatchMajorLoops._loop_in_columns
-    monkeypatch.setattr(layouts.BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
+    monkeypatch.setattr(
+        layouts.BatchMajorLoops, "_loop_in_columns", lambda self, *args: calls.append(1) or original(self, *args)
+    )
     compare_setting(kind, False, jit_compile=True, **setting)
     assert calls
 
@@ -39,7 +41,9 @@ def test_compiled_inference_of_a_wide_layer_runs_in_columns(kind, monkeypatch):
     # short masked batch.
     calls = []
     original = layouts.BatchMajorLoops._loop_in_columns
-    monkeypatch.setattr(layouts.BatchMajorLoops, "_loop_in_columns", lambda self: calls.append(1) or original(self))
+    monkeypatch.setattr(
+        layouts.BatchMajorLoops, "_loop_in_columns", lambda self, *args: calls.append(1) or original(self, *args)
+    )
     units = -(-policy.COLUMN_MIN_WIDTH // (4 if kind == "lstm" else 3))
     ours, references = make_layers(kind, units=units, jit_compile=True, return_sequences=True)
     inputs, _ = example_inputs(kind)
@@ -93,6 +97,23 @@ def compare_in_halves(kind, setting, mode, monkeypatch):
         assert_same(result, run(reference, inputs, mask, initial, training=training), f"{kind} {setting} vs {name}")
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("kind, training", [("lstm", True), ("gru", False)])
+def test_an_unknown_batch_is_compiled_in_halves(kind, training, batch, monkeypatch):
+    # A dataset's batches without `drop_remainder`: the traced call does not
+    # know the batch, compiles by default and cuts the halves where the
+    # running batch's middle is, down to a batch of one (an empty half).
+    answers = record_splits(monkeypatch)
+    ours, references = make_layers(kind, return_sequences=True, return_state=True)
+    inputs, initial = example_inputs(kind, initial_state=True, batch=batch)
+    mask = sequence_mask("holes", batch=batch)
+    result = run(ours, inputs, mask, initial, training=training, traced="batch unknown")
+    assert answers == [True] and ours.last_loops == "compiled halves"
+    for name, reference in references:
+        expected = run(reference, inputs, mask, initial, training=training)
+        assert_same(result, expected, f"{kind} batch {batch} vs {name}")
+
+
 def test_halves_share_one_compiled_program(monkeypatch):
     # Both halves call one program, compiled once, where their shapes and
     # math agree.
@@ -136,8 +157,8 @@ def test_compiled_inference_in_columns_with_a_gradient(monkeypatch):
 @pytest.mark.parametrize("setting", SETTINGS[:4], ids=setting_id)
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_transposed_step_products_give_the_same_numbers(kind, setting, training, monkeypatch):
-    # Wide step products are computed as (kernel^T @ h^T)^T; lowering the
-    # width at which that starts runs every step product of these tiny
-    # layers (forward and backward) in that form.
-    monkeypatch.setattr(policy, "TRANSPOSED_PRODUCT_WIDTH", 1)
+    # Large kernels' step products with a small batch are computed as
+    # (kernel^T @ h^T)^T; lowering the size at which that starts runs every
+    # step product of these tiny layers (forward and backward) in that form.
+    monkeypatch.setattr(policy, "TRANSPOSED_PRODUCT_MIN_SIZE", 1)
     compare_setting(kind, training, **setting)

@@ -23,7 +23,7 @@ def test_recurrence_gradient_survives_autograph(jit_compile):
             math = cell_maths.SimpleRNNMath(
                 5, tf.convert_to_tensor(recurrent_kernel), None, None, activations.TANH, None
             )
-            h_seq, _ = fused.run_recurrence(
+            h_seq, _, _ = fused.run_recurrence(
                 math,
                 inputs,
                 tf.convert_to_tensor(kernel),
