@@ -153,6 +153,24 @@ def recurrent(layer, inputs, lengths=None):
     return outputs if layer.return_sequences else _last(outputs, lengths)
 
 
+def run_functional(model, inputs):
+    """What the functional Keras `model` returns for `inputs`, with each recurrent layer computed by `recurrent`.
+
+    Every other layer is called as it is; a nested functional model (an
+    ensemble's member) is run the same way. The graph is walked with the
+    method Keras's own `Functional.call` and `clone_model` use.
+    """
+
+    def operation(layer):
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            return lambda sequences, **_: recurrent(layer, sequences)
+        if isinstance(layer, keras.Model):
+            return lambda given, **_: run_functional(layer, given)
+        return layer
+
+    return model._run_through_graph(inputs, operation_fn=operation)
+
+
 def _direction(layer, inputs, lengths, backwards):
     """All outputs of one direction, in the order it reads them (reversed within lengths if `backwards`)."""
     if not isinstance(layer, (layers.LSTM, layers.GRU, layers.SimpleRNN)):
