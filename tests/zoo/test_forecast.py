@@ -515,3 +515,16 @@ def test_an_ensemble_averages_its_members():
     ensemble = build_ensemble(members)
     assert ensemble_members(ensemble) == members and ensemble_members(members[0]) == [members[0]]
     np.testing.assert_allclose(np.asarray(ensemble([windows, steps])), (alone[0] + alone[1]) / 2, atol=1e-6)
+
+
+def test_windows_dataset_shuffles_every_row_and_keeps_step_inputs_aligned():
+    windows = np.arange(100, dtype=np.float32).reshape(100, 1, 1)
+    steps = np.arange(100, dtype=np.float32)
+    dataset = data_lib.windows_dataset((windows, steps), steps * 2, batch_size=100, shuffle_seed=0)
+    (batch_windows, batch_steps), targets = next(iter(dataset))
+    order = np.asarray(batch_steps).astype(int)
+    assert sorted(order) == list(range(100))
+    # A shuffle over the whole set moves rows far, not only among neighbours.
+    assert np.abs(order - np.arange(100)).max() > 50
+    np.testing.assert_array_equal(np.asarray(batch_windows)[:, 0, 0], order)
+    np.testing.assert_array_equal(np.asarray(targets), 2 * order)

@@ -441,7 +441,8 @@ def check_structure(config, period):
 
 
 def windows_dataset(inputs, targets, batch_size, shuffle_seed=None):
+    """Batches of (inputs, targets); `inputs` is an array or a tuple of arrays (windows, steps), one row per target."""
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(inputs), seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
