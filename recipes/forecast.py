@@ -56,6 +56,7 @@ VARIANTS = {
     "fourier+seeds5": ["features=fourier", "transform=none", "seeds=5", "intervals=conformal"],
     "deseasonalize+seeds5": ["features=none", "transform=deseasonalize", "seeds=5", "intervals=conformal"],
     "fourier+deseasonalize+seeds5": ["features=fourier", "transform=deseasonalize", "seeds=5", "intervals=conformal"],
+    "deseasonalize+quantile": ["features=none", "transform=deseasonalize", "seeds=1", "intervals=quantile"],
 }
 VARIANT_MODELS = "models=lstm,gru"
 
@@ -140,6 +141,11 @@ def report(metrics):
                 f"{name}: {metrics['notes'][name]}"
                 for name in ("holt_winters", "harmonic_arima")
                 if name in metrics["notes"]
+            ),
+            *(
+                f"{name}: an ensemble of {len(mase)}; its members' own MASE "
+                + ", ".join(f"{value:.3f}" for value in mase)
+                for name, mase in metrics.get("member_mase", {}).items()
             ),
             *sorted(
                 {
@@ -247,7 +253,8 @@ def variants_table(results, names, series):
     """Markdown tables: each variant's MASE per series and model, then its intervals' coverage and width.
 
     `results` maps (variant, series) to that run's metrics; the harmonic
-    regression, the same in every variant, is a row of its own.
+    regression, the same in every variant, is a row of its own. An
+    ensemble's MASE is followed by the range of its members' own MASE.
     """
     models = [cells.canonical_name(name) for name in VARIANT_MODELS.split("=", 1)[1].split(",")]
     reference = "harmonic_arima"
@@ -260,11 +267,14 @@ def variants_table(results, names, series):
         for run, _ in columns
     ]
     lines.append(f"| {reference} (statsmodels) | " + " | ".join(row) + " |")
+
+    def mase_of(metrics, model):
+        text = f"{metrics['models'][model]['mase']:.3f}"
+        members = metrics.get("member_mase", {}).get(model)
+        return text + (f" ({min(members):.3f}-{max(members):.3f})" if members else "")
+
     for name in names:
-        row = [
-            f"{results[name, run]['models'][model]['mase']:.3f}" if (name, run) in results else "-"
-            for run, model in columns
-        ]
+        row = [mase_of(results[name, run], model) if (name, run) in results else "-" for run, model in columns]
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     levels = [level_name(level) for level in INTERVAL_LEVELS]
     header = (

@@ -286,6 +286,10 @@ def test_structured_quantile_ensemble_trains_resumes_and_exports(tmp_path, capsy
     scores = metrics["models"]["conv"]
     assert 0 <= scores["coverage_80"] <= scores["coverage_95"] <= 1 and 0 < scores["width_80"] < scores["width_95"]
     assert "quantile heads" in metrics["notes"]["conv"]
+    # |mean of forecasts - truth| is at most the mean of |forecast - truth|: the ensemble errs no more than its average member.
+    members = metrics["member_mase"]["conv"]
+    assert len(members) == 2 and scores["mase"] <= np.mean(members) + 1e-9
+    assert f"conv: an ensemble of 2; its members' own MASE {members[0]:.3f}, {members[1]:.3f}" in printed
     model = evaluate_lib.load_trained(workdir, "conv")
     assert [layer.name for layer in model.layers if hasattr(layer, "layers")] == ["member_1", "member_2"]
 
@@ -363,12 +367,13 @@ def test_variants_table_lines_up_each_variant_with_the_reference():
         }
 
     results = {("plain", "co2"): metrics(0.368, 0.4, 0.77), ("fourier", "co2"): metrics(0.35, 0.39, 0.81)}
+    results["fourier", "co2"]["member_mase"] = {"gru": [0.41, 0.388]}
     table = forecast.variants_table(results, ("plain", "fourier"), ("co2",)).splitlines()
     assert table[0] == "| variant | co2 lstm MASE | co2 gru MASE |"
     assert table[2:5] == [
         "| harmonic_arima (statsmodels) | 0.362 | 0.362 |",
         "| plain | 0.368 | 0.400 |",
-        "| fourier | 0.350 | 0.390 |",
+        "| fourier | 0.350 | 0.390 (0.388-0.410) |",
     ]
     assert table[-1] == "| fourier | 0.810 / 1.5 | 0.900 / 2.5 | 0.810 / 1.5 | 0.900 / 2.5 |"
     with pytest.raises(ValueError, match=r"`--only`: 'plain,fancy'"):

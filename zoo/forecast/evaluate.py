@@ -14,7 +14,7 @@ from zoo.files import atomic_path, atomic_write_json
 from zoo.forecast import baselines
 from zoo.forecast.config import INTERVAL_LEVELS, INTERVAL_QUANTILES, QUANTILES, is_autoregressive
 from zoo.forecast.data import prepare, targets_at, windows_at
-from zoo.forecast.model import autoregressive_rollout, model_inputs
+from zoo.forecast.model import autoregressive_rollout, ensemble_members, model_inputs
 from zoo.forecast.train import model_dir, window_steps
 
 
@@ -50,6 +50,12 @@ def forecast_outputs(model, name, config, prepared, origins):
     windows = windows_at(prepared.normalized, origins, config.window)
     steps = window_steps(origins) if config.uses_steps else None
     return prepared.normalizer.denormalize_target(neural_forecast(model, name, windows, config.horizon, steps))
+
+
+def point_forecast(model, name, config, prepared, origins):
+    """The model's point forecasts (the median of quantile outputs) in original units."""
+    outputs = forecast_outputs(model, name, config, prepared, origins)
+    return quantile_bounds(outputs)[0] if config.intervals == "quantile" else outputs
 
 
 def quantile_bounds(outputs):
@@ -144,9 +150,18 @@ def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
     truth = targets_at(prepared.series.target, origins, config.horizon)
     started = time.monotonic()
     forecasts, notes, intervals = baseline_forecasts(prepared, config, origins)
+    member_mase = {}
     for name in config.models:
         model = load_trained(workdir, name)
         forecasts[name], intervals[name], notes[name] = neural_forecasts(model, name, config, prepared, origins)
+        members = ensemble_members(model)
+        if len(members) > 1:
+            member_mase[name] = [
+                baselines.forecast_errors(
+                    point_forecast(member, name, config, prepared, origins), truth, prepared.mase_scale
+                )["mase"]
+                for member in members
+            ]
     split = prepared.split
     metrics = {
         "series": prepared.series.name,
@@ -174,6 +189,8 @@ def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
             }
             for name, forecast in forecasts.items()
         },
+        # Each ensemble member's own test MASE, in member order (seeds > 1).
+        "member_mase": member_mase,
         "evaluation_seconds": time.monotonic() - started,
     }
     if is_chief():
