@@ -17,7 +17,7 @@ from zoo.forecast import baselines as forecast_baselines
 from zoo.forecast import export as forecast_export
 from zoo.forecast.config import ForecastConfig
 from zoo.forecast.data import prepare, targets_at, windows_at
-from zoo.forecast.evaluate import load_trained, neural_forecast
+from zoo.forecast.evaluate import load_trained, neural_forecasts
 from zoo.sentiment import export as sentiment_export
 from zoo.sentiment.data import load_class_files, stratified_split
 from zoo.sentiment.evaluate import load_trained_model
@@ -124,15 +124,12 @@ def forecast_quality(workdir, name, directory):
     origins = prepared.split.origins("test", config.window, config.horizon)
     truth = targets_at(prepared.series.target, origins, config.horizon)
     model = load_trained(workdir, name)
-    normalized = windows_at(prepared.normalized, origins, config.window)
-    raw = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
-    if config.features == 1:
-        raw = raw[:, :, 0]
+    inputs = forecast_export.serving_inputs(config, prepared, origins)
 
     def mase(forecasts):
         return forecast_baselines.forecast_errors(forecasts, truth, prepared.mase_scale)["mase"]
 
-    keras_forecasts = prepared.normalizer.denormalize_target(neural_forecast(model, name, normalized, config.horizon))
+    keras_forecasts, _, _ = neural_forecasts(model, name, config, prepared, origins)
     row = {
         "recipe": f"forecast ({name}, {prepared.series.name})",
         "metric": f"test MASE ({len(origins)} windows)",
@@ -143,7 +140,7 @@ def forecast_quality(workdir, name, directory):
         directory,
         "forecast",
         lambda path, mode: forecast_export.export_litert(config, workdir, name, path, quantize=mode),
-        [{"window": window[None]} for window in raw],
+        [{key: value[row : row + 1] for key, value in inputs.items()} for row in range(len(origins))],
         "forecast",
         mase,
     )
@@ -250,7 +247,7 @@ def forecast_latency(workdir, name, directory, repeats, calls):
             state: np.zeros(shape, np.float32) for state, shape in litert.metadata(stream.read())["states"].items()
         }
     step_inputs = {"observation": window[:, 0], "anchor": window[:, -1], **states}
-    sequence_inputs = {"window": window[:, :, 0] if config.features == 1 else window}
+    sequence_inputs = {"window": window[:, :, 0] if config.channels == 1 else window}
     calls_by_format = {"SavedModel": _saved_model_calls(saved, "serving_default", sequence_inputs, step_inputs)}
     for mode, label in (("none", ".tflite float"), ("int8", ".tflite int8")):
         calls_by_format[label] = _litert_calls(paths[mode], sequence_inputs, step_inputs)

@@ -5,6 +5,7 @@
     python -m recipes.forecast export --workdir runs/co2 --model lstm
     python -m recipes.forecast train --workdir runs/mine --csv data.csv --target load --time-column date
     python -m recipes.forecast benchmark --workdir runs/bench      # every model on CO2 and El Nino, ours and Keras's
+    python -m recipes.forecast variants --workdir runs/variants    # each structure/interval option, both series
 
 Every model is scored on the same test windows (the last part of the series,
 never seen in training or normalisation): last value, seasonal naive, a
@@ -32,7 +33,8 @@ from zoo.files import atomic_write_text
 from zoo.forecast import evaluate as evaluate_lib
 from zoo.forecast import export as export_lib
 from zoo.forecast import train as train_lib
-from zoo.forecast.config import NEURAL_MODELS, ForecastConfig, is_neural_model
+from zoo.forecast.baselines import level_name
+from zoo.forecast.config import INTERVAL_LEVELS, NEURAL_MODELS, ForecastConfig, is_neural_model
 
 CONFIG_FILE = "config.json"
 
@@ -41,6 +43,25 @@ BENCHMARK_RUNS = {
     "co2": ["dataset=co2", "window=104", "horizon=26", "season_period=0"],
     "elnino": ["dataset=elnino", "window=36", "horizon=12", "season_period=0", "classical_trend=none"],
 }
+
+
+# The `variants` verb's settings: each names every option it measures, so that a change of the
+# defaults does not change what a variant means. "plain" is the recipe before these options.
+VARIANTS = {
+    "plain": ["features=none", "transform=none", "seeds=1", "intervals=conformal"],
+    "quantile": ["features=none", "transform=none", "seeds=1", "intervals=quantile"],
+    "seeds5": ["features=none", "transform=none", "seeds=5", "intervals=conformal"],
+    "fourier": ["features=fourier", "transform=none", "seeds=1", "intervals=conformal"],
+    "difference": ["features=none", "transform=difference", "seeds=1", "intervals=conformal"],
+    "deseasonalize": ["features=none", "transform=deseasonalize", "seeds=1", "intervals=conformal"],
+    "residual": ["features=none", "transform=residual", "seeds=1", "intervals=conformal"],
+    "fourier+deseasonalize": ["features=fourier", "transform=deseasonalize", "seeds=1", "intervals=conformal"],
+    "fourier+seeds5": ["features=fourier", "transform=none", "seeds=5", "intervals=conformal"],
+    "deseasonalize+seeds5": ["features=none", "transform=deseasonalize", "seeds=5", "intervals=conformal"],
+    "fourier+deseasonalize+seeds5": ["features=fourier", "transform=deseasonalize", "seeds=5", "intervals=conformal"],
+    "deseasonalize+quantile": ["features=none", "transform=deseasonalize", "seeds=1", "intervals=quantile"],
+}
+VARIANT_MODELS = "models=lstm,gru"
 
 
 def _config_from_arguments(args):
@@ -65,18 +86,30 @@ def _saved_config(args, verb):
 
 
 def format_table(metrics, steps=None):
-    """A plain-text table: one row per model, overall and per-step MASE."""
+    """A plain-text table: one row per model, overall and per-step MASE, and each interval's coverage and mean width.
+
+    "cover80" is the share of test values inside the model's 80% intervals,
+    "width80" their mean width in the series' units; "-" where a model gives
+    no intervals.
+    """
     horizon = metrics["horizon"]
     steps = steps or sorted({1, max(1, horizon // 4), max(1, horizon // 2), horizon})
+    levels = [level_name(level) for level in metrics.get("interval_levels", [])]
     width = max([27, *(len(name) + 1 for name in metrics["models"])])
     header = f"{'model':<{width}}{'MAE':>9}{'RMSE':>9}{'MASE':>8}" + "".join(
         f"{'MASE@' + str(step):>10}" for step in steps
     )
+    header += "".join(f"{'cover' + level:>9}{'width' + level:>9}" for level in levels)
     lines = [header, "-" * len(header)]
     ranked = sorted(metrics["models"].items(), key=lambda item: item[1]["mase"])
     for name, scores in ranked:
         row = f"{name:<{width}}{scores['mae']:>9.4f}{scores['rmse']:>9.4f}{scores['mase']:>8.3f}"
         row += "".join(f"{scores['mase_per_step'][step - 1]:>10.3f}" for step in steps)
+        for level in levels:
+            if f"coverage_{level}" in scores:
+                row += f"{scores[f'coverage_{level}']:>9.3f}{scores[f'width_{level}']:>9.3f}"
+            else:
+                row += f"{'-':>9}{'-':>9}"
         lines.append(row)
     return "\n".join(lines)
 
@@ -114,6 +147,18 @@ def report(metrics):
                 f"{name}: {metrics['notes'][name]}"
                 for name in ("holt_winters", "harmonic_arima")
                 if name in metrics["notes"]
+            ),
+            *(
+                f"{name}: an ensemble of {len(mase)}; its members' own MASE "
+                + ", ".join(f"{value:.3f}" for value in mase)
+                for name, mase in metrics.get("member_mase", {}).items()
+            ),
+            *sorted(
+                {
+                    f"neural models' {metrics['notes'][name]}"
+                    for name in metrics["models"]
+                    if is_neural_model(name) and name in metrics["notes"]
+                }
             ),
             verdict(metrics),
         ]
@@ -165,8 +210,11 @@ def command_export(args):
         print(_onnx.summary(export_lib.export_onnx(config, args.workdir, name, args.output)))
         return
     path = export_lib.export(config, args.workdir, name, args.output)
-    step = "" if name == "conv" else "; step: one observation plus the states -> output plus the new states"
-    print(f"exported {name} to {path} (signature serving_default: window in original units -> forecast{step})")
+    inputs = "window" + (" and step (the window's last position in the series)" if config.uses_steps else "")
+    outputs = "forecast" + (" and the 80% and 95% interval bounds" if config.intervals != "none" else "")
+    refusal = export_lib.step_refusal(evaluate_lib.load_trained(args.workdir, name), name)
+    step = "" if refusal else "; step: one observation plus the states -> output plus the new states"
+    print(f"exported {name} to {path} (signature serving_default: {inputs} in original units -> {outputs}{step})")
 
 
 def _benchmark_runs(config, implementations, workdir):
@@ -196,9 +244,20 @@ def _benchmark_runs(config, implementations, workdir):
 
 
 def _seconds_per_epoch(summary):
-    """(first epoch seconds, median seconds of the later epochs) of a training summary; None where unknown."""
-    seconds = summary.get("epoch_seconds") or []
-    return (seconds[0] if seconds else None), (statistics.median(seconds[1:]) if len(seconds) > 1 else None)
+    """(first epoch seconds, median seconds of the later epochs) of a training summary; None where unknown.
+
+    For an ensemble (`seeds` > 1): the first member's first epoch, and the
+    median of every member's later epochs.
+    """
+    runs = [member.get("epoch_seconds") or [] for member in summary.get("members", [summary])]
+    later = [seconds for run in runs for seconds in run[1:]]
+    return (runs[0][0] if runs[0] else None), (statistics.median(later) if later else None)
+
+
+def _epochs(summary):
+    """Epochs trained: a number, or the members' numbers joined by "+" for an ensemble."""
+    epochs = summary["epochs"]
+    return "+".join(str(count) for count in epochs) if isinstance(epochs, list) else str(epochs)
 
 
 def _cell(value, spec, width):
@@ -227,7 +286,7 @@ def side_by_side(trained, scored):
         lines.append(
             f"{name:<22}{_cell(first_ours, '.2f', 13)}{_cell(first_keras, '.2f', 7)}{_cell(median_ours, '.3f', 14)}"
             f"{_cell(median_keras, '.3f', 7)}{_cell(ratio, '.2f', 11)}{'x' if ratio else ' '}"
-            f"{trained['ours'][name]['epochs']:>13}{trained['keras'][name]['epochs']:>7}"
+            f"{_epochs(trained['ours'][name]):>13}{_epochs(trained['keras'][name]):>7}"
             f"{scored['ours']['models'][name]['mase']:>11.3f}{scored['keras']['models'][name]['mase']:>8.3f}"
         )
     return "\n".join(lines)
@@ -271,22 +330,115 @@ def command_benchmark(args):
     atomic_write_text(os.path.join(args.workdir, "benchmark.md"), "\n".join(sections))
 
 
+def command_variants(args):
+    names = _cli.comma_separated("--only", args.only, tuple(VARIANTS)) if args.only else tuple(VARIANTS)
+    series = (
+        _cli.comma_separated("--series", args.series, tuple(BENCHMARK_RUNS)) if args.series else tuple(BENCHMARK_RUNS)
+    )
+    base = list(_cli.overrides_with_seed(args))
+    results = {}
+    for variant in names:
+        for run_name in series:
+            overrides = [*BENCHMARK_RUNS[run_name], VARIANT_MODELS, *VARIANTS[variant], *base]
+            config = config_lib.apply_overrides(ForecastConfig(), overrides)
+            workdir = os.path.join(args.workdir, variant, run_name)
+            print(f"== {variant} on {run_name}: {workdir}")
+            train_lib.train(
+                config, workdir, resume=args.resume, strategy=args.strategy, verbose=args.verbose, log=print
+            )
+            metrics = evaluate_lib.evaluate(config, workdir, log=print)
+            print(report(metrics))
+            results[variant, run_name] = metrics
+    text = variants_table(results, names, series)
+    print(text)
+    atomic_write_text(os.path.join(args.workdir, "variants.md"), text + "\n")
+
+
 def training_log(implementation):
     """The benchmark's progress lines for one implementation's run, prefixed with it."""
     return lambda message: print(f"[{implementation}] {message}")
 
 
-def config_help():
-    """`--set` fields with their defaults and comments, read from ForecastConfig's source."""
-    import inspect
+def variants_table(results, names, series):
+    """Markdown tables: each variant's MASE per series and model, then its intervals' coverage and width.
 
-    lines = ["config fields for --set KEY=VALUE (train and benchmark):"]
+    `results` maps (variant, series) to that run's metrics; the harmonic
+    regression, the same in every variant, is a row of its own. An
+    ensemble's MASE is followed by the range of its members' own MASE.
+    """
+    models = [cells.canonical_name(name) for name in VARIANT_MODELS.split("=", 1)[1].split(",")]
+    reference = "harmonic_arima"
+    columns = [(run, model) for run in series for model in models]
+    header = "| variant | " + " | ".join(f"{run} {model} MASE" for run, model in columns) + " |"
+    lines = [header, "|---" * (len(columns) + 1) + "|"]
+    first = {run: next((results[name, run] for name in names if (name, run) in results), None) for run in series}
+    row = [
+        f"{first[run]['models'][reference]['mase']:.3f}" if first[run] and reference in first[run]["models"] else "-"
+        for run, _ in columns
+    ]
+    lines.append(f"| {reference} (statsmodels) | " + " | ".join(row) + " |")
+
+    def mase_of(metrics, model):
+        text = f"{metrics['models'][model]['mase']:.3f}"
+        members = metrics.get("member_mase", {}).get(model)
+        return text + (f" ({min(members):.3f}-{max(members):.3f})" if members else "")
+
+    for name in names:
+        row = [mase_of(results[name, run], model) if (name, run) in results else "-" for run, model in columns]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    levels = [level_name(level) for level in INTERVAL_LEVELS]
+    header = (
+        "| variant | "
+        + " | ".join(f"{run} {model} cover{level} / width{level}" for run, model in columns for level in levels)
+        + " |"
+    )
+    lines += ["", header, "|---" * (len(columns) * len(levels) + 1) + "|"]
+
+    def cells_of(metrics, model):
+        scores = metrics["models"].get(model, {}) if metrics else {}
+        return [
+            f"{scores[f'coverage_{level}']:.3f} / {scores[f'width_{level}']:.3g}"
+            if f"coverage_{level}" in scores
+            else "-"
+            for level in levels
+        ]
+
+    lines.append(
+        f"| {reference} (statsmodels) | "
+        + " | ".join(cell for run, _ in columns for cell in cells_of(first[run], reference))
+        + " |"
+    )
+    for name in names:
+        row = [cell for run, model in columns for cell in cells_of(results.get((name, run)), model)]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def config_help():
+    """`--set` fields with their defaults and the comments beside them in ForecastConfig's source.
+
+    A comment sits on the field's line, or on the next one where the
+    formatter wrapped a long default in parentheses.
+    """
+    import inspect
+    import re
+
+    comments, pending = {}, None
     for line in inspect.getsource(ForecastConfig).splitlines():
-        stripped = line.strip()
-        if ": " in stripped and " = " in stripped and "  # " in stripped and not stripped.startswith(("def", "#")):
-            declaration, comment = stripped.split("  # ", 1)
-            name, default = declaration.split(":", 1)[0], declaration.split(" = ", 1)[1]
-            lines.append(f"  {name:<20} {default:<24} {comment}")
+        field = re.match(r"\s+(\w+): [^#]*= ", line)
+        comment = re.search(r"  # (.*)$", line)
+        if field:
+            pending = field.group(1)
+        if pending and comment:
+            comments[pending], pending = comment.group(1), None
+        elif field and not line.rstrip().endswith("("):
+            pending = None
+    defaults = ForecastConfig()
+    lines = ["config fields for --set KEY=VALUE (train, benchmark and variants):"]
+    for field in dataclasses.fields(ForecastConfig):
+        value = getattr(defaults, field.name)
+        shown = ",".join(value) if isinstance(value, tuple) else ("none" if value is None else str(value))
+        lines.append(f"  {field.name:<20} {shown or '(empty)':<16} {comments.get(field.name, '')}")
     return "\n".join(lines)
 
 
@@ -358,6 +510,17 @@ def build_parser():
     )
     progress_argument(benchmark)
     benchmark.set_defaults(handler=command_benchmark)
+
+    variants = verbs.add_parser(
+        "variants",
+        help="Train LSTM and GRU under each option variant (structure, intervals, seeds) on CO2 and El Nino; "
+        "print their MASE and interval coverage side by side.",
+    )
+    _cli.add_run_arguments(variants)
+    variants.add_argument("--only", help=f"Comma-separated subset of the variants {list(VARIANTS)}.")
+    variants.add_argument("--series", help=f"Comma-separated subset of {list(BENCHMARK_RUNS)}.")
+    progress_argument(variants)
+    variants.set_defaults(handler=command_variants)
     return parser
 
 

@@ -80,3 +80,23 @@ def relative_difference(got, wanted):
     agree = (np.isnan(got) & np.isnan(wanted)) | (np.isinf(got) & (got == wanted))
     differences = np.where(agree, 0.0, np.where(np.isnan(differences), np.inf, differences))
     return float(np.max(differences, initial=0.0))
+
+
+def run_functional(model, inputs, rebuild):
+    """What the functional Keras `model` returns for `inputs`, each recurrent layer computed by `rebuild`.
+
+    `rebuild(layer, sequences)` is `zoo.litert.recurrent` or
+    `zoo.onnx_export.recurrent`. Every other layer is called as it is; a
+    nested functional model (an ensemble's member) is run the same way. The
+    graph is walked with the method Keras's own `Functional.call` and
+    `clone_model` use.
+    """
+
+    def operation(layer):
+        if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional)):
+            return lambda sequences, **_: rebuild(layer, sequences)
+        if isinstance(layer, keras.Model):
+            return lambda given, **_: run_functional(layer, given, rebuild)
+        return layer
+
+    return model._run_through_graph(inputs, operation_fn=operation)

@@ -1,5 +1,6 @@
 """recipes.forecast end to end on a tiny CSV: train, evaluate, export (fresh process), CLI errors."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 
 from recipes import forecast
 from tests.support import REPO, run_in_fresh_python
+from zoo import onnx_export
 from zoo.files import read_json
 from zoo.forecast import data as data_lib
 from zoo.forecast import evaluate as evaluate_lib
@@ -50,6 +52,11 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
     assert metrics["split"] == {"train": 112, "validation": 24, "test": 24}
     assert metrics["test_windows"] == 24 - 4 + 1
     assert len(metrics["models"]["simple_rnn"]["mase_per_step"]) == 4
+    for name in ("simple_rnn", "gru-autoregressive", *(["harmonic_arima"] if _has_statsmodels() else [])):
+        scores = metrics["models"][name]
+        assert 0 <= scores["coverage_80"] <= scores["coverage_95"] <= 1 and 0 < scores["width_80"] < scores["width_95"]
+        assert len(scores["coverage_95_per_step"]) == 4
+    assert "split conformal" in metrics["notes"]["simple_rnn"] and "coverage_80" not in metrics["models"]["linear_ar"]
     # On this seasonal series with trend, AR(12) must beat the last value by far.
     assert metrics["models"]["linear_ar"]["mase"] < 0.5 * metrics["models"]["last_value"]["mase"]
     for name in (
@@ -89,8 +96,9 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
             import json, numpy as np, tensorflow as tf
             loaded = tf.saved_model.load({os.path.join(workdir, "export", name)!r})
             serve = loaded.signatures["serving_default"]
-            out = serve(window=tf.constant(np.array({raw_windows.tolist()!r}, np.float32)))["forecast"].numpy()
-            print(json.dumps({{"forecast": out.tolist(), "shape": serve.structured_input_signature[1]["window"].shape.as_list()}}))
+            out = serve(window=tf.constant(np.array({raw_windows.tolist()!r}, np.float32)))
+            outputs = {{key: value.numpy().tolist() for key, value in out.items()}}
+            print(json.dumps({{**outputs, "shape": serve.structured_input_signature[1]["window"].shape.as_list()}}))
             """,
             cwd=str(tmp_path),
         )
@@ -98,6 +106,11 @@ def test_train_evaluate_export_end_to_end(tmp_path, capsys):
         # Original units in and out: forecasts near the series level (about 60), equal to the in-process ones.
         np.testing.assert_allclose(result["forecast"], expected, rtol=1e-4)
         assert 40 < np.mean(result["forecast"]) < 90
+        # Conformal intervals (the default): the forecast -+ one half-width per step, the 95% one the wider.
+        half_80 = np.subtract(result["upper_80"], result["forecast"])
+        half_95 = np.subtract(result["forecast"], result["lower_95"])
+        np.testing.assert_allclose(half_80, np.broadcast_to(half_80[0], half_80.shape), atol=1e-4)
+        assert np.all(half_95[0] >= half_80[0]) and np.all(half_80[0] > 0)
 
 
 def test_multivariate_inputs_train_and_export_signature(tmp_path):
@@ -314,3 +327,146 @@ def test_side_by_side_puts_each_model_of_both_runs_in_a_row():
     assert lstm == ["lstm", "5.00", "6.00", "2.000", "4.000", "2.00x", "4", "4", "0.600", "0.610"]
     # One epoch: no median, no ratio.
     assert gru == ["gru", "4.00", "2.00", "-", "-", "-", "1", "1", "0.700", "0.720"]
+
+
+def _structured_run(tmp_path, model, seeds, capsys):
+    """Train `model` on the tiny series with features=fourier, transform=deseasonalize and intervals=quantile."""
+    csv_path = write_series(tmp_path / "demand.csv")
+    workdir = str(tmp_path / "run")
+    settings = [*TINY, f"models={model}", "classical_models=", f"seeds={seeds}"]
+    settings += ["features=fourier", "transform=deseasonalize", "intervals=quantile"]
+    arguments = ["--workdir", workdir, "--csv", csv_path, "--target", "demand", "--time-column", "day"]
+    arguments += [item for setting in settings for item in ("--set", setting)]
+    assert forecast.main(["train", *arguments, "--verbose", "0"]) == 0
+    return workdir, arguments, capsys.readouterr().out
+
+
+def test_structured_quantile_ensemble_trains_resumes_and_exports(tmp_path, capsys):
+    """features=fourier, transform=deseasonalize, intervals=quantile and seeds=2 through train, resume and export."""
+    workdir, arguments, printed = _structured_run(tmp_path, "conv", 2, capsys)
+    assert "conv member 2/2: 1 epochs" in printed and "conv: ensemble of 2 members saved" in printed
+    assert "cover80  width80  cover95  width95" in printed
+    metrics = read_json(os.path.join(workdir, "metrics.json"))
+    scores = metrics["models"]["conv"]
+    assert 0 <= scores["coverage_80"] <= scores["coverage_95"] <= 1 and 0 < scores["width_80"] < scores["width_95"]
+    assert "quantile heads" in metrics["notes"]["conv"]
+    # |mean of forecasts - truth| is at most the mean of |forecast - truth|: the ensemble errs no more than its average member.
+    members = metrics["member_mase"]["conv"]
+    assert len(members) == 2 and scores["mase"] <= np.mean(members) + 1e-9
+    assert f"conv: an ensemble of 2; its members' own MASE {members[0]:.3f}, {members[1]:.3f}" in printed
+    model = evaluate_lib.load_trained(workdir, "conv")
+    assert [layer.name for layer in model.layers if hasattr(layer, "layers")] == ["member_1", "member_2"]
+
+    # A run killed after member 1 finished: --resume reuses it and member 2's finished run, and rebuilds the ensemble.
+    os.remove(os.path.join(workdir, "models", "conv", "training.json"))
+    os.remove(os.path.join(workdir, "models", "conv", "member-2", "training.json"))
+    assert forecast.main(["train", *arguments, "--verbose", "0", "--resume"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("conv member 1/2: finished earlier, reusing") for line in lines)
+    assert any(line.startswith("conv member 2/2: already finished (1 epochs") for line in lines)
+    again = read_json(os.path.join(workdir, "metrics.json"))
+    assert again["models"]["conv"]["mae"] == pytest.approx(scores["mae"], rel=1e-6)
+
+    # The exports take the window and its position in the series, and return the quantile bounds.
+    config = ForecastConfig(**{**read_json(os.path.join(workdir, "config.json")), "input_columns": ()})
+    prepared = data_lib.prepare(config)
+    origins = prepared.split.origins("test", 12, 4)[:3]
+    point, bounds, _ = evaluate_lib.neural_forecasts(model, "conv", config, prepared, origins)
+    raw_windows = prepared.series.values[origins[:, None] + np.arange(-11, 1)][:, :, 0].astype(np.float32)
+    assert forecast.main(["export", "--workdir", workdir, "--model", "conv"]) == 0
+    assert "window and step" in capsys.readouterr().out
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(os.path.join(workdir, "export", "conv")).signatures["serving_default"]
+    out = serve(window=tf.constant(raw_windows), step=tf.constant(origins, tf.float32))
+    assert sorted(out) == ["forecast", "lower_80", "lower_95", "upper_80", "upper_95"]
+    np.testing.assert_allclose(out["forecast"].numpy(), point, rtol=1e-4)
+    np.testing.assert_allclose(out["lower_95"].numpy(), bounds[0.95][0], rtol=1e-4)
+    np.testing.assert_allclose(out["upper_80"].numpy(), bounds[0.8][1], rtol=1e-4)
+    # LiteRT: checked against Keras on every output before it is written; an ensemble has no step signature.
+    assert forecast.main(["export", "--workdir", workdir, "--model", "conv", "--format", "litert"]) == 0
+    with pytest.raises(ValueError, match=r"--step, but model 'conv' is an ensemble \(seeds > 1\)"):
+        forecast.main(["export", "--workdir", workdir, "--model", "conv", "--format", "litert", "--step"])
+    if importlib.util.find_spec("tf2onnx") is not None and importlib.util.find_spec("onnxruntime") is not None:
+        capsys.readouterr()
+        assert forecast.main(["export", "--workdir", workdir, "--model", "conv", "--format", "onnx"]) == 0
+        path = os.path.join(workdir, "export", "conv.onnx")
+        got = onnx_export.run(path, {"window": raw_windows, "step": origins.astype(np.float32)})
+        np.testing.assert_allclose(got["forecast"], point, rtol=1e-5)
+        np.testing.assert_allclose(got["lower_95"], bounds[0.95][0], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_structured_lstm_exports_load_without_the_project_and_fuse(tmp_path, capsys):
+    """An LSTM with Fourier inputs and quantile heads: its SavedModel in a fresh process, its .tflite fused."""
+    workdir, _, _ = _structured_run(tmp_path, "lstm", 1, capsys)
+    config = ForecastConfig(**{**read_json(os.path.join(workdir, "config.json")), "input_columns": ()})
+    prepared = data_lib.prepare(config)
+    origins = prepared.split.origins("test", 12, 4)[:3]
+    model = evaluate_lib.load_trained(workdir, "lstm")
+    point, bounds, _ = evaluate_lib.neural_forecasts(model, "lstm", config, prepared, origins)
+    raw_windows = prepared.series.values[origins[:, None] + np.arange(-11, 1)][:, :, 0]
+    assert forecast.main(["export", "--workdir", workdir, "--model", "lstm"]) == 0
+    result = run_in_fresh_python(
+        f"""
+        import json, numpy as np, tensorflow as tf
+        serve = tf.saved_model.load({os.path.join(workdir, "export", "lstm")!r}).signatures["serving_default"]
+        out = serve(window=tf.constant(np.array({raw_windows.tolist()!r}, np.float32)),
+                    step=tf.constant({origins.astype(float).tolist()!r}, tf.float32))
+        print(json.dumps({{name: value.numpy().tolist() for name, value in out.items()}}))
+        """,
+        cwd=str(tmp_path),
+    )
+    np.testing.assert_allclose(result["forecast"], point, rtol=1e-4)
+    np.testing.assert_allclose(result["upper_95"], bounds[0.95][1], rtol=1e-4)
+    with pytest.raises(ValueError, match=r"reads more than its window or has quantile heads"):
+        forecast.main(["export", "--workdir", workdir, "--model", "lstm", "--format", "litert", "--step"])
+    capsys.readouterr()
+    assert forecast.main(["export", "--workdir", workdir, "--model", "lstm", "--format", "litert"]) == 0
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM x1" in capsys.readouterr().out
+    if importlib.util.find_spec("tf2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+        return
+    # ONNX: the same two inputs and five outputs, the LSTM one ONNX operator, any batch size.
+    assert forecast.main(["export", "--workdir", workdir, "--model", "lstm", "--format", "onnx"]) == 0
+    assert "recurrent operators: LSTM (forward) x1" in capsys.readouterr().out
+    path = os.path.join(workdir, "export", "lstm.onnx")
+    got = onnx_export.run(path, {"window": raw_windows.astype(np.float32), "step": origins.astype(np.float32)})
+    assert sorted(got) == ["forecast", "lower_80", "lower_95", "upper_80", "upper_95"]
+    np.testing.assert_allclose(got["forecast"], point, rtol=1e-5)
+    np.testing.assert_allclose(got["lower_80"], bounds[0.8][0], rtol=1e-5)
+    np.testing.assert_allclose(got["upper_95"], bounds[0.95][1], rtol=1e-5)
+    assert sorted(onnx_export.metadata(path)["inputs"]) == ["step", "window"]
+
+
+def test_variants_table_lines_up_each_variant_with_the_reference():
+    def metrics(lstm, gru, coverage):
+        scores = {"mase": 0.0, "coverage_80": coverage, "width_80": 1.5, "coverage_95": 0.9, "width_95": 2.5}
+        return {
+            "models": {
+                "lstm": {**scores, "mase": lstm},
+                "gru": {**scores, "mase": gru},
+                "harmonic_arima": {**scores, "mase": 0.362},
+            }
+        }
+
+    results = {("plain", "co2"): metrics(0.368, 0.4, 0.77), ("fourier", "co2"): metrics(0.35, 0.39, 0.81)}
+    results["fourier", "co2"]["member_mase"] = {"gru": [0.41, 0.388]}
+    table = forecast.variants_table(results, ("plain", "fourier"), ("co2",)).splitlines()
+    assert table[0] == "| variant | co2 lstm MASE | co2 gru MASE |"
+    assert table[2:5] == [
+        "| harmonic_arima (statsmodels) | 0.362 | 0.362 |",
+        "| plain | 0.368 | 0.400 |",
+        "| fourier | 0.350 | 0.390 (0.388-0.410) |",
+    ]
+    assert table[-1] == "| fourier | 0.810 / 1.5 | 0.900 / 2.5 | 0.810 / 1.5 | 0.900 / 2.5 |"
+    with pytest.raises(ValueError, match=r"`--only`: 'plain,fancy'"):
+        forecast.main(["variants", "--workdir", "unused", "--only", "plain,fancy"])
+
+
+def test_help_lists_every_config_field_with_its_comment():
+    import dataclasses
+
+    lines = forecast.config_help().splitlines()[1:]
+    assert [line.split()[0] for line in lines] == [field.name for field in dataclasses.fields(ForecastConfig)]
+    assert all(len(line.split(None, 2)) == 3 for line in lines), lines  # name, default, comment
+    assert any(line.split()[:2] == ["intervals", ForecastConfig().intervals] for line in lines)

@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -91,8 +92,8 @@ def test_nothing_from_validation_or_test_reaches_training_or_statistics():
     # The linear AR baseline is fitted on the training part only: its forecast from the
     # last training window is identical with or without the poisoned future.
     origins = prepared.split.origins("validation", 12, 4)[:1]
-    forecasts, _ = evaluate_lib.baseline_forecasts(prepared, config, origins)
-    reference_forecasts, _ = evaluate_lib.baseline_forecasts(reference, config, origins)
+    forecasts, _, _ = evaluate_lib.baseline_forecasts(prepared, config, origins)
+    reference_forecasts, _, _ = evaluate_lib.baseline_forecasts(reference, config, origins)
     np.testing.assert_allclose(forecasts["linear_ar"], reference_forecasts["linear_ar"])
 
 
@@ -362,9 +363,176 @@ def test_works_without_statsmodels_and_matplotlib(monkeypatch, tmp_path):
     config = ForecastConfig(window=12, horizon=4)
     prepared = data_lib.prepare(config, make_series(seasonal_with_trend(200)))
     origins = prepared.split.origins("test", 12, 4)
-    forecasts, notes = evaluate_lib.baseline_forecasts(prepared, config, origins)
+    forecasts, notes, intervals = evaluate_lib.baseline_forecasts(prepared, config, origins)
+    assert intervals == {}
     assert set(forecasts) == {"last_value", "seasonal_naive", "linear_ar"}
     assert "pip install statsmodels" in notes["holt_winters"] and "pip install statsmodels" in notes["harmonic_arima"]
     truth = targets_at(prepared.series.target, origins, 4)
     message = evaluate_lib.plot_forecasts(str(tmp_path / "plot.png"), prepared, origins, truth, forecasts, config)
     assert "pip install matplotlib" in message and not (tmp_path / "plot.png").exists()
+
+
+# ----------------------------------------------------------------------------- seasonal structure and intervals
+
+
+def _zero_head(model):
+    """Set every Dense layer's weights to zero: the network then adds no change of its own."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
+    return model
+
+
+def test_fourier_terms_layer_equals_the_numpy_terms_far_from_step_zero():
+    from zoo.forecast.model import FourierTerms
+
+    steps = np.array([0.0, 17.0, 2283.0, 1_000_003.0], np.float32)
+    layer = FourierTerms(period=52.18, harmonics=3, offsets=[-2, -1, 0, 1, 26])
+    got = np.asarray(layer(steps))
+    wanted = np.stack(
+        [baselines.fourier_terms(step + np.array([-2, -1, 0, 1, 26]), 52.18, 3) for step in steps.astype(np.float64)]
+    )
+    assert got.shape == (4, 5, 6)
+    np.testing.assert_allclose(got, wanted, atol=2e-5)
+    # sin and cos of the first harmonic, then the second: the layout of the classical regressors.
+    np.testing.assert_allclose(wanted[0, 2], [0, 1, 0, 1, 0, 1], atol=1e-12)
+
+
+def test_harmonic_fit_recovers_a_known_season_and_slope():
+    steps = np.arange(240.0)
+    series = 3.0 + 0.02 * steps + 1.5 * np.sin(2 * np.pi * steps / 12) - 0.5 * np.cos(4 * np.pi * steps / 12)
+    coefficients, slope = baselines.harmonic_fit(series, 12.0, 2)
+    np.testing.assert_allclose(coefficients, [1.5, 0.0, 0.0, -0.5], atol=1e-9)
+    assert slope == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("transform", ["deseasonalize", "residual"])
+def test_a_network_that_adds_nothing_forecasts_the_harmonic_fits_change(transform):
+    """With zero head weights the forecast is the last value plus the fit's change from the window's end."""
+    config = ForecastConfig(window=6, horizon=3, units=2, transform=transform, classical_models=())
+    prepared = data_lib.prepare(config, make_series(seasonal_with_trend(200)))
+    seasonality = prepared.seasonality
+    assert seasonality.whole_period == 12 and seasonality.period == pytest.approx(12.0, abs=0.1)
+    origins = np.array([40, 150])
+    windows = windows_at(prepared.normalized, origins, 6)
+    for name in ("lstm", "gru-autoregressive"):
+        model = _zero_head(registry.build(f"forecast/{name}", config, seasonality=seasonality))
+        forecast = evaluate_lib.neural_forecast(model, name, windows, 3, train_lib.window_steps(origins))
+
+        def fit(steps):
+            terms = baselines.fourier_terms(steps, seasonality.period, seasonality.harmonics)
+            slope = seasonality.slope if transform == "residual" else 0.0
+            return terms @ np.array(seasonality.coefficients) + slope * steps
+
+        future = origins[:, None] + np.arange(1, 4)[None, :]
+        wanted = windows[:, -1, :1] + fit(future.ravel()).reshape(2, 3) - fit(origins)[:, None]
+        np.testing.assert_allclose(forecast, wanted, atol=1e-4, err_msg=name)
+
+
+def test_a_seasonal_difference_network_that_adds_nothing_is_the_seasonal_naive_forecast():
+    config = ForecastConfig(window=16, horizon=5, units=2, transform="difference", season_period=12)
+    prepared = data_lib.prepare(config, make_series(seasonal_with_trend(200)))
+    origins = np.array([30, 101])
+    windows = windows_at(prepared.normalized, origins, 16)
+    naive = baselines.seasonal_naive_forecast(prepared.normalized[:, 0], origins, 5, 12)
+    for name in ("conv", "rnn-autoregressive"):
+        model = _zero_head(registry.build(f"forecast/{name}", config, seasonality=prepared.seasonality))
+        # The network reads 16 - 12 = 4 differences; with nothing learnt, each difference stays the last one.
+        last_difference = windows[:, -1, 0] - windows[:, -13, 0]
+        wanted = naive + last_difference[:, None]
+        forecast = evaluate_lib.neural_forecast(model, name, windows, 5)
+        np.testing.assert_allclose(forecast, wanted, atol=1e-5, err_msg=name)
+
+
+def test_structure_options_are_refused_where_the_series_cannot_serve_them():
+    series = make_series(seasonal_with_trend(200))
+    with pytest.raises(ValueError, match=r"features=fourier, which need a seasonal period.*period 1\)"):
+        data_lib.prepare(ForecastConfig(window=12, horizon=4, features="fourier", season_period=1), series)
+    with pytest.raises(
+        ValueError, match=r"transform=difference` with window=12, horizon=4 and a seasonal period of 12"
+    ):
+        data_lib.prepare(ForecastConfig(window=12, horizon=4, transform="difference"), series)
+    with pytest.raises(ValueError, match=r"without the series' seasonality"):
+        registry.build("forecast/lstm", ForecastConfig(window=12, horizon=4, features="fourier"))
+    with pytest.raises(
+        ValueError, match=r"intervals=quantile` with the autoregressive models \['gru-autoregressive'\]"
+    ):
+        ForecastConfig(models=("lstm", "gru-autoregressive"), intervals="quantile").validate()
+    with pytest.raises(ValueError, match=r"seed=2147483000` with `seeds=3`"):
+        ForecastConfig(seed=2_147_483_000, seeds=3).validate()
+    with pytest.raises(ValueError, match=r"`transform`: 'log'"):
+        ForecastConfig(transform="log").validate()
+    with pytest.raises(ValueError, match=r"at least 19 validation windows.*gives 17"):
+        data_lib.prepare(ForecastConfig(window=12, horizon=4, validation_fraction=0.1), series)
+
+
+def test_quantile_heads_are_ordered_and_the_pinball_loss_is_right_by_hand():
+    from zoo.forecast.model import OrderedQuantiles, PinballLoss
+
+    raw = np.random.default_rng(0).normal(size=(3, 2 * 5)).astype(np.float32) * 3
+    ordered = np.asarray(OrderedQuantiles(2, (0.025, 0.1, 0.5, 0.9, 0.975))(raw))
+    assert ordered.shape == (3, 2, 5) and np.all(np.diff(ordered, axis=-1) > 0)
+    np.testing.assert_allclose(ordered[:, :, 2], raw.reshape(3, 2, 5)[:, :, 2])  # the median is the raw middle output
+    loss = PinballLoss((0.1, 0.5, 0.9))
+    truth = np.array([[1.0, 2.0]], np.float32)
+    quantiles = np.array([[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]], np.float32)
+    # Step 1: errors 1, 0, -2 -> 0.1*1, 0, 0.1*2; step 2: all zero. Mean over the 6 = 0.3 / 6.
+    assert float(loss(truth, quantiles)) == pytest.approx(0.05)
+
+
+def test_conformal_half_widths_and_interval_scores_by_hand():
+    residuals = np.array([[1.0, -4.0], [-2.0, 3.0], [3.0, 2.0], [-4.0, -1.0]])
+    widths = baselines.conformal_half_widths(residuals, (0.5, 0.8))
+    # n = 4: level 0.5 takes the ceil(5 * 0.5) = 3rd smallest |residual| per step, level 0.8 the 4th.
+    np.testing.assert_array_equal(widths[0.5], [3.0, 3.0])
+    np.testing.assert_array_equal(widths[0.8], [4.0, 4.0])
+    assert np.all(np.isinf(baselines.conformal_half_widths(residuals, (0.95,))[0.95]))
+    truth = np.array([[1.0, 5.0], [2.0, 2.0]])
+    scores = baselines.interval_scores({0.8: (np.zeros((2, 2)), np.full((2, 2), 2.0))}, truth)
+    assert scores == {"coverage_80": 0.75, "width_80": 2.0, "coverage_80_per_step": [1.0, 0.5]}
+
+
+def test_harmonic_regression_intervals_nest_and_cover_a_series_it_fits():
+    pytest.importorskip("statsmodels")
+    series = seasonal_with_trend(240)
+    origins = np.arange(180, 230, 5)
+    forecasts, _, _, intervals = baselines.harmonic_arima_forecasts(
+        series, 180, origins, 6, 12.0, harmonics=2, levels=(0.8, 0.95)
+    )
+    (low80, high80), (low95, high95) = intervals[0.8], intervals[0.95]
+    assert (
+        np.all(low95 < low80) and np.all(low80 < forecasts) and np.all(forecasts < high80) and np.all(high80 < high95)
+    )
+    truth = targets_at(series, origins, 6)
+    scores = baselines.interval_scores(intervals, truth)
+    assert scores["coverage_95"] >= 0.85 and scores["width_95"] < 1.0  # noise sd 0.1: about 0.4 wide
+
+
+def test_an_ensemble_averages_its_members():
+    from zoo.forecast.model import build_ensemble, ensemble_members
+
+    config = ForecastConfig(window=5, horizon=2, units=3, features="fourier", season_period=12)
+    prepared = data_lib.prepare(config, make_series(seasonal_with_trend(200)))
+    members = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        members.append(registry.build("forecast/gru", config, seasonality=prepared.seasonality))
+    windows = np.random.default_rng(0).normal(size=(3, 5, 1)).astype(np.float32)
+    steps = np.array([4.0, 50.0, 99.0], np.float32)
+    alone = [np.asarray(member([windows, steps])) for member in members]
+    ensemble = build_ensemble(members)
+    assert ensemble_members(ensemble) == members and ensemble_members(members[0]) == [members[0]]
+    np.testing.assert_allclose(np.asarray(ensemble([windows, steps])), (alone[0] + alone[1]) / 2, atol=1e-6)
+
+
+def test_windows_dataset_shuffles_every_row_and_keeps_step_inputs_aligned():
+    windows = np.arange(100, dtype=np.float32).reshape(100, 1, 1)
+    steps = np.arange(100, dtype=np.float32)
+    dataset = data_lib.windows_dataset((windows, steps), steps * 2, batch_size=100, shuffle_seed=0)
+    (batch_windows, batch_steps), targets = next(iter(dataset))
+    order = np.asarray(batch_steps).astype(int)
+    assert sorted(order) == list(range(100))
+    # A shuffle over the whole set moves rows far, not only among neighbours.
+    assert np.abs(order - np.arange(100)).max() > 50
+    np.testing.assert_array_equal(np.asarray(batch_windows)[:, 0, 0], order)
+    np.testing.assert_array_equal(np.asarray(targets), 2 * order)

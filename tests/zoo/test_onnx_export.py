@@ -231,10 +231,20 @@ def test_missing_packages_are_a_one_line_error_naming_the_extra(monkeypatch):
 
 @needs_onnx
 def test_our_layer_as_it_is_becomes_a_loop_which_is_why_recurrent_rebuilds_it():
-    """tf2onnx's rewriters match Keras's own LSTM but not our fused path (nor our cell path's AddV2 bias)."""
-    ours, theirs = layers.LSTM(UNITS, return_sequences=True), keras.layers.LSTM(UNITS, return_sequences=True)
+    """tf2onnx's rewriters match Keras's own LSTM but not our fused path (nor our cell path's AddV2 bias).
+
+    With graph loops (`jit_compile=False`) our layer becomes a `Loop`; by
+    default a traced call compiles its loops with XLA, which tf2onnx cannot
+    convert at all.
+    """
     signature = [tf.TensorSpec([None, STEPS, FEATURES], tf.float32, name="inputs")]
     inputs = _inputs(5)
+    compiled = layers.LSTM(UNITS, return_sequences=True)
+    compiled.build((None, STEPS, FEATURES))
+    with pytest.raises(Exception, match="PartitionedCall"):
+        onnx_export.convert(lambda inputs: {"outputs": compiled(inputs)}, signature, compiled.weights)
+    ours = layers.LSTM(UNITS, return_sequences=True, jit_compile=False)
+    theirs = keras.layers.LSTM(UNITS, return_sequences=True)
     for layer, operators in ((ours, []), (theirs, [("LSTM", "forward")])):
         layer.build((None, STEPS, FEATURES))
         _randomize(layer.weights, 8)

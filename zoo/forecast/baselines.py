@@ -73,6 +73,63 @@ def forecast_errors(forecasts, truth, scale):
     }
 
 
+def level_name(level):
+    """ "80" for the level 0.8: how metrics.json names an interval's coverage and width."""
+    return f"{100 * level:g}"
+
+
+def interval_scores(intervals, truth):
+    """Empirical coverage and mean width of each central interval in `intervals` against `truth`.
+
+    `intervals` maps a level (0.8) to (lower, upper) bounds, each shaped like
+    `truth` (windows, horizon). Returns `coverage_80` (the share of truth
+    values inside [lower, upper]), `width_80` (mean upper - lower, in the
+    series' units) and `coverage_80_per_step`, for each level.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    scores = {}
+    for level, (lower, upper) in sorted(intervals.items()):
+        lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+        if lower.shape != truth.shape or upper.shape != truth.shape:
+            raise ValueError(
+                f"Received interval bounds of shapes {lower.shape} and {upper.shape}; expected {truth.shape}."
+            )
+        inside = (truth >= lower) & (truth <= upper)
+        name = level_name(level)
+        scores[f"coverage_{name}"] = float(inside.mean())
+        scores[f"width_{name}"] = float(np.mean(upper - lower))
+        scores[f"coverage_{name}_per_step"] = inside.mean(axis=0).tolist()
+    return scores
+
+
+def conformal_half_widths(residuals, levels):
+    """Split conformal half-widths per horizon step from calibration residuals (windows, horizon).
+
+    For a level L and n residuals, step h's half-width is the
+    ceil((n + 1) L)-th smallest |residual| at that step (infinite when that
+    exceeds n): if a new window's errors are exchangeable with the
+    calibration windows', forecast +- half-width covers the truth with
+    probability at least L at every step. Returns {level: (horizon,) array}.
+    """
+    scores = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)), axis=0)
+    count = len(scores)
+    if count == 0:
+        raise ValueError("Received no calibration residuals; conformal intervals need at least one window.")
+    widths = {}
+    for level in levels:
+        rank = math.ceil((count + 1) * level)
+        widths[level] = scores[rank - 1] if rank <= count else np.full(scores.shape[1], np.inf)
+    return widths
+
+
+def conformal_minimum(level):
+    """The fewest calibration windows that give a finite split conformal half-width at `level` (19 for 0.95)."""
+    count = 1
+    while math.ceil((count + 1) * level) > count:
+        count += 1
+    return count
+
+
 def infer_season_period(training_target, max_period=None):
     """The seasonal period from the autocorrelation of the training part.
 
@@ -257,14 +314,50 @@ def refine_season_period(training_target, period):
     return float(np.clip(refined, period - 0.5, period + 0.5))
 
 
-def harmonic_arima_forecasts(target, train_end, origins, horizon, period, harmonics=4, order=(1, 1, 1)):
+def fourier_terms(steps, period, harmonics):
+    """(len(steps), 2 * harmonics): sin and cos of 2 pi k t / period for k = 1..harmonics, interleaved (sin 1, cos 1, ...).
+
+    The regressors of the harmonic regression and of `harmonic_fit`; the
+    networks compute the same terms in `zoo.forecast.model.FourierTerms`.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    angles = 2 * np.pi * np.mod(steps, period)[:, None] / period * np.arange(1, harmonics + 1)[None, :]
+    return np.stack([np.sin(angles), np.cos(angles)], axis=2).reshape(len(steps), 2 * harmonics)
+
+
+def harmonics_for(period, harmonics):
+    """The Fourier pairs a period supports: at most `harmonics`, and fewer than period / 2 (none without a season)."""
+    return int(min(harmonics, period // 2)) if period >= 2 else 0
+
+
+def harmonic_fit(training_target, period, harmonics):
+    """Least squares of the training part on an intercept, a linear trend and `fourier_terms`.
+
+    Returns (season coefficients (2 * harmonics,), slope per step): the
+    seasonal shape and the trend that `transform=deseasonalize` and
+    `residual` take out of the series before a network reads it.
+    """
+    values = np.asarray(training_target, dtype=np.float64)
+    steps = np.arange(len(values), dtype=np.float64)
+    design = np.concatenate(
+        [np.ones((len(values), 1)), steps[:, None], fourier_terms(steps, period, harmonics)], axis=1
+    )
+    solution, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return solution[2:], float(solution[1])
+
+
+def harmonic_arima_forecasts(target, train_end, origins, horizon, period, harmonics=4, order=(1, 1, 1), levels=()):
     """Dynamic harmonic regression: Fourier terms of a (fractional) seasonal
     period as regressors and ARIMA(order) errors with drift (statsmodels
     SARIMAX), fitted on target[:train_end] only.
 
     Forecasts from each origin use the fitted parameters, with the Kalman
     filter run over the observations up to that origin (no refitting).
-    Returns (forecasts, description, parameters).
+    Returns (forecasts, description, parameters, intervals): `intervals`
+    maps each of `levels` (central coverage, such as 0.8) to the model's own
+    (lower, upper) bounds, each (len(origins), horizon), from statsmodels'
+    `conf_int` (Gaussian, from the state space model's forecast variance;
+    the parameters' uncertainty is not in it).
     """
     try:
         from statsmodels.tsa.statespace.sarimax import SARIMAX
@@ -273,15 +366,9 @@ def harmonic_arima_forecasts(target, train_end, origins, horizon, period, harmon
     import warnings
 
     target = np.asarray(target, dtype=np.float64)
-    harmonics = int(min(harmonics, period // 2)) if period >= 2 else 0
-    steps = np.arange(len(target), dtype=np.float64)
-    regressors = (
-        np.column_stack(
-            [wave(2 * np.pi * k * steps / period) for k in range(1, harmonics + 1) for wave in (np.sin, np.cos)]
-        )
-        if harmonics
-        else None
-    )
+    harmonics = harmonics_for(period, harmonics)
+    regressors = fourier_terms(np.arange(len(target)), period, harmonics) if harmonics else None
+    intervals = {level: (np.empty((len(origins), horizon)), np.empty((len(origins), horizon))) for level in levels}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter from the optimiser
         fitted = SARIMAX(
@@ -293,15 +380,17 @@ def harmonic_arima_forecasts(target, train_end, origins, horizon, period, harmon
             if origin + horizon >= len(target):
                 raise ValueError(f"Origin {origin} + horizon {horizon} runs past the series ({len(target)} steps).")
             # dynamic=True: steps origin+1.. use only observations up to the origin.
-            forecasts[row] = filtered.get_prediction(
-                start=origin + 1, end=origin + horizon, dynamic=True
-            ).predicted_mean
+            prediction = filtered.get_prediction(start=origin + 1, end=origin + horizon, dynamic=True)
+            forecasts[row] = prediction.predicted_mean
+            for level, (lower, upper) in intervals.items():
+                bounds = np.asarray(prediction.conf_int(alpha=1.0 - level))
+                lower[row], upper[row] = bounds[:, 0], bounds[:, 1]
     description = (
         f"ARIMA{tuple(order)} with drift and {harmonics} Fourier pairs of period {period:.2f} "
         "(statsmodels SARIMAX), fitted on the training part, Kalman-filtered with fixed parameters up to each origin"
     )
     parameters = {name: float(value) for name, value in zip(fitted.model.param_names, fitted.params)}
-    return forecasts, description, parameters
+    return forecasts, description, parameters, intervals
 
 
 def is_statsmodels_available():

@@ -4,13 +4,31 @@ import dataclasses
 from typing import Literal
 
 from zoo import cells
-from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_float, require_int, require_seed
+from zoo.config import (
+    DIVERGENCE_FACTOR,
+    MAX_SEED,
+    require_choice,
+    require_divergence_factor,
+    require_float,
+    require_int,
+    require_seed,
+)
 from zoo.errors import UserError
 
 EMBEDDED_SERIES = ("co2", "elnino", "sunspots")
 
 
 CLASSICAL_MODELS = ("holt_winters", "harmonic_arima")
+FEATURES = ("none", "fourier")
+TRANSFORMS = ("none", "difference", "deseasonalize", "residual")
+INTERVALS = ("conformal", "quantile", "none")
+# The quantile heads' levels (`intervals=quantile`): the median is the point forecast, the outer pairs bound
+# the central 80% and 95% intervals.
+QUANTILES = (0.025, 0.1, 0.5, 0.9, 0.975)
+INTERVAL_LEVELS = (0.8, 0.95)
+# The quantiles that bound each central interval of INTERVAL_LEVELS.
+INTERVAL_QUANTILES = {0.8: (0.1, 0.9), 0.95: (0.025, 0.975)}
+ENSEMBLE_SEED_STRIDE = 1000  # ensemble member k trains with seed `seed + 1000 * (k - 1)`, as the sentiment recipe's
 # The neural models by name: the convolution, each cell single-shot, each cell autoregressive.
 NEURAL_MODELS = ("conv", *cells.CELLS, *(f"{cell}-autoregressive" for cell in cells.CELLS))
 
@@ -45,6 +63,17 @@ class ForecastConfig:
     units: int = 64  # recurrent units (and convolution filters)
     proj_units: int = 0  # projection_lstm models only: size of the projected output and state; 0 = units // 2
     implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
+    features: Literal["none", "fourier"] = (
+        "none"  # fourier: sin/cos of the seasonal period's harmonics at every input and forecast step as extra inputs
+    )
+    transform: Literal["none", "difference", "deseasonalize", "residual"] = (
+        "none"  # what the networks learn: the series (none), its seasonal differences, or the series minus the harmonic fit's season (deseasonalize) or season and linear trend (residual)
+    )
+    harmonics: int = 4  # Fourier pairs of the seasonal period: `features`, `transform` and the harmonic regression
+    seeds: int = 1  # models trained per name with different seeds; more than 1 averages them (an ensemble)
+    intervals: Literal["conformal", "quantile", "none"] = (
+        "conformal"  # 80% and 95% intervals: conformal (validation residuals per step), quantile (pinball-loss heads), none
+    )
     epochs: int = 60  # maximum epochs per model
     patience: int = 12  # stop a model after this many epochs without a better validation loss
     plateau_patience: int = (
@@ -64,7 +93,7 @@ class ForecastConfig:
     def validate(self):
         """Raise `UserError` naming the first field with an invalid value."""
         require_divergence_factor(self.divergence_factor)
-        for name in ("window", "horizon", "units", "epochs", "patience", "batch_size"):
+        for name in ("window", "horizon", "units", "epochs", "patience", "batch_size", "harmonics", "seeds"):
             require_int(name, getattr(self, name))
         require_int("plateau_patience", self.plateau_patience, minimum=0, expected="0 (off) or a positive integer")
         require_int(
@@ -74,6 +103,14 @@ class ForecastConfig:
             expected="0 (infer), 1 (no seasonality) or a period in steps",
         )
         require_seed("seed", self.seed)
+        if self.seed + ENSEMBLE_SEED_STRIDE * (self.seeds - 1) > MAX_SEED:
+            raise UserError(
+                f"Received `seed={self.seed}` with `seeds={self.seeds}`; the last member's seed, seed + "
+                f"{ENSEMBLE_SEED_STRIDE} * (seeds - 1), must stay at most {MAX_SEED}."
+            )
+        require_choice("features", self.features, FEATURES)
+        require_choice("transform", self.transform, TRANSFORMS)
+        require_choice("intervals", self.intervals, INTERVALS)
         for name in ("validation_fraction", "test_fraction"):
             require_float(name, getattr(self, name), above=0.0, below=0.5)
         require_float("learning_rate", self.learning_rate, above=0.0)
@@ -98,7 +135,19 @@ class ForecastConfig:
             raise UserError(f"Received unknown `models` {unknown}; expected names from {list(NEURAL_MODELS)}.")
         cells.require_proj_units(self.proj_units, self.models, "models")
         cells.require_implementation(self.implementation, self.models, "models")
+        autoregressive = [name for name in self.models if is_autoregressive(name)]
+        if self.intervals == "quantile" and autoregressive:
+            raise UserError(
+                f"Received `intervals=quantile` with the autoregressive models {autoregressive}, which forecast one "
+                "step at a time from their own point forecasts; expected intervals=conformal (or none) for them."
+            )
 
     @property
-    def features(self):
+    def channels(self):
+        """Columns of the series the networks read: the target and the input columns."""
         return 1 + len(self.input_columns)
+
+    @property
+    def uses_steps(self):
+        """Whether the networks read each window's position in the series (a `step` input) besides the window."""
+        return self.features == "fourier" or self.transform in ("deseasonalize", "residual")

@@ -19,7 +19,7 @@ import tensorflow as tf
 from zoo.errors import UserError, UserFileNotFoundError
 from zoo.files import unreadable
 from zoo.forecast import baselines
-from zoo.forecast.config import EMBEDDED_SERIES
+from zoo.forecast.config import EMBEDDED_SERIES, INTERVAL_LEVELS
 
 _MISSING_TEXT = {"", "na", "nan", "null", "none", "n/a", "-"}
 
@@ -323,6 +323,24 @@ class Normalizer:
 # ----------------------------------------------------------------------------- prepared series and tf.data
 
 
+@dataclasses.dataclass(frozen=True)
+class Seasonality:
+    """The training part's seasonal structure, in normalised units, that the networks may be given.
+
+    `period` is the fractional period (`baselines.refine_season_period`);
+    the harmonic fit of the normalised training part is
+    `intercept + slope * t + fourier_terms(t, period, harmonics) @ coefficients`
+    (`baselines.harmonic_fit`; the intercept is not kept: the networks work
+    relative to each window's last value, where a constant cancels).
+    """
+
+    period: float
+    whole_period: int  # the integer period (`transform=difference` subtracts the value this many steps back)
+    harmonics: int
+    coefficients: tuple
+    slope: float
+
+
 @dataclasses.dataclass
 class PreparedSeries:
     """A loaded series with its split, training-part statistics and period."""
@@ -334,6 +352,7 @@ class PreparedSeries:
     season_period: int
     season_period_inferred: bool
     mase_scale: float
+    seasonality: Seasonality | None = None  # None without a season (period 1)
 
 
 def prepare(config, series=None):
@@ -364,6 +383,15 @@ def prepare(config, series=None):
             "too many training-part standard deviations from the training mean for the models' float32 "
             "inputs; expected values on the scale of the training part."
         )
+    mase_scale = baselines.seasonal_naive_scale(training_values[:, 0], period)
+    seasonality = None
+    if period >= 2:
+        refined = baselines.refine_season_period(training_values[:, 0], period)
+        harmonics = baselines.harmonics_for(refined, config.harmonics)
+        coefficients, slope = baselines.harmonic_fit(normalized[: split.train_end, 0], refined, harmonics)
+        seasonality = Seasonality(refined, period, harmonics, tuple(float(value) for value in coefficients), slope)
+    check_structure(config, period)
+    check_calibration(config, split)
     return PreparedSeries(
         series=series,
         split=split,
@@ -371,12 +399,50 @@ def prepare(config, series=None):
         normalized=normalized,
         season_period=period,
         season_period_inferred=inferred,
-        mase_scale=baselines.seasonal_naive_scale(training_values[:, 0], period),
+        mase_scale=mase_scale,
+        seasonality=seasonality,
     )
 
 
+def check_calibration(config, split):
+    """Refuse `intervals=conformal` when the validation part has too few windows for a finite 95% interval."""
+    if config.intervals != "conformal":
+        return
+    windows = len(split.origins("validation", config.window, config.horizon))
+    level = max(INTERVAL_LEVELS)
+    needed = baselines.conformal_minimum(level)
+    if windows < needed:
+        raise UserError(
+            f"Received `intervals=conformal`, which needs at least {needed} validation windows for its "
+            f"{100 * level:g}% intervals, but the validation part gives {windows}; use a larger "
+            "validation_fraction or a longer series, or intervals=quantile or none."
+        )
+
+
+def check_structure(config, period):
+    """Refuse `features` and `transform` settings that the series' seasonal `period` cannot serve."""
+    wanted = [
+        f"{name}={value}"
+        for name, value in (("features", config.features), ("transform", config.transform))
+        if value != "none"
+    ]
+    if wanted and period < 2:
+        raise UserError(
+            f"Received {' and '.join(wanted)}, which need a seasonal period, but the series has none (period 1"
+            f"{', inferred from the training part' if config.season_period == 0 else ''}); expected a seasonal "
+            "series, or features=none and transform=none."
+        )
+    if config.transform == "difference" and not (config.window > period >= config.horizon):
+        raise UserError(
+            f"Received `transform=difference` with window={config.window}, horizon={config.horizon} and a seasonal "
+            f"period of {period}; seasonal differences need a window longer than the period (the network reads "
+            "window - period differences) and a horizon of at most one period."
+        )
+
+
 def windows_dataset(inputs, targets, batch_size, shuffle_seed=None):
+    """Batches of (inputs, targets); `inputs` is an array or a tuple of arrays (windows, steps), one row per target."""
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(inputs), seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -12,10 +12,10 @@ from zoo.distribute import is_chief
 from zoo.errors import UserFileNotFoundError
 from zoo.files import atomic_path, atomic_write_json
 from zoo.forecast import baselines
-from zoo.forecast.config import is_autoregressive
+from zoo.forecast.config import INTERVAL_LEVELS, INTERVAL_QUANTILES, QUANTILES, is_autoregressive
 from zoo.forecast.data import prepare, targets_at, windows_at
-from zoo.forecast.model import autoregressive_rollout
-from zoo.forecast.train import model_dir
+from zoo.forecast.model import autoregressive_rollout, ensemble_members, model_inputs
+from zoo.forecast.train import model_dir, window_steps
 
 
 def load_trained(workdir, name):
@@ -27,21 +27,83 @@ def load_trained(workdir, name):
     return checkpoints.load_model(path)
 
 
-def neural_forecast(model, name, normalized_windows, horizon, batch_size=512):
-    """Forecasts in normalised units, (windows, horizon)."""
+def neural_forecast(model, name, normalized_windows, horizon, steps=None, batch_size=512):
+    """Forecasts in normalised units: (windows, horizon), or (windows, horizon, quantiles) from quantile heads.
+
+    `steps` (each window's last position in the series) is needed by the
+    models that read it (`ForecastConfig.uses_steps`).
+    """
     outputs = []
     for start in range(0, len(normalized_windows), batch_size):
         batch = tf.convert_to_tensor(normalized_windows[start : start + batch_size])
+        batch_steps = None if steps is None else tf.convert_to_tensor(steps[start : start + batch_size])
         if is_autoregressive(name):
-            forecast = autoregressive_rollout(lambda windows: model(windows, training=False), batch, horizon)
+            forecast = autoregressive_rollout(lambda inputs: model(inputs, training=False), batch, horizon, batch_steps)
         else:
-            forecast = model(batch, training=False)
+            forecast = model(model_inputs(batch, batch_steps), training=False)
         outputs.append(keras.ops.convert_to_numpy(forecast))
     return np.concatenate(outputs, axis=0)
 
 
+def forecast_outputs(model, name, config, prepared, origins):
+    """The model's outputs for the windows ending at `origins`, in original units (see `neural_forecast`)."""
+    windows = windows_at(prepared.normalized, origins, config.window)
+    steps = window_steps(origins) if config.uses_steps else None
+    return prepared.normalizer.denormalize_target(neural_forecast(model, name, windows, config.horizon, steps))
+
+
+def point_forecast(model, name, config, prepared, origins):
+    """The model's point forecasts (the median of quantile outputs) in original units."""
+    outputs = forecast_outputs(model, name, config, prepared, origins)
+    return quantile_bounds(outputs)[0] if config.intervals == "quantile" else outputs
+
+
+def quantile_bounds(outputs):
+    """(median, {level: (lower, upper)}) from quantile outputs (..., quantiles) ordered as `QUANTILES`."""
+    bounds = {
+        level: (outputs[..., QUANTILES.index(low)], outputs[..., QUANTILES.index(high)])
+        for level, (low, high) in INTERVAL_QUANTILES.items()
+    }
+    return outputs[..., QUANTILES.index(0.5)], bounds
+
+
+def conformal_widths(model, name, config, prepared):
+    """Half-widths {level: (horizon,)} in original units from the model's errors on every validation window."""
+    origins = prepared.split.origins("validation", config.window, config.horizon)
+    forecasts = forecast_outputs(model, name, config, prepared, origins)
+    truth = targets_at(prepared.series.target, origins, config.horizon)
+    return baselines.conformal_half_widths(forecasts - truth, INTERVAL_LEVELS)
+
+
+def neural_forecasts(model, name, config, prepared, origins):
+    """(point forecasts (windows, horizon), intervals {level: (lower, upper)}, note) in original units.
+
+    The intervals follow `config.intervals`: the quantile heads' outer
+    quantiles, or split conformal half-widths from the validation windows
+    around the point forecast, or none ({}).
+    """
+    outputs = forecast_outputs(model, name, config, prepared, origins)
+    if config.intervals == "quantile":
+        point, bounds = quantile_bounds(outputs)
+        return point, bounds, "intervals: the quantile heads' 2.5/10/90/97.5% outputs, median as the forecast"
+    if config.intervals == "conformal":
+        widths = conformal_widths(model, name, config, prepared)
+        validation = len(prepared.split.origins("validation", config.window, config.horizon))
+        bounds = {level: (outputs - width, outputs + width) for level, width in widths.items()}
+        return (
+            outputs,
+            bounds,
+            f"intervals: split conformal, per-step |error| quantiles over {validation} validation windows",
+        )
+    return outputs, {}, "intervals: none"
+
+
 def baseline_forecasts(prepared, config, origins):
-    """The baselines' forecasts from `origins`, in original units, and notes."""
+    """The baselines' forecasts from `origins`, in original units, notes, and intervals.
+
+    Returns (forecasts, notes, intervals); `intervals` maps a model that
+    gives them (the harmonic regression) to {level: (lower, upper)}.
+    """
     target = prepared.series.target
     horizon = config.horizon
     forecasts = {
@@ -54,6 +116,7 @@ def baseline_forecasts(prepared, config, origins):
         autoregression.forecast(windows_at(normalized_target, origins, config.window), horizon)
     )
     notes = {"linear_ar": f"AR({config.window}) with intercept, least squares on the training part, recursive rollout"}
+    intervals = {}
     for name in config.classical_models:
         if not baselines.is_statsmodels_available():
             notes[name] = "skipped: statsmodels is not installed (`pip install statsmodels`)"
@@ -63,10 +126,18 @@ def baseline_forecasts(prepared, config, origins):
             )
         elif name == "harmonic_arima":
             period = baselines.refine_season_period(target[: prepared.split.train_end], prepared.season_period)
-            forecasts[name], notes[name], notes[f"{name}_parameters"] = baselines.harmonic_arima_forecasts(
-                target, prepared.split.train_end, origins, horizon, period
+            forecasts[name], notes[name], notes[f"{name}_parameters"], intervals[name] = (
+                baselines.harmonic_arima_forecasts(
+                    target,
+                    prepared.split.train_end,
+                    origins,
+                    horizon,
+                    period,
+                    harmonics=config.harmonics,
+                    levels=INTERVAL_LEVELS,
+                )
             )
-    return forecasts, notes
+    return forecasts, notes, intervals
 
 
 def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
@@ -78,13 +149,19 @@ def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
     origins = prepared.split.origins("test", config.window, config.horizon)
     truth = targets_at(prepared.series.target, origins, config.horizon)
     started = time.monotonic()
-    forecasts, notes = baseline_forecasts(prepared, config, origins)
-    normalized_windows = windows_at(prepared.normalized, origins, config.window)
+    forecasts, notes, intervals = baseline_forecasts(prepared, config, origins)
+    member_mase = {}
     for name in config.models:
         model = load_trained(workdir, name)
-        forecasts[name] = prepared.normalizer.denormalize_target(
-            neural_forecast(model, name, normalized_windows, config.horizon)
-        )
+        forecasts[name], intervals[name], notes[name] = neural_forecasts(model, name, config, prepared, origins)
+        members = ensemble_members(model)
+        if len(members) > 1:
+            member_mase[name] = [
+                baselines.forecast_errors(
+                    point_forecast(member, name, config, prepared, origins), truth, prepared.mase_scale
+                )["mase"]
+                for member in members
+            ]
     split = prepared.split
     metrics = {
         "series": prepared.series.name,
@@ -104,16 +181,22 @@ def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
         "season_period_inferred": prepared.season_period_inferred,
         "mase_scale": prepared.mase_scale,
         "notes": notes,
+        "interval_levels": list(INTERVAL_LEVELS),
         "models": {
-            name: baselines.forecast_errors(forecast, truth, prepared.mase_scale)
+            name: {
+                **baselines.forecast_errors(forecast, truth, prepared.mase_scale),
+                **baselines.interval_scores(intervals.get(name, {}), truth),
+            }
             for name, forecast in forecasts.items()
         },
+        # Each ensemble member's own test MASE, in member order (seeds > 1).
+        "member_mase": member_mase,
         "evaluation_seconds": time.monotonic() - started,
     }
     if is_chief():
         if plot:
             metrics["plot"] = plot_forecasts(
-                os.path.join(workdir, "forecast.png"), prepared, origins, truth, forecasts, config
+                os.path.join(workdir, "forecast.png"), prepared, origins, truth, forecasts, config, intervals
             )
         atomic_write_json(os.path.join(workdir, "metrics.json"), metrics)
         log(f"wrote {os.path.join(workdir, 'metrics.json')}")
@@ -122,8 +205,12 @@ def evaluate(config, workdir, *, log=training.silent, series=None, plot=True):
     return metrics
 
 
-def plot_forecasts(path, prepared, origins, truth, forecasts, config):
-    """One panel per model: the test truth and forecasts from non-overlapping origins."""
+def plot_forecasts(path, prepared, origins, truth, forecasts, config, intervals=None):
+    """One panel per model: the test truth and forecasts from non-overlapping origins, with intervals where given.
+
+    `intervals` maps a model to {level: (lower, upper)}; each level is drawn
+    as a band around that model's forecasts (the widest lightest).
+    """
     try:
         import matplotlib
 
@@ -137,14 +224,31 @@ def plot_forecasts(path, prepared, origins, truth, forecasts, config):
     figure, axes = pyplot.subplots(rows, columns, figsize=(12, 2.6 * rows), sharex=True, sharey=True, squeeze=False)
     steps = np.arange(prepared.split.validation_end, prepared.split.length)
     chosen = np.arange(0, len(origins), config.horizon)
+    intervals = intervals or {}
     for axis, name in zip(axes.ravel(), names):
-        axis.plot(steps, prepared.series.target[steps], color="black", linewidth=0.8, label="truth")
+        bands = sorted(intervals.get(name, {}).items(), reverse=True)
         for row in chosen:
-            axis.plot(
-                origins[row] + np.arange(1, config.horizon + 1), forecasts[name][row], color="tab:red", linewidth=1.0
-            )
+            future = origins[row] + np.arange(1, config.horizon + 1)
+            for shade, (level, (lower, upper)) in enumerate(bands):
+                axis.fill_between(
+                    future,
+                    lower[row],
+                    upper[row],
+                    color="tab:red",
+                    alpha=0.15 + 0.15 * shade,
+                    linewidth=0,
+                    label=f"{baselines.level_name(level)}% interval" if row == chosen[0] else None,
+                )
+            axis.plot(future, forecasts[name][row], color="tab:red", linewidth=1.0)
+        axis.plot(steps, prepared.series.target[steps], color="black", linewidth=0.8, label="truth")
         mase = float(np.mean(np.abs(forecasts[name] - truth)) / prepared.mase_scale)
-        axis.set_title(f"{name}  (MASE {mase:.3f})", fontsize=9)
+        title = f"{name}  (MASE {mase:.3f}"
+        for level, (lower, upper) in sorted(intervals.get(name, {}).items()):
+            covered = float(np.mean((truth >= lower) & (truth <= upper)))
+            title += f", {baselines.level_name(level)}% covers {100 * covered:.0f}%"
+        axis.set_title(title + ")", fontsize=9)
+        if bands:
+            axis.legend(fontsize=7, loc="upper left")
     for axis in axes.ravel()[len(names) :]:
         axis.set_visible(False)
     figure.suptitle(

@@ -1,4 +1,12 @@
-"""Exports of a trained forecaster (a SavedModel, a `.tflite` or an `.onnx` model): a window in original units in, the forecast out."""
+"""Exports of a trained forecaster (a SavedModel, a `.tflite` or an `.onnx` model): a window in original units in, the forecast out.
+
+Besides `forecast`, an export whose run has intervals (`intervals` conformal
+or quantile) returns their bounds, `lower_80`, `upper_80`, `lower_95` and
+`upper_95`, in original units. A model that reads each window's position in
+the series (`features=fourier`, `transform=deseasonalize|residual`) takes a
+second input, `step`: float32 (batch,), the position of the window's last
+observation, counting the series' first step as 0.
+"""
 
 import os
 
@@ -6,58 +14,129 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zoo import cells, litert, litert_quantize, litert_step, onnx_export
+from zoo import cells, litert, litert_quantize, litert_step, onnx_export, serving_graph
 from zoo.config import require_int
 from zoo.errors import UserError
 from zoo.export import export_saved_model
-from zoo.forecast.config import is_autoregressive
+from zoo.forecast.baselines import level_name
+from zoo.forecast.config import INTERVAL_QUANTILES, QUANTILES, is_autoregressive
 from zoo.forecast.data import prepare, windows_at
-from zoo.forecast.evaluate import load_trained, neural_forecast
-from zoo.forecast.model import autoregressive_rollout
+from zoo.forecast.evaluate import conformal_widths, load_trained, neural_forecasts
+from zoo.forecast.model import AddLastStep, CenterOnLastStep, autoregressive_rollout, ensemble_members, model_inputs
+from zoo.forecast.train import window_steps
 
 
 class ForecastModule(tf.Module):
-    """A SavedModel-ready forecaster: a window in original units in, the forecast in original units out."""
+    """A SavedModel-ready forecaster: a window in original units in, the forecast (and intervals) in original units out."""
 
-    def __init__(self, model, autoregressive, normalizer, window, horizon, features):
+    def __init__(self, model, autoregressive, normalizer, config, intervals):
         super().__init__()
         self.model = model
         self.mean = tf.constant(normalizer.mean, tf.float32)
         self.std = tf.constant(normalizer.std, tf.float32)
-        self.horizon = horizon
-        self.features = features
+        self.horizon = config.horizon
         self.autoregressive = autoregressive
-        shape = [None, window] if features == 1 else [None, window, features]
-        self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec(shape, tf.float32, name="window")])
+        self.intervals = intervals
+        self.serve = tf.function(self._serve, input_signature=serving_signature(config, None))
         self.step = None
         if _parts(model) is not None:
-            step = step_signature(model, autoregressive, self.mean, self.std, features, None)
+            step = step_signature(model, autoregressive, self.mean, self.std, config.channels, None)
             self.step = tf.function(step.function, input_signature=step.input_signature)
 
     def signatures(self):
-        """The SavedModel's signatures: `serving_default`, and `step` for a recurrent model."""
+        """The SavedModel's signatures: `serving_default`, and `step` for a plain recurrent model."""
         signatures = {"serving_default": self.serve}
         if self.step is not None:
             signatures["step"] = self.step.get_concrete_function()
         return signatures
 
-    def _serve(self, window):
+    def _serve(self, window, step=None):
         return serve_forecast(
-            lambda w: self.model(w, training=False), window, self.mean, self.std, self.autoregressive, self.horizon
+            lambda inputs: self.model(inputs, training=False),
+            window,
+            self.mean,
+            self.std,
+            self.autoregressive,
+            self.horizon,
+            step=step,
+            intervals=self.intervals,
         )
 
 
-def serve_forecast(network, window, mean, std, autoregressive, horizon):
-    """{"forecast": (batch, horizon) in original units} for `window` (batch, window[, features]) in original units.
+def serving_signature(config, batch_size):
+    """The `serving_default` inputs: `window` (batch, window[, channels]) and, if the models read it, `step` (batch,)."""
+    shape = [batch_size, config.window] + ([] if config.channels == 1 else [config.channels])
+    signature = [tf.TensorSpec(shape, tf.float32, name="window")]
+    if config.uses_steps:
+        signature.append(tf.TensorSpec([batch_size], tf.float32, name="step"))
+    return signature
 
-    `network` maps normalised windows (batch, window, features) to the
-    model's output.
+
+def interval_spec(config, model, name, prepared):
+    """How an export makes the run's intervals: ("quantile", None), ("conformal", half-widths by level) or None."""
+    if config.intervals == "quantile":
+        return ("quantile", None)
+    if config.intervals == "conformal":
+        return ("conformal", conformal_widths(model, name, config, prepared))
+    return None
+
+
+def interval_output_names(level):
+    """The export's output names of the bounds of the central `level` interval: ("lower_80", "upper_80")."""
+    return f"lower_{level_name(level)}", f"upper_{level_name(level)}"
+
+
+def serve_forecast(network, window, mean, std, autoregressive, horizon, *, step=None, intervals=None):
+    """{"forecast": (batch, horizon), and interval bounds} in original units for `window` in original units.
+
+    `network` maps the model's inputs (normalised windows (batch, window,
+    channels), with `step` when given) to its output. `intervals` (from
+    `interval_spec`) adds `lower_80`, `upper_80`, ...: the quantile heads'
+    outer quantiles, or the forecast -+ the conformal half-widths.
     """
     if window.shape.rank == 2:
         window = window[:, :, None]
     normalized = (window - mean) / std
-    forecast = autoregressive_rollout(network, normalized, horizon) if autoregressive else network(normalized)
-    return {"forecast": forecast * std[0] + mean[0]}
+    if autoregressive:
+        output = autoregressive_rollout(network, normalized, horizon, step)
+    else:
+        output = network(model_inputs(normalized, step))
+    output = output * std[0] + mean[0]
+    if intervals is None:
+        return {"forecast": output}
+    method, widths = intervals
+    if method == "quantile":
+        outputs = {"forecast": output[:, :, QUANTILES.index(0.5)]}
+        for level, (low, high) in INTERVAL_QUANTILES.items():
+            lower, upper = interval_output_names(level)
+            outputs[lower] = output[:, :, QUANTILES.index(low)]
+            outputs[upper] = output[:, :, QUANTILES.index(high)]
+        return outputs
+    outputs = {"forecast": output}
+    for level, width in widths.items():
+        lower, upper = interval_output_names(level)
+        width = tf.constant(width, tf.float32)
+        outputs[lower], outputs[upper] = output - width, output + width
+    return outputs
+
+
+def expected_outputs(model, name, config, prepared, origins):
+    """The outputs an export must give for the windows ending at `origins`, computed in process."""
+    point, bounds, _ = neural_forecasts(model, name, config, prepared, origins)
+    outputs = {"forecast": point}
+    for level, (lower, upper) in bounds.items():
+        lower_name, upper_name = interval_output_names(level)
+        outputs[lower_name], outputs[upper_name] = lower, upper
+    return outputs
+
+
+def serving_inputs(config, prepared, origins):
+    """The export's inputs for the windows ending at `origins`: {"window": ..., and "step": ...}, float32."""
+    windows = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
+    inputs = {"window": windows[:, :, 0] if config.channels == 1 else windows}
+    if config.uses_steps:
+        inputs["step"] = window_steps(origins)
+    return inputs
 
 
 def _trained_name(config, name):
@@ -69,34 +148,34 @@ def _trained_name(config, name):
 
 
 def export(config, workdir, name, path=None, *, series=None):
-    """Export model `name` as a SavedModel (signature `serving_default`, and `step` for a recurrent model).
+    """Export model `name` as a SavedModel (signature `serving_default`, and `step` for a plain recurrent model).
 
     The export is checked before it replaces an earlier one: on the first
-    test windows its forecasts must equal the in-process forecasts.
-    Returns the export path. `name` may spell a cell differently from the
-    run's `models` (`rnn` for a run that trained `simple_rnn`).
+    test windows its forecasts (and interval bounds) must equal the
+    in-process ones. Returns the export path. `name` may spell a cell
+    differently from the run's `models` (`rnn` for a run that trained
+    `simple_rnn`).
     """
     name = _trained_name(config, name)
     prepared = prepare(config, series)
     model = load_trained(workdir, name)
     module = ForecastModule(
-        model, is_autoregressive(name), prepared.normalizer, config.window, config.horizon, config.features
+        model, is_autoregressive(name), prepared.normalizer, config, interval_spec(config, model, name, prepared)
     )
     origins = prepared.split.origins("test", config.window, config.horizon)[:8]
-    raw_windows = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
-    expected = prepared.normalizer.denormalize_target(
-        neural_forecast(model, name, windows_at(prepared.normalized, origins, config.window), config.horizon)
-    )
-    if config.features == 1:
-        raw_windows = raw_windows[:, :, 0]
+    inputs = serving_inputs(config, prepared, origins)
+    expected = expected_outputs(model, name, config, prepared, origins)
 
     def verify(loaded):
-        got = loaded.signatures["serving_default"](window=tf.constant(raw_windows))["forecast"].numpy()
-        tolerance = 1e-4 * max(1.0, float(np.abs(expected).max()))
-        if got.shape != expected.shape or not np.allclose(got, expected, atol=tolerance):
-            raise RuntimeError(
-                f"The exported {name!r} model disagrees with the trained one; the export was not written."
-            )
+        got = loaded.signatures["serving_default"](**{key: tf.constant(value) for key, value in inputs.items()})
+        for output, wanted in expected.items():
+            value = got[output].numpy()
+            tolerance = 1e-4 * max(1.0, float(np.abs(wanted).max()))
+            if value.shape != wanted.shape or not np.allclose(value, wanted, atol=tolerance):
+                raise RuntimeError(
+                    f"The exported {name!r} model disagrees with the trained one on {output!r}; the export was not "
+                    "written."
+                )
 
     path = path or os.path.join(workdir, "export", name)
     return export_saved_model(module, path, signatures=module.signatures(), verify=verify)
@@ -107,42 +186,70 @@ CALIBRATION_WINDOWS = 256  # training windows an int8 export calibrates on (the 
 
 
 def _parts(model):
-    """(center, recurrent layer, head Dense, add-last layer) of a recurrent forecaster; None for the convolution."""
-    recurrent_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
-    if not recurrent_layers:
+    """(center, recurrent layer, head Dense, add-last layer) of a plain recurrent forecaster, else None.
+
+    Plain: one model (not an ensemble) that reads the window alone, in the
+    layers `zoo.forecast.model.build_forecaster` gives without `features`,
+    `transform` or quantiles. Only such a model has a `step` signature.
+    """
+    inner = model.layers[1:]  # after the input layer
+    kinds = (CenterOnLastStep, keras.layers.RNN, keras.layers.Dense, AddLastStep)
+    if len(model.inputs) != 1 or len(inner) != len(kinds):
         return None
-    (recurrent,) = recurrent_layers
-    # center, recurrent, the Dense head, AddLastStep (see zoo.forecast.model)
-    return model.get_layer("center"), recurrent, model.get_layer(index=len(model.layers) - 2), model.layers[-1]
+    if not all(isinstance(layer, kind) for layer, kind in zip(inner, kinds)):
+        return None
+    return tuple(inner)
 
 
 def _rebuilt_network(model, rebuild):
-    """The forecaster's network with its recurrent layer rebuilt by `rebuild`; other layers called as they are.
+    """The forecaster's network with each recurrent layer rebuilt by `rebuild`; other layers called as they are.
 
     `rebuild` is `litert.recurrent` or `onnx_export.recurrent`.
     """
-    parts = _parts(model)
-    if parts is None:
-        return lambda windows: model(windows, training=False)
-    center, recurrent, changes, add_last = parts
-
-    def network(windows):
-        return add_last(changes(rebuild(recurrent, center(windows))), windows)
-
-    return network
+    return lambda inputs: serving_graph.run_functional(model, inputs, rebuild)
 
 
-def _validation_windows(config, prepared, model, name):
-    """(normalised windows, raw windows in original units, the trained model's forecasts) of every validation window.
+def _recurrent_layers(model):
+    """The recurrent layers of the forecaster `model`, an ensemble's members' included, in order."""
+    return [
+        layer for member in ensemble_members(model) for layer in member.layers if isinstance(layer, keras.layers.RNN)
+    ]
 
-    The raw windows are float32 `(count, window, features)`; the forecasts
-    float32 `(count, horizon)` in original units.
-    """
-    origins = prepared.split.origins("validation", config.window, config.horizon)
-    normalized = windows_at(prepared.normalized, origins, config.window)
-    raw_windows = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
-    expected = prepared.normalizer.denormalize_target(neural_forecast(model, name, normalized, config.horizon))
-    return normalized, raw_windows, expected.astype(np.float32)
+
+def _metadata(config, name, prepared, batch, intervals):
+    """The export's description: task, model, inputs and outputs (for a batch size `batch`), the series' columns."""
+    shape = [batch, config.window] + ([] if config.channels == 1 else [config.channels])
+    metadata = {
+        "task": "forecast",
+        "model": name,
+        "inputs": {"window": f"float32{shape}: the last {config.window} observations, in original units"},
+        "outputs": {"forecast": f"float32[{batch}, {config.horizon}]: the next {config.horizon} target values"},
+        "columns": list(prepared.series.columns),
+    }
+    if config.uses_steps:
+        metadata["inputs"]["step"] = (
+            f"float32[{batch}]: the position of the window's last observation in the series (its first step is 0)"
+        )
+    for level in INTERVAL_QUANTILES if intervals else ():
+        for output in interval_output_names(level):
+            metadata["outputs"][output] = (
+                f"float32[{batch}, {config.horizon}]: the {level_name(level)}% interval's bound"
+            )
+    return metadata
+
+
+def step_refusal(model, name):
+    """Why model `name` has no `step` signature (a sentence), or None if it has one."""
+    if len(ensemble_members(model)) > 1:
+        return f"model {name!r} is an ensemble (seeds > 1), whose members would each need their own states"
+    if not any(isinstance(layer, keras.layers.RNN) for layer in model.layers):
+        return f"model {name!r} has no recurrent layer"
+    if _parts(model) is None:
+        return (
+            f"model {name!r} reads more than its window or has quantile heads (features, transform or "
+            "intervals=quantile), which the step signature does not carry"
+        )
+    return None
 
 
 def step_output_name(autoregressive):
@@ -202,13 +309,16 @@ def export_litert(
     """Write model `name` as a `.tflite` model: `batch_size` windows in original units -> their forecasts.
 
     Signature `serving_default(window: float32[batch_size, window] (or
-    [batch_size, window, features]) -> {forecast: float32[batch_size,
-    horizon]}`, normalisation included. With `step` (recurrent models), also
-    `step(observation, anchor, h0[, c0]) -> {forecast | next_step, h0[,
-    c0]}` (see `step_function`), which stores the weights a second time.
-    `quantize` is one of `litert_quantize.MODES`; int8 calibrates on the first
+    [batch_size, window, channels]) [, step: float32[batch_size]]) ->
+    {forecast: float32[batch_size, horizon], and lower_80, upper_80,
+    lower_95, upper_95 with intervals}`, normalisation included (`step`
+    for the models that read each window's position). With `step` (plain
+    recurrent models, see `step_refusal`), also `step(observation, anchor,
+    h0[, c0]) -> {forecast | next_step, h0[, c0]}` (see `step_function`),
+    which stores the weights a second time. `quantize` is one of
+    `litert_quantize.MODES`; int8 calibrates on the first
     `CALIBRATION_WINDOWS` training windows. Before it replaces an earlier
-    file, a float model must give the trained model's forecasts on every
+    file, a float model must give the trained model's outputs on every
     validation window, to 1e-5 (relative beyond magnitude 1, see
     `litert.compare`), and its `step` signature the same outputs after
     stepping through the first `STEP_CHECK_WINDOWS` batches of them. Returns
@@ -220,32 +330,37 @@ def export_litert(
     name = _trained_name(config, name)
     prepared = prepare(config, series)
     model = load_trained(workdir, name)
-    if step and _parts(model) is None:
-        raise UserError(f"Received --step for model {name!r}, which has no recurrent layer; expected a recurrent one.")
-    normalized, raw_windows, expected = _validation_windows(config, prepared, model, name)
-    window_batches, _ = litert.in_batches(raw_windows, batch_size)
-    forecast_batches, _ = litert.in_batches(expected, batch_size)
+    if step:
+        refusal = step_refusal(model, name)
+        if refusal:
+            raise UserError(f"Received --step, but {refusal}; expected a single plain recurrent model.")
+    origins = prepared.split.origins("validation", config.window, config.horizon)
+    inputs = serving_inputs(config, prepared, origins)
+    expected = {
+        key: value.astype(np.float32) for key, value in expected_outputs(model, name, config, prepared, origins).items()
+    }
+    input_batches = {key: litert.in_batches(value, batch_size)[0] for key, value in inputs.items()}
+    batches = [dict(zip(input_batches, values)) for values in zip(*input_batches.values())]
+    expected_batches = {key: litert.in_batches(value, batch_size)[0] for key, value in expected.items()}
+    expected = [dict(zip(expected_batches, values)) for values in zip(*expected_batches.values())]
     mean = tf.constant(prepared.normalizer.mean, tf.float32)
     std = tf.constant(prepared.normalizer.std, tf.float32)
     network, autoregressive = _rebuilt_network(model, litert.recurrent), is_autoregressive(name)
-    squeeze = (lambda windows: windows[:, :, 0]) if config.features == 1 else (lambda windows: windows)
+    intervals = interval_spec(config, model, name, prepared)
 
-    def serve(window):
-        return serve_forecast(network, window, mean, std, autoregressive, config.horizon)
+    def serve(window, step=None):
+        return serve_forecast(
+            network, window, mean, std, autoregressive, config.horizon, step=step, intervals=intervals
+        )
 
-    shape = [batch_size, config.window] + ([] if config.features == 1 else [config.features])
-    metadata = {
-        "task": "forecast",
-        "model": name,
-        "quantize": quantize,
-        "inputs": {"window": f"float32{shape}: the last {config.window} observations, in original units"},
-        "outputs": {"forecast": f"float32[{batch_size}, {config.horizon}]: the next {config.horizon} target values"},
-        "columns": list(prepared.series.columns),
-    }
+    signature = serving_signature(config, batch_size)
+    metadata = {**_metadata(config, name, prepared, batch_size, intervals), "quantize": quantize}
     stepper = None
     if step:
-        stepper = step_signature(model, autoregressive, mean, std, config.features, batch_size)
-        outputs = np.asarray(model(normalized, training=False))
+        windows = windows_at(prepared.series.values, origins, config.window).astype(np.float32)
+        window_batches, _ = litert.in_batches(windows, batch_size)
+        stepper = step_signature(model, autoregressive, mean, std, config.channels, batch_size)
+        outputs = np.asarray(model(windows_at(prepared.normalized, origins, config.window), training=False))
         channels = outputs.shape[1] if autoregressive else 1
         outputs = outputs * prepared.normalizer.std[:channels] + prepared.normalizer.mean[:channels]
         output_batches, _ = litert.in_batches(outputs.astype(np.float32), batch_size)
@@ -257,21 +372,26 @@ def export_litert(
     representative = None
     if quantize == litert_quantize.INT8:
         training_origins = prepared.split.origins("train", config.window, config.horizon)[:CALIBRATION_WINDOWS]
-        training = windows_at(prepared.series.values, training_origins, config.window).astype(np.float32)
-        training_batches, _ = litert.in_batches(training, batch_size)
-        representative = [(litert.SIGNATURE, {"window": squeeze(batch)}) for batch in training_batches]
+        training_inputs = serving_inputs(config, prepared, training_origins)
+        training_batches = {key: litert.in_batches(value, batch_size)[0] for key, value in training_inputs.items()}
+        representative = [
+            (litert.SIGNATURE, dict(zip(training_batches, values))) for values in zip(*training_batches.values())
+        ]
         if stepper is not None:
-            sequences = [[inputs for inputs, _ in _window_steps(batch)] for batch in training_batches]
+            windows = windows_at(prepared.series.values, training_origins, config.window).astype(np.float32)
+            sequences = [
+                [inputs for inputs, _ in _window_steps(batch)] for batch in litert.in_batches(windows, batch_size)[0]
+            ]
             recorded = litert_step.record(stepper.function, sequences[:STEP_CHECK_WINDOWS], stepper.states)
             representative += [(litert_step.STEP, inputs) for inputs in recorded]
     return litert.export(
         path or os.path.join(workdir, "export", f"{name}.tflite"),
         serve,
-        [tf.TensorSpec(shape, tf.float32, name="window")],
+        signature,
         model.weights,
         metadata=metadata,
-        batches=[{"window": squeeze(batch)} for batch in window_batches],
-        expected=[{"forecast": batch} for batch in forecast_batches],
+        batches=batches,
+        expected=expected,
         step=stepper,
         quantize=quantize,
         representative=representative,
@@ -282,53 +402,60 @@ ONNX_CHECK_BATCH = 64  # validation windows per ONNX Runtime call when an ONNX e
 
 
 def export_onnx(config, workdir, name, path=None, *, series=None):
-    """Write model `name` as an ONNX model: windows in original units -> their forecasts.
+    """Write model `name` as an ONNX model: windows in original units -> their forecasts (and intervals).
 
     Input `window: float32[batch, window]` (or `[batch, window,
-    features]`), any batch size; output `forecast: float32[batch,
-    horizon]` in original units, normalisation included. The recurrent
-    layer is ONNX's own `LSTM` or `GRU` operator (a SimpleRNN a `Loop`; see
-    `zoo.onnx_export`); an autoregressive model runs it once per forecast
-    step. Before it replaces an earlier file, the model, run by ONNX
-    Runtime, must give the trained model's forecasts on every validation
-    window to 1e-5 (relative beyond magnitude 1: near 400 ppm, one float32
-    step is 3e-5). Returns the report of `onnx_export.export` (path
-    `WORKDIR/export/NAME.onnx` by default).
+    channels]`), any batch size, and `step: float32[batch]` for the models
+    that read each window's position; outputs `forecast: float32[batch,
+    horizon]` in original units, normalisation included, and the interval
+    bounds of a run with intervals (as `export`'s). Each recurrent layer is
+    ONNX's own `LSTM` or `GRU` operator (a SimpleRNN or a variant cell a
+    `Loop`; see `zoo.onnx_export`); an autoregressive model runs it once
+    per forecast step. Before it replaces an earlier file, the model, run
+    by ONNX Runtime, must give the trained model's outputs on every
+    validation window to 1e-5 (relative beyond magnitude 1: near 400 ppm,
+    one float32 step is 3e-5). Returns the report of `onnx_export.export`
+    (path `WORKDIR/export/NAME.onnx` by default).
     """
     name = _trained_name(config, name)
     path = path or os.path.join(workdir, "export", f"{name}.onnx")
     onnx_export.check_file_path(path)
     prepared = prepare(config, series)
     model = load_trained(workdir, name)
-    _, raw_windows, expected = _validation_windows(config, prepared, model, name)
-    if config.features == 1:
-        raw_windows = raw_windows[:, :, 0]
+    origins = prepared.split.origins("validation", config.window, config.horizon)
+    inputs = serving_inputs(config, prepared, origins)
+    expected = {
+        key: value.astype(np.float32) for key, value in expected_outputs(model, name, config, prepared, origins).items()
+    }
     mean, std = prepared.normalizer.mean.astype(np.float32), prepared.normalizer.std.astype(np.float32)
     network, autoregressive = _rebuilt_network(model, onnx_export.recurrent), is_autoregressive(name)
+    intervals = interval_spec(config, model, name, prepared)
 
-    def serve(window):
+    def serve(window, step=None):
         # Constants made while tracing: tf2onnx would make captured tensors inputs of the model.
-        return serve_forecast(network, window, tf.constant(mean), tf.constant(std), autoregressive, config.horizon)
+        return serve_forecast(
+            network,
+            window,
+            tf.constant(mean),
+            tf.constant(std),
+            autoregressive,
+            config.horizon,
+            step=step,
+            intervals=intervals,
+        )
 
-    shape = [None, config.window] + ([] if config.features == 1 else [config.features])
-    parts = _parts(model)
-    recurrent_layers = [] if parts is None else [parts[1]]
-    starts = range(0, len(raw_windows), ONNX_CHECK_BATCH)
+    starts = range(0, len(origins), ONNX_CHECK_BATCH)
     return onnx_export.export(
         path,
         serve,
-        [tf.TensorSpec(shape, tf.float32, name="window")],
+        serving_signature(config, None),
         model.weights,
-        metadata={
-            "task": "forecast",
-            "model": name,
-            "inputs": {"window": f"float32{shape}: the last {config.window} observations, in original units"},
-            "outputs": {"forecast": f"float32[batch, {config.horizon}]: the next {config.horizon} target values"},
-            "columns": list(prepared.series.columns),
-        },
-        batches=[{"window": raw_windows[start : start + ONNX_CHECK_BATCH]} for start in starts],
-        expected=[{"forecast": expected[start : start + ONNX_CHECK_BATCH]} for start in starts],
+        metadata=_metadata(config, name, prepared, "batch", intervals),
+        batches=[{key: value[start : start + ONNX_CHECK_BATCH] for key, value in inputs.items()} for start in starts],
+        expected=[
+            {key: value[start : start + ONNX_CHECK_BATCH] for key, value in expected.items()} for start in starts
+        ],
         expected_recurrent=onnx_export.expected_operators(
-            recurrent_layers, calls=config.horizon if autoregressive else 1
+            _recurrent_layers(model), calls=config.horizon if autoregressive else 1
         ),
     )

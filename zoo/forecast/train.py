@@ -6,6 +6,9 @@ Layout of a work directory:
     models/<name>/checkpoints/     last.keras, best.keras (lowest validation loss)
     models/<name>/logs/            TensorBoard logs
     models/<name>/training.json    history, wall time and seconds per epoch of a finished model
+    models/<name>/member-<k>/      with `seeds` > 1: member k's checkpoints, logs and training.json
+                                   (seed `seed + 1000 * (k - 1)`); models/<name>/checkpoints/best.keras
+                                   is then the ensemble, which averages the members' outputs
     metrics.json                   every model's test metrics (overall and per step)
     forecast.png                   test forecasts against the truth
     export/<name>/                 SavedModel: window in original units -> forecast in original units
@@ -15,17 +18,20 @@ default is silent.
 """
 
 import contextlib
+import dataclasses
 import os
 
 import keras
+import numpy as np
 
-from zoo import training
+from zoo import checkpoints, training
 from zoo import workdir as workdir_lib
+from zoo.callbacks import chief_writes
 from zoo.distribute import get_strategy, is_chief
 from zoo.files import atomic_write_json, read_json
-from zoo.forecast.config import is_autoregressive
+from zoo.forecast.config import ENSEMBLE_SEED_STRIDE, is_autoregressive
 from zoo.forecast.data import prepare, targets_at, windows_at, windows_dataset
-from zoo.forecast.model import build_model
+from zoo.forecast.model import build_ensemble, build_model
 
 MODELS_DIR = "models"
 
@@ -34,20 +40,32 @@ def supervised_arrays(prepared, config, name, part):
     """(inputs, targets) for training model `name` on `part`, in normalised units.
 
     Single-shot models learn all `horizon` target steps; autoregressive ones
-    learn the next step of every feature.
+    learn the next step of every channel. `inputs` is the windows, or
+    (windows, steps) when the config's models read each window's position
+    (`config.uses_steps`).
     """
     horizon = 1 if is_autoregressive(name) else config.horizon
     origins = prepared.split.origins(part, config.window, horizon)
-    inputs = windows_at(prepared.normalized, origins, config.window)
+    windows = windows_at(prepared.normalized, origins, config.window)
     if is_autoregressive(name):
         targets = prepared.normalized[origins + 1]
     else:
         targets = targets_at(prepared.normalized[:, 0], origins, config.horizon)
-    return inputs, targets
+    return (windows, window_steps(origins)) if config.uses_steps else windows, targets
+
+
+def window_steps(origins):
+    """The `step` input of the windows ending at `origins`: their positions in the series, float32."""
+    return np.asarray(origins, dtype=np.float32)
 
 
 def model_dir(workdir, name):
     return os.path.join(workdir, MODELS_DIR, name)
+
+
+def member_dir(workdir, name, member):
+    """Where ensemble member `member` (1-based) of model `name` trains."""
+    return os.path.join(model_dir(workdir, name), f"member-{member}")
 
 
 def train(config, workdir, *, resume=False, strategy="default", verbose=0, log=training.silent, series=None):
@@ -123,19 +141,72 @@ def _open_run(config, workdir, resume, log, series):
 
 
 def _train_model(config, workdir, prepared, name, distribution, resume, verbose, log):
-    """Train model `name` of the run in `workdir` (or reuse it, finished, on `resume`); its training summary."""
+    """Train model `name` of the run in `workdir` (or reuse it, finished, on `resume`); its training summary.
+
+    With `config.seeds` > 1 the model is an ensemble (`_train_ensemble`).
+    """
     directory = model_dir(workdir, name)
     summary_path = os.path.join(directory, "training.json")
     if resume and os.path.exists(summary_path):
         log(f"{name}: already trained, skipped")
         return read_json(summary_path)
+    if config.seeds == 1:
+        summary = _fit_model(config, prepared, name, directory, distribution, verbose, log, resume)
+    else:
+        summary = _train_ensemble(config, prepared, workdir, name, distribution, verbose, log, resume)
+    if is_chief():
+        atomic_write_json(summary_path, summary)
+    return summary
+
+
+def _train_ensemble(config, prepared, workdir, name, distribution, verbose, log, resume):
+    """Train `config.seeds` members of `name`, each in its `member_dir`, and save their average as the model.
+
+    Member k trains with seed `config.seed + 1000 * (k - 1)`; a finished
+    member (its training.json written) is reused on `resume`. The ensemble
+    is written to `models/<name>/checkpoints/best.keras`, where evaluation
+    and export look for a model.
+    """
+    members = []
+    for member in range(1, config.seeds + 1):
+        directory = member_dir(workdir, name, member)
+        label = f"{name} member {member}/{config.seeds}"
+        summary_path = os.path.join(directory, "training.json")
+        if resume and os.path.exists(summary_path):
+            log(f"{label}: finished earlier, reusing {directory}")
+            members.append(read_json(summary_path))
+            continue
+        member_config = dataclasses.replace(config, seed=config.seed + ENSEMBLE_SEED_STRIDE * (member - 1), seeds=1)
+        members.append(_fit_model(member_config, prepared, name, directory, distribution, verbose, log, resume, label))
+        if is_chief():
+            atomic_write_json(summary_path, members[-1])
+    models = [
+        checkpoints.load_model(os.path.join(member_dir(workdir, name, member), training.CHECKPOINT_DIR, "best.keras"))
+        for member in range(1, config.seeds + 1)
+    ]
+    ensemble = build_ensemble(models, name=f"forecast_{name.replace('-', '_')}_ensemble")
+    with chief_writes(os.path.join(model_dir(workdir, name), training.CHECKPOINT_DIR, "best.keras")) as temporary:
+        ensemble.save(temporary)
+    log(f"{name}: ensemble of {config.seeds} members saved")
+    return {
+        "epochs": [entry["epochs"] for entry in members],
+        "seconds": sum(entry["seconds"] for entry in members),
+        "time_budget_exhausted": any(entry["time_budget_exhausted"] for entry in members),
+        "best_validation_loss": [entry["best_validation_loss"] for entry in members],
+        "members": members,
+    }
+
+
+def _fit_model(config, prepared, name, directory, distribution, verbose, log, resume, label=None):
+    """Train one model `name` with `config.seed` in `directory`; returns its training summary."""
+    label = label or name
     # The same seed for every model, so one model's numbers do not depend on which others ran first.
     training.set_seed(config.seed)
     train_inputs, train_targets = supervised_arrays(prepared, config, name, "train")
     validation_inputs, validation_targets = supervised_arrays(prepared, config, name, "validation")
     with distribution.scope():
-        model = build_model(config, name)
-    log(f"{name}: {model.count_params()} parameters, {len(train_inputs)} training windows")
+        model = build_model(config, name, prepared.seasonality)
+    log(f"{label}: {model.count_params()} parameters, {len(train_targets)} training windows")
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)]
     if config.plateau_patience:
         callbacks.append(
@@ -153,7 +224,7 @@ def _train_model(config, workdir, prepared, name, distribution, resume, verbose,
         callbacks=callbacks,
         verbose=verbose,
         tensorboard=training.tensorboard_available(),
-        log=training.prefixed(log, name),
+        log=training.prefixed(log, label),
         resume=resume,
         divergence_factor=config.divergence_factor,
     )
@@ -166,10 +237,8 @@ def _train_model(config, workdir, prepared, name, distribution, resume, verbose,
         "best_validation_loss": min(validation_losses) if validation_losses else None,
         "history": result["history"],
     }
-    if is_chief():
-        atomic_write_json(summary_path, summary)
     log(
-        f"{name}: {summary['epochs']} epochs in {summary['seconds']:.0f}s, best validation loss "
+        f"{label}: {summary['epochs']} epochs in {summary['seconds']:.0f}s, best validation loss "
         f"{summary['best_validation_loss']:.4f}{' (time budget reached)' if summary['time_budget_exhausted'] else ''}"
     )
     return summary
