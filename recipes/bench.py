@@ -881,27 +881,28 @@ def _run_fit_mode(args, started):
         args.whole_batch,
         lambda text: print(text, flush=True),
     )
+    arguments = {
+        "mode": "fit",
+        "seed": args.seed,
+        "sizes": [list(size) for size in args.sizes],
+        "cells": list(args.cells),
+        "paths": list(args.paths),
+        "outputs": list(args.outputs),
+        "rounds": args.rounds,
+        "batches": args.batches,
+        "threads": args.threads,
+        "whole_batch": args.whole_batch,
+    }
+    return _finish(args.json_path, started, arguments, {"fit": results})
+
+
+def _finish(json_path, started, arguments, results):
+    """Print the load average at the end and write the JSON report (if `json_path`); the exit status, 0."""
     finished = machine_description()["load_average"]
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in finished)}")
-    if args.json_path:
-        report = {
-            "machine": started,
-            "load_average_end": finished,
-            "arguments": {
-                "mode": "fit",
-                "seed": args.seed,
-                "sizes": [list(size) for size in args.sizes],
-                "cells": list(args.cells),
-                "paths": list(args.paths),
-                "outputs": list(args.outputs),
-                "rounds": args.rounds,
-                "batches": args.batches,
-                "threads": args.threads,
-                "whole_batch": args.whole_batch,
-            },
-            "fit": results,
-        }
-        with open(args.json_path, "w") as handle:
+    if json_path:
+        report = {"machine": started, "load_average_end": finished, "arguments": arguments, **results}
+        with open(json_path, "w") as handle:
             json.dump(report, handle, indent=2)
     return 0
 
@@ -945,28 +946,18 @@ def main(argv=None):
     memory = benchmark_memory(args.cells, args.seed) if args.memory and not args.quick else []
     if memory:
         print(format_memory_table(memory))
-    finished = machine_description()["load_average"]
-    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in finished)}")
-    if args.json_path:
-        report = {
-            "machine": started,
-            "load_average_end": finished,
-            "arguments": {
-                "mode": "layer",
-                "seed": args.seed,
-                "repeats": args.repeats,
-                "grid": "quick" if args.quick else "sizes" if args.sizes else args.grid,
-                "cells": list(args.cells),
-                "xla": args.xla,
-                "threads": args.threads,
-                "whole_batch": args.whole_batch,
-            },
-            "timing": results,
-            "memory": {"size": dict(zip(("batch", "inputs", "units"), MEMORY_SIZE)), "rows": memory},
-        }
-        with open(args.json_path, "w") as handle:
-            json.dump(report, handle, indent=2)
-    return 0
+    arguments = {
+        "mode": "layer",
+        "seed": args.seed,
+        "repeats": args.repeats,
+        "grid": "quick" if args.quick else "sizes" if args.sizes else args.grid,
+        "cells": list(args.cells),
+        "xla": args.xla,
+        "threads": args.threads,
+        "whole_batch": args.whole_batch,
+    }
+    memory_report = {"size": dict(zip(("batch", "inputs", "units"), MEMORY_SIZE)), "rows": memory}
+    return _finish(args.json_path, started, arguments, {"timing": results, "memory": memory_report})
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import math
 import keras
 from keras import ops
 
-from zoo import cells, registry
+from zoo import cells, ensembles, registry
 from zoo.errors import UserError
 from zoo.forecast.config import NEURAL_MODELS, QUANTILES, is_autoregressive  # noqa: F401 (NEURAL_MODELS: re-exported)
 
@@ -379,16 +379,11 @@ def build_convolutional(config, seasonality=None):
 
 def build_ensemble(members, name="forecast_ensemble"):
     """One model whose outputs are the mean of `members`' outputs (they take the same inputs)."""
-    members = list(members)
-    if len(members) < 2:
-        raise ValueError(f"Received {len(members)} member(s) for an ensemble; expected at least 2.")
-    inputs = [keras.Input(shape=tensor.shape[1:], name=tensor.name.split(":")[0]) for tensor in members[0].inputs]
-    given = inputs[0] if len(inputs) == 1 else inputs
-    outputs = []
-    for index, member in enumerate(members):
-        member.name = f"member_{index + 1}"  # unique names inside the ensemble
-        outputs.append(member(given))
-    return keras.Model(given, keras.layers.Average(name="mean")(outputs), name=name)
+
+    def inputs_of(first):
+        return [keras.Input(shape=tensor.shape[1:], name=tensor.name.split(":")[0]) for tensor in first.inputs]
+
+    return ensembles.average_models(members, inputs_of, "mean", name)
 
 
 def ensemble_members(model):

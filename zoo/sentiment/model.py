@@ -27,7 +27,7 @@ import keras
 from keras import ops
 from keras.src.losses.loss import unscale_loss_for_distribution
 
-from zoo import cells, registry
+from zoo import cells, ensembles, registry
 from zoo.config import require_int
 from zoo.errors import UserError
 from zoo.sentiment.config import SentimentConfig
@@ -382,15 +382,9 @@ def _ngram_logits(config, num_classes, training_texts, texts):
 
 def build_ensemble(members, name="ensemble"):
     """One strings-in model whose probabilities are the mean of `members`' probabilities."""
-    members = list(members)
-    if len(members) < 2:
-        raise ValueError(f"Received {len(members)} member(s) for an ensemble; expected at least 2.")
-    texts = keras.Input(shape=(), dtype="string", name="texts")
-    outputs = []
-    for index, member in enumerate(members):
-        member.name = f"member_{index + 1}"  # unique names inside the ensemble
-        outputs.append(member(texts))
-    return keras.Model(texts, keras.layers.Average(name="mean_probabilities")(outputs), name=name)
+    return ensembles.average_models(
+        members, lambda _: [keras.Input(shape=(), dtype="string", name="texts")], "mean_probabilities", name
+    )
 
 
 def _builder_for(cell):
