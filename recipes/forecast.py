@@ -47,19 +47,23 @@ BENCHMARK_RUNS = {
 
 # The `variants` verb's settings: each names every option it measures, so that a change of the
 # defaults does not change what a variant means. "plain" is the recipe before these options.
+def _variant(features="none", transform="none", seeds=1, intervals="conformal"):
+    return [f"features={features}", f"transform={transform}", f"seeds={seeds}", f"intervals={intervals}"]
+
+
 VARIANTS = {
-    "plain": ["features=none", "transform=none", "seeds=1", "intervals=conformal"],
-    "quantile": ["features=none", "transform=none", "seeds=1", "intervals=quantile"],
-    "seeds5": ["features=none", "transform=none", "seeds=5", "intervals=conformal"],
-    "fourier": ["features=fourier", "transform=none", "seeds=1", "intervals=conformal"],
-    "difference": ["features=none", "transform=difference", "seeds=1", "intervals=conformal"],
-    "deseasonalize": ["features=none", "transform=deseasonalize", "seeds=1", "intervals=conformal"],
-    "residual": ["features=none", "transform=residual", "seeds=1", "intervals=conformal"],
-    "fourier+deseasonalize": ["features=fourier", "transform=deseasonalize", "seeds=1", "intervals=conformal"],
-    "fourier+seeds5": ["features=fourier", "transform=none", "seeds=5", "intervals=conformal"],
-    "deseasonalize+seeds5": ["features=none", "transform=deseasonalize", "seeds=5", "intervals=conformal"],
-    "fourier+deseasonalize+seeds5": ["features=fourier", "transform=deseasonalize", "seeds=5", "intervals=conformal"],
-    "deseasonalize+quantile": ["features=none", "transform=deseasonalize", "seeds=1", "intervals=quantile"],
+    "plain": _variant(),
+    "quantile": _variant(intervals="quantile"),
+    "seeds5": _variant(seeds=5),
+    "fourier": _variant(features="fourier"),
+    "difference": _variant(transform="difference"),
+    "deseasonalize": _variant(transform="deseasonalize"),
+    "residual": _variant(transform="residual"),
+    "fourier+deseasonalize": _variant(features="fourier", transform="deseasonalize"),
+    "fourier+seeds5": _variant(features="fourier", seeds=5),
+    "deseasonalize+seeds5": _variant(transform="deseasonalize", seeds=5),
+    "fourier+deseasonalize+seeds5": _variant(features="fourier", transform="deseasonalize", seeds=5),
+    "deseasonalize+quantile": _variant(transform="deseasonalize", intervals="quantile"),
 }
 VARIANT_MODELS = "models=lstm,gru"
 
