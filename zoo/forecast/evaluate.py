@@ -75,19 +75,20 @@ def conformal_widths(model, name, config, prepared):
     return baselines.conformal_half_widths(forecasts - truth, INTERVAL_LEVELS)
 
 
-def neural_forecasts(model, name, config, prepared, origins):
+def neural_forecasts(model, name, config, prepared, origins, widths=None):
     """(point forecasts (windows, horizon), intervals {level: (lower, upper)}, note) in original units.
 
     The intervals follow `config.intervals`: the quantile heads' outer
     quantiles, or split conformal half-widths from the validation windows
-    around the point forecast, or none ({}).
+    around the point forecast (`widths`, from `conformal_widths`, where the
+    caller has them already), or none ({}).
     """
     outputs = forecast_outputs(model, name, config, prepared, origins)
     if config.intervals == "quantile":
         point, bounds = quantile_bounds(outputs)
         return point, bounds, "intervals: the quantile heads' 2.5/10/90/97.5% outputs, median as the forecast"
     if config.intervals == "conformal":
-        widths = conformal_widths(model, name, config, prepared)
+        widths = conformal_widths(model, name, config, prepared) if widths is None else widths
         validation = len(prepared.split.origins("validation", config.window, config.horizon))
         bounds = {level: (outputs - width, outputs + width) for level, width in widths.items()}
         return (

@@ -19,9 +19,9 @@ from zoo.config import require_int
 from zoo.errors import UserError
 from zoo.export import export_saved_model
 from zoo.forecast.baselines import level_name
-from zoo.forecast.config import INTERVAL_QUANTILES, QUANTILES, is_autoregressive
+from zoo.forecast.config import INTERVAL_QUANTILES, is_autoregressive
 from zoo.forecast.data import prepare, windows_at
-from zoo.forecast.evaluate import conformal_widths, load_trained, neural_forecasts
+from zoo.forecast.evaluate import conformal_widths, load_trained, neural_forecasts, quantile_bounds
 from zoo.forecast.model import AddLastStep, CenterOnLastStep, autoregressive_rollout, ensemble_members, model_inputs
 from zoo.forecast.train import window_steps
 
@@ -106,28 +106,31 @@ def serve_forecast(network, window, mean, std, autoregressive, horizon, *, step=
         return {"forecast": output}
     method, widths = intervals
     if method == "quantile":
-        outputs = {"forecast": output[:, :, QUANTILES.index(0.5)]}
-        for level, (low, high) in INTERVAL_QUANTILES.items():
-            lower, upper = interval_output_names(level)
-            outputs[lower] = output[:, :, QUANTILES.index(low)]
-            outputs[upper] = output[:, :, QUANTILES.index(high)]
-        return outputs
-    outputs = {"forecast": output}
+        return named_outputs(*quantile_bounds(output))
+    bounds = {}
     for level, width in widths.items():
-        lower, upper = interval_output_names(level)
         width = tf.constant(width, tf.float32)
-        outputs[lower], outputs[upper] = output - width, output + width
-    return outputs
+        bounds[level] = (output - width, output + width)
+    return named_outputs(output, bounds)
 
 
-def expected_outputs(model, name, config, prepared, origins):
-    """The outputs an export must give for the windows ending at `origins`, computed in process."""
-    point, bounds, _ = neural_forecasts(model, name, config, prepared, origins)
+def named_outputs(point, bounds):
+    """An export's outputs: {"forecast": point, "lower_80": ..., "upper_80": ..., ...} from {level: (lower, upper)}."""
     outputs = {"forecast": point}
     for level, (lower, upper) in bounds.items():
         lower_name, upper_name = interval_output_names(level)
         outputs[lower_name], outputs[upper_name] = lower, upper
     return outputs
+
+
+def expected_outputs(model, name, config, prepared, origins, intervals):
+    """The outputs an export must give for the windows ending at `origins`, computed in process.
+
+    `intervals` is the export's `interval_spec`, whose conformal half-widths are reused.
+    """
+    widths = intervals[1] if intervals else None
+    point, bounds, _ = neural_forecasts(model, name, config, prepared, origins, widths)
+    return named_outputs(point, bounds)
 
 
 def serving_inputs(config, prepared, origins):
@@ -159,12 +162,11 @@ def export(config, workdir, name, path=None, *, series=None):
     name = _trained_name(config, name)
     prepared = prepare(config, series)
     model = load_trained(workdir, name)
-    module = ForecastModule(
-        model, is_autoregressive(name), prepared.normalizer, config, interval_spec(config, model, name, prepared)
-    )
+    intervals = interval_spec(config, model, name, prepared)
+    module = ForecastModule(model, is_autoregressive(name), prepared.normalizer, config, intervals)
     origins = prepared.split.origins("test", config.window, config.horizon)[:8]
     inputs = serving_inputs(config, prepared, origins)
-    expected = expected_outputs(model, name, config, prepared, origins)
+    expected = expected_outputs(model, name, config, prepared, origins, intervals)
 
     def verify(loaded):
         got = loaded.signatures["serving_default"](**{key: tf.constant(value) for key, value in inputs.items()})
@@ -336,8 +338,10 @@ def export_litert(
             raise UserError(f"Received --step, but {refusal}; expected a single plain recurrent model.")
     origins = prepared.split.origins("validation", config.window, config.horizon)
     inputs = serving_inputs(config, prepared, origins)
+    intervals = interval_spec(config, model, name, prepared)
     expected = {
-        key: value.astype(np.float32) for key, value in expected_outputs(model, name, config, prepared, origins).items()
+        key: value.astype(np.float32)
+        for key, value in expected_outputs(model, name, config, prepared, origins, intervals).items()
     }
     input_batches = {key: litert.in_batches(value, batch_size)[0] for key, value in inputs.items()}
     batches = [dict(zip(input_batches, values)) for values in zip(*input_batches.values())]
@@ -346,7 +350,6 @@ def export_litert(
     mean = tf.constant(prepared.normalizer.mean, tf.float32)
     std = tf.constant(prepared.normalizer.std, tf.float32)
     network, autoregressive = _rebuilt_network(model, litert.recurrent), is_autoregressive(name)
-    intervals = interval_spec(config, model, name, prepared)
 
     def serve(window, step=None):
         return serve_forecast(
@@ -424,12 +427,13 @@ def export_onnx(config, workdir, name, path=None, *, series=None):
     model = load_trained(workdir, name)
     origins = prepared.split.origins("validation", config.window, config.horizon)
     inputs = serving_inputs(config, prepared, origins)
+    intervals = interval_spec(config, model, name, prepared)
     expected = {
-        key: value.astype(np.float32) for key, value in expected_outputs(model, name, config, prepared, origins).items()
+        key: value.astype(np.float32)
+        for key, value in expected_outputs(model, name, config, prepared, origins, intervals).items()
     }
     mean, std = prepared.normalizer.mean.astype(np.float32), prepared.normalizer.std.astype(np.float32)
     network, autoregressive = _rebuilt_network(model, onnx_export.recurrent), is_autoregressive(name)
-    intervals = interval_spec(config, model, name, prepared)
 
     def serve(window, step=None):
         # Constants made while tracing: tf2onnx would make captured tensors inputs of the model.
