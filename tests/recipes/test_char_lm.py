@@ -153,6 +153,27 @@ def test_resume_after_a_stop_finishes_every_batch_once(tmp_path, text_file, caps
     assert not os.path.exists(os.path.join(workdir, "backup"))
 
 
+def test_a_cosine_schedule_is_saved_with_the_run_and_ends_at_zero(tmp_path, text_file, capsys):
+    # 4 batches per epoch (see above), 2 epochs: the rate decays to 0 over 8 steps.
+    overrides = [*TINY, "seq_len=50", "dropout=0", "learning_rate=0.05"]
+
+    def finish(name, extra):
+        workdir = str(tmp_path / name)
+        arguments = ["train", "--workdir", workdir, "--text", text_file, "--quiet", *_sets([*overrides, *extra])]
+        assert recipe.main(arguments) == 0
+        model = keras.saving.load_model(os.path.join(workdir, "checkpoints", "last.keras"), safe_mode=True)
+        assert int(model.optimizer.iterations.numpy()) == 8
+        return model
+
+    cosine = finish("cosine", ["lr_schedule=cosine"])
+    schedule = cosine.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(4)) == pytest.approx(0.025) and float(cosine.optimizer.learning_rate) == 0.0
+    constant = finish("constant", [])
+    assert float(constant.optimizer.learning_rate) == pytest.approx(0.05)
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(cosine.get_weights(), constant.get_weights())) > 1e-3
+
+
 def test_resume_says_from_which_epoch_and_batch(tmp_path, text_file, capsys):
     workdir = str(tmp_path / "run")
     # 4 batches per epoch (as above); the budget stops each session after one batch.

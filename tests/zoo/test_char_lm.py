@@ -309,6 +309,23 @@ def test_config_validation_names_the_field():
         model_lib.build_model(CharLMConfig(), vocabulary_size=1)
 
 
+def test_cosine_schedule_decays_to_zero_over_decay_epochs_and_constant_is_the_default():
+    assert model_lib.learning_rate(CharLMConfig(learning_rate=0.01), steps_per_epoch=10) == 0.01
+    # Without steps per epoch (a model compiled to be evaluated) the rate is the constant one.
+    assert model_lib.learning_rate(CharLMConfig(lr_schedule="cosine"), steps_per_epoch=None) == 3e-3
+    schedule = model_lib.learning_rate(CharLMConfig(lr_schedule="cosine", learning_rate=0.01, epochs=4), 10)
+    rates = [float(schedule(step)) for step in (0, 20, 40, 50)]
+    np.testing.assert_allclose(rates, [0.01, 0.005, 0.0, 0.0], atol=1e-7)
+    schedule = model_lib.learning_rate(CharLMConfig(lr_schedule="cosine", epochs=30, decay_epochs=2), 5)
+    np.testing.assert_allclose([float(schedule(5)), float(schedule(10))], [1.5e-3, 0.0], atol=1e-7)
+    with pytest.raises(ValueError, match="`lr_schedule`.*'linear'"):
+        CharLMConfig(lr_schedule="linear").validate()
+    with pytest.raises(ValueError, match="`decay_epochs`"):
+        CharLMConfig(decay_epochs=-1).validate()
+    with pytest.raises(ValueError, match="`steps_per_epoch`"):
+        model_lib.learning_rate(CharLMConfig(lr_schedule="cosine"), steps_per_epoch=0)
+
+
 def test_verdict_and_table_compare_with_the_best_markov_model():
     from zoo.char_lm import evaluate as train_lib
 

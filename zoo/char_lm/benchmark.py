@@ -71,7 +71,7 @@ def _benchmark(config, workdir, source, implementations, verbose, log):
             dataclasses.replace(config, implementation=implementation),
             vocabulary_size=corpus.vocabulary.size,
         )
-        models[implementation] = model_lib.compile_model(model, config)
+        models[implementation] = model_lib.compile_model(model, config, steps_per_epoch=len(training_data))
     first = models[implementations[0]].get_weights()
     same_initial_weights = all(
         all(np.array_equal(a, b) for a, b in zip(first, model.get_weights())) and len(first) == len(model.weights)

@@ -3,9 +3,18 @@
 import dataclasses
 
 from zoo import cells
-from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_float, require_int, require_seed
+from zoo.config import (
+    DIVERGENCE_FACTOR,
+    require_choice,
+    require_divergence_factor,
+    require_float,
+    require_int,
+    require_seed,
+)
 from zoo.errors import UserError
 
+# How the learning rate moves during training (`lr_schedule`).
+LR_SCHEDULES = ("constant", "cosine")
 # The highest Markov baseline order accepted in `markov_orders`.
 MAX_MARKOV_ORDER = 20
 
@@ -24,7 +33,9 @@ class CharLMConfig:
     seq_len: int = 50  # characters per batch row: the truncated-BPTT span (the state still carries on)
     batch_size: int = 32  # contiguous streams the training text is cut into
     epochs: int = 30  # passes over the training text (max_minutes may end sooner)
-    learning_rate: float = 3e-3  # Adam step size
+    learning_rate: float = 3e-3  # Adam step size (the starting one, with a schedule)
+    lr_schedule: str = "constant"  # constant, or cosine: decays from learning_rate to 0 over decay_epochs
+    decay_epochs: int = 0  # cosine only: epochs the decay spans (0: epochs); past them the rate stays 0
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
     max_minutes: float | None = None  # wall-clock training budget; ends after the current batch
@@ -44,6 +55,8 @@ class CharLMConfig:
         require_float("dropout", self.dropout, minimum=0.0, below=1.0)
         for name in ("learning_rate", "clip_norm"):
             require_float(name, getattr(self, name), above=0.0)
+        require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        require_int("decay_epochs", self.decay_epochs, minimum=0)
         require_float("validation_fraction", self.validation_fraction, above=0.0, below=1.0)
         require_float("max_minutes", self.max_minutes, above=0.0, optional=True)
         if not self.markov_orders:

@@ -110,9 +110,26 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
     return keras.Model(ids, logits, name=f"char_lm_{config.cell}")
 
 
-def compile_model(model, config):
+def learning_rate(config, steps_per_epoch=None):
+    """The optimizer's learning rate: `config.learning_rate`, or its cosine schedule (`lr_schedule`).
+
+    The cosine schedule decays from `learning_rate` to 0 over
+    `decay_epochs` (0: `epochs`) of `steps_per_epoch` optimizer steps each,
+    a function of the optimizer's step count, which checkpoints keep, so a
+    resumed run continues it where it stopped. Without `steps_per_epoch`
+    (a model compiled only to be evaluated) the rate is the constant one.
+    """
+    if config.lr_schedule == "constant" or steps_per_epoch is None:
+        return config.learning_rate
+    steps_per_epoch = require_int("steps_per_epoch", steps_per_epoch)
+    epochs = config.decay_epochs or config.epochs
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=epochs * steps_per_epoch)
+
+
+def compile_model(model, config, steps_per_epoch=None):
+    """Compile with Adam at `learning_rate(config, steps_per_epoch)`, the loss and the per-character metrics."""
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
+        optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch), global_clipnorm=config.clip_norm),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[BitsPerCharacter(), Perplexity()],
     )

@@ -147,7 +147,7 @@ def _train_and_evaluate(config, workdir, source, resume, strategy, verbose, is_c
         model = registry.build(
             f"char_lm/{config.cell}", config, vocabulary_size=corpus.vocabulary.size, batch_size=rows
         )
-        model_lib.compile_model(model, config)
+        model_lib.compile_model(model, config, steps_per_epoch=len(training_data))
     curve = EpochCurve(os.path.join(workdir, CURVE_FILE), write=is_chief)
     result = training.fit(
         model,
