@@ -1,5 +1,6 @@
 """Character language model pieces: corpus, streams, state carrying, Markov baselines, stepping."""
 
+import dataclasses
 import math
 
 import keras
@@ -305,8 +306,28 @@ def test_config_validation_names_the_field():
         CharLMConfig(units=0).validate()
     with pytest.raises(ValueError, match="`dropout`"):
         CharLMConfig(dropout=1.0).validate()
+    with pytest.raises(ValueError, match="`recurrent_dropout`"):
+        CharLMConfig(recurrent_dropout=-0.1).validate()
     with pytest.raises(ValueError, match="`vocabulary_size`"):
         model_lib.build_model(CharLMConfig(), vocabulary_size=1)
+
+
+@pytest.mark.parametrize("implementation", ["ours", "keras"])
+def test_recurrent_dropout_reaches_every_layer_in_training_only(implementation):
+    config = _tiny_config(recurrent_dropout=0.5, implementation=implementation)
+    keras.utils.set_random_seed(8)
+    model = _sharpen(model_lib.build_model(config, vocabulary_size=7, stateful=False))
+    plain = _copy(model, dataclasses.replace(config, recurrent_dropout=0.0), 7)
+    assert [layer.cell.recurrent_dropout for layer in model_lib.recurrent_layers(model)] == [0.5, 0.5]
+    ids = np.random.default_rng(9).integers(0, 7, size=(3, 5)).astype("int32")
+    # Inference ignores it; training drops parts of the fed-back state, so
+    # every step after the first differs from the model without it.
+    np.testing.assert_allclose(model(ids, training=False), plain(ids, training=False), atol=1e-6)
+    dropped, kept = model(ids, training=True).numpy(), plain(ids, training=True).numpy()
+    np.testing.assert_allclose(dropped[:, 0], kept[:, 0], atol=1e-6)
+    assert np.abs(dropped[:, 1:] - kept[:, 1:]).min(axis=-1).max() > 1e-3
+    if implementation == "ours":
+        assert {layer.last_path for layer in model_lib.recurrent_layers(model)} == {"fused"}
 
 
 def test_cosine_schedule_decays_to_zero_over_decay_epochs_and_constant_is_the_default():

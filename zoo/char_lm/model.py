@@ -102,6 +102,7 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
             config.units,
             return_sequences=True,
             stateful=stateful,
+            recurrent_dropout=config.recurrent_dropout,
             name=f"{config.cell}_{index}",
             **cells.layer_arguments(config.cell, config.units, config.proj_units),
         )(hidden)
