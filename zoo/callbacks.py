@@ -13,11 +13,14 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 
 from zoo.config import DIVERGENCE_FACTOR, require_divergence_factor, require_int
 from zoo.distribute import is_chief
 from zoo.errors import UserError
 from zoo.files import atomic_path, atomic_write_json, read_json, recover
+
+CARRIED_FILE = "carried.npz"  # in a backup: the arrays of `ResumableBackup`'s `carried` callbacks
 
 
 @contextlib.contextmanager
@@ -209,9 +212,15 @@ class ResumableBackup(keras.callbacks.Callback):
     The backup is one directory (`latest/` holding `weights.weights.h5` and
     `position.json`) replaced atomically, so weights and position always
     belong together. Nothing is saved after a non-finite loss.
+
+    `carried` are callbacks that keep training state outside the weights
+    (the char LM's stream states): each has `carried_state()`, a dict of
+    arrays saved with the backup (`carried.npz`), and
+    `resume_carried_state(arrays)`, which `resume_carried` calls with them
+    when a session continues an epoch mid-way.
     """
 
-    def __init__(self, directory, every_batches=None, guard=None, budget=None):
+    def __init__(self, directory, every_batches=None, guard=None, budget=None, carried=()):
         super().__init__()
         if every_batches is not None:
             require_int("backup_every_batches", every_batches, expected="a positive integer or None")
@@ -219,6 +228,8 @@ class ResumableBackup(keras.callbacks.Callback):
         self.every_batches = every_batches
         self.guard = guard
         self.budget = budget
+        self.carried = tuple(carried)
+        self.carried_arrays = {}  # what `restore` read from the backup's carried.npz
         self.epoch = 0
         self.batches_done = 0
         self.skipped_at_start = 0
@@ -259,7 +270,20 @@ class ResumableBackup(keras.callbacks.Callback):
         guard_path = os.path.join(self.latest, "guard.json")
         if self.guard is not None and os.path.exists(guard_path):
             self.guard.reference = read_json(guard_path)["first_loss"]
+        carried_path = os.path.join(self.latest, CARRIED_FILE)
+        if os.path.exists(carried_path):
+            with np.load(carried_path) as arrays:
+                self.carried_arrays = {key: arrays[key] for key in arrays.files}
         return position
+
+    def resume_carried(self):
+        """Give each `carried` callback its arrays from the restored backup (none from an older backup)."""
+        for index, callback in enumerate(self.carried):
+            prefix = f"{index}."
+            callback.set_model(self.model)  # `fit` has not given it the model yet
+            callback.resume_carried_state(
+                {key[len(prefix) :]: value for key, value in self.carried_arrays.items() if key.startswith(prefix)}
+            )
 
     def _save(self):
         if self.guard is not None and self.guard.message:
@@ -269,6 +293,13 @@ class ResumableBackup(keras.callbacks.Callback):
             self.model.save_weights(os.path.join(temporary, "weights.weights.h5"))
             if self.guard is not None:
                 atomic_write_json(os.path.join(temporary, "guard.json"), {"first_loss": self.guard.reference})
+            carried = {
+                f"{index}.{name}": value
+                for index, callback in enumerate(self.carried)
+                for name, value in callback.carried_state().items()
+            }
+            if carried:
+                np.savez(os.path.join(temporary, CARRIED_FILE), **carried)
             atomic_write_json(
                 os.path.join(temporary, "position.json"),
                 {"epoch": self.epoch, "batch": self.batches_done},

@@ -12,7 +12,9 @@ resumable:
   started again continues from the last backup, skipping the batches it had
   already done: the resumed run takes the same number of optimizer steps as
   an uninterrupted one (Keras's `BackupAndRestore` restarts the epoch
-  instead, which repeats steps after a mid-epoch backup);
+  instead, which repeats steps after a mid-epoch backup); state that lives
+  outside the weights goes with it through callbacks with `carried_state`
+  (see `zoo.callbacks.ResumableBackup`), such as the char LM's stream states;
 - TensorBoard logs in `logs/`;
 - a wall-clock budget that ends training cleanly after the current batch;
 - a loss that becomes NaN or infinite, or grows past `divergence_factor`
@@ -189,7 +191,8 @@ def fit(
     checkpoint = AtomicCheckpoint(checkpoint_dir, monitor, mode)
     guard = DivergenceGuard(checkpoint, divergence_factor)
     budget = TimeBudget(max_minutes)
-    backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, guard, budget)
+    carried = [callback for callback in callbacks if hasattr(callback, "carried_state")]
+    backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, guard, budget, carried)
     timer = EpochTimer()
     all_callbacks = [timer, guard, budget, backup, checkpoint, *callbacks]
     if tensorboard:
@@ -237,6 +240,7 @@ def fit(
     if skip and epoch < epochs:
         # Finish the interrupted epoch without repeating its first `skip` batches.
         backup.skipped_at_start = skip
+        backup.resume_carried()
         if steps_per_epoch is None:
             run(train_data.skip(skip), epoch, epoch + 1, None)
         else:

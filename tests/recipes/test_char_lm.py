@@ -131,26 +131,40 @@ def test_train_sample_evaluate_export(tmp_path, text_file, capsys):
     assert np.exp(result["log_probs"]).sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_resume_after_a_stop_finishes_every_batch_once(tmp_path, text_file, capsys):
-    workdir = str(tmp_path / "run")
-    # 900 training characters in 4 streams of 225: (225 - 1) // 50 = 4 batches per epoch.
-    overrides = [*TINY, "seq_len=50", "epochs=1", "max_minutes=0.00001"]
-    arguments = ["train", "--workdir", workdir, "--text", text_file, "--quiet", *_sets(overrides)]
-    assert recipe.main(arguments) == 0
-    metrics = json.load(open(os.path.join(workdir, "metrics.json")))
-    assert metrics["time_budget_exhausted"]
-    with pytest.raises(ValueError, match="--resume"):
-        recipe.main(arguments)
-    for _ in range(4):
-        if not metrics["time_budget_exhausted"]:
-            break
-        assert recipe.main([*arguments, "--resume"]) == 0
+def test_resume_after_stops_finishes_every_batch_once_and_continues_the_streams(tmp_path, text_file, capsys):
+    # 900 training characters in 4 streams of 225: (225 - 1) // 50 = 4 batches
+    # per epoch. Without dropout the sessions' random draws do not matter.
+    overrides = [*TINY, "seq_len=50", "epochs=1", "dropout=0", "learning_rate=0.05"]
+
+    def train(name, extra):
+        workdir = str(tmp_path / name)
+        arguments = ["train", "--workdir", workdir, "--text", text_file, "--quiet", *_sets([*overrides, *extra])]
+        assert recipe.main(arguments) == 0
         metrics = json.load(open(os.path.join(workdir, "metrics.json")))
-    assert not metrics["time_budget_exhausted"]
-    model = keras.saving.load_model(os.path.join(workdir, "checkpoints", "last.keras"), safe_mode=True)
-    assert int(model.optimizer.iterations.numpy()) == 4
-    assert [row["epoch"] for row in metrics["curve"]] == [1]
-    assert not os.path.exists(os.path.join(workdir, "backup"))
+        if extra:
+            assert metrics["time_budget_exhausted"]
+            with pytest.raises(ValueError, match="--resume"):
+                recipe.main(arguments)
+        for _ in range(4):
+            if not metrics["time_budget_exhausted"]:
+                break
+            assert recipe.main([*arguments, "--resume"]) == 0
+            metrics = json.load(open(os.path.join(workdir, "metrics.json")))
+        assert not metrics["time_budget_exhausted"]
+        assert [row["epoch"] for row in metrics["curve"]] == [1]
+        assert not os.path.exists(os.path.join(workdir, "backup"))
+        model = keras.saving.load_model(os.path.join(workdir, "checkpoints", "last.keras"), safe_mode=True)
+        assert int(model.optimizer.iterations.numpy()) == 4
+        return model.get_weights(), metrics["final"]["val_nats_per_char"]
+
+    whole, whole_loss = train("whole", [])
+    # The budget stops each session after a batch or so; every session
+    # validates (resetting the states) before it backs up mid-epoch, and the
+    # next one continues each stream from its backed-up state.
+    pieces, pieces_loss = train("pieces", ["max_minutes=0.00001"])
+    for expected, weight in zip(whole, pieces):
+        np.testing.assert_allclose(weight, expected, atol=1e-6)
+    assert pieces_loss == pytest.approx(whole_loss, abs=1e-6)
 
 
 def test_a_cosine_schedule_is_saved_with_the_run_and_ends_at_zero(tmp_path, text_file, capsys):

@@ -4,6 +4,7 @@ import dataclasses
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from zoo import cells, registry
@@ -166,14 +167,80 @@ def reset_stream_states(model):
             layer.reset_state()
 
 
+def stream_states(model):
+    """The carried states of the stateful recurrent layers, as NumPy arrays (layer by layer, state by state)."""
+    return [
+        keras.ops.convert_to_numpy(state)
+        for layer in recurrent_layers(model)
+        if layer.stateful
+        for state in layer.states
+    ]
+
+
+def set_stream_states(model, arrays):
+    """Assign `arrays` (as `stream_states` returns them) to the stateful recurrent layers' states.
+
+    Raises `ValueError` if their number or shapes do not match the model's states.
+    """
+    states = [state for layer in recurrent_layers(model) if layer.stateful for state in layer.states]
+    shapes = [tuple(state.shape) for state in states]
+    received = [np.shape(array) for array in arrays]
+    if received != shapes:
+        raise ValueError(f"Received stream states of shapes {received}; expected the model's {shapes}.")
+    for state, array in zip(states, arrays):
+        state.assign(array)
+
+
 class ResetStatesEachEpoch(keras.callbacks.Callback):
-    """Streams start from a zero state at every epoch and every evaluation."""
+    """Streams start from a zero state at every epoch and every evaluation.
+
+    Evaluation does not disturb the streams it interrupts: their states are
+    set aside when it begins and put back when it ends. So at the end of an
+    epoch cut short by the time budget (Keras validates then) the model again
+    holds the training streams' states, and `carried_state` hands them to the
+    backup (`zoo.callbacks.ResumableBackup`); the session that finishes the
+    epoch gets them back through `resume_carried_state` and goes on from
+    them instead of from zeros, as the uninterrupted run would. (Under a
+    strategy with several replicas the states are per replica and are not
+    carried: such a session restarts its streams from zeros.)
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._set_aside = None
+        self._keep_states = False
+
+    def _carries(self):
+        strategy = getattr(self.model, "distribute_strategy", None)
+        return strategy is None or strategy.num_replicas_in_sync == 1
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._keep_states:  # a resumed epoch continues the streams it was cut from
+            self._keep_states = False
+            return
         reset_stream_states(self.model)
 
     def on_test_begin(self, logs=None):
+        self._set_aside = stream_states(self.model) if self._carries() else None
         reset_stream_states(self.model)
+
+    def on_test_end(self, logs=None):
+        if self._set_aside is not None:
+            set_stream_states(self.model, self._set_aside)
+            self._set_aside = None
+
+    def carried_state(self):
+        """The streams' states to back up: `{"0": array, ...}`, or `{}` when they are not carried."""
+        if not self._carries():
+            return {}
+        return {str(index): array for index, array in enumerate(stream_states(self.model))}
+
+    def resume_carried_state(self, arrays):
+        """Continue the streams from backed-up `arrays` (from `carried_state`); `{}` leaves them at zero."""
+        if not arrays or not self._carries():
+            return
+        set_stream_states(self.model, [arrays[str(index)] for index in range(len(arrays))])
+        self._keep_states = True
 
 
 # ----------------------------------------------------------------------------- one-step generation
