@@ -30,9 +30,7 @@ class CharLMConfig:
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
     dropout: float = 0.25  # dropout on the embedding and after every recurrent layer (training only)
-    recurrent_dropout: float = (
-        0.0  # dropout on each recurrent layer's fed-back state, one mask per sequence (training only)
-    )
+    recurrent_dropout: float = 0.0  # dropout on each recurrent layer's fed-back state (training only)
     seq_len: int = 50  # characters per batch row: the truncated-BPTT span (the state still carries on)
     batch_size: int = 32  # contiguous streams the training text is cut into
     epochs: int = 30  # passes over the training text (max_minutes may end sooner)
