@@ -183,7 +183,7 @@ def test_a_cosine_schedule_is_saved_with_the_run_and_ends_at_zero(tmp_path, text
     schedule = cosine.optimizer._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     assert float(schedule(4)) == pytest.approx(0.025) and float(cosine.optimizer.learning_rate) == 0.0
-    constant = finish("constant", [])
+    constant = finish("constant", ["lr_schedule=constant"])
     assert float(constant.optimizer.learning_rate) == pytest.approx(0.05)
     assert max(float(np.max(np.abs(a - b))) for a, b in zip(cosine.get_weights(), constant.get_weights())) > 1e-3
 

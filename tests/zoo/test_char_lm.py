@@ -330,8 +330,11 @@ def test_recurrent_dropout_reaches_every_layer_in_training_only(implementation):
         assert {layer.last_path for layer in model_lib.recurrent_layers(model)} == {"fused"}
 
 
-def test_cosine_schedule_decays_to_zero_over_decay_epochs_and_constant_is_the_default():
-    assert model_lib.learning_rate(CharLMConfig(learning_rate=0.01), steps_per_epoch=10) == 0.01
+def test_cosine_schedule_is_the_default_and_decays_to_zero_over_decay_epochs():
+    constant = CharLMConfig(learning_rate=0.01, lr_schedule="constant")
+    assert model_lib.learning_rate(constant, steps_per_epoch=10) == 0.01
+    default = model_lib.learning_rate(CharLMConfig(), steps_per_epoch=10)
+    assert float(default(0)) == pytest.approx(3e-3) and float(default(CharLMConfig().epochs * 10)) == 0.0
     # Without steps per epoch (a model compiled to be evaluated) the rate is the constant one.
     assert model_lib.learning_rate(CharLMConfig(lr_schedule="cosine"), steps_per_epoch=None) == 3e-3
     schedule = model_lib.learning_rate(CharLMConfig(lr_schedule="cosine", learning_rate=0.01, epochs=4), 10)

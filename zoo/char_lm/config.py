@@ -29,13 +29,13 @@ class CharLMConfig:
     implementation: str = "ours"  # recurrent layers: ours (layers/) or keras (Keras's; rnn, lstm, gru only)
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
-    dropout: float = 0.25  # dropout on the embedding and after every recurrent layer (training only)
+    dropout: float = 0.35  # dropout on the embedding and after every recurrent layer (training only)
     recurrent_dropout: float = 0.0  # dropout on each recurrent layer's fed-back state (training only)
     seq_len: int = 50  # characters per batch row: the truncated-BPTT span (the state still carries on)
     batch_size: int = 32  # contiguous streams the training text is cut into
-    epochs: int = 30  # passes over the training text (max_minutes may end sooner)
+    epochs: int = 22  # passes over the training text (max_minutes may end sooner); the cosine decay spans them
     learning_rate: float = 3e-3  # Adam step size (the starting one, with a schedule)
-    lr_schedule: str = "constant"  # constant, or cosine: decays from learning_rate to 0 over decay_epochs
+    lr_schedule: str = "cosine"  # constant, or cosine: decays from learning_rate to 0 over decay_epochs
     decay_epochs: int = 0  # cosine only: epochs the decay spans (0: epochs); past them the rate stays 0
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
