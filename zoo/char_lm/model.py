@@ -167,14 +167,14 @@ def reset_stream_states(model):
             layer.reset_state()
 
 
+def _stream_variables(model):
+    """The state variables of the stateful recurrent layers, layer by layer, state by state."""
+    return [state for layer in recurrent_layers(model) if layer.stateful for state in layer.states]
+
+
 def stream_states(model):
-    """The carried states of the stateful recurrent layers, as NumPy arrays (layer by layer, state by state)."""
-    return [
-        keras.ops.convert_to_numpy(state)
-        for layer in recurrent_layers(model)
-        if layer.stateful
-        for state in layer.states
-    ]
+    """The carried states of the stateful recurrent layers, as NumPy arrays (as `_stream_variables` orders them)."""
+    return [keras.ops.convert_to_numpy(state) for state in _stream_variables(model)]
 
 
 def set_stream_states(model, arrays):
@@ -182,7 +182,7 @@ def set_stream_states(model, arrays):
 
     Raises `ValueError` if their number or shapes do not match the model's states.
     """
-    states = [state for layer in recurrent_layers(model) if layer.stateful for state in layer.states]
+    states = _stream_variables(model)
     shapes = [tuple(state.shape) for state in states]
     received = [np.shape(array) for array in arrays]
     if received != shapes:
