@@ -330,6 +330,46 @@ def test_recurrent_dropout_reaches_every_layer_in_training_only(implementation):
         assert {layer.last_path for layer in model_lib.recurrent_layers(model)} == {"fused"}
 
 
+def test_sequence_dropout_mask_drops_the_same_features_at_every_step():
+    config = _tiny_config(dropout=0.5, dropout_mask="sequence", num_layers=1)
+    model = model_lib.build_model(config, vocabulary_size=7, stateful=False)
+    for name in ("embedding_dropout", "dropout_0"):
+        layer = model.get_layer(name)
+        values = np.ones((4, 6, 8), "float32")
+        dropped = keras.ops.convert_to_numpy(layer(values, training=True))
+        # Each row keeps the same features at all six steps; rows differ.
+        np.testing.assert_array_equal(dropped, np.broadcast_to(dropped[:, :1], dropped.shape))
+        assert 0 < np.count_nonzero(dropped[:, 0]) < dropped[:, 0].size
+        assert not all(np.array_equal(dropped[0, 0], row) for row in dropped[1:, 0])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(values, training=False)), values)
+    element = model_lib.build_model(_tiny_config(dropout=0.5, num_layers=1), vocabulary_size=7, stateful=False)
+    dropped = keras.ops.convert_to_numpy(element.get_layer("dropout_0")(np.ones((4, 6, 8), "float32"), training=True))
+    assert not np.array_equal(dropped, np.broadcast_to(dropped[:, :1], dropped.shape))
+    with pytest.raises(ValueError, match="`dropout_mask`.*'time'"):
+        CharLMConfig(dropout_mask="time").validate()
+
+
+def test_weight_decay_shrinks_the_weight_matrices_only_in_proportion_to_the_rate():
+    config = _tiny_config(num_layers=1, weight_decay=0.1, learning_rate=0.5, lr_schedule="constant")
+    keras.utils.set_random_seed(3)
+    model = model_lib.compile_model(model_lib.build_model(config, vocabulary_size=7, stateful=False), config)
+    before = {variable.path: keras.ops.convert_to_numpy(variable) for variable in model.trainable_variables}
+    # Zero gradients (zero loss weight): whatever moves is the decay alone.
+    ids = np.zeros((3, 5), "int32")
+    model.fit(ids, ids, sample_weight=np.zeros((3, 5), "float32"), epochs=1, batch_size=3, verbose=0)
+    decayed = []
+    for variable in model.trainable_variables:
+        after, old = keras.ops.convert_to_numpy(variable), before[variable.path]
+        if len(variable.shape) >= 2:
+            np.testing.assert_allclose(after, old * (1 - 0.1 * 0.5), rtol=1e-6)
+            decayed.append(variable.path.split("/")[-1])
+        else:
+            np.testing.assert_array_equal(after, old)
+    assert sorted(decayed) == ["embeddings", "kernel", "kernel", "recurrent_kernel"]
+    with pytest.raises(ValueError, match="`weight_decay`"):
+        CharLMConfig(weight_decay=-0.1).validate()
+
+
 def test_cosine_schedule_is_the_default_and_decays_to_zero_over_decay_epochs():
     constant = CharLMConfig(learning_rate=0.01, lr_schedule="constant")
     assert model_lib.learning_rate(constant, steps_per_epoch=10) == 0.01

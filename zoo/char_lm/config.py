@@ -15,6 +15,8 @@ from zoo.errors import UserError
 
 # How the learning rate moves during training (`lr_schedule`).
 LR_SCHEDULES = ("constant", "cosine")
+# What one dropout mask covers (`dropout_mask`): each element, or a whole row of `seq_len` steps.
+DROPOUT_MASKS = ("element", "sequence")
 # The highest Markov baseline order accepted in `markov_orders`.
 MAX_MARKOV_ORDER = 20
 
@@ -30,6 +32,7 @@ class CharLMConfig:
     num_layers: int = 1  # recurrent layers stacked
     embedding_dim: int = 64  # size of the learned character vectors
     dropout: float = 0.35  # dropout on the embedding and after every recurrent layer (training only)
+    dropout_mask: str = "element"  # element, or sequence: one mask per row for all its steps (locked dropout)
     recurrent_dropout: float = 0.0  # dropout on each recurrent layer's fed-back state (training only)
     seq_len: int = 50  # characters per batch row: the truncated-BPTT span (the state still carries on)
     batch_size: int = 32  # contiguous streams the training text is cut into
@@ -38,6 +41,7 @@ class CharLMConfig:
     lr_schedule: str = "cosine"  # constant, or cosine: decays from learning_rate to 0 over decay_epochs
     decay_epochs: int = 0  # cosine only: epochs the decay spans (0: epochs); past them the rate stays 0
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) of the weight matrices, scaled by the rate; 0: off
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
     max_minutes: float | None = None  # wall-clock training budget; ends after the current batch
     divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
@@ -57,7 +61,9 @@ class CharLMConfig:
             require_float(name, getattr(self, name), minimum=0.0, below=1.0)
         for name in ("learning_rate", "clip_norm"):
             require_float(name, getattr(self, name), above=0.0)
+        require_float("weight_decay", self.weight_decay, minimum=0.0, below=1.0)
         require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        require_choice("dropout_mask", self.dropout_mask, DROPOUT_MASKS)
         require_int("decay_epochs", self.decay_epochs, minimum=0)
         require_float("validation_fraction", self.validation_fraction, above=0.0, below=1.0)
         require_float("max_minutes", self.max_minutes, above=0.0, optional=True)

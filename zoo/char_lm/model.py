@@ -97,7 +97,10 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
     hidden = keras.layers.Embedding(vocabulary_size, config.embedding_dim, name="embedding")(ids)
     # Dropout on the non-recurrent connections only (inputs and outputs of
     # each recurrent layer), so the state carried between batches is exact.
-    hidden = keras.layers.Dropout(config.dropout, name="embedding_dropout")(hidden)
+    # With `dropout_mask="sequence"` one mask covers every step of a row
+    # (variational or locked dropout, Gal & Ghahramani 2016).
+    noise_shape = (None, 1, None) if config.dropout_mask == "sequence" else None
+    hidden = keras.layers.Dropout(config.dropout, noise_shape=noise_shape, name="embedding_dropout")(hidden)
     for index in range(config.num_layers):
         hidden = layer_class(
             config.units,
@@ -107,7 +110,7 @@ def build_model(config, *, vocabulary_size, batch_size=None, stateful=True):
             name=f"{config.cell}_{index}",
             **cells.layer_arguments(config.cell, config.units, config.proj_units),
         )(hidden)
-        hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+        hidden = keras.layers.Dropout(config.dropout, noise_shape=noise_shape, name=f"dropout_{index}")(hidden)
     logits = keras.layers.Dense(vocabulary_size, name="logits")(hidden)
     return keras.Model(ids, logits, name=f"char_lm_{config.cell}")
 
@@ -128,10 +131,28 @@ def learning_rate(config, steps_per_epoch=None):
     return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=epochs * steps_per_epoch)
 
 
+def optimizer(model, config, steps_per_epoch=None):
+    """Adam at `learning_rate(config, steps_per_epoch)`, clipped to `clip_norm`, with `weight_decay`.
+
+    The weight decay is decoupled (AdamW, Loshchilov & Hutter 2019): every
+    step shrinks each weight matrix (rank 2 or more: kernels and the
+    embedding) by `weight_decay` times the current rate; biases, norm
+    scales and peepholes are left alone.
+    """
+    adam = keras.optimizers.Adam(
+        learning_rate(config, steps_per_epoch),
+        global_clipnorm=config.clip_norm,
+        weight_decay=config.weight_decay or None,
+    )
+    if config.weight_decay:
+        adam.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) < 2])
+    return adam
+
+
 def compile_model(model, config, steps_per_epoch=None):
-    """Compile with Adam at `learning_rate(config, steps_per_epoch)`, the loss and the per-character metrics."""
+    """Compile with `optimizer(model, config, steps_per_epoch)`, the loss and the per-character metrics."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch), global_clipnorm=config.clip_norm),
+        optimizer=optimizer(model, config, steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[BitsPerCharacter(), Perplexity()],
     )
