@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -261,29 +262,44 @@ class ResumableBackup(keras.callbacks.Callback):
         try:
             self.model.load_weights(weights)
         except Exception as error:  # h5py's OSError for a cut file, ValueError for other weights
-            raise UserError(
-                f"Cannot resume from the backup {weights!r}: it does not load into this model "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-                f"Delete {self.directory!r} to restart training from scratch (the checkpoints stay), "
-                "or choose another --workdir."
-            ) from error
+            raise self._unusable(weights, error) from error
         guard_path = os.path.join(self.latest, "guard.json")
         if self.guard is not None and os.path.exists(guard_path):
             self.guard.reference = read_json(guard_path)["first_loss"]
         carried_path = os.path.join(self.latest, CARRIED_FILE)
         if os.path.exists(carried_path):
-            with np.load(carried_path) as arrays:
-                self.carried_arrays = {key: arrays[key] for key in arrays.files}
+            try:
+                with np.load(carried_path) as arrays:
+                    self.carried_arrays = {key: arrays[key] for key in arrays.files}
+            except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # a cut or foreign file
+                raise self._unusable(carried_path, error) from error
         return position
 
+    def _unusable(self, path, error):
+        """The `UserError` for a backup file at `path` that cannot be used: what failed, and what to do."""
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        return UserError(
+            f"Cannot resume from the backup {path!r}: it does not load into this model "
+            f"({type(error).__name__}: {first_line}). "
+            f"Delete {self.directory!r} to restart training from scratch (the checkpoints stay), "
+            "or choose another --workdir."
+        )
+
     def resume_carried(self):
-        """Give each `carried` callback its arrays from the restored backup (none from an older backup)."""
+        """Give each `carried` callback its arrays from the restored backup (none from an older backup).
+
+        A callback raises `ValueError` for arrays that do not fit its model
+        (a backup from another run); that becomes a `UserError` naming the file.
+        """
         for index, callback in enumerate(self.carried):
             prefix = f"{index}."
             callback.set_model(self.model)  # `fit` has not given it the model yet
-            callback.resume_carried_state(
-                {key[len(prefix) :]: value for key, value in self.carried_arrays.items() if key.startswith(prefix)}
-            )
+            try:
+                callback.resume_carried_state(
+                    {key[len(prefix) :]: value for key, value in self.carried_arrays.items() if key.startswith(prefix)}
+                )
+            except ValueError as error:
+                raise self._unusable(os.path.join(self.latest, CARRIED_FILE), error) from error
 
     def _save(self):
         if self.guard is not None and self.guard.message:

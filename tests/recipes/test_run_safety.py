@@ -173,18 +173,44 @@ def test_a_diverging_loss_stops_cleanly_without_a_traceback(tmp_path, capsys):
     assert not os.path.exists(os.path.join(workdir, "checkpoints", "last.keras"))
 
 
-def test_a_cut_backup_on_resume_is_named_not_a_traceback(tmp_path, capsys):
+def _cut(path):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+
+
+def _foreign_states(path):
+    # Stream states of another model: the right names, a wrong width.
+    with np.load(path) as arrays:
+        np.savez(path, **{key: np.zeros(arrays[key].shape[:1] + (3,), "float32") for key in arrays.files})
+
+
+def _renamed_states(path):
+    with np.load(path) as arrays:
+        np.savez(path, **{f"{key}0": arrays[key] for key in arrays.files})
+
+
+@pytest.mark.parametrize(
+    "name, damage, says",
+    [
+        ("weights.weights.h5", _cut, "OSError"),
+        ("carried.npz", _cut, "BadZipFile"),
+        ("carried.npz", _foreign_states, "Received stream states of shapes"),
+        ("carried.npz", _renamed_states, "Received stream states named"),
+    ],
+    ids=["cut-weights", "cut-states", "foreign-states", "renamed-states"],
+)
+def test_a_damaged_backup_on_resume_is_named_not_a_traceback(tmp_path, capsys, name, damage, says):
     text = tmp_path / "corpus.txt"
     text.write_text(_text(2), encoding="utf-8")
     workdir = str(tmp_path / "run")
     argv = ["train", "--workdir", workdir, "--text", str(text), "--quiet", "--no-tensorboard", *CHAR_LM]
     assert char_lm.main([*argv, "--set", "max_minutes=0.00001"]) == 0  # the budget ends it after a batch
-    weights = os.path.join(workdir, "backup", "latest", "weights.weights.h5")
-    data = open(weights, "rb").read()
-    open(weights, "wb").write(data[: len(data) // 2])
+    # Stopped mid-epoch, the backup holds the weights and the streams' states.
+    path = os.path.join(workdir, "backup", "latest", name)
+    damage(path)
     code, _out, err = _cli_run(char_lm.main, [*argv, "--set", "max_minutes=0.00001", "--resume"], capsys)
-    assert code == 2 and "Cannot resume from the backup" in err and "weights.weights.h5" in err
-    assert "Traceback" not in err
+    assert code == 2 and "Cannot resume from the backup" in err and path in err and says in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -257,10 +257,16 @@ class ResetStatesEachEpoch(keras.callbacks.Callback):
         return {str(index): array for index, array in enumerate(stream_states(self.model))}
 
     def resume_carried_state(self, arrays):
-        """Continue the streams from backed-up `arrays` (from `carried_state`); `{}` leaves them at zero."""
+        """Continue the streams from backed-up `arrays` (from `carried_state`); `{}` leaves them at zero.
+
+        Raises `ValueError` if they are not what `carried_state` gives for this model.
+        """
         if not arrays or not self._carries():
             return
-        set_stream_states(self.model, [arrays[str(index)] for index in range(len(arrays))])
+        expected = [str(index) for index in range(len(arrays))]
+        if sorted(arrays, key=lambda key: (len(key), key)) != expected:
+            raise ValueError(f"Received stream states named {sorted(arrays)}; expected {expected}.")
+        set_stream_states(self.model, [arrays[key] for key in expected])
         self._keep_states = True
 
 
