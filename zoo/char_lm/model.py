@@ -264,7 +264,7 @@ class ResetStatesEachEpoch(keras.callbacks.Callback):
         if not arrays or not self._carries():
             return
         expected = [str(index) for index in range(len(arrays))]
-        if sorted(arrays, key=lambda key: (len(key), key)) != expected:
+        if set(arrays) != set(expected):
             raise ValueError(f"Received stream states named {sorted(arrays)}; expected {expected}.")
         set_stream_states(self.model, [arrays[key] for key in expected])
         self._keep_states = True
