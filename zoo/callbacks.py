@@ -118,15 +118,19 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     `lower_is_better`).
     """
 
-    def __init__(self, directory, monitor="val_loss", mode="auto"):
+    def __init__(self, directory, monitor="val_loss", mode="auto", saving_weights=None):
         super().__init__()
         self.directory = directory
         self.monitor = monitor
+        # A context manager factory whose context holds the weights to save
+        # (`AveragedWeights.averaged`); `None` saves the weights as they are.
+        self.saving_weights = saving_weights
         self.best = BestSoFar(os.path.join(directory, "best.keras"), monitor, lower_is_better(monitor, mode))
         self.diverged = False
 
     def _save(self, name):
-        with chief_writes(os.path.join(self.directory, name)) as temporary:
+        holding = self.saving_weights() if self.saving_weights is not None else contextlib.nullcontext()
+        with holding, chief_writes(os.path.join(self.directory, name)) as temporary:
             self.model.save(temporary)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -140,6 +144,90 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if current is not None and self.best.improves(current):
             self._save("best.keras")
             self.best.record(current, epoch)
+
+
+class AveragedWeights(keras.callbacks.Callback):
+    """Validate (and, through `averaged`, checkpoint) with the optimizer's moving average of the weights.
+
+    The model's optimizer must keep the average: `use_ema=True`, with
+    `ema_momentum` its decay (Polyak averaging). Keras updates it after every
+    step, in the training step itself, and keeps it in optimizer variables,
+    so a backup of the optimizer resumes it. While the validation runs, and
+    while `averaged()` is open, the model's weights hold the average; then
+    the trained weights are put back from copies, bit for bit (Keras's
+    `SwapEMAWeights` swaps in place by additions, which round them).
+
+    Keras's `fit` ends by overwriting the weights with the average
+    (`finalize_variable_values`); this callback puts back the weights of
+    the last epoch's end there too, so after `fit` the model holds the
+    weights training continues from, and only the checkpoints hold the
+    average.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._restore_after_test = None
+        self._trained = None
+
+    def _pairs(self):
+        """`(weight, average)` variable pairs of the model's optimizer; empty before its first step."""
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # (a LossScaleOptimizer's)
+        if not getattr(optimizer, "use_ema", False):
+            raise ValueError(
+                "`AveragedWeights` needs a model compiled with an optimizer that keeps the average "
+                f"(`use_ema=True`); received {type(optimizer).__name__} with use_ema="
+                f"{getattr(optimizer, 'use_ema', None)!r}."
+            )
+        if not optimizer.built:
+            return []
+        return [
+            (weight, average)
+            for weight, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)
+            if average is not None
+        ]
+
+    def _hold_average(self):
+        """Put the averages into the weights; return the function that puts the trained weights back."""
+        pairs = self._pairs()
+        trained = [keras.ops.convert_to_numpy(weight) for weight, _ in pairs]
+        for weight, average in pairs:
+            weight.assign(average)
+
+        def restore():
+            for (weight, _), value in zip(pairs, trained):
+                weight.assign(value)
+
+        return restore
+
+    @contextlib.contextmanager
+    def averaged(self):
+        """Within this context the model's weights are the averages (as validated); after it, the trained ones."""
+        if self._restore_after_test is not None:  # (already holding them, inside a validation)
+            yield
+            return
+        restore = self._hold_average()
+        try:
+            yield
+        finally:
+            restore()
+
+    def on_test_begin(self, logs=None):
+        self._restore_after_test = self._hold_average()
+
+    def on_test_end(self, logs=None):
+        restore, self._restore_after_test = self._restore_after_test, None
+        if restore is not None:
+            restore()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._trained = [keras.ops.convert_to_numpy(weight) for weight, _ in self._pairs()]
+
+    def on_train_end(self, logs=None):
+        if self._trained is not None:
+            for (weight, _), value in zip(self._pairs(), self._trained):
+                weight.assign(value)
+            self._trained = None
 
 
 class DivergenceGuard(keras.callbacks.Callback):

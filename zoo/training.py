@@ -36,6 +36,7 @@ import keras
 
 from zoo.callbacks import (
     AtomicCheckpoint,
+    AveragedWeights,
     DivergenceGuard,
     EpochTimer,
     ResumableBackup,
@@ -148,6 +149,7 @@ def fit(
     log=silent,
     resume=False,
     divergence_factor=DIVERGENCE_FACTOR,
+    averaged_weights=False,
 ):
     """Train `model` with checkpoints, backups, logs, a time budget and a divergence guard.
 
@@ -175,6 +177,11 @@ def fit(
     (`already_finished` true). Without `resume` a new session trains there
     (the recipes refuse that through `zoo.workdir.prepare_workdir`).
 
+    `averaged_weights`: validate and write the checkpoints with the
+    optimizer's moving average of the weights (compile with `use_ema=True`;
+    see `zoo.callbacks.AveragedWeights`); training and its backups keep the
+    trained weights.
+
     Returns a dict: `history` (per-epoch logs), `seconds` (wall time),
     `epoch_seconds` (each epoch of this session, training and validation;
     see `zoo.callbacks.EpochTimer`), `time_budget_exhausted`, `already_finished`, and the paths of the
@@ -188,13 +195,16 @@ def fit(
             f"Received an invalid value for argument `max_minutes`, expected a positive number or None, got {max_minutes!r}."
         )
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
-    checkpoint = AtomicCheckpoint(checkpoint_dir, monitor, mode)
+    averaging = AveragedWeights() if averaged_weights else None
+    checkpoint = AtomicCheckpoint(checkpoint_dir, monitor, mode, averaging and averaging.averaged)
     guard = DivergenceGuard(checkpoint, divergence_factor)
     budget = TimeBudget(max_minutes)
     carried = [callback for callback in callbacks if hasattr(callback, "carried_state")]
     backup = ResumableBackup(os.path.join(workdir, BACKUP_DIR), backup_every_batches, guard, budget, carried)
     timer = EpochTimer()
     all_callbacks = [timer, guard, budget, backup, checkpoint, *callbacks]
+    if averaging is not None:
+        all_callbacks.append(averaging)
     if tensorboard:
         all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(workdir, LOG_DIR)))
     finished = _finished_run(workdir, checkpoint_dir, resume)

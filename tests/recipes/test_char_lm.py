@@ -131,10 +131,13 @@ def test_train_sample_evaluate_export(tmp_path, text_file, capsys):
     assert np.exp(result["log_probs"]).sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_resume_after_stops_finishes_every_batch_once_and_continues_the_streams(tmp_path, text_file, capsys):
+@pytest.mark.parametrize("averaging", [[], ["ema_decay=0.5"]], ids=["trained-weights", "ema"])
+def test_resume_after_stops_finishes_every_batch_once_and_continues_the_streams(tmp_path, text_file, capsys, averaging):
     # 900 training characters in 4 streams of 225: (225 - 1) // 50 = 4 batches
     # per epoch. Without dropout the sessions' random draws do not matter.
-    overrides = [*TINY, "seq_len=50", "epochs=1", "dropout=0", "learning_rate=0.05"]
+    # With `ema_decay` the checkpoints hold the moving average, which each
+    # session must resume with the optimizer.
+    overrides = [*TINY, "seq_len=50", "epochs=1", "dropout=0", "learning_rate=0.05", *averaging]
 
     def train(name, extra):
         workdir = str(tmp_path / name)

@@ -370,6 +370,17 @@ def test_weight_decay_shrinks_the_weight_matrices_only_in_proportion_to_the_rate
         CharLMConfig(weight_decay=-0.1).validate()
 
 
+def test_ema_decay_makes_the_optimizer_keep_the_moving_average_of_the_weights():
+    config = _tiny_config(num_layers=1, ema_decay=0.75)
+    model = model_lib.compile_model(model_lib.build_model(config, vocabulary_size=7, stateful=False), config)
+    assert model.optimizer.use_ema and model.optimizer.ema_momentum == 0.75
+    plain = model_lib.optimizer(model, _tiny_config(num_layers=1))
+    assert not plain.use_ema
+    for wrong in (1.0, -0.5):
+        with pytest.raises(ValueError, match="`ema_decay`"):
+            CharLMConfig(ema_decay=wrong).validate()
+
+
 def test_cosine_schedule_is_the_default_and_decays_to_zero_over_decay_epochs():
     constant = CharLMConfig(learning_rate=0.01, lr_schedule="constant")
     assert model_lib.learning_rate(constant, steps_per_epoch=10) == 0.01

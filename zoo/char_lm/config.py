@@ -42,6 +42,7 @@ class CharLMConfig:
     decay_epochs: int = 0  # cosine only: epochs the decay spans (0: epochs); past them the rate stays 0
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) of the weight matrices, scaled by the rate; 0: off
+    ema_decay: float = 0.0  # validate and checkpoint a moving average of the weights with this decay per step; 0: off
     validation_fraction: float = 0.1  # last fraction of the text held out for validation
     max_minutes: float | None = None  # wall-clock training budget; ends after the current batch
     divergence_factor: float = DIVERGENCE_FACTOR  # stop once the loss passes this multiple of its first value (0: off)
@@ -62,6 +63,7 @@ class CharLMConfig:
         for name in ("learning_rate", "clip_norm"):
             require_float(name, getattr(self, name), above=0.0)
         require_float("weight_decay", self.weight_decay, minimum=0.0, below=1.0)
+        require_float("ema_decay", self.ema_decay, minimum=0.0, below=1.0)
         require_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         require_choice("dropout_mask", self.dropout_mask, DROPOUT_MASKS)
         require_int("decay_epochs", self.decay_epochs, minimum=0)

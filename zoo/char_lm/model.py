@@ -138,11 +138,19 @@ def optimizer(model, config, steps_per_epoch=None):
     step shrinks each weight matrix (rank 2 or more: kernels and the
     embedding) by `weight_decay` times the current rate; biases, norm
     scales and peepholes are left alone.
+
+    With `ema_decay`, the optimizer also keeps a moving average of the
+    weights (`use_ema`), updated after every step: `average = ema_decay *
+    average + (1 - ema_decay) * weights`, starting from the first step's
+    weights; `zoo.training.fit(averaged_weights=True)` validates and
+    checkpoints it.
     """
     adam = keras.optimizers.Adam(
         learning_rate(config, steps_per_epoch),
         global_clipnorm=config.clip_norm,
         weight_decay=config.weight_decay or None,
+        use_ema=config.ema_decay > 0,
+        ema_momentum=config.ema_decay or 0.99,
     )
     if config.weight_decay:
         adam.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) < 2])

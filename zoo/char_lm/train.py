@@ -163,6 +163,7 @@ def _train_and_evaluate(config, workdir, source, resume, strategy, verbose, is_c
         log=log,
         resume=resume,
         divergence_factor=config.divergence_factor,
+        averaged_weights=config.ema_decay > 0,
     )
     metrics_path = os.path.join(workdir, METRICS_FILE)
     if result["already_finished"] and os.path.exists(metrics_path):
