@@ -14,7 +14,17 @@ units), three contenders with the same weights, all on the JAX backend:
   `keras.layers.RNN`;
 - `keras`: Keras's built-in layer (`keras.layers.LSTM`, ...), which on a
   CPU runs Keras's own cell in `keras.layers.RNN` (a `jax.lax.scan`,
-  differentiated by JAX).
+  differentiated by JAX);
+- `products`: not a layer but the floor under all of them: only the matrix
+  products a training step (or a forward pass) of that cell cannot avoid,
+  with the same shapes and in the same loops, and nothing else (no gate
+  arithmetic, records or masks): per step `x_t @ kernel + h @
+  recurrent_kernel` forward and `dz_t @ recurrent_kernel^T` backward, then
+  the kernel and recurrent kernel gradients as one product each (the
+  training step differentiates the weights only, so no layer computes the
+  inputs' gradient).
+  No layer can be faster than it; `x keras` of this row is the most any
+  layer could gain over Keras's.
 
 Two measurements per contender, each a `jax.jit`-compiled function of the
 layer's `stateless_call`, compiled and run twice before timing:
@@ -51,7 +61,7 @@ import statistics
 import sys
 
 CELL_KINDS = ("SimpleRNN", "LSTM", "GRU")
-CONTENDERS = ("fused", "fused-projected", "cell", "keras")
+CONTENDERS = ("fused", "fused-projected", "cell", "keras", "products")
 DEFAULT_SIZE = (64, 100, 64, 256)
 QUICK_SIZE = (4, 6, 3, 5)
 
@@ -126,6 +136,69 @@ def step_functions(layer, inputs, targets, learning_rate=1e-3):
     return train, infer
 
 
+GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def product_functions(kind, inputs, units, seed):
+    """(train, forward) of the `products` contender: a cell's unavoidable matrix products alone.
+
+    The products have a training step's shapes: the forward loop's
+    `x_t @ kernel + h @ recurrent_kernel` (the next `h` is a slice of the
+    result, so the steps stay a chain), the backward loop's `dz_t @
+    recurrent_kernel^T` (chained through an addition), and after it
+    `x^T @ dz` and `h^T @ dz` over all steps. `dz` and `h`
+    are fixed random arrays of the right shapes. Each is compiled and run
+    twice here.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    batch, steps, features = inputs.shape
+    width = GATES[kind] * units
+    rng = np.random.default_rng(seed)
+
+    def array(*shape):
+        return jnp.asarray(rng.uniform(-0.1, 0.1, size=shape).astype("float32"))
+
+    kernel, recurrent_kernel = array(features, width), array(units, width)
+    dz, h = array(steps, batch, width), array(steps, batch, units)
+    x = jnp.swapaxes(inputs, 0, 1)
+
+    def forward_loop(kernel, recurrent_kernel, x):
+        def step(h_t, x_t):
+            return (x_t @ kernel + h_t @ recurrent_kernel)[:, :units], None
+
+        return jax.lax.scan(step, jnp.zeros((batch, units), x.dtype), x)[0]
+
+    @jax.jit
+    def train_step(kernel, recurrent_kernel, x, dz, h):
+        final = forward_loop(kernel, recurrent_kernel, x)
+        transposed = recurrent_kernel.T
+
+        def step(d_h, dz_t):
+            return dz_t @ transposed + d_h, None
+
+        d_initial = jax.lax.scan(step, final, dz, reverse=True)[0]
+        flat_dz = dz.reshape(-1, width)
+        d_kernel = x.reshape(-1, features).T @ flat_dz
+        d_recurrent = h.reshape(-1, units).T @ flat_dz
+        return d_kernel, d_recurrent, d_initial
+
+    forward = jax.jit(forward_loop)
+
+    def train():
+        jax.block_until_ready(train_step(kernel, recurrent_kernel, x, dz, h))
+
+    def infer():
+        forward(kernel, recurrent_kernel, x).block_until_ready()
+
+    for _ in range(2):
+        train()
+        infer()
+    return train, infer
+
+
 @contextlib.contextmanager
 def _projection_setting(name):
     """While tracing `fused-projected`, the fused path projects all steps' inputs before the scans."""
@@ -153,6 +226,9 @@ def benchmark_case(kind, size, repeats, seed):
     weights = None
     functions = {}
     for name in CONTENDERS:
+        if name == "products":
+            functions[name] = product_functions(kind, inputs, units, seed)
+            continue
         layer = build_contender(name, kind, units)
         layer.build((batch, steps, features))
         if weights is None:
