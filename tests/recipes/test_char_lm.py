@@ -263,6 +263,22 @@ def test_benchmark_trains_ours_and_keras_side_by_side(tmp_path, text_file, capsy
     assert comparison["median_epoch_time_ratio"] == pytest.approx(theirs["epoch_seconds"][1] / ours["epoch_seconds"][1])
 
 
+def test_benchmark_with_ema_decay_validates_the_average_and_trains_the_weights(tmp_path, text_file, capsys):
+    # One fit per epoch: each must leave the trained weights in the model
+    # (not Keras's finalized average), so training takes the same steps as
+    # without averaging, while validation scores the average.
+    results = {}
+    for name, extra in (("plain", []), ("ema", ["ema_decay=0.9"])):
+        workdir = str(tmp_path / name)
+        arguments = ["benchmark", "--workdir", workdir, "--text", text_file, "--implementations", "ours"]
+        assert recipe.main([*arguments, *_sets([*TINY, "epochs=3", "dropout=0", *extra])]) == 0
+        results[name] = json.load(open(os.path.join(workdir, "benchmark.json")))["implementations"]["ours"]
+    np.testing.assert_allclose(results["ema"]["train_nats_per_char"], results["plain"]["train_nats_per_char"], rtol=1e-6)
+    assert all(
+        abs(a - b) > 1e-4 for a, b in zip(results["ema"]["val_nats_per_char"], results["plain"]["val_nats_per_char"])
+    )
+
+
 @pytest.mark.parametrize(
     "make_argv, words",
     [

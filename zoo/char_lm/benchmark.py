@@ -20,7 +20,7 @@ import numpy as np
 
 from zoo import cells, registry, training
 from zoo import workdir as workdir_lib
-from zoo.callbacks import EpochTimer
+from zoo.callbacks import AveragedWeights, EpochTimer
 from zoo.char_lm import data as data_lib
 from zoo.char_lm import model as model_lib
 from zoo.char_lm import train as train_lib
@@ -86,12 +86,15 @@ def _benchmark(config, workdir, source, implementations, verbose, log):
         order = implementations if epoch % 2 == 0 else implementations[::-1]
         for implementation in order:
             timer = EpochTimer()
+            # With `ema_decay`, validate the average and keep training the
+            # weights (Keras's `fit` would leave the average in them).
+            averaging = [AveragedWeights()] if config.ema_decay > 0 else []
             history = models[implementation].fit(
                 training_data,
                 validation_data=validation_data,
                 initial_epoch=epoch,
                 epochs=epoch + 1,
-                callbacks=[timer, model_lib.ResetStatesEachEpoch()],
+                callbacks=[timer, model_lib.ResetStatesEachEpoch(), *averaging],
                 verbose=verbose,
                 shuffle=False,
             )
