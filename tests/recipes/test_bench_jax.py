@@ -7,9 +7,9 @@ if keras.backend.backend() != "jax":
     pytest.skip("recipes.bench_jax runs on the JAX backend (KERAS_BACKEND=jax)", allow_module_level=True)
 pytest.importorskip("jax")
 
-pytestmark = pytest.mark.backends  # (so that the JAX run of the backend tests includes it)
-
 from recipes import bench_jax
+
+pytestmark = pytest.mark.backends  # (so that the JAX run of the backend tests includes it)
 
 
 def test_quick_run_times_every_contender(capsys):

@@ -273,7 +273,9 @@ def test_benchmark_with_ema_decay_validates_the_average_and_trains_the_weights(t
         arguments = ["benchmark", "--workdir", workdir, "--text", text_file, "--implementations", "ours"]
         assert recipe.main([*arguments, *_sets([*TINY, "epochs=3", "dropout=0", *extra])]) == 0
         results[name] = json.load(open(os.path.join(workdir, "benchmark.json")))["implementations"]["ours"]
-    np.testing.assert_allclose(results["ema"]["train_nats_per_char"], results["plain"]["train_nats_per_char"], rtol=1e-6)
+    np.testing.assert_allclose(
+        results["ema"]["train_nats_per_char"], results["plain"]["train_nats_per_char"], rtol=1e-6
+    )
     assert all(
         abs(a - b) > 1e-4 for a, b in zip(results["ema"]["val_nats_per_char"], results["plain"]["val_nats_per_char"])
     )

@@ -15,7 +15,9 @@ def _data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(48, 4)).astype("float32")
     y = np.tanh(x @ np.array([[1.0], [-2.0], [0.5], [3.0]], "float32"))
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8), tf.data.Dataset.from_tensor_slices((x[:16], y[:16])).batch(8)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8), tf.data.Dataset.from_tensor_slices(
+        (x[:16], y[:16])
+    ).batch(8)
 
 
 def _model(use_ema, momentum=0.8):

@@ -48,7 +48,7 @@ def _float_fields(config_class):
 def test_every_config_has_float_fields_to_check():
     # The parametrisation below must not be empty by accident.
     assert {config.__name__: len(_float_fields(config)) for config in CONFIG_CLASSES} == {
-        "CharLMConfig": 8,
+        "CharLMConfig": 9,
         "ForecastConfig": 5,
         "SentimentConfig": 14,
         "StudyConfig": 5,
