@@ -1,7 +1,8 @@
 """Benchmark the sequence layers' fused JAX path against Keras's built-in layers on JAX.
 
 For SimpleRNN, LSTM and GRU at one or more sizes (batch, steps, inputs,
-units), three contenders with the same weights, all on the JAX backend:
+units), four contenders with the same weights, and the floor under them, all
+on the JAX backend:
 
 - `fused`: our layer (`layers.LSTM`, ...), which takes the fused JAX path
   (`layers.fused_jax`: a `jax.lax.scan` recurrence and a hand-written
