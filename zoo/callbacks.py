@@ -167,7 +167,7 @@ class AveragedWeights(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self._restore_after_test = None
-        self._trained = None
+        self._restore_after_fit = None
 
     def _pairs(self):
         """`(weight, average)` variable pairs of the model's optimizer; empty before its first step."""
@@ -187,25 +187,27 @@ class AveragedWeights(keras.callbacks.Callback):
             if average is not None
         ]
 
-    def _hold_average(self):
-        """Put the averages into the weights; return the function that puts the trained weights back."""
+    def _snapshot(self):
+        """Copy the weights now; return the function that puts these values back."""
         pairs = self._pairs()
-        trained = [keras.ops.convert_to_numpy(weight) for weight, _ in pairs]
-        for weight, average in pairs:
-            weight.assign(average)
+        values = [keras.ops.convert_to_numpy(weight) for weight, _ in pairs]
 
         def restore():
-            for (weight, _), value in zip(pairs, trained):
+            for (weight, _), value in zip(pairs, values):
                 weight.assign(value)
 
+        return restore
+
+    def _hold_average(self):
+        """Put the averages into the weights; return the function that puts the trained weights back."""
+        restore = self._snapshot()
+        for weight, average in self._pairs():
+            weight.assign(average)
         return restore
 
     @contextlib.contextmanager
     def averaged(self):
         """Within this context the model's weights are the averages (as validated); after it, the trained ones."""
-        if self._restore_after_test is not None:  # (already holding them, inside a validation)
-            yield
-            return
         restore = self._hold_average()
         try:
             yield
@@ -221,13 +223,12 @@ class AveragedWeights(keras.callbacks.Callback):
             restore()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._trained = [keras.ops.convert_to_numpy(weight) for weight, _ in self._pairs()]
+        self._restore_after_fit = self._snapshot()
 
     def on_train_end(self, logs=None):
-        if self._trained is not None:
-            for (weight, _), value in zip(self._pairs(), self._trained):
-                weight.assign(value)
-            self._trained = None
+        restore, self._restore_after_fit = self._restore_after_fit, None
+        if restore is not None:
+            restore()
 
 
 class DivergenceGuard(keras.callbacks.Callback):
